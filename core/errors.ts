@@ -1,0 +1,27 @@
+// Error classes. Every message names the op, tensor, file or key involved and what was expected vs. found.
+
+export class TensorError extends Error {
+  override name = 'TensorError';
+}
+/** Shapes that do not fit the op (mismatch, bad axis, bad reshape). */
+export class ShapeError extends TensorError {
+  override name = 'ShapeError';
+}
+/** A tensor of the wrong dtype for the op. */
+export class DTypeError extends TensorError {
+  override name = 'DTypeError';
+}
+/** An index outside the axis it indexes. */
+export class IndexError extends TensorError {
+  override name = 'IndexError';
+}
+/** A tensor used after dispose(). */
+export class DisposedError extends TensorError {
+  override name = 'DisposedError';
+}
+/** A WebGPU failure: no adapter, a validation error reported by Dawn, or a lost device. */
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export const fmtShape = (shape: readonly number[]): string => `[${shape.join(', ')}]`;

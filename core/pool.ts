@@ -1,0 +1,79 @@
+// GPU buffer pool. Buffers are bucketed by size (powers of two split in quarters, so at most 25% slack) and
+// reused; released buffers go back to their bucket. Reusing a buffer for new work is safe without waiting:
+// WebGPU executes one queue in order, so the new writes land after every earlier read.
+// Destroying is different: trim() first waits for the queue to drain.
+
+const MIN_BUCKET = 256;
+
+export function bucketBytes(bytes: number): number {
+  if (bytes <= MIN_BUCKET) return MIN_BUCKET;
+  const pow = 2 ** Math.floor(Math.log2(bytes));
+  const quarter = pow / 4;
+  return Math.ceil(bytes / quarter) * quarter;
+}
+
+export interface MemoryStats {
+  /** Bytes held by live tensors (rounded up to their buckets). */
+  liveBytes: number;
+  liveBuffers: number;
+  /** Bytes sitting in the pool, ready for reuse. */
+  pooledBytes: number;
+  /** Highest liveBytes seen. */
+  peakBytes: number;
+  /** GPU buffers created (pool misses). */
+  allocations: number;
+  /** Buffer requests served from the pool. */
+  reuses: number;
+}
+
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  private stats: MemoryStats = { liveBytes: 0, liveBuffers: 0, pooledBytes: 0, peakBytes: 0, allocations: 0, reuses: 0 };
+
+  constructor(private device: GPUDevice, private usage: GPUBufferUsageFlags) {}
+
+  acquire(bytes: number, label?: string): GPUBuffer {
+    const size = bucketBytes(bytes);
+    const list = this.free.get(size);
+    let buffer = list?.pop();
+    if (buffer) {
+      this.stats.reuses++;
+      this.stats.pooledBytes -= size;
+    } else {
+      const maxBytes = this.device.limits.maxBufferSize;
+      if (size > maxBytes) throw new RangeError(`cannot allocate ${bytes} bytes${label ? ` for ${label}` : ''}: the device's maxBufferSize is ${maxBytes}`);
+      buffer = this.device.createBuffer({ size, usage: this.usage, label });
+      this.stats.allocations++;
+    }
+    this.stats.liveBytes += size;
+    this.stats.liveBuffers++;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
+    return buffer;
+  }
+
+  release(buffer: GPUBuffer): void {
+    const size = buffer.size;
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
+    list.push(buffer);
+    this.stats.liveBytes -= size;
+    this.stats.liveBuffers--;
+    this.stats.pooledBytes += size;
+  }
+
+  snapshot(): MemoryStats {
+    return { ...this.stats };
+  }
+
+  /** Takes every pooled buffer out of the pool; the caller destroys them once queued work is done. */
+  drain(): GPUBuffer[] {
+    const all = [...this.free.values()].flat();
+    this.free.clear();
+    this.stats.pooledBytes = 0;
+    return all;
+  }
+
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.liveBytes;
+  }
+}

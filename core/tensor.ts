@@ -1,0 +1,211 @@
+// Tensor: a typed, strided view of reference-counted GPU storage.
+//
+// Views (reshape, permute, slice, expand, …) share storage and differ only in shape, strides and offset;
+// kernels read strided inputs directly, so most views never copy. Storage returns its buffer to the pool
+// when its last view is disposed. Tensors created inside tidy() are disposed when it returns, except the
+// result and anything passed to keep().
+import { BYTES_PER_ELEMENT, dtypeOfArray, makeArray, type ArrayFor, type DType, type TypedArray } from './dtype.ts';
+import { DisposedError, ShapeError, fmtShape } from './errors.ts';
+import { getEngine } from './engine.ts';
+import { checkShape, contiguousStrides, sizeOf, type Shape } from './shape.ts';
+import type { Node } from './autograd.ts';
+
+let nextStorageId = 1;
+
+export class Storage {
+  readonly id = nextStorageId++;
+  private refs = 1;
+  constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
+
+  static allocate(bytes: number, label?: string): Storage {
+    return new Storage(getEngine().pool.acquire(Math.max(bytes, 4), label), bytes);
+  }
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (--this.refs === 0) getEngine().pool.release(this.buffer);
+  }
+}
+
+// ---- scopes -------------------------------------------------------------------------------------------------
+const scopes: Set<Tensor>[] = [];
+
+/** Runs fn and disposes every tensor created inside it except those reachable from its result or kept. */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  if (result instanceof Promise) throw new TypeError('tidy(fn): fn must be synchronous (await outside of tidy)');
+  const survivors = new Set<Tensor>();
+  collectTensors(result, survivors);
+  const parent = scopes.at(-1);
+  for (const t of scope) {
+    if (survivors.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Takes a tensor out of scope tracking: it lives until disposed explicitly. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+function collectTensors(value: unknown, into: Set<Tensor>): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
+  else if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, into);
+  }
+}
+
+// ---- tensor -------------------------------------------------------------------------------------------------
+let nextTensorId = 1;
+
+export class Tensor {
+  readonly id = nextTensorId++;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  /** Whether gradients flow to (leaf) or through (interior) this tensor. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after backward(). */
+  grad: Tensor | null = null;
+  /** The op that produced this tensor, when it was recorded for autodiff. */
+  node: Node | null = null;
+  /** A host copy of data uploaded from JS, kept for small integer tensors so index ops can validate bounds. */
+  hostData: TypedArray | null = null;
+  private disposed = false;
+
+  constructor(
+    readonly storage: Storage,
+    shape: Shape,
+    readonly dtype: DType,
+    strides?: Shape,
+    /** Offset of element [0, …, 0] in the storage, in elements. */
+    readonly offset = 0,
+  ) {
+    this.shape = [...shape];
+    this.strides = strides ? [...strides] : contiguousStrides(shape);
+    scopes.at(-1)?.add(this);
+  }
+
+  static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
+    checkShape('empty', shape);
+    return new Tensor(Storage.allocate(sizeOf(shape) * BYTES_PER_ELEMENT), shape, dtype);
+  }
+
+  /** Uploads host data. The array's length must equal the shape's size. */
+  static from(data: TypedArray | readonly number[], shape?: Shape, dtype?: DType): Tensor {
+    const dt = dtype ?? (Array.isArray(data) ? 'f32' : dtypeOfArray(data as TypedArray));
+    const arr: TypedArray = Array.isArray(data) || dtypeOfArray(data as TypedArray) !== dt ? Float32Array.from(data as ArrayLike<number>) : (data as TypedArray);
+    const typed = dt === 'i32' && !(arr instanceof Int32Array) ? Int32Array.from(arr) : arr;
+    const shp = shape ?? [typed.length];
+    checkShape('tensor', shp);
+    if (sizeOf(shp) !== typed.length) throw new ShapeError(`tensor: ${typed.length} values do not fill shape ${fmtShape(shp)} (size ${sizeOf(shp)})`);
+    const t = Tensor.empty(shp, dt);
+    if (typed.length) getEngine().upload(t.storage.buffer, 0, typed);
+    if (dt === 'i32' && typed.length <= 1 << 20) t.hostData = typed;
+    return t;
+  }
+
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+  get isContiguous(): boolean {
+    let expected = 1;
+    for (let i = this.rank - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== expected) return false;
+      expected *= this.shape[i];
+    }
+    return true;
+  }
+  /** The GPU buffer, checked for use after dispose; `op` names the caller in the error. */
+  bufferFor(op: string): GPUBuffer {
+    if (this.disposed) throw new DisposedError(`${op}: tensor #${this.id} ${fmtShape(this.shape)} was used after dispose()`);
+    return this.storage.buffer;
+  }
+
+  /** A new view of the same storage (no copy). Views are separate tensors: each must be disposed. */
+  view(shape: Shape, strides: Shape, offset = this.offset): Tensor {
+    this.bufferFor('view');
+    return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of scopes) s.delete(this);
+    this.storage.release();
+    this.node?.unref();
+    this.node = null;
+    this.grad?.dispose();
+    this.grad = null;
+  }
+
+  /** Reads the tensor back to the host (contiguous, row-major). */
+  async data(): Promise<ArrayFor<this['dtype']>> {
+    const buffer = this.bufferFor('data');
+    const out = makeArray(this.dtype, this.size);
+    if (this.size === 0) return out as ArrayFor<this['dtype']>;
+    // Read the span the view covers, then gather on the host: no kernel needed for strided views.
+    let lo = this.offset;
+    let hi = this.offset;
+    for (let i = 0; i < this.rank; i++) {
+      const reach = (this.shape[i] - 1) * this.strides[i];
+      if (reach < 0) lo += reach;
+      else hi += reach;
+    }
+    const bytes = await getEngine().read(buffer, lo * BYTES_PER_ELEMENT, (hi - lo + 1) * BYTES_PER_ELEMENT);
+    const span = this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
+    if (this.isContiguous) {
+      out.set(span.subarray(this.offset - lo, this.offset - lo + this.size));
+      return out as ArrayFor<this['dtype']>;
+    }
+    const idx = new Array<number>(this.rank).fill(0);
+    for (let n = 0; n < this.size; n++) {
+      let at = this.offset - lo;
+      for (let d = 0; d < this.rank; d++) at += idx[d] * this.strides[d];
+      out[n] = span[at];
+      for (let d = this.rank - 1; d >= 0; d--) {
+        if (++idx[d] < this.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return out as ArrayFor<this['dtype']>;
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new ShapeError(`item: tensor has shape ${fmtShape(this.shape)}, expected exactly one element`);
+    return (await this.data())[0];
+  }
+
+  /** Nested arrays, for printing and tests. */
+  async array(): Promise<unknown> {
+    const flat = Array.from(await this.data());
+    const build = (dim: number, at: number): unknown => {
+      if (dim === this.rank) return flat[at];
+      const step = sizeOf(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim] }, (_, i) => build(dim + 1, at + i * step));
+    };
+    return build(0, 0);
+  }
+
+  toString(): string {
+    return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
