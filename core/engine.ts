@@ -4,11 +4,12 @@
 // Per-dispatch uniforms (shapes, strides, scalars) are appended to a CPU-side arena and bound with a dynamic
 // offset, so a pipeline serves every shape and one bind group serves every dispatch over the same buffers.
 // The arena is uploaded with a single writeBuffer right before its batch is submitted.
-import { GpuError } from './errors.ts';
+import { GpuError, IndexError } from './errors.ts';
 import { gpu, type Gpu } from './device.ts';
 import { BufferPool, type MemoryStats } from './pool.ts';
 
-export type StorageType = 'f32' | 'i32' | 'u32';
+/** Element type of a storage binding; vec4<f32> lets a kernel load four floats at once. */
+export type StorageType = 'f32' | 'i32' | 'u32' | 'vec4<f32>';
 /** Scalars, or `vec8u`: eight u32 (shape / strides up to rank 8), packed as array<vec4<u32>, 2>. */
 export type UniformType = 'u32' | 'i32' | 'f32' | 'vec8u';
 
@@ -125,12 +126,25 @@ export class Engine {
   private pendingDispatches = 0;
   private counters = { dispatches: 0, submits: 0, readbacks: 0 };
   private readonly maxWorkgroups: number;
+  /**
+   * A u32 that kernels set to a non-zero code when they meet bad data they cannot report otherwise (an
+   * out-of-range index read from GPU memory). Every readback also reads it and throws the matching error.
+   */
+  readonly errorFlag: GPUBuffer;
+  private errorCodes: string[] = [''];
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
     this.pool = new BufferPool(this.device, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
     this.arena = this.device.createBuffer({ label: 'uniform arena', size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.maxWorkgroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    this.errorFlag = this.device.createBuffer({ label: 'error flag', size: 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  }
+
+  /** The code a kernel writes to errorFlag to report `message`. */
+  errorCode(message: string): number {
+    const at = this.errorCodes.indexOf(message);
+    return at > 0 ? at : this.errorCodes.push(message) - 1;
   }
 
   /** The kernel for `key`, compiled on first use; `make` builds its spec. */
@@ -222,8 +236,9 @@ export class Engine {
   /** Copies `bytes` from a buffer back to the host. The only place the CPU waits for the GPU. */
   async read(buffer: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ label: 'readback', size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({ label: 'readback', size: size + 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(buffer, byteOffset, staging, 0, size);
+    this.copy(this.errorFlag, 0, staging, size, 4);
     this.flush();
     this.counters.readbacks++;
     try {
@@ -233,9 +248,15 @@ export class Engine {
       throw new GpuError(`readback failed: ${(e as Error).message}`);
     }
     this.gpu.throwIfFailed();
-    const out = staging.getMappedRange().slice(0, bytes);
+    const mapped = staging.getMappedRange();
+    const out = mapped.slice(0, bytes);
+    const code = new Uint32Array(mapped, size, 1)[0];
     staging.unmap();
     staging.destroy();
+    if (code !== 0) {
+      this.device.queue.writeBuffer(this.errorFlag, 0, new Uint32Array(1));
+      throw new IndexError(this.errorCodes[code] ?? `a kernel reported error code ${code}`);
+    }
     return out;
   }
 

@@ -140,7 +140,7 @@ export class Tensor {
   }
 
   /** A new view of the same storage (no copy). Views are separate tensors: each must be disposed. */
-  view(shape: Shape, strides: Shape, offset = this.offset): Tensor {
+  view(shape: Shape, strides: Shape = contiguousStrides(shape), offset = this.offset): Tensor {
     this.bufferFor('view');
     return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
   }

@@ -17,7 +17,7 @@ export type Operand = Tensor | number;
 const WG = 256;
 
 /** WGSL helpers available to every elementwise expression. */
-const HELPERS = /* wgsl */ `
+export const HELPERS = /* wgsl */ `
 // erf, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below f32 resolution near 1).
 fn erf_(x: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.3275911 * abs(x));
@@ -73,8 +73,6 @@ export const EW = {
   mul: { arity: 2, expr: 'a * b' },
   div: { arity: 2, expr: 'a / b' },
   pow: { arity: 2, expr: 'pow_(a, b)', float: true },
-  maximum: { arity: 2, expr: 'max(a, b)' },
-  minimum: { arity: 2, expr: 'min(a, b)' },
   eq: { arity: 2, expr: 'select(0, 1, a == b)', out: 'i32' },
   ne: { arity: 2, expr: 'select(0, 1, a != b)', out: 'i32' },
   lt: { arity: 2, expr: 'select(0, 1, a < b)', out: 'i32' },

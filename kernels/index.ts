@@ -1,0 +1,30 @@
+// The public tensor API: core types plus every op. `import * as T from '../kernels/index.ts'`.
+import { initGpu } from '../core/device.ts';
+import { getEngine } from '../core/engine.ts';
+
+export { Tensor, tidy, keep } from '../core/tensor.ts';
+export { noGrad, isGradEnabled } from '../core/autograd.ts';
+export { closeGpu, gpu } from '../core/device.ts';
+export type { DType } from '../core/dtype.ts';
+export * from '../core/errors.ts';
+export { backward, param, detach, backwardRules, type OpName } from './autodiff.ts';
+export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal, Generator, manualSeed, defaultGenerator } from './creation.ts';
+export * from './math.ts';
+export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
+export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad } from './movement.ts';
+export { matmul, matmulConfig, type Activation, type MatmulOptions } from './matmul.ts';
+export { softmax, logSoftmax, layerNorm } from './rowwise.ts';
+export { indexSelect, embedding } from './gather.ts';
+export { crossEntropy, variance, logSumExp } from './composite.ts';
+
+/** Opens the WebGPU device; call once before creating tensors. */
+export async function init(): Promise<void> {
+  await initGpu();
+  getEngine();
+}
+
+/** GPU memory, pool and pipeline statistics. */
+export const memory = () => getEngine().stats();
+
+/** Waits for all submitted GPU work (and surfaces any WebGPU error). */
+export const sync = (): Promise<void> => getEngine().sync();

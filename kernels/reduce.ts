@@ -1,0 +1,167 @@
+// Reductions over any set of axes: sum (and mean through a fused scale), max, min, argmax, argmin.
+//
+// The input is viewed as [outer, R, inner] where R is the product of the reduced axes. That view exists
+// without a copy when the reduced axes are adjacent in a contiguous tensor; otherwise the tensor is permuted
+// (reduced axes last) and materialised once. One thread owns one output and walks R with stride `inner`, so
+// last-axis reductions read rows and first-axis reductions (bias gradients) read coalesced columns.
+// When there are few outputs but long rows (a full sum), R is split into chunks in a first pass and the
+// chunk results are reduced again: a thread per output alone would leave the GPU idle.
+import type { DType } from '../core/dtype.ts';
+import { DTypeError } from '../core/errors.ts';
+import { getEngine, grid } from '../core/engine.ts';
+import { normalizeAxes, sizeOf, type Shape } from '../core/shape.ts';
+import { Tensor } from '../core/tensor.ts';
+import { recordOp } from './autodiff.ts';
+import { contiguous, permute, reshape } from './movement.ts';
+
+export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
+
+const WG = 64;
+const CHUNK = 256; // elements per thread in the first pass of a split reduction
+
+const INIT: Record<ReduceOp, Record<DType, string>> = {
+  sum: { f32: '0.0', i32: '0' },
+  max: { f32: '-3.4028234663852886e38', i32: '-2147483647 - 1' },
+  argmax: { f32: '-3.4028234663852886e38', i32: '-2147483647 - 1' },
+  min: { f32: '3.4028234663852886e38', i32: '2147483647' },
+  argmin: { f32: '3.4028234663852886e38', i32: '2147483647' },
+};
+
+function reduceKernel(op: ReduceOp, dtype: DType) {
+  const isArg = op === 'argmax' || op === 'argmin';
+  const better = op === 'max' || op === 'argmax' ? '>' : '<';
+  const update =
+    op === 'sum'
+      ? 'acc += v;'
+      : isArg
+        ? `if (v ${better} acc || (v != v && acc == acc)) { acc = v; best = r; }` // the first NaN wins, like PyTorch
+        : `if (v ${better} acc || v != v) { acc = v; }`;
+  const result = isArg ? 'i32(best)' : op === 'sum' && dtype === 'f32' ? 'acc * u.scale' : 'acc';
+  return getEngine().kernel(`reduce:${op}:${dtype}`, () => ({
+    name: `${op}(${dtype})`,
+    outputs: { out: isArg ? ('i32' as const) : dtype },
+    inputs: { x: dtype },
+    uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
+    wgsl: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = gid.x + gid.y * nwg.x * ${WG}u;
+  if (t >= u.total) { return; }
+  let per = u.chunks * u.inner;
+  let o = t / per;
+  let c = (t % per) / u.inner;
+  let i = t % u.inner;
+  let r0 = c * u.chunkLen;
+  let r1 = min(u.R, r0 + u.chunkLen);
+  var acc: ${dtype} = ${INIT[op][dtype]};
+  var best = r0;
+  var at = u.off + (o * u.R + r0) * u.inner + i;
+  for (var r = r0; r < r1; r++) {
+    let v = x[at];
+    ${update}
+    at += u.inner;
+  }
+  out[t] = ${result};
+}`,
+  }));
+}
+
+/** Reduces a contiguous [outer, R, inner] view of x (starting at x.offset); returns a contiguous [outer * inner]. */
+function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: number, scale: number): Tensor {
+  const isArg = op === 'argmax' || op === 'argmin';
+  const outputs = outer * inner;
+  const split = !isArg && R > 4 * CHUNK && outputs < 8192;
+  const chunks = split ? Math.ceil(R / CHUNK) : 1;
+  const chunkLen = split ? CHUNK : Math.max(R, 1);
+  const out = Tensor.empty([outer * chunks * inner], isArg ? 'i32' : x.dtype);
+  const total = outer * chunks * inner;
+  getEngine().dispatch(
+    reduceKernel(op, x.dtype),
+    { out: out.bufferFor(op), x: x.bufferFor(op) },
+    { total, R, inner, chunks, chunkLen, off: x.offset, scale: split ? 1 : scale },
+    grid(Math.ceil(total / WG)),
+  );
+  if (!split) return out;
+  const rest = reduce3(op, out, outer, chunks, inner, scale);
+  out.dispose();
+  return rest;
+}
+
+/** The raw reduction (no autodiff); `scale` multiplies a sum (mean = sum with scale 1/R). */
+export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean, scale = 1): Tensor {
+  x.bufferFor(op);
+  if (op === 'sum' && x.dtype === 'i32' && scale !== 1) throw new DTypeError(`mean: expects f32 input, got i32`);
+  const rank = x.rank;
+  const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const outShape = keepDims ? keptShape : x.shape.filter((_, i) => !axes.includes(i));
+  const R = sizeOf(axes.map((a) => x.shape[a]));
+  const adjacent = axes.every((a, i) => i === 0 || a === axes[i - 1] + 1);
+  let src = x;
+  let outer: number;
+  let inner: number;
+  if (x.isContiguous && adjacent && axes.length > 0) {
+    outer = sizeOf(x.shape.slice(0, axes[0]));
+    inner = sizeOf(x.shape.slice(axes[axes.length - 1] + 1));
+  } else {
+    const kept = [...Array(rank).keys()].filter((i) => !axes.includes(i));
+    src = contiguous(permute(x, [...kept, ...axes]));
+    outer = sizeOf(kept.map((i) => x.shape[i]));
+    inner = 1;
+  }
+  const flat = reduce3(op, src, outer, R, inner, scale);
+  if (src !== x) src.dispose();
+  const out = new Tensor(flat.storage.retain(), outShape, flat.dtype);
+  flat.dispose();
+  return out;
+}
+
+export interface ReduceOptions {
+  keepDims?: boolean;
+}
+
+/** Sum over `axes` (all axes when omitted). */
+export function sum(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
+  const ax = normalizeAxes('sum', axes, x.rank);
+  const out = reduceRaw('sum', x, ax, keepDims);
+  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale: 1 });
+  return out;
+}
+
+/** Mean over `axes` (all axes when omitted), as one fused kernel. */
+export function mean(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
+  const ax = normalizeAxes('mean', axes, x.rank);
+  const scale = 1 / Math.max(1, sizeOf(ax.map((a) => x.shape[a])));
+  const out = reduceRaw('sum', x, ax, keepDims, scale);
+  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale });
+  return out;
+}
+
+function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
+  const ax = normalizeAxes(op, axes, x.rank);
+  const out = reduceRaw(op, x, ax, keepDims);
+  recordOp(op, [x], out, { x, axes: ax, out });
+  return out;
+}
+
+export const max = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('max', x, axes, keepDims);
+export const min = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('min', x, axes, keepDims);
+
+/** Index (i32) of the largest value along one axis; the first one on ties. */
+export function argmax(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
+  return reduceRaw('argmax', x, normalizeAxes('argmax', axis, x.rank), keepDims);
+}
+export function argmin(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
+  return reduceRaw('argmin', x, normalizeAxes('argmin', axis, x.rank), keepDims);
+}
+
+/** Sums a broadcast gradient back to the shape of the operand it was broadcast from. */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  if (axes.length === 0) return g.rank === shape.length ? g : reshape(g, shape);
+  const summed = sum(g, axes, { keepDims: true });
+  const out = reshape(summed, shape);
+  if (out !== summed) summed.dispose();
+  return out;
+}
