@@ -10,6 +10,7 @@ export * from '../core/errors.ts';
 export { backward, param, detach, backwardRules, type OpName } from './autodiff.ts';
 export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal, Generator, manualSeed, defaultGenerator } from './creation.ts';
 export * from './math.ts';
+export type { Operand } from './elementwise.ts';
 export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
 export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad } from './movement.ts';
 export { matmul, matmulConfig, type Activation, type MatmulOptions } from './matmul.ts';

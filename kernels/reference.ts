@@ -1,0 +1,227 @@
+// Float64 reference implementations of every op, on plain host arrays. Tests compare kernels against these
+// and finite-difference gradients are taken through them; benchmarks validate kernel output with them.
+// Written for clarity, not speed.
+import { broadcastShapes, contiguousStrides, sizeOf, type Shape } from '../core/shape.ts';
+
+/** A dense row-major float64 array. */
+export class Nd {
+  constructor(
+    readonly shape: number[],
+    readonly data: Float64Array = new Float64Array(sizeOf(shape)),
+  ) {
+    if (data.length !== sizeOf(shape)) throw new Error(`Nd: ${data.length} values for shape [${shape}]`);
+  }
+  static from(data: ArrayLike<number>, shape: Shape): Nd {
+    return new Nd([...shape], Float64Array.from(data));
+  }
+  get size(): number {
+    return this.data.length;
+  }
+}
+
+/** Calls f for every multi-index of shape, with its row-major position. */
+function forEachIndex(shape: Shape, f: (idx: number[], flat: number) => void): void {
+  const idx = new Array<number>(shape.length).fill(0);
+  const n = sizeOf(shape);
+  for (let flat = 0; flat < n; flat++) {
+    f(idx, flat);
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+/** Reads x at an index of a (broadcast) shape of rank ≥ x's rank. */
+function at(x: Nd, idx: readonly number[]): number {
+  const lead = idx.length - x.shape.length;
+  const strides = contiguousStrides(x.shape);
+  let o = 0;
+  for (let d = 0; d < x.shape.length; d++) o += (x.shape[d] === 1 ? 0 : idx[d + lead]) * strides[d];
+  return x.data[o];
+}
+
+export function map(x: Nd, f: (v: number) => number): Nd {
+  return new Nd([...x.shape], x.data.map(f));
+}
+
+export function zip(xs: readonly Nd[], f: (...v: number[]) => number): Nd {
+  const shape = broadcastShapes('reference', ...xs.map((x) => x.shape));
+  const out = new Nd(shape);
+  forEachIndex(shape, (idx, flat) => (out.data[flat] = f(...xs.map((x) => at(x, idx)))));
+  return out;
+}
+
+export function reduce(x: Nd, axes: readonly number[], keepDims: boolean, init: number, f: (acc: number, v: number) => number, scale = 1): Nd {
+  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const out = new Nd(kept, new Float64Array(sizeOf(kept)).fill(init));
+  const strides = contiguousStrides(kept);
+  forEachIndex(x.shape, (idx, flat) => {
+    let o = 0;
+    idx.forEach((c, d) => (o += (axes.includes(d) ? 0 : c) * strides[d]));
+    out.data[o] = f(out.data[o], x.data[flat]);
+  });
+  if (scale !== 1) out.data.forEach((v, i) => (out.data[i] = v * scale));
+  return keepDims ? out : new Nd(x.shape.filter((_, i) => !axes.includes(i)), out.data);
+}
+
+export function argReduce(x: Nd, axis: number, better: (a: number, b: number) => boolean): Nd {
+  const outShape = x.shape.filter((_, i) => i !== axis);
+  const out = new Nd(outShape);
+  const best = new Float64Array(out.size).fill(NaN);
+  const strides = contiguousStrides(outShape);
+  forEachIndex(x.shape, (idx, flat) => {
+    let o = 0;
+    idx.filter((_, d) => d !== axis).forEach((c, d) => (o += c * strides[d]));
+    const v = x.data[flat];
+    if (Number.isNaN(best[o]) || better(v, best[o])) {
+      best[o] = v;
+      out.data[o] = idx[axis];
+    }
+  });
+  return out;
+}
+
+export function permute(x: Nd, dims: readonly number[]): Nd {
+  const shape = dims.map((d) => x.shape[d]);
+  const out = new Nd(shape);
+  const src = contiguousStrides(x.shape);
+  forEachIndex(shape, (idx, flat) => {
+    let o = 0;
+    idx.forEach((c, i) => (o += c * src[dims[i]]));
+    out.data[flat] = x.data[o];
+  });
+  return out;
+}
+
+export const reshape = (x: Nd, shape: Shape): Nd => new Nd([...shape], x.data);
+export const expand = (x: Nd, shape: Shape): Nd => zip([x, new Nd([...shape])], (a) => a);
+
+export function slice(x: Nd, begin: readonly number[], end: readonly number[]): Nd {
+  const shape = x.shape.map((_, i) => end[i] - begin[i]);
+  const out = new Nd(shape);
+  const strides = contiguousStrides(x.shape);
+  forEachIndex(shape, (idx, flat) => (out.data[flat] = x.data[idx.reduce((o, c, i) => o + (c + begin[i]) * strides[i], 0)]));
+  return out;
+}
+
+export function concat(xs: readonly Nd[], axis: number): Nd {
+  const shape = [...xs[0].shape];
+  shape[axis] = xs.reduce((s, x) => s + x.shape[axis], 0);
+  const out = new Nd(shape);
+  const strides = contiguousStrides(shape);
+  let base = 0;
+  for (const x of xs) {
+    forEachIndex(x.shape, (idx, flat) => {
+      out.data[idx.reduce((o, c, i) => o + (i === axis ? c + base : c) * strides[i], 0)] = x.data[flat];
+    });
+    base += x.shape[axis];
+  }
+  return out;
+}
+
+export function pad(x: Nd, pads: readonly (readonly [number, number])[], value: number): Nd {
+  const shape = x.shape.map((d, i) => d + (pads[i]?.[0] ?? 0) + (pads[i]?.[1] ?? 0));
+  const out = new Nd(shape, new Float64Array(sizeOf(shape)).fill(value));
+  const strides = contiguousStrides(shape);
+  forEachIndex(x.shape, (idx, flat) => (out.data[idx.reduce((o, c, i) => o + (c + (pads[i]?.[0] ?? 0)) * strides[i], 0)] = x.data[flat]));
+  return out;
+}
+
+/** Batched matmul with broadcast batch dimensions. */
+export function matmul(a: Nd, b: Nd): Nd {
+  const [M, K] = a.shape.slice(-2);
+  const N = b.shape[b.shape.length - 1];
+  const batch = broadcastShapes('reference', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = new Nd([...batch, M, N]);
+  const aB = new Nd([...a.shape.slice(0, -2)]);
+  const bB = new Nd([...b.shape.slice(0, -2)]);
+  const aS = contiguousStrides(aB.shape);
+  const bS = contiguousStrides(bB.shape);
+  const offset = (idx: number[], shape: number[], strides: number[]) => {
+    const lead = idx.length - shape.length;
+    return shape.reduce((o, d, i) => o + (d === 1 ? 0 : idx[i + lead]) * strides[i], 0);
+  };
+  forEachIndex(batch, (idx, flat) => {
+    const ao = offset(idx, aB.shape, aS) * M * K;
+    const bo = offset(idx, bB.shape, bS) * K * N;
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a.data[ao + i * K + k] * b.data[bo + k * N + j];
+        out.data[flat * M * N + i * N + j] = s;
+      }
+    }
+  });
+  return out;
+}
+
+/** Applies f to each row of the last axis. */
+export function rows(x: Nd, f: (row: Float64Array, r: number) => ArrayLike<number>, width = x.shape[x.shape.length - 1], outShape?: number[]): Nd {
+  const D = x.shape[x.shape.length - 1];
+  const n = D === 0 ? 0 : x.size / D;
+  const out = new Nd(outShape ?? [...x.shape.slice(0, -1), width]);
+  for (let r = 0; r < n; r++) out.data.set(f(x.data.subarray(r * D, (r + 1) * D), r), r * width);
+  return out;
+}
+
+export const softmax = (x: Nd): Nd =>
+  rows(x, (row) => {
+    const m = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - m));
+    const s = e.reduce((p, q) => p + q, 0);
+    return e.map((v) => v / s);
+  });
+
+export const logSoftmax = (x: Nd): Nd =>
+  rows(x, (row) => {
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((p, v) => p + Math.exp(v - m), 0));
+    return row.map((v) => v - lse);
+  });
+
+export function layerNorm(x: Nd, w: Nd, b: Nd, eps: number): Nd {
+  return rows(x, (row) => {
+    const mu = row.reduce((p, q) => p + q, 0) / row.length;
+    const v = row.reduce((p, q) => p + (q - mu) ** 2, 0) / row.length;
+    return row.map((q, j) => ((q - mu) / Math.sqrt(v + eps)) * w.data[j] + b.data[j]);
+  });
+}
+
+export function crossEntropyPerRow(logits: Nd, labels: ArrayLike<number>): Nd {
+  return rows(logits, (row, r) => {
+    const m = Math.max(...row);
+    return [m + Math.log(row.reduce((p, v) => p + Math.exp(v - m), 0)) - row[labels[r]]];
+  }, 1, [logits.shape[0]]);
+}
+
+export function indexSelect(x: Nd, axis: number, index: ArrayLike<number>): Nd {
+  const shape = [...x.shape];
+  shape[axis] = index.length;
+  const out = new Nd(shape);
+  const strides = contiguousStrides(x.shape);
+  forEachIndex(shape, (idx, flat) => (out.data[flat] = x.data[idx.reduce((o, c, i) => o + (i === axis ? index[c] : c) * strides[i], 0)]));
+  return out;
+}
+
+// Scalar functions with the kernels' semantics.
+export const erf = (x: number): number => {
+  // Series / continued fraction accurate to ~1e-15, independent of the kernel's approximation.
+  const ax = Math.abs(x);
+  if (ax < 2.5) {
+    let term = ax;
+    let s = ax;
+    for (let n = 1; n < 60; n++) {
+      term *= (-ax * ax) / n;
+      s += term / (2 * n + 1);
+    }
+    return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * s);
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
+  return Math.sign(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
+};
+export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+export const gelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
+export const quickgelu = (x: number): number => x * sigmoid(1.702 * x);
+export const powRef = (a: number, b: number): number => (b === 0 ? 1 : a ** b);

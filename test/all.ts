@@ -1,0 +1,11 @@
+// The whole suite in one process (one GPU device). Run with `npm test`.
+import './setup.ts';
+import { counts } from './harness.ts';
+import './elementwise.test.ts';
+import './reduce.test.ts';
+import './matmul.test.ts';
+
+process.on('exit', () => {
+  // A closing line CI tools recognise.
+  console.log(`${counts.passed} passed, ${counts.failed} failed`);
+});

@@ -1,0 +1,68 @@
+// Matmul against the float64 reference: odd shapes, transposed operands, broadcast batches, fused epilogue,
+// for every kernel version and tile configuration.
+import * as assert from 'uvu/assert';
+import * as T from '../kernels/index.ts';
+import * as R from '../kernels/reference.ts';
+import { matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
+
+const test = suite('matmul');
+const CONFIGS: MatmulConfig[] = [
+  { version: 'v1', tm: 1, tn: 1 },
+  { version: 'v2', tm: 4, tn: 4 },
+  { version: 'v2', tm: 8, tn: 8 },
+  { version: 'v2', tm: 4, tn: 8 },
+  { version: 'v2', tm: 2, tn: 4 },
+];
+const DIMS = [1, 3, 7, 33, 129];
+const tol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K) * 4, rtol: 1e-5 });
+
+for (const config of CONFIGS) {
+  const name = `${config.version} ${config.tm}x${config.tn}`;
+  test(`${name}: odd M, N, K`, async () => {
+    let seed = 1000;
+    for (const M of DIMS) for (const N of [1, 4, 33, 257]) for (const K of [1, 7, 129]) {
+      if (M * N * K > 1_200_000) continue;
+      const a = randn([M, K], seed++);
+      const b = randn([K, N], seed++);
+      await assertTensorClose(matmulRaw(toTensor(a), toTensor(b), {}, config), R.matmul(a, b), `${name} ${M}x${K}x${N}`, tol(K));
+    }
+  });
+  test(`${name}: transposed operands are views, not copies`, async () => {
+    const a = randn([33, 7], 1);
+    const b = randn([129, 33], 2);
+    const at = T.transpose(toTensor(a));
+    const bt = T.transpose(toTensor(b));
+    const want = R.matmul(R.permute(a, [1, 0]), R.permute(b, [1, 0]));
+    await assertTensorClose(matmulRaw(at, bt, {}, config), want, `${name} aᵀ·bᵀ`, tol(33));
+  });
+  test(`${name}: broadcast batches, bias and activation epilogues`, async () => {
+    const a = randn([2, 3, 7, 33], 3);
+    const b = randn([3, 33, 12], 4);
+    const bias = randn([12], 5);
+    const mm = R.matmul(a, b);
+    await assertTensorClose(matmulRaw(toTensor(a), toTensor(b), {}, config), mm, `${name} batched`, tol(33));
+    const biased = R.zip([mm, bias], (x, y) => x + y);
+    for (const [act, f] of [['none', (v: number) => v], ['relu', (v: number) => Math.max(v, 0)], ['gelu', R.gelu], ['quickgelu', R.quickgelu]] as const) {
+      await assertTensorClose(matmulRaw(toTensor(a), toTensor(b), { bias: toTensor(bias), activation: act }, config), R.map(biased, f), `${name} bias+${act}`, tol(33));
+    }
+  });
+}
+
+test('a B view whose offset or width is not a multiple of 4 takes the scalar path', async () => {
+  const b = randn([9, 40], 6);
+  const a = randn([5, 9], 7);
+  const view = T.slice(toTensor(b), [0, 1], [9, 37]);
+  await assertTensorClose(T.matmul(toTensor(a), view), R.matmul(a, R.slice(b, [0, 1], [9, 37])), 'offset view', tol(9));
+});
+
+test('matmul with autodiff applies a recorded activation', async () => {
+  const a = T.param(toTensor(randn([3, 5], 8)));
+  const b = toTensor(randn([5, 4], 9));
+  const out = T.matmul(a, b, { activation: 'gelu' });
+  assert.ok(out.node);
+  assert.is(out.node!.op, 'gelu');
+  await assertTensorClose(out, R.map(R.matmul(randn([3, 5], 8), randn([5, 4], 9)), R.gelu), 'gelu(a·b)', tol(5));
+});
+
+test.run();
