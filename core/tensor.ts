@@ -4,7 +4,7 @@
 // kernels read strided inputs directly, so most views never copy. Storage returns its buffer to the pool
 // when its last view is disposed. Tensors created inside tidy() are disposed when it returns, except the
 // result and anything passed to keep().
-import { BYTES_PER_ELEMENT, dtypeOfArray, makeArray, type ArrayFor, type DType, type TypedArray } from './dtype.ts';
+import { BYTES_PER_ELEMENT, dtypeOfArray, makeArray, type DType, type TypedArray } from './dtype.ts';
 import { DisposedError, ShapeError, fmtShape } from './errors.ts';
 import { getEngine } from './engine.ts';
 import { checkShape, contiguousStrides, sizeOf, type Shape } from './shape.ts';
@@ -157,10 +157,10 @@ export class Tensor {
   }
 
   /** Reads the tensor back to the host (contiguous, row-major). */
-  async data(): Promise<ArrayFor<this['dtype']>> {
+  async data(): Promise<TypedArray> {
     const buffer = this.bufferFor('data');
     const out = makeArray(this.dtype, this.size);
-    if (this.size === 0) return out as ArrayFor<this['dtype']>;
+    if (this.size === 0) return out;
     // Read the span the view covers, then gather on the host: no kernel needed for strided views.
     let lo = this.offset;
     let hi = this.offset;
@@ -173,7 +173,7 @@ export class Tensor {
     const span = this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
     if (this.isContiguous) {
       out.set(span.subarray(this.offset - lo, this.offset - lo + this.size));
-      return out as ArrayFor<this['dtype']>;
+      return out;
     }
     const idx = new Array<number>(this.rank).fill(0);
     for (let n = 0; n < this.size; n++) {
@@ -185,7 +185,7 @@ export class Tensor {
         idx[d] = 0;
       }
     }
-    return out as ArrayFor<this['dtype']>;
+    return out;
   }
 
   /** The single value of a one-element tensor. */

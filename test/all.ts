@@ -4,6 +4,8 @@ import { counts } from './harness.ts';
 import './elementwise.test.ts';
 import './reduce.test.ts';
 import './matmul.test.ts';
+import './rowwise.test.ts';
+import './movement.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

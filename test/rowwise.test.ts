@@ -1,0 +1,56 @@
+// Fused row kernels (softmax, log-softmax, layer norm, cross-entropy) against float64 references.
+import * as assert from 'uvu/assert';
+import * as T from '../kernels/index.ts';
+import * as R from '../kernels/reference.ts';
+import { crossEntropyPerRow } from '../kernels/rowwise.ts';
+import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts';
+
+const test = suite('rowwise');
+const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1]];
+
+test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
+  for (const [i, shape] of SHAPES.entries()) {
+    for (const scale of [1, 30]) {
+      const x = randn(shape, 800 + i, scale);
+      await assertTensorClose(T.softmax(toTensor(x)), R.softmax(x), `softmax ${shape} ×${scale}`, { atol: 1e-6, rtol: 1e-5 });
+      await assertTensorClose(T.logSoftmax(toTensor(x)), R.logSoftmax(x), `logSoftmax ${shape} ×${scale}`, { atol: 1e-5 * scale, rtol: 1e-5 });
+    }
+  }
+});
+
+test('softmax of a transposed view and of rows holding -inf masks', async () => {
+  const x = randn([33, 7], 9);
+  await assertTensorClose(T.softmax(T.transpose(toTensor(x))), R.softmax(R.permute(x, [1, 0])), 'softmax of transpose', { atol: 1e-6, rtol: 1e-5 });
+  // A causal mask as CLIP's text encoder adds it: -inf above the diagonal.
+  const n = 5;
+  const mask = R.Nd.from(Array.from({ length: n * n }, (_, k) => (k % n > Math.floor(k / n) ? -Infinity : 0)), [n, n]);
+  const s = randn([n, n], 10);
+  const masked = R.zip([s, mask], (a, b) => a + b);
+  await assertTensorClose(T.softmax(T.add(toTensor(s), toTensor(mask))), R.softmax(masked), 'causal softmax', { atol: 1e-6, rtol: 1e-5 });
+});
+
+test('layerNorm matches the reference with affine parameters and eps', async () => {
+  for (const [i, shape] of [[7], [3, 33], [129, 257], [2, 3, 129], [4, 1]].entries()) {
+    const D = shape[shape.length - 1];
+    const x = R.map(randn(shape, 900 + i, 2), (v) => v + 3);
+    const w = randn([D], 950 + i);
+    const b = randn([D], 960 + i);
+    for (const eps of [1e-5, 1e-2]) {
+      await assertTensorClose(T.layerNorm(toTensor(x), toTensor(w), toTensor(b), eps), R.layerNorm(x, w, b, eps), `layerNorm ${shape} eps ${eps}`, { atol: 1e-5, rtol: 1e-4 });
+    }
+  }
+});
+
+test('cross-entropy per row and mean, with out-of-range labels rejected', async () => {
+  for (const [i, [N, C]] of [[1, 7], [33, 10], [129, 257], [7, 1]].entries()) {
+    const logits = randn([N, C], 1000 + i, 3);
+    const labels = randInt(N, C, 1100 + i);
+    const perRow = R.crossEntropyPerRow(logits, labels);
+    const labelsT = T.Tensor.from(labels, [N]);
+    await assertTensorClose(crossEntropyPerRow(toTensor(logits), labelsT), perRow, `CE rows ${N}x${C}`, { atol: 1e-5, rtol: 1e-5 });
+    const mean = perRow.data.reduce((a, b) => a + b, 0) / N;
+    assert.ok(Math.abs((await T.crossEntropy(toTensor(logits), labelsT).item()) - mean) < 1e-5 * Math.max(1, mean));
+  }
+});
+
+test.run();
