@@ -6,6 +6,8 @@ import './reduce.test.ts';
 import './matmul.test.ts';
 import './rowwise.test.ts';
 import './movement.test.ts';
+import './gradcheck.test.ts';
+import './autodiff.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

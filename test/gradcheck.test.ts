@@ -1,0 +1,166 @@
+// Finite-difference gradient check of every backward rule, table-driven: CASES is typed by OpName, so an
+// op added to the backward table without a case here does not compile (and the first test fails at run
+// time too). The analytic gradient is computed on the GPU in f32; the numeric one by central differences
+// through the op's float64 reference, so it is exact to ~1e-10 and the tolerance only absorbs f32 rounding.
+import * as assert from 'uvu/assert';
+import * as T from '../kernels/index.ts';
+import * as R from '../kernels/reference.ts';
+import type { OpName } from '../kernels/autodiff.ts';
+import { crossEntropyPerRow } from '../kernels/rowwise.ts';
+import { assertClose, randn, suite, toNd, toTensor } from './harness.ts';
+
+const test = suite('gradcheck');
+
+interface Input {
+  shape: number[];
+  /** Maps the random normal values into the op's domain (e.g. positive for log). */
+  domain?: (v: number) => number;
+}
+interface GradCase {
+  name?: string;
+  inputs: Input[];
+  gpu: (xs: T.Tensor[]) => T.Tensor;
+  ref: (xs: R.Nd[]) => R.Nd;
+}
+
+const positive = (v: number) => Math.abs(v) + 0.3;
+const awayFromZero = (v: number) => Math.sign(v) * (Math.abs(v) + 0.3);
+const unary = (gpu: (x: T.Tensor) => T.Tensor, f: (v: number) => number, domain?: (v: number) => number): GradCase[] => [
+  { inputs: [{ shape: [3, 7], domain }], gpu: ([x]) => gpu(x), ref: ([x]) => R.map(x, f) },
+];
+const sumRef = (x: R.Nd, axes: number[], keep = false, scale = 1) => R.reduce(x, axes, keep, 0, (a, v) => a + v, scale);
+const LABELS = Int32Array.from([3, 0, 6, 6, 2]);
+const INDEX = Int32Array.from([4, 0, 4, 2, 5, 1, 4]);
+const MASK = Int32Array.from({ length: 15 }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0);
+
+const CASES: { [K in OpName]: GradCase[] } = {
+  neg: unary(T.neg, (v) => -v),
+  exp: unary(T.exp, Math.exp),
+  log: unary(T.log, Math.log, positive),
+  sqrt: unary(T.sqrt, Math.sqrt, positive),
+  rsqrt: unary(T.rsqrt, (v) => 1 / Math.sqrt(v), positive),
+  abs: unary(T.abs, Math.abs, awayFromZero),
+  tanh: unary(T.tanh, Math.tanh),
+  sigmoid: unary(T.sigmoid, R.sigmoid),
+  relu: unary(T.relu, (v) => Math.max(v, 0), awayFromZero),
+  gelu: unary(T.gelu, R.gelu),
+  quickgelu: unary(T.quickgelu, R.quickgelu),
+  add: [
+    { inputs: [{ shape: [3, 1, 5] }, { shape: [4, 1] }], gpu: ([a, b]) => T.add(a, b), ref: ([a, b]) => R.zip([a, b], (x, y) => x + y) },
+    { name: 'scalar', inputs: [{ shape: [2, 3] }], gpu: ([a]) => T.add(1.5, a), ref: ([a]) => R.map(a, (x) => 1.5 + x) },
+  ],
+  sub: [{ inputs: [{ shape: [3, 1, 5] }, { shape: [4, 1] }], gpu: ([a, b]) => T.sub(a, b), ref: ([a, b]) => R.zip([a, b], (x, y) => x - y) }],
+  mul: [
+    { inputs: [{ shape: [3, 1, 5] }, { shape: [4, 1] }], gpu: ([a, b]) => T.mul(a, b), ref: ([a, b]) => R.zip([a, b], (x, y) => x * y) },
+    { name: 'scalar', inputs: [{ shape: [2, 3] }], gpu: ([a]) => T.mul(a, -2.5), ref: ([a]) => R.map(a, (x) => -2.5 * x) },
+  ],
+  div: [
+    { inputs: [{ shape: [3, 1, 5] }, { shape: [4, 1], domain: awayFromZero }], gpu: ([a, b]) => T.div(a, b), ref: ([a, b]) => R.zip([a, b], (x, y) => x / y) },
+    { name: 'scalar numerator', inputs: [{ shape: [2, 3], domain: awayFromZero }], gpu: ([a]) => T.div(1.5, a), ref: ([a]) => R.map(a, (x) => 1.5 / x) },
+  ],
+  pow: [
+    { inputs: [{ shape: [2, 5], domain: positive }, { shape: [5] }], gpu: ([a, b]) => T.pow(a, b), ref: ([a, b]) => R.zip([a, b], R.powRef) },
+    { name: 'cube', inputs: [{ shape: [7] }], gpu: ([a]) => T.pow(a, 3), ref: ([a]) => R.map(a, (x) => x ** 3) },
+  ],
+  clamp: [{ inputs: [{ shape: [3, 7] }], gpu: ([x]) => T.clamp(x, -0.5, 0.6), ref: ([x]) => R.map(x, (v) => Math.min(Math.max(v, -0.5), 0.6)) }],
+  where: [
+    {
+      inputs: [{ shape: [3, 5] }, { shape: [5] }],
+      gpu: ([a, b]) => T.where(T.Tensor.from(MASK, [3, 5]), a, b),
+      ref: ([a, b]) => R.zip([R.Nd.from(MASK, [3, 5]), a, b], (m, x, y) => (m ? x : y)),
+    },
+  ],
+  sum: [
+    { inputs: [{ shape: [3, 4, 5] }], gpu: ([x]) => T.sum(x, [0, 2]), ref: ([x]) => sumRef(x, [0, 2]) },
+    { name: 'mean, keepDims', inputs: [{ shape: [3, 4, 5] }], gpu: ([x]) => T.mean(x, 1, { keepDims: true }), ref: ([x]) => sumRef(x, [1], true, 1 / 4) },
+  ],
+  max: [{ inputs: [{ shape: [4, 6] }], gpu: ([x]) => T.max(x, 1), ref: ([x]) => R.reduce(x, [1], false, -Infinity, Math.max) }],
+  min: [{ inputs: [{ shape: [4, 6] }], gpu: ([x]) => T.min(x, 0), ref: ([x]) => R.reduce(x, [0], false, Infinity, Math.min) }],
+  reshape: [
+    { inputs: [{ shape: [3, 8] }], gpu: ([x]) => T.reshape(x, [2, 4, 3]), ref: ([x]) => R.reshape(x, [2, 4, 3]) },
+    { name: 'of a transpose (copy)', inputs: [{ shape: [3, 8] }], gpu: ([x]) => T.reshape(T.transpose(x), [24]), ref: ([x]) => R.reshape(R.permute(x, [1, 0]), [24]) },
+  ],
+  permute: [{ inputs: [{ shape: [2, 3, 4] }], gpu: ([x]) => T.permute(x, [2, 0, 1]), ref: ([x]) => R.permute(x, [2, 0, 1]) }],
+  expand: [{ inputs: [{ shape: [3, 1] }], gpu: ([x]) => T.expand(x, [2, 3, 5]), ref: ([x]) => R.expand(x, [2, 3, 5]) }],
+  slice: [{ inputs: [{ shape: [5, 6] }], gpu: ([x]) => T.slice(x, [1, 2], [4, 5]), ref: ([x]) => R.slice(x, [1, 2], [4, 5]) }],
+  copy: [{ inputs: [{ shape: [4, 3] }], gpu: ([x]) => T.contiguous(T.transpose(x)), ref: ([x]) => R.permute(x, [1, 0]) }],
+  concat: [
+    { inputs: [{ shape: [2, 3] }, { shape: [2, 1] }, { shape: [2, 4] }], gpu: (xs) => T.concat(xs, 1), ref: (xs) => R.concat(xs, 1) },
+    { name: 'stack', inputs: [{ shape: [2, 3] }, { shape: [2, 3] }], gpu: (xs) => T.stack(xs, 1), ref: (xs) => R.concat(xs.map((x) => R.reshape(x, [2, 1, 3])), 1) },
+  ],
+  pad: [{ inputs: [{ shape: [3, 4] }], gpu: ([x]) => T.pad(x, [[1, 2], [0, 3]], 0.5), ref: ([x]) => R.pad(x, [[1, 2], [0, 3]], 0.5) }],
+  matmul: [
+    {
+      name: 'batched with bias',
+      inputs: [{ shape: [2, 3, 5] }, { shape: [5, 4] }, { shape: [4] }],
+      gpu: ([a, b, c]) => T.matmul(a, b, { bias: c }),
+      ref: ([a, b, c]) => R.zip([R.matmul(a, b), c], (x, y) => x + y),
+    },
+    {
+      name: 'transposed operands, broadcast batch',
+      inputs: [{ shape: [5, 3] }, { shape: [2, 4, 5] }],
+      gpu: ([a, b]) => T.matmul(T.transpose(a), T.transpose(b)),
+      ref: ([a, b]) => R.matmul(R.permute(a, [1, 0]), R.permute(b, [0, 2, 1])),
+    },
+  ],
+  softmax: [{ inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) }],
+  logSoftmax: [{ inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.logSoftmax(x), ref: ([x]) => R.logSoftmax(x) }],
+  layerNorm: [
+    {
+      inputs: [{ shape: [4, 9] }, { shape: [9] }, { shape: [9] }],
+      gpu: ([x, w, b]) => T.layerNorm(x, w, b, 1e-5),
+      ref: ([x, w, b]) => R.layerNorm(x, w, b, 1e-5),
+    },
+  ],
+  crossEntropy: [
+    { inputs: [{ shape: [5, 7] }], gpu: ([x]) => crossEntropyPerRow(x, T.Tensor.from(LABELS)), ref: ([x]) => R.crossEntropyPerRow(x, LABELS) },
+    { name: 'mean', inputs: [{ shape: [5, 7] }], gpu: ([x]) => T.crossEntropy(x, T.Tensor.from(LABELS)), ref: ([x]) => sumRef(R.crossEntropyPerRow(x, LABELS), [0], false, 1 / 5) },
+  ],
+  indexSelect: [
+    { inputs: [{ shape: [6, 4] }], gpu: ([x]) => T.indexSelect(x, 0, T.Tensor.from(INDEX)), ref: ([x]) => R.indexSelect(x, 0, INDEX) },
+    { name: 'middle axis', inputs: [{ shape: [2, 6, 3] }], gpu: ([x]) => T.indexSelect(x, 1, T.Tensor.from(INDEX)), ref: ([x]) => R.indexSelect(x, 1, INDEX) },
+  ],
+};
+
+const TOL = { atol: 5e-4, rtol: 2e-3 };
+
+test('every op in the backward table has a gradient case', () => {
+  const missing = Object.keys(T.backwardRules).filter((op) => !(CASES[op as OpName]?.length > 0));
+  assert.equal(missing, [], `ops without a gradient check: ${missing.join(', ')}`);
+});
+
+let seed = 5000;
+for (const [op, cases] of Object.entries(CASES) as [OpName, GradCase[]][]) {
+  for (const c of cases) {
+    test(`${op}${c.name ? ` (${c.name})` : ''}: analytic gradient = finite differences`, async () => {
+      const xs = c.inputs.map((inp) => R.map(randn(inp.shape, seed++), inp.domain ?? ((v) => v)));
+      const params = xs.map((x) => T.param(toTensor(x)));
+      const out = c.gpu(params);
+      const expected = c.ref(xs);
+      assertClose(await out.data(), expected.data, `${op} forward`, { atol: 1e-5, rtol: 1e-4 });
+      const g = randn(expected.shape, seed++);
+      T.backward(out, toTensor(g));
+      const objective = (ys: R.Nd[]) => c.ref(ys).data.reduce((acc, v, i) => acc + v * g.data[i], 0);
+      for (const [k, x] of xs.entries()) {
+        const numeric = new Float64Array(x.size);
+        for (let i = 0; i < x.size; i++) {
+          const h = 1e-6 * Math.max(1, Math.abs(x.data[i]));
+          const orig = x.data[i];
+          x.data[i] = orig + h;
+          const up = objective(xs);
+          x.data[i] = orig - h;
+          const down = objective(xs);
+          x.data[i] = orig;
+          numeric[i] = (up - down) / (2 * h);
+        }
+        const grad = params[k].grad;
+        assert.ok(grad, `${op}: input ${k} received no gradient`);
+        assertClose((await toNd(grad!)).data, numeric, `${op} d/dinput${k}`, TOL);
+      }
+      for (const p of params) p.dispose();
+      out.dispose();
+    });
+  }
+}
+
+test.run();
