@@ -125,7 +125,7 @@ export function elementwise(op: EwOp, operands: readonly Operand[], into?: Tenso
   const tensors = operands.filter((v): v is Tensor => v instanceof Tensor);
   for (const t of tensors) t.bufferFor(op);
   const { inType, outType } = resolveDTypes(op, operands);
-  const shape = broadcastShapes(op, ...tensors.map((t) => t.shape));
+  const shape = broadcastShapes(op, ...tensors.map((t) => t.shape), ...(into ? [into.shape] : []));
   if (shape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${shape.length} exceeds the supported ${MAX_RANK}`);
   const out = into ?? Tensor.empty(shape, outType);
   if (into) {

@@ -12,7 +12,7 @@ export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal
 export * from './math.ts';
 export type { Operand } from './elementwise.ts';
 export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
-export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad } from './movement.ts';
+export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul, matmulConfig, type Activation, type MatmulOptions } from './matmul.ts';
 export { softmax, logSoftmax, layerNorm } from './rowwise.ts';
 export { indexSelect, embedding } from './gather.ts';

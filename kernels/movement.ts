@@ -1,7 +1,8 @@
 // Movement ops: views that only rewrite shape/strides/offset (reshape of contiguous data, permute, expand,
 // slice, squeeze, unsqueeze) and the copies that materialise them (contiguous, concat, stack, pad).
 // Copies are the elementwise `identity` op writing into a (possibly strided) destination view.
-import { IndexError, ShapeError, fmtShape } from '../core/errors.ts';
+import { IndexError, ShapeError, TensorError, fmtShape } from '../core/errors.ts';
+import { isGradEnabled } from '../core/autograd.ts';
 import { normalizeAxis, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { recordOp } from './autodiff.ts';
@@ -199,4 +200,21 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[], val
   interior.dispose();
   recordOp('pad', [x], out, { begin: p.map(([b]) => b), shape: x.shape });
   return out;
+}
+
+/**
+ * Writes src (broadcast to dst's shape) into dst's storage, in place. Autodiff does not see writes, so this
+ * is for optimizer updates and buffers: it refuses to run while a recorded graph could be invalidated.
+ */
+export function assign(dst: Tensor, src: Tensor | number): void {
+  if (isGradEnabled() && (dst.requiresGrad || (src instanceof Tensor && src.requiresGrad))) {
+    throw new TensorError('assign: in-place writes to tensors that require grad must run under noGrad()');
+  }
+  if (src instanceof Tensor && src.storage === dst.storage) {
+    const copy = elementwise('identity', [src]);
+    elementwise('identity', [copy], dst);
+    copy.dispose();
+    return;
+  }
+  elementwise('identity', [src], dst);
 }

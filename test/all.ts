@@ -8,6 +8,10 @@ import './rowwise.test.ts';
 import './movement.test.ts';
 import './gradcheck.test.ts';
 import './autodiff.test.ts';
+import './memory.test.ts';
+import './errors.test.ts';
+import './robustness.test.ts';
+import './mlp.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -1,0 +1,83 @@
+// GPU memory: a training loop's live bytes stay flat, the pool serves repeat allocations, tidy frees what
+// it should, and no pipeline is compiled again for new shapes of a known kernel.
+import * as assert from 'uvu/assert';
+import * as T from '../kernels/index.ts';
+import { suite } from './harness.ts';
+
+const test = suite('memory');
+
+function mlpStep(w1: T.Tensor, b1: T.Tensor, w2: T.Tensor, x: T.Tensor, labels: T.Tensor, lr: number): T.Tensor {
+  return T.tidy(() => {
+    const h = T.matmul(x, w1, { bias: b1, activation: 'gelu' });
+    const loss = T.crossEntropy(T.matmul(h, w2), labels);
+    T.backward(loss);
+    T.noGrad(() => {
+      for (const p of [w1, b1, w2]) {
+        T.assign(p, T.sub(p, T.mul(p.grad!, lr)));
+        p.grad!.dispose();
+        p.grad = null;
+      }
+    });
+    return loss;
+  });
+}
+
+test('live bytes stay flat over 200 forward + backward + update steps', async () => {
+  T.manualSeed(1);
+  const w1 = T.param(T.mul(T.randNormal([33, 64]), 0.2));
+  const b1 = T.param(T.zeros([64]));
+  const w2 = T.param(T.mul(T.randNormal([64, 10]), 0.2));
+  const x = T.keep(T.randNormal([57, 33]));
+  const labels = T.keep(T.Tensor.from(Int32Array.from({ length: 57 }, (_, i) => i % 10)));
+  const first = mlpStep(w1, b1, w2, x, labels, 0.1);
+  await first.item();
+  first.dispose();
+  const after1 = T.memory();
+  const live: number[] = [];
+  for (let step = 0; step < 200; step++) {
+    const loss = mlpStep(w1, b1, w2, x, labels, 0.1);
+    if (step % 50 === 49) await loss.item();
+    loss.dispose();
+    live.push(T.memory().liveBytes);
+  }
+  const end = T.memory();
+  assert.ok(live.every((b) => b === live[0]), `live bytes drifted: ${[...new Set(live)].join(', ')}`);
+  assert.is(end.liveBytes, after1.liveBytes, 'live bytes after 200 steps equal those after the first');
+  assert.is(end.allocations, after1.allocations, 'every later step is served from the pool');
+  assert.ok(end.reuses > after1.reuses);
+  for (const t of [w1, b1, w2, x, labels]) t.dispose();
+});
+
+test('tidy disposes intermediates, keeps results and kept tensors, and nests', () => {
+  const before = T.memory().liveBytes;
+  let inner: T.Tensor | undefined;
+  const { a, b } = T.tidy(() => {
+    const t = T.ones([100]);
+    inner = T.tidy(() => T.add(t, T.mul(t, 2)));
+    const kept = T.keep(T.zeros([10]));
+    T.exp(t);
+    return { a: inner, b: [kept] };
+  });
+  assert.is(a, inner);
+  assert.is(a.isDisposed, false);
+  assert.is(b[0].isDisposed, false);
+  a.dispose();
+  b[0].dispose();
+  assert.is(T.memory().liveBytes, before);
+});
+
+test('new shapes of a known kernel compile no new pipeline', async () => {
+  const shapes = [[3, 5], [17, 33], [129, 7]];
+  const run = (i: number) => T.tidy(() => {
+    const [m, n] = shapes[i];
+    const a = T.randNormal([m, n]);
+    const w = T.randNormal([n, m]);
+    return T.sum(T.softmax(T.add(T.matmul(a, w), 1)));
+  });
+  (await run(0).item());
+  const compiled = T.memory().pipelinesCompiled;
+  for (let i = 1; i < shapes.length; i++) await run(i).item();
+  assert.is(T.memory().pipelinesCompiled, compiled);
+});
+
+test.run();
