@@ -84,7 +84,7 @@ const NO_ADAPTER_HELP =
 
 async function open(): Promise<Gpu> {
   if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
-  const instance = create([]);
+  const instance = create((process.env.DAWN_FLAGS ?? '').split(',').filter(Boolean));
   const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new GpuError(NO_ADAPTER_HELP);
   const wanted: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups'];

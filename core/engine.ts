@@ -24,6 +24,8 @@ export interface KernelSpec {
   uniforms: Record<string, UniformType>;
   /** WGSL with an entry point `main`; it sees the generated bindings and `u`. */
   wgsl: string;
+  /** Directives placed before all declarations, e.g. 'enable subgroups;' (the device must have the feature). */
+  directives?: string[];
 }
 
 type BufferArgs<S extends KernelSpec> = { [K in keyof S['outputs'] | keyof S['inputs']]: GPUBuffer };
@@ -62,7 +64,7 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     this.uniformBytes = Math.max(16, Math.ceil(offset / 16) * 16);
     this.bindingNames = [...Object.keys(spec.outputs), ...Object.keys(spec.inputs)];
 
-    const decl: string[] = [];
+    const decl: string[] = [...(spec.directives ?? [])];
     let binding = 0;
     for (const [name, type] of Object.entries(spec.outputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${type}>;`);
     for (const [name, type] of Object.entries(spec.inputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read> ${name}: array<${type}>;`);
@@ -125,6 +127,8 @@ export class Engine {
   private arenaUsed = 0;
   private pendingDispatches = 0;
   private counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  private querySet: GPUQuerySet | null = null;
+  private timing: { querySet: GPUQuerySet; passes: number } | null = null;
   private readonly maxWorkgroups: number;
   /**
    * A u32 that kernels set to a non-zero code when they meet bad data they cannot report otherwise (an
@@ -202,7 +206,39 @@ export class Engine {
   }
 
   private computePass(): GPUComputePassEncoder {
-    return (this.pass ??= this.commandEncoder().beginComputePass());
+    if (this.pass) return this.pass;
+    const timing = this.timing;
+    if (timing) timing.passes++;
+    const timestampWrites = timing && timing.passes === 1 ? { querySet: timing.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } : undefined;
+    return (this.pass = this.commandEncoder().beginComputePass(timestampWrites ? { timestampWrites } : {}));
+  }
+
+  /**
+   * GPU time in milliseconds of the dispatches `record` makes, from timestamp queries around their compute
+   * pass; null when the adapter has no timestamp-query or the work did not fit in one pass.
+   */
+  async timeGpu(record: () => void): Promise<number | null> {
+    if (!this.gpu.hasFeature('timestamp-query')) {
+      record();
+      return null;
+    }
+    this.flush();
+    this.querySet ??= this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    this.timing = { querySet: this.querySet, passes: 0 };
+    let passes: number;
+    try {
+      record();
+    } finally {
+      passes = this.timing.passes;
+      this.timing = null;
+    }
+    if (passes !== 1) return null;
+    this.endPass();
+    const resolved = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.commandEncoder().resolveQuerySet(this.querySet, 0, 2, resolved, 0);
+    const [begin, end] = new BigUint64Array(await this.read(resolved, 0, 16));
+    resolved.destroy();
+    return Number(end - begin) / 1e6;
   }
 
   private endPass(): void {

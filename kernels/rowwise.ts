@@ -40,7 +40,10 @@ export function softmaxRaw(x: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
   const { src, rows, D } = rowsOf(op, x);
   const out = Tensor.empty(x.shape);
-  const write = log ? 'y[base + j] = x[xb + j] - m - log(s);' : 'y[base + j] = exp(x[xb + j] - m) * inv;';
+  // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
+  const [accumulate, write] = log
+    ? ['s += exp(x[xb + j] - m);', 'y[base + j] = x[xb + j] - m - log(s);']
+    : ['let e = exp(x[xb + j] - m); y[base + j] = e; s += e;', 'y[base + j] *= inv;'];
   launchRows(
     `rows:${op}`,
     () => ({
@@ -53,7 +56,7 @@ export function softmaxRaw(x: Tensor, log: boolean): Tensor {
   var m = ${NEG_MAX};
   for (var j = 0u; j < u.D; j++) { m = max(m, x[xb + j]); }
   var s = 0.0;
-  for (var j = 0u; j < u.D; j++) { s += exp(x[xb + j] - m); }
+  for (var j = 0u; j < u.D; j++) { ${accumulate} }
   let inv = 1.0 / s;
   for (var j = 0u; j < u.D; j++) { ${write} }
 }`,

@@ -1,0 +1,102 @@
+// Benchmark plumbing: validate-then-time, GPU timestamps with a wall-clock fallback, the tfjs-webgpu peer,
+// and result records for the table and --json output.
+import * as T from '../kernels/index.ts';
+import { getEngine } from '../core/engine.ts';
+
+export interface Result {
+  kernel: string;
+  shape: string;
+  impl: string;
+  ms: number;
+  /** GFLOP/s or GB/s, per `unit`. */
+  rate: number;
+  unit: 'GFLOP/s' | 'GB/s';
+  timer: 'gpu-timestamp' | 'wall';
+}
+
+export interface TimeOptions {
+  /** Op launches per measurement (amortises submit and wait). */
+  inner?: number;
+  reps?: number;
+  warmup?: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * Median milliseconds per launch of `op` (which returns its output; outputs are disposed). Uses GPU
+ * timestamps when the adapter has them, else the wall clock around submit + wait.
+ */
+export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<{ ms: number; timer: Result['timer'] }> {
+  const engine = getEngine();
+  const launch = () => {
+    for (let i = 0; i < inner; i++) op().dispose();
+  };
+  for (let i = 0; i < warmup; i++) launch();
+  await T.sync();
+  const gpuTimes: number[] = [];
+  const wallTimes: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    const gpuMs = await engine.timeGpu(launch);
+    await T.sync();
+    wallTimes.push((performance.now() - t0) / inner);
+    if (gpuMs !== null) gpuTimes.push(gpuMs / inner);
+  }
+  return gpuTimes.length === reps ? { ms: median(gpuTimes), timer: 'gpu-timestamp' } : { ms: median(wallTimes), timer: 'wall' };
+}
+
+// ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------
+export type Tf = typeof import('@tensorflow/tfjs-core');
+let tfPromise: Promise<Tf | null> | null = null;
+
+/** tfjs with its WebGPU backend on the same `webgpu` instance, or null when it cannot start. */
+export function loadTfjs(): Promise<Tf | null> {
+  tfPromise ??= (async () => {
+    try {
+      (globalThis as { navigator?: unknown }).navigator = { gpu: T.gpu().instance, userAgent: 'node' };
+      const tf = await import('@tensorflow/tfjs-core');
+      await import('@tensorflow/tfjs-backend-webgpu');
+      if (!(await tf.setBackend('webgpu'))) return null;
+      await tf.ready();
+      return tf;
+    } catch (e) {
+      console.error(`tfjs-webgpu unavailable: ${(e as Error).message}`);
+      return null;
+    }
+  })();
+  return tfPromise;
+}
+
+/** Median milliseconds per launch of a tfjs op, synchronised by reading back one element. */
+export async function timeTfjs(tf: Tf, op: () => import('@tensorflow/tfjs-core').Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<number> {
+  const sync = async (t: import('@tensorflow/tfjs-core').Tensor) => {
+    const one = tf.slice(t, new Array(t.rank).fill(0), new Array(t.rank).fill(1));
+    await one.data();
+    one.dispose();
+  };
+  const launch = async () => {
+    let last: import('@tensorflow/tfjs-core').Tensor | null = null;
+    for (let i = 0; i < inner; i++) {
+      last?.dispose();
+      last = op();
+    }
+    await sync(last!);
+    last!.dispose();
+  };
+  for (let i = 0; i < warmup; i++) await launch();
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await launch();
+    times.push((performance.now() - t0) / inner);
+  }
+  return median(times);
+}
+
+/** Throws when sampled outputs differ from their float64 reference values beyond the tolerance. */
+export function validate(name: string, samples: { got: number; want: number }[], tol: number): void {
+  let worst = 0;
+  for (const { got, want } of samples) worst = Math.max(worst, Math.abs(got - want) / Math.max(1, Math.abs(want)));
+  if (!(worst <= tol)) throw new Error(`${name}: output differs from the float64 reference by ${worst.toExponential(2)} (tolerance ${tol})`);
+}

@@ -1,0 +1,43 @@
+// `npm run bench [-- --quick] [-- --json] [-- --no-peer] [-- --only matmul]`: every kernel validated, then
+// timed, next to tfjs-webgpu on the same adapter. Results go to stdout (a table, or JSON with --json).
+import * as T from '../kernels/index.ts';
+import { benchMatmul } from './matmul.ts';
+import { benchMemoryBound } from './memorybound.ts';
+import type { Result } from './harness.ts';
+
+const args = new Set(process.argv.slice(2));
+const quick = args.has('--quick');
+const peer = !args.has('--no-peer');
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : null;
+
+await T.init();
+const adapter = T.gpu().name;
+const log = (s: string) => (args.has('--json') ? process.stderr.write(`${s}\n`) : console.log(s));
+log(`adapter: ${adapter}`);
+
+const suites: [string, () => Promise<Result[]>][] = [
+  ['matmul', () => benchMatmul({ quick, peer })],
+  ['memory-bound', () => benchMemoryBound({ quick, peer })],
+];
+const results: Result[] = [];
+for (const [name, run] of suites) {
+  if (only && !name.startsWith(only)) continue;
+  log(`running ${name}…`);
+  results.push(...(await run()));
+}
+
+if (args.has('--json')) {
+  console.log(JSON.stringify({ adapter, date: new Date().toISOString(), results }, null, 1));
+} else {
+  const rows = [['kernel', 'shape', 'impl', 'ms', 'rate', 'vs tfjs', 'timer']];
+  for (const r of results) {
+    const tf = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && o.impl === 'tfjs-webgpu');
+    const ratio = tf && r !== tf ? `${(r.rate / tf.rate).toFixed(2)}×` : '';
+    rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.timer]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+}
+T.closeGpu();
+process.exit(0);

@@ -1,0 +1,64 @@
+// Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
+// sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
+import * as T from '../kernels/index.ts';
+import { matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
+
+export const MATMUL_VARIANTS: MatmulConfig[] = [
+  { version: 'v1', tm: 1, tn: 1 },
+  { version: 'v2', tm: 4, tn: 4 },
+  { version: 'v2', tm: 4, tn: 8 },
+  { version: 'v2', tm: 8, tn: 4 },
+  { version: 'v2', tm: 8, tn: 8 },
+];
+
+/** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
+export function matmulShapes(quick: boolean): [string, number, number, number][] {
+  const square: [string, number, number, number][] = [256, 512, 1024, 2048].map((n) => [`${n}²`, n, n, n]);
+  const vit: [string, number, number, number][] = [
+    ['ViT-B/32 qkv [400,768]×[768,2304]', 400, 768, 2304],
+    ['ViT-B/32 fc [400,768]×[768,3072]', 400, 768, 3072],
+    ['ViT-B/32 proj [400,3072]×[3072,768]', 400, 3072, 768],
+  ];
+  return quick ? [square[0], square[2], vit[1]] : [...square, ...vit];
+}
+
+const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : `v2 ${c.tm}x${c.tn}`);
+
+export async function benchMatmul({ quick, peer }: { quick: boolean; peer: boolean }): Promise<Result[]> {
+  const results: Result[] = [];
+  const tf = peer ? await loadTfjs() : null;
+  for (const [label, M, K, N] of matmulShapes(quick)) {
+    const a = T.keep(T.randNormal([M, K]));
+    const b = T.keep(T.randNormal([K, N]));
+    const [ha, hb] = [await a.data(), await b.data()];
+    const flops = 2 * M * N * K;
+    const inner = flops > 4e9 ? 2 : 5;
+    for (const config of MATMUL_VARIANTS) {
+      if (config.version === 'v1' && flops > 3e9) continue; // the naive kernel takes minutes there
+      const out = matmulRaw(a, b, {}, config);
+      const got = await out.data();
+      out.dispose();
+      const samples = Array.from({ length: 64 }, (_, s) => {
+        const i = (s * 7919) % M;
+        const j = (s * 104729) % N;
+        let want = 0;
+        for (let k = 0; k < K; k++) want += ha[i * K + k] * hb[k * N + j];
+        return { got: got[i * N + j], want };
+      });
+      validate(`matmul ${configName(config)} ${label}`, samples, 1e-4 * Math.sqrt(K));
+      const { ms, timer } = await timeOurs(() => matmulRaw(a, b, {}, config), { inner });
+      results.push({ kernel: 'matmul', shape: label, impl: `ours ${configName(config)}`, ms, rate: flops / ms / 1e6, unit: 'GFLOP/s', timer });
+    }
+    if (tf) {
+      const [ta, tb] = [tf.tensor2d(ha as Float32Array, [M, K]), tf.tensor2d(hb as Float32Array, [K, N])];
+      const ms = await timeTfjs(tf, () => tf.matMul(ta, tb), { inner });
+      results.push({ kernel: 'matmul', shape: label, impl: 'tfjs-webgpu', ms, rate: flops / ms / 1e6, unit: 'GFLOP/s', timer: 'wall' });
+      ta.dispose();
+      tb.dispose();
+    }
+    a.dispose();
+    b.dispose();
+  }
+  return results;
+}

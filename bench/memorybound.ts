@@ -1,0 +1,81 @@
+// Memory-bound kernels: softmax and layer norm over [4096, 1024] rows and an elementwise add over 16M
+// floats. Rates are GB/s of compulsory traffic (each input read once, each output written once).
+import * as T from '../kernels/index.ts';
+import * as R from '../kernels/reference.ts';
+import { loadTfjs, timeOurs, timeTfjs, validate, type Result, type Tf } from './harness.ts';
+
+interface Case {
+  kernel: string;
+  shape: number[];
+  bytes: number;
+  ours: (x: T.Tensor) => T.Tensor;
+  tfjs: (tf: Tf, x: import('@tensorflow/tfjs-core').Tensor) => import('@tensorflow/tfjs-core').Tensor;
+  /** Sampled reference check of ours(x) given the host input. */
+  check: (x: Float32Array, y: Float32Array) => { got: number; want: number }[];
+}
+
+const rowsOf = (D: number, rows: number[]) => (x: Float32Array) => rows.map((r) => new R.Nd([1, D], Float64Array.from(x.subarray(r * D, (r + 1) * D))));
+const sampleRows = [0, 1, 777, 4095];
+
+export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: boolean }): Promise<Result[]> {
+  const [rows, D] = [4096, 1024];
+  const n = quick ? 1 << 22 : 1 << 24;
+  const w = T.keep(T.randNormal([D]));
+  const bias = T.keep(T.randNormal([D]));
+  const [hw, hb] = [await w.data(), await bias.data()];
+  const cases: Case[] = [
+    {
+      kernel: 'softmax',
+      shape: [rows, D],
+      bytes: 2 * rows * D * 4,
+      ours: (x) => T.softmax(x),
+      tfjs: (tf, x) => tf.softmax(x),
+      check: (x, y) => rowsOf(D, sampleRows)(x).flatMap((row, k) => Array.from(R.softmax(row).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want }))),
+    },
+    {
+      kernel: 'layerNorm',
+      shape: [rows, D],
+      bytes: 2 * rows * D * 4,
+      ours: (x) => T.layerNorm(x, w, bias),
+      tfjs: (tf, x) => {
+        // tfjs has no fused layer norm; this is how its users write one.
+        const { mean, variance } = tf.moments(x, -1, true);
+        return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5))), tf.tensor1d(hw as Float32Array)), tf.tensor1d(hb as Float32Array));
+      },
+      check: (x, y) => {
+        const [wn, bn] = [R.Nd.from(hw, [D]), R.Nd.from(hb, [D])];
+        return rowsOf(D, sampleRows)(x).flatMap((row, k) => Array.from(R.layerNorm(row, wn, bn, 1e-5).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want })));
+      },
+    },
+    {
+      kernel: 'add',
+      shape: [n],
+      bytes: 3 * n * 4,
+      ours: (x) => T.add(x, x),
+      tfjs: (tf, x) => tf.add(x, x),
+      check: (x, y) => Array.from({ length: 256 }, (_, s) => (s * 65537) % n).map((i) => ({ got: y[i], want: 2 * x[i] })),
+    },
+  ];
+  const tf = peer ? await loadTfjs() : null;
+  const results: Result[] = [];
+  for (const c of cases) {
+    const x = T.keep(T.randNormal(c.shape));
+    const hx = (await x.data()) as Float32Array;
+    const y = c.ours(x);
+    validate(`${c.kernel} [${c.shape}]`, c.check(hx, (await y.data()) as Float32Array), 1e-5);
+    y.dispose();
+    const label = `[${c.shape.join(',')}]`;
+    const { ms, timer } = await timeOurs(() => c.ours(x), { inner: 5 });
+    results.push({ kernel: c.kernel, shape: label, impl: 'ours', ms, rate: c.bytes / ms / 1e6, unit: 'GB/s', timer });
+    if (tf) {
+      const tx = tf.tensor(hx, c.shape);
+      const tms = await timeTfjs(tf, () => tf.tidy(() => c.tfjs(tf, tx)), { inner: 5 });
+      results.push({ kernel: c.kernel, shape: label, impl: 'tfjs-webgpu', ms: tms, rate: c.bytes / tms / 1e6, unit: 'GB/s', timer: 'wall' });
+      tx.dispose();
+    }
+    x.dispose();
+  }
+  w.dispose();
+  bias.dispose();
+  return results;
+}
