@@ -7,11 +7,13 @@ export interface Result {
   kernel: string;
   shape: string;
   impl: string;
+  /** Wall-clock milliseconds per launch, submit to completion (what the peer is measured with too). */
   ms: number;
-  /** GFLOP/s or GB/s, per `unit`. */
+  /** GPU time per launch from timestamp queries, where the adapter has them. */
+  gpuMs: number | null;
+  /** GFLOP/s or GB/s from the wall-clock time, per `unit`. */
   rate: number;
   unit: 'GFLOP/s' | 'GB/s';
-  timer: 'gpu-timestamp' | 'wall';
 }
 
 export interface TimeOptions {
@@ -24,10 +26,10 @@ export interface TimeOptions {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * Median milliseconds per launch of `op` (which returns its output; outputs are disposed). Uses GPU
- * timestamps when the adapter has them, else the wall clock around submit + wait.
+ * Median milliseconds per launch of `op` (which returns its output; outputs are disposed): wall clock around
+ * submit + wait, and GPU time from timestamp queries when the adapter has them.
  */
-export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<{ ms: number; timer: Result['timer'] }> {
+export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null }> {
   const engine = getEngine();
   const launch = () => {
     for (let i = 0; i < inner; i++) op().dispose();
@@ -43,7 +45,7 @@ export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup
     wallTimes.push((performance.now() - t0) / inner);
     if (gpuMs !== null) gpuTimes.push(gpuMs / inner);
   }
-  return gpuTimes.length === reps ? { ms: median(gpuTimes), timer: 'gpu-timestamp' } : { ms: median(wallTimes), timer: 'wall' };
+  return { ms: median(wallTimes), gpuMs: gpuTimes.length === reps ? median(gpuTimes) : null };
 }
 
 // ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------

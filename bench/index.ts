@@ -30,11 +30,11 @@ for (const [name, run] of suites) {
 if (args.has('--json')) {
   console.log(JSON.stringify({ adapter, date: new Date().toISOString(), results }, null, 1));
 } else {
-  const rows = [['kernel', 'shape', 'impl', 'ms', 'rate', 'vs tfjs', 'timer']];
+  const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs tfjs', 'gpu ms']];
   for (const r of results) {
     const tf = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && o.impl === 'tfjs-webgpu');
     const ratio = tf && r !== tf ? `${(r.rate / tf.rate).toFixed(2)}×` : '';
-    rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.timer]);
+    rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));

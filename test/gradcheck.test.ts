@@ -103,11 +103,23 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: ([a, b]) => R.matmul(R.permute(a, [1, 0]), R.permute(b, [0, 2, 1])),
     },
   ],
-  softmax: [{ inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) }],
-  logSoftmax: [{ inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.logSoftmax(x), ref: ([x]) => R.logSoftmax(x) }],
+  softmax: [
+    { inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) },
+    { name: 'vec4 rows', inputs: [{ shape: [3, 8] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) },
+  ],
+  logSoftmax: [
+    { inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.logSoftmax(x), ref: ([x]) => R.logSoftmax(x) },
+    { name: 'vec4 rows', inputs: [{ shape: [3, 8] }], gpu: ([x]) => T.logSoftmax(x), ref: ([x]) => R.logSoftmax(x) },
+  ],
   layerNorm: [
     {
       inputs: [{ shape: [4, 9] }, { shape: [9] }, { shape: [9] }],
+      gpu: ([x, w, b]) => T.layerNorm(x, w, b, 1e-5),
+      ref: ([x, w, b]) => R.layerNorm(x, w, b, 1e-5),
+    },
+    {
+      name: 'vec4 rows',
+      inputs: [{ shape: [3, 8] }, { shape: [8] }, { shape: [8] }],
       gpu: ([x, w, b]) => T.layerNorm(x, w, b, 1e-5),
       ref: ([x, w, b]) => R.layerNorm(x, w, b, 1e-5),
     },
@@ -115,6 +127,7 @@ const CASES: { [K in OpName]: GradCase[] } = {
   crossEntropy: [
     { inputs: [{ shape: [5, 7] }], gpu: ([x]) => crossEntropyPerRow(x, T.Tensor.from(LABELS)), ref: ([x]) => R.crossEntropyPerRow(x, LABELS) },
     { name: 'mean', inputs: [{ shape: [5, 7] }], gpu: ([x]) => T.crossEntropy(x, T.Tensor.from(LABELS)), ref: ([x]) => sumRef(R.crossEntropyPerRow(x, LABELS), [0], false, 1 / 5) },
+    { name: 'vec4 rows', inputs: [{ shape: [5, 8] }], gpu: ([x]) => crossEntropyPerRow(x, T.Tensor.from(LABELS)), ref: ([x]) => R.crossEntropyPerRow(x, LABELS) },
   ],
   indexSelect: [
     { inputs: [{ shape: [6, 4] }], gpu: ([x]) => T.indexSelect(x, 0, T.Tensor.from(INDEX)), ref: ([x]) => R.indexSelect(x, 0, INDEX) },

@@ -6,7 +6,8 @@ import { crossEntropyPerRow } from '../kernels/rowwise.ts';
 import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');
-const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1]];
+// Widths that are multiples of 4 take the vec4 kernels; the others the scalar ones.
+const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1], [9, 64], [3, 4]];
 
 test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
   for (const [i, shape] of SHAPES.entries()) {
@@ -30,7 +31,7 @@ test('softmax of a transposed view and of rows holding -inf masks', async () => 
 });
 
 test('layerNorm matches the reference with affine parameters and eps', async () => {
-  for (const [i, shape] of [[7], [3, 33], [129, 257], [2, 3, 129], [4, 1]].entries()) {
+  for (const [i, shape] of [[7], [3, 33], [129, 257], [2, 3, 129], [4, 1], [5, 68], [3, 8]].entries()) {
     const D = shape[shape.length - 1];
     const x = R.map(randn(shape, 900 + i, 2), (v) => v + 3);
     const w = randn([D], 950 + i);
@@ -42,7 +43,7 @@ test('layerNorm matches the reference with affine parameters and eps', async () 
 });
 
 test('cross-entropy per row and mean, with out-of-range labels rejected', async () => {
-  for (const [i, [N, C]] of [[1, 7], [33, 10], [129, 257], [7, 1]].entries()) {
+  for (const [i, [N, C]] of [[1, 7], [33, 10], [129, 257], [7, 1], [9, 12], [3, 4]].entries()) {
     const logits = randn([N, C], 1000 + i, 3);
     const labels = randInt(N, C, 1100 + i);
     const perRow = R.crossEntropyPerRow(logits, labels);
