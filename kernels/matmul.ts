@@ -76,28 +76,58 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 }
 
-function v2Source(tm: number, tn: number, vecB: boolean, bias: boolean, act: Activation): string {
+/**
+ * How v2 loads an operand. A: 'k4' reads four consecutive k of a row as a vec4 (row-major A), 'm4' four
+ * consecutive rows at one k (a transposed A view); B: 'n4' four consecutive columns (row-major B), 'k4' four
+ * consecutive k of a column (a transposed B view, i.e. x·Wᵀ with PyTorch's [out, in] weights).
+ * 'scalar' reads one value through the strides. Vector modes need the dimension, strides and offset to be
+ * multiples of 4.
+ */
+type ALoad = 'k4' | 'm4' | 'scalar';
+type BLoad = 'n4' | 'k4' | 'scalar';
+
+function v2Source(tm: number, tn: number, aLoad: ALoad, bLoad: BLoad, bias: boolean, act: Activation): string {
   const rows = [...Array(tm).keys()];
   const cols = [...Array(tn).keys()];
-  const lines: string[] = [];
-  for (const i of rows) lines.push(`let aRow${i} = aOff + min(row0 + ${i}u, u.M - 1u) * u.sAm;`);
-  if (vecB) {
-    for (let j = 0; j < tn; j += 4) lines.push(`let bCol${j} = min(col0 + ${j}u, u.N - 4u);`);
+  const kStep = aLoad === 'k4' || bLoad === 'k4' ? 4 : 1;
+  const steps = [...Array(kStep).keys()];
+  const setup: string[] = [];
+  const loads: string[] = [];
+  // Expressions for A[row0 + i, k + kk] and B[k + kk, col0 + j] after the loads of one k step.
+  let aAt: (i: number, kk: number) => string;
+  let bAt: (kk: number, j: number) => string;
+
+  if (aLoad === 'm4') {
+    for (let q = 0; q < tm / 4; q++) setup.push(`let aGroup${q} = aOff + min(row0 + ${4 * q}u, u.M - 4u);`);
+    for (const kk of steps) for (let q = 0; q < tm / 4; q++) loads.push(`let am${kk}_${q} = a[(aGroup${q} + (k + ${kk}u) * u.sAk) / 4u];`);
+    aAt = (i, kk) => `am${kk}_${Math.floor(i / 4)}[${i % 4}]`;
   } else {
-    for (const j of cols) lines.push(`let bCol${j} = bOff + min(col0 + ${j}u, u.N - 1u) * u.sBn;`);
-  }
-  for (const i of rows) for (const j of cols) lines.push(`var c${i}_${j} = 0.0;`);
-  const body: string[] = [];
-  for (const i of rows) body.push(`let a${i} = a[aRow${i} + k * u.sAk];`);
-  if (vecB) {
-    for (let j = 0; j < tn; j += 4) {
-      body.push(`let bv${j} = b[(bOff + k * u.sBk + bCol${j}) / 4u];`);
-      for (let q = 0; q < 4; q++) body.push(`let b${j + q} = bv${j}[${q}];`);
+    for (const i of rows) setup.push(`let aRow${i} = aOff + min(row0 + ${i}u, u.M - 1u) * u.sAm;`);
+    if (aLoad === 'k4') {
+      for (const i of rows) loads.push(`let ak${i} = a[(aRow${i} + k) / 4u];`);
+      aAt = (i, kk) => `ak${i}[${kk}]`;
+    } else {
+      for (const kk of steps) for (const i of rows) loads.push(`let as${kk}_${i} = a[aRow${i} + (k + ${kk}u) * u.sAk];`);
+      aAt = (i, kk) => `as${kk}_${i}`;
     }
-  } else {
-    for (const j of cols) body.push(`let b${j} = b[bCol${j} + k * u.sBk];`);
   }
-  for (const i of rows) for (const j of cols) body.push(`c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
+  if (bLoad === 'n4') {
+    for (let q = 0; q < tn / 4; q++) setup.push(`let bGroup${q} = bOff + min(col0 + ${4 * q}u, u.N - 4u);`);
+    for (const kk of steps) for (let q = 0; q < tn / 4; q++) loads.push(`let bn${kk}_${q} = b[(bGroup${q} + (k + ${kk}u) * u.sBk) / 4u];`);
+    bAt = (kk, j) => `bn${kk}_${Math.floor(j / 4)}[${j % 4}]`;
+  } else {
+    for (const j of cols) setup.push(`let bCol${j} = bOff + min(col0 + ${j}u, u.N - 1u) * u.sBn;`);
+    if (bLoad === 'k4') {
+      for (const j of cols) loads.push(`let bk${j} = b[(bCol${j} + k) / 4u];`);
+      bAt = (kk, j) => `bk${j}[${kk}]`;
+    } else {
+      for (const kk of steps) for (const j of cols) loads.push(`let bs${kk}_${j} = b[bCol${j} + (k + ${kk}u) * u.sBk];`);
+      bAt = (kk, j) => `bs${kk}_${j}`;
+    }
+  }
+  for (const i of rows) for (const j of cols) setup.push(`var c${i}_${j} = 0.0;`);
+  const fmas: string[] = [];
+  for (const kk of steps) for (const i of rows) for (const j of cols) fmas.push(`c${i}_${j} = fma(${aAt(i, kk)}, ${bAt(kk, j)}, c${i}_${j});`);
   const store: string[] = [];
   for (const i of rows) {
     store.push(`if (row0 + ${i}u < u.M) {`);
@@ -116,12 +146,29 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let batch = wid.z;
   if (row0 >= u.M || col0 >= u.N) { return; }
   ${BATCH_OFFSETS}
-  ${lines.join('\n  ')}
-  for (var k = 0u; k < u.K; k++) {
-    ${body.join('\n    ')}
+  ${setup.join('\n  ')}
+  for (var k = 0u; k < u.K; k += ${kStep}u) {
+    ${loads.join('\n    ')}
+    ${fmas.join('\n    ')}
   }
   ${store.join('\n  ')}
 }`;
+}
+
+/** Chooses how v2 loads each operand from its layout (see ALoad / BLoad). */
+function loadModes(a: Tensor, b: Tensor, aBatch: number[], bBatch: number[], config: MatmulConfig): { aLoad: ALoad; bLoad: BLoad } {
+  const [M, K] = a.shape.slice(-2);
+  const N = b.shape[b.rank - 1];
+  const [sAm, sAk] = a.strides.slice(-2);
+  const [sBk, sBn] = b.strides.slice(-2);
+  const aligned = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const aBase = aligned(a.offset, ...aBatch);
+  const bBase = aligned(b.offset, ...bBatch);
+  const aLoad: ALoad =
+    aBase && sAk === 1 && aligned(K, sAm) ? 'k4' : aBase && sAm === 1 && M > 1 && aligned(M, sAk, config.tm) ? 'm4' : 'scalar';
+  const bLoad: BLoad =
+    bBase && sBn === 1 && N > 1 && aligned(N, sBk, config.tn) ? 'n4' : bBase && sBk === 1 && aligned(K, sBn) ? 'k4' : 'scalar';
+  return { aLoad, bLoad };
 }
 
 export interface MatmulOptions {
@@ -156,14 +203,21 @@ export function matmulRaw(a: Tensor, b: Tensor, { bias, activation = 'none' }: M
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
-  const vecB = config.version === 'v2' && sBn === 1 && N % 4 === 0 && sBk % 4 === 0 && b.offset % 4 === 0 && config.tn % 4 === 0 && batchStrides(b).every((s) => s % 4 === 0);
-  const key = `matmul:${config.version}:${config.tm}x${config.tn}:${vecB ? 'vec4' : 'scalar'}:${bias ? 'bias' : ''}:${activation}`;
-  const kernel = getEngine().kernel(key, () => ({
-    name: `matmul_${config.version}${config.version === 'v2' ? `_${config.tm}x${config.tn}${vecB ? '_vec4' : ''}` : ''}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}`,
+  const aBatch = batchStrides(a);
+  const bBatch = batchStrides(b);
+  const { aLoad, bLoad } = config.version === 'v2' ? loadModes(a, b, aBatch, bBatch, config) : { aLoad: 'scalar' as const, bLoad: 'scalar' as const };
+  const variant = config.version === 'v2' ? `_${config.tm}x${config.tn}_a${aLoad}_b${bLoad}` : '';
+  const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}`;
+  const kernel = getEngine().kernel(name, () => ({
+    name,
     outputs: { c: 'f32' as const },
-    inputs: { a: 'f32' as const, b: vecB ? ('vec4<f32>' as const) : ('f32' as const), ...(bias ? { bias: 'f32' as const } : {}) },
+    inputs: {
+      a: aLoad === 'scalar' ? ('f32' as const) : ('vec4<f32>' as const),
+      b: bLoad === 'scalar' ? ('f32' as const) : ('vec4<f32>' as const),
+      ...(bias ? { bias: 'f32' as const } : {}),
+    },
     uniforms: UNIFORMS,
-    wgsl: config.version === 'v1' ? v1Source(!!bias, activation) : v2Source(config.tm, config.tn, vecB, !!bias, activation),
+    wgsl: config.version === 'v1' ? v1Source(!!bias, activation) : v2Source(config.tm, config.tn, aLoad, bLoad, !!bias, activation),
   }));
   const perThread = config.version === 'v1' ? [1, 1] : [config.tm, config.tn];
   const buffers: Record<string, GPUBuffer> = { c: out.bufferFor(op), a: a.bufferFor(op), b: b.bufferFor(op) };
@@ -173,7 +227,7 @@ export function matmulRaw(a: Tensor, b: Tensor, { bias, activation = 'none' }: M
     buffers as never,
     {
       M, N, K,
-      batchRank: batchShape.length, batchShape, aBatch: batchStrides(a), bBatch: batchStrides(b),
+      batchRank: batchShape.length, batchShape, aBatch, bBatch,
       offA: a.offset, sAm, sAk, offB: b.offset, sBk, sBn, offBias: bias?.offset ?? 0,
     },
     [Math.ceil(N / (WG * perThread[1])), Math.ceil(M / (WG * perThread[0])), batches],

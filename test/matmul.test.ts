@@ -21,7 +21,7 @@ for (const config of CONFIGS) {
   const name = `${config.version} ${config.tm}x${config.tn}`;
   test(`${name}: odd M, N, K`, async () => {
     let seed = 1000;
-    for (const M of DIMS) for (const N of [1, 4, 33, 257]) for (const K of [1, 7, 129]) {
+    for (const M of DIMS) for (const N of [1, 4, 33, 257]) for (const K of [1, 7, 12, 129]) {
       if (M * N * K > 1_200_000) continue;
       const a = randn([M, K], seed++);
       const b = randn([K, N], seed++);
@@ -35,6 +35,15 @@ for (const config of CONFIGS) {
     const bt = T.transpose(toTensor(b));
     const want = R.matmul(R.permute(a, [1, 0]), R.permute(b, [1, 0]));
     await assertTensorClose(matmulRaw(at, bt, {}, config), want, `${name} aᵀ·bᵀ`, tol(33));
+    // Aligned shapes select the vector load modes: aᵀ by rows (m4), bᵀ by k (k4), and x·Wᵀ (k4 · k4).
+    for (const [[ra, ca], [rb, cb], ta, tb] of [[[16, 8], [20, 16], true, true], [[8, 16], [20, 16], false, true], [[12, 8], [12, 20], true, false]] as const) {
+      const x = randn([ra, ca], 3 + ra);
+      const y = randn([rb, cb], 4 + rb);
+      const xa = ta ? T.transpose(toTensor(x)) : toTensor(x);
+      const yb = tb ? T.transpose(toTensor(y)) : toTensor(y);
+      const ref = R.matmul(ta ? R.permute(x, [1, 0]) : x, tb ? R.permute(y, [1, 0]) : y);
+      await assertTensorClose(matmulRaw(xa, yb, {}, config), ref, `${name} ${ta ? 'aᵀ' : 'a'}·${tb ? 'bᵀ' : 'b'} aligned`, tol(16));
+    }
   });
   test(`${name}: broadcast batches, bias and activation epilogues`, async () => {
     const a = randn([2, 3, 7, 33], 3);
