@@ -10,6 +10,9 @@ export const MATMUL_VARIANTS: MatmulConfig[] = [
   { version: 'v2', tm: 4, tn: 8 },
   { version: 'v2', tm: 8, tn: 4 },
   { version: 'v2', tm: 8, tn: 8 },
+  { version: 'v3', tm: 8, tn: 2 },
+  { version: 'v3', tm: 8, tn: 4 },
+  { version: 'v3', tm: 8, tn: 8 },
 ];
 
 /** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
@@ -23,7 +26,7 @@ export function matmulShapes(quick: boolean): [string, number, number, number][]
   return quick ? [square[0], square[2], vit[1]] : [...square, ...vit];
 }
 
-const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : `v2 ${c.tm}x${c.tn}`);
+const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : c.version === 'v2' ? `v2 ${c.tm}x${c.tn}` : `v3 8x${c.tn}/lane`);
 
 export async function benchMatmul({ quick, peer }: { quick: boolean; peer: boolean }): Promise<Result[]> {
   const results: Result[] = [];

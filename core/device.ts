@@ -33,6 +33,7 @@ export class Gpu {
     readonly device: GPUDevice,
   ) {
     device.addEventListener('uncapturederror', (event) => {
+      event.preventDefault(); // we rethrow it; Dawn need not print it too
       this.errors.push((event as GPUUncapturedErrorEvent).error.message);
     });
     device.lost.then((info) => {

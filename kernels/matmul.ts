@@ -6,8 +6,10 @@
 //   v2  register blocking: an 8×8 workgroup where every thread computes a TM×TN block of C, so each k step
 //       loads TM + TN values and does TM·TN multiply-adds. No workgroup memory: on lavapipe, barriers and
 //       shared memory are slow while the CPU caches already serve the re-reads. The block is unrolled in the
-//       generated WGSL so every accumulator is a scalar register. When B is row-major with N and its offset
-//       multiples of 4, rows of B are loaded as vec4.
+//       generated WGSL so every accumulator is a scalar register. Operands are loaded as vec4 where their
+//       layout allows (see ALoad / BLoad).
+//   v3  v2's idea across a subgroup: lanes share A values through subgroupBroadcast instead of each lane
+//       gathering them (see v3Source). 1.8× v2 on lavapipe at 1024²; the default where subgroups are 8 wide.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine, MAX_RANK } from '../core/engine.ts';
 import { isGradEnabled } from '../core/autograd.ts';
@@ -27,14 +29,18 @@ const ACTIVATION: Record<Activation, (v: string) => string> = {
 };
 
 export interface MatmulConfig {
-  version: 'v1' | 'v2';
-  /** Rows and columns of C per thread in v2. */
+  version: 'v1' | 'v2' | 'v3';
+  /** Rows and columns of C per thread (v2), columns per lane (v3). */
   tm: number;
   tn: number;
 }
 
-/** The kernel choice; bench/matmul.ts measures the alternatives on the current adapter. */
-export const matmulConfig: MatmulConfig = { version: 'v2', tm: 4, tn: 4 };
+/**
+ * The kernel choice, from `npm run bench` on lavapipe (bench/RESULTS.md): v3 with 4 columns per lane where
+ * the device has 8-lane subgroups, else v2 with an 8×8 block.
+ */
+export const matmulConfig: MatmulConfig = { version: 'v3', tm: 8, tn: 4 };
+const FALLBACK: MatmulConfig = { version: 'v2', tm: 8, tn: 8 };
 
 const WG = 8; // threads per workgroup side
 
@@ -171,6 +177,71 @@ function loadModes(a: Tensor, b: Tensor, aBatch: number[], bBatch: number[], con
   return { aLoad, bLoad };
 }
 
+/**
+ * v3: subgroup broadcast. A subgroup of 8 lanes computes an 8-row × 8·TN-column block: at each k, lane L
+ * loads A[row0 + L, k] (one gather for all eight rows) and its own TN values of B; then eight
+ * subgroupBroadcast calls hand every lane each row's A value. Compared with v2 this trades 7 of every 8 A
+ * loads for register shuffles, which lavapipe does in one instruction. Needs subgroups of exactly 8 lanes.
+ * Lanes own columns col0 + L + 8j, so B loads are coalesced across the subgroup.
+ */
+function v3Source(tn: number, aLoad: 'k4' | 'scalar', bLoad: 'k4' | 'scalar', bias: boolean, act: Activation): string {
+  const S = SUBGROUP;
+  const cols = [...Array(tn).keys()];
+  const rows = [...Array(S).keys()];
+  const kStep = aLoad === 'k4' || bLoad === 'k4' ? 4 : 1;
+  const steps = [...Array(kStep).keys()];
+  const setup = [`let aRow = aOff + min(row0 + lane, u.M - 1u) * u.sAm;`, ...cols.map((j) => `let bCol${j} = bOff + min(col0 + ${S * j}u, u.N - 1u) * u.sBn;`)];
+  for (const r of rows) for (const j of cols) setup.push(`var c${r}_${j} = 0.0;`);
+  const body: string[] = [];
+  if (aLoad === 'k4') body.push('let av = a[(aRow + k) / 4u];');
+  if (bLoad === 'k4') for (const j of cols) body.push(`let bv${j} = b[(bCol${j} + k) / 4u];`);
+  for (const kk of steps) {
+    const aValue = aLoad === 'k4' ? `av[${kk}]` : `a[aRow + (k + ${kk}u) * u.sAk]`;
+    body.push(`let a${kk} = ${aValue};`);
+    for (const j of cols) body.push(`let b${kk}_${j} = ${bLoad === 'k4' ? `bv${j}[${kk}]` : `b[bCol${j} + (k + ${kk}u) * u.sBk]`};`);
+    for (const r of rows) {
+      body.push(`let a${kk}_${r} = subgroupBroadcast(a${kk}, ${r}u);`);
+      for (const j of cols) body.push(`c${r}_${j} = fma(a${kk}_${r}, b${kk}_${j}, c${r}_${j});`);
+    }
+  }
+  const store: string[] = [];
+  for (const r of rows) {
+    store.push(`if (row0 + ${r}u < u.M) {`);
+    store.push(`  let base${r} = (batch * u.M + row0 + ${r}u) * u.N;`);
+    for (const j of cols) {
+      const col = `col0 + ${S * j}u`;
+      const v = bias ? `(c${r}_${j} + bias[u.offBias + ${col}])` : `c${r}_${j}`;
+      store.push(`  if (${col} < u.N) { c[base${r} + ${col}] = ${ACTIVATION[act](v)}; }`);
+    }
+    store.push('}');
+  }
+  return `${HELPERS}
+@compute @workgroup_size(${S * S})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  // No early return: every lane of a subgroup must reach the broadcasts. Out-of-range rows and columns
+  // load clamped (valid) addresses and are not stored.
+  let row0 = (wid.y * ${S}u + li / ${S}u) * ${S}u;
+  let col0 = wid.x * ${S * tn}u + lane;
+  let batch = wid.z;
+  ${BATCH_OFFSETS}
+  ${setup.join('\n  ')}
+  for (var k = 0u; k < u.K; k += ${kStep}u) {
+    ${body.join('\n    ')}
+  }
+  ${store.join('\n  ')}
+}`;
+}
+
+/** v3's subgroup width; the kernel is written for exactly this many lanes. */
+const SUBGROUP = 8;
+
+/** Whether the open device runs v3: subgroups of exactly SUBGROUP lanes. */
+export function subgroupMatmulAvailable(): boolean {
+  const { device, adapter } = getEngine().gpu;
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return device.features.has('subgroups') && info.subgroupMinSize === SUBGROUP && info.subgroupMaxSize === SUBGROUP;
+}
+
 export interface MatmulOptions {
   /** Added to every row of the result: shape [N]. */
   bias?: Tensor;
@@ -203,10 +274,13 @@ export function matmulRaw(a: Tensor, b: Tensor, { bias, activation = 'none' }: M
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
+  if (config.version === 'v3' && !subgroupMatmulAvailable()) config = FALLBACK;
   const aBatch = batchStrides(a);
   const bBatch = batchStrides(b);
-  const { aLoad, bLoad } = config.version === 'v2' ? loadModes(a, b, aBatch, bBatch, config) : { aLoad: 'scalar' as const, bLoad: 'scalar' as const };
-  const variant = config.version === 'v2' ? `_${config.tm}x${config.tn}_a${aLoad}_b${bLoad}` : '';
+  const modes = config.version === 'v1' ? { aLoad: 'scalar' as const, bLoad: 'scalar' as const } : loadModes(a, b, aBatch, bBatch, config);
+  // v3 reads A by rows and B by columns per lane, so only the k-contiguous vector modes apply.
+  const { aLoad, bLoad } = config.version === 'v3' ? { aLoad: modes.aLoad === 'k4' ? 'k4' : 'scalar', bLoad: modes.bLoad === 'k4' ? 'k4' : 'scalar' } as const : modes;
+  const variant = config.version === 'v1' ? '' : `_${config.version === 'v3' ? '' : `${config.tm}x`}${config.tn}_a${aLoad}_b${bLoad}`;
   const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}`;
   const kernel = getEngine().kernel(name, () => ({
     name,
@@ -217,9 +291,16 @@ export function matmulRaw(a: Tensor, b: Tensor, { bias, activation = 'none' }: M
       ...(bias ? { bias: 'f32' as const } : {}),
     },
     uniforms: UNIFORMS,
-    wgsl: config.version === 'v1' ? v1Source(!!bias, activation) : v2Source(config.tm, config.tn, aLoad, bLoad, !!bias, activation),
+    directives: config.version === 'v3' ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
+    wgsl:
+      config.version === 'v1'
+        ? v1Source(!!bias, activation)
+        : config.version === 'v2'
+          ? v2Source(config.tm, config.tn, aLoad, bLoad, !!bias, activation)
+          : v3Source(config.tn, aLoad as 'k4' | 'scalar', bLoad as 'k4' | 'scalar', !!bias, activation),
   }));
-  const perThread = config.version === 'v1' ? [1, 1] : [config.tm, config.tn];
+  // Rows and columns of C per workgroup.
+  const tile = config.version === 'v1' ? [WG, WG] : config.version === 'v2' ? [WG * config.tm, WG * config.tn] : [SUBGROUP * SUBGROUP, SUBGROUP * config.tn];
   const buffers: Record<string, GPUBuffer> = { c: out.bufferFor(op), a: a.bufferFor(op), b: b.bufferFor(op) };
   if (bias) buffers.bias = bias.bufferFor(op);
   getEngine().dispatch(
@@ -230,7 +311,7 @@ export function matmulRaw(a: Tensor, b: Tensor, { bias, activation = 'none' }: M
       batchRank: batchShape.length, batchShape, aBatch, bBatch,
       offA: a.offset, sAm, sAk, offB: b.offset, sBk, sBn, offBias: bias?.offset ?? 0,
     },
-    [Math.ceil(N / (WG * perThread[1])), Math.ceil(M / (WG * perThread[0])), batches],
+    [Math.ceil(N / tile[1]), Math.ceil(M / tile[0]), batches],
   );
   return out;
 }

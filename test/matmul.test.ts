@@ -13,6 +13,9 @@ const CONFIGS: MatmulConfig[] = [
   { version: 'v2', tm: 8, tn: 8 },
   { version: 'v2', tm: 4, tn: 8 },
   { version: 'v2', tm: 2, tn: 4 },
+  { version: 'v3', tm: 8, tn: 4 },
+  { version: 'v3', tm: 8, tn: 2 },
+  { version: 'v3', tm: 8, tn: 8 },
 ];
 const DIMS = [1, 3, 7, 33, 129];
 const tol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K) * 4, rtol: 1e-5 });
