@@ -12,6 +12,8 @@ import { onesLike, zeros } from './creation.ts';
 import { elementwise, type Operand } from './elementwise.ts';
 import { crossEntropyBackwardRaw, layerNormBackwardRaw, softmaxBackwardRaw } from './rowwise.ts';
 import { indexSelectBackwardRaw } from './gather.ts';
+import { col2imRaw, poolBackwardRaw, type ConvGeometry, type PoolGeometry } from './conv.ts';
+import { batchNormBackwardRaw } from './batchnorm.ts';
 import { matmulRaw } from './matmul.ts';
 import { expand, narrow, permute, reshape, slice, transpose } from './movement.ts';
 import { reduceRaw, sumTo } from './reduce.ts';
@@ -56,6 +58,9 @@ export interface OpCtx {
   layerNorm: { x: Tensor; weight: Tensor; mean: Tensor; rstd: Tensor };
   crossEntropy: { logits: Tensor; labels: Tensor };
   indexSelect: { shape: Shape; axis: number; index: Tensor };
+  im2col: { geometry: ConvGeometry };
+  pool2d: { geometry: PoolGeometry; argmax: Tensor };
+  batchNorm2d: { x: Tensor; weight: Tensor; mean: Tensor; rstd: Tensor };
 }
 export type OpName = keyof OpCtx;
 
@@ -141,6 +146,12 @@ export const backwardRules: { [K in OpName]: Rule<K> } = {
   },
   crossEntropy: (g, { logits, labels }) => [crossEntropyBackwardRaw(g, logits, labels), null],
   indexSelect: (g, { shape, axis, index }) => [indexSelectBackwardRaw(g, shape, axis, index), null],
+  im2col: (g, { geometry }) => [col2imRaw(g, geometry)],
+  pool2d: (g, { geometry, argmax }) => [poolBackwardRaw(g, argmax, geometry)],
+  batchNorm2d: (g, { x, weight, mean, rstd }) => {
+    const { dx, dw, db } = batchNormBackwardRaw(g, x, weight, mean, rstd);
+    return [dx, dw, db];
+  },
 };
 
 /** Records `op` on `out` for autodiff (a no-op under noGrad or when no input requires grad). */

@@ -225,3 +225,80 @@ export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 export const gelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
 export const quickgelu = (x: number): number => x * sigmoid(1.702 * x);
 export const powRef = (a: number, b: number): number => (b === 0 ? 1 : a ** b);
+
+/** cols [N, C·kh·kw, Ho·Wo] of x [N, C, H, W] (zero padding). */
+export function im2col(x: Nd, kh: number, kw: number, stride: number, padding: number): Nd {
+  const [N, C, H, W] = x.shape;
+  const Ho = Math.floor((H + 2 * padding - kh) / stride) + 1;
+  const Wo = Math.floor((W + 2 * padding - kw) / stride) + 1;
+  const K = C * kh * kw;
+  const out = new Nd([N, K, Ho * Wo]);
+  for (let n = 0; n < N; n++)
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < kh; i++)
+        for (let j = 0; j < kw; j++)
+          for (let oh = 0; oh < Ho; oh++)
+            for (let ow = 0; ow < Wo; ow++) {
+              const h = oh * stride - padding + i;
+              const w = ow * stride - padding + j;
+              const v = h >= 0 && h < H && w >= 0 && w < W ? x.data[((n * C + c) * H + h) * W + w] : 0;
+              out.data[(n * K + (c * kh + i) * kw + j) * Ho * Wo + oh * Wo + ow] = v;
+            }
+  return out;
+}
+
+export function conv2d(x: Nd, w: Nd, stride: number, padding: number, bias?: Nd): Nd {
+  const [N, , H, W] = x.shape;
+  const [O, C, kh, kw] = w.shape;
+  const Ho = Math.floor((H + 2 * padding - kh) / stride) + 1;
+  const Wo = Math.floor((W + 2 * padding - kw) / stride) + 1;
+  const out = new Nd([N, O, Ho, Wo]);
+  forEachIndex(out.shape, ([n, o, oh, ow], flat) => {
+    let s = bias ? bias.data[o] : 0;
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < kh; i++)
+        for (let j = 0; j < kw; j++) {
+          const h = oh * stride - padding + i;
+          const ww = ow * stride - padding + j;
+          if (h >= 0 && h < H && ww >= 0 && ww < W) s += x.data[((n * C + c) * H + h) * W + ww] * w.data[((o * C + c) * kh + i) * kw + j];
+        }
+    out.data[flat] = s;
+  });
+  return out;
+}
+
+/** Average / max / adaptive-average pooling with PyTorch's window and divisor rules. */
+export function pool2d(x: Nd, kind: 'avg' | 'max' | 'adaptive', k: number, stride: number, padding: number, countIncludePad: boolean, outSize?: [number, number]): Nd {
+  const [N, C, H, W] = x.shape;
+  const Ho = outSize ? outSize[0] : Math.floor((H + 2 * padding - k) / stride) + 1;
+  const Wo = outSize ? outSize[1] : Math.floor((W + 2 * padding - k) / stride) + 1;
+  const out = new Nd([N, C, Ho, Wo]);
+  forEachIndex(out.shape, ([n, c, oh, ow], flat) => {
+    let [h0, h1, w0, w1] = [oh * stride - padding, oh * stride - padding + k, ow * stride - padding, ow * stride - padding + k];
+    if (kind === 'adaptive') [h0, h1, w0, w1] = [Math.floor((oh * H) / Ho), Math.ceil(((oh + 1) * H) / Ho), Math.floor((ow * W) / Wo), Math.ceil(((ow + 1) * W) / Wo)];
+    const padded = (Math.min(h1, H + padding) - h0) * (Math.min(w1, W + padding) - w0);
+    [h0, h1, w0, w1] = [Math.max(h0, 0), Math.min(h1, H), Math.max(w0, 0), Math.min(w1, W)];
+    let acc = kind === 'max' ? -Infinity : 0;
+    for (let h = h0; h < h1; h++)
+      for (let w = w0; w < w1; w++) {
+        const v = x.data[((n * C + c) * H + h) * W + w];
+        acc = kind === 'max' ? Math.max(acc, v) : acc + v;
+      }
+    out.data[flat] = kind === 'max' ? acc : acc / (kind === 'avg' && countIncludePad ? padded : (h1 - h0) * (w1 - w0));
+  });
+  return out;
+}
+
+/** Training-mode batch norm over (N, H, W) per channel, with biased variance. */
+export function batchNorm2d(x: Nd, w: Nd, b: Nd, eps: number): Nd {
+  const [N, C, H, W] = x.shape;
+  const M = N * H * W;
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  forEachIndex(x.shape, ([, c], flat) => (mean[c] += x.data[flat] / M));
+  forEachIndex(x.shape, ([, c], flat) => (variance[c] += (x.data[flat] - mean[c]) ** 2 / M));
+  return new Nd([...x.shape], x.data.map((v, flat) => {
+    const c = Math.floor(flat / (H * W)) % C;
+    return ((v - mean[c]) / Math.sqrt(variance[c] + eps)) * w.data[c] + b.data[c];
+  }));
+}

@@ -6,6 +6,7 @@ import './reduce.test.ts';
 import './matmul.test.ts';
 import './rowwise.test.ts';
 import './movement.test.ts';
+import './conv.test.ts';
 import './gradcheck.test.ts';
 import './autodiff.test.ts';
 import './memory.test.ts';

@@ -133,6 +133,28 @@ const CASES: { [K in OpName]: GradCase[] } = {
     { inputs: [{ shape: [6, 4] }], gpu: ([x]) => T.indexSelect(x, 0, T.Tensor.from(INDEX)), ref: ([x]) => R.indexSelect(x, 0, INDEX) },
     { name: 'middle axis', inputs: [{ shape: [2, 6, 3] }], gpu: ([x]) => T.indexSelect(x, 1, T.Tensor.from(INDEX)), ref: ([x]) => R.indexSelect(x, 1, INDEX) },
   ],
+  im2col: [
+    { name: '3×3 stride 2 pad 1', inputs: [{ shape: [2, 2, 5, 4] }], gpu: ([x]) => T.im2col(x, 3, 3, 2, 1), ref: ([x]) => R.im2col(x, 3, 3, 2, 1) },
+    {
+      name: 'conv2d with bias',
+      inputs: [{ shape: [2, 3, 5, 6] }, { shape: [4, 3, 3, 2] }, { shape: [4] }],
+      gpu: ([x, w, b]) => T.conv2d(x, w, { stride: 2, padding: 1, bias: b }),
+      ref: ([x, w, b]) => R.conv2d(x, w, 2, 1, b),
+    },
+  ],
+  pool2d: [
+    { name: 'avg 3×3 stride 2 pad 1', inputs: [{ shape: [2, 2, 5, 6] }], gpu: ([x]) => T.avgPool2d(x, 3, { stride: 2, padding: 1 }), ref: ([x]) => R.pool2d(x, 'avg', 3, 2, 1, true) },
+    { name: 'avg without counting pads', inputs: [{ shape: [1, 2, 5, 5] }], gpu: ([x]) => T.avgPool2d(x, 2, { stride: 2, padding: 1, countIncludePad: false }), ref: ([x]) => R.pool2d(x, 'avg', 2, 2, 1, false) },
+    { name: 'max 3×3 stride 2 pad 1', inputs: [{ shape: [2, 2, 5, 6] }], gpu: ([x]) => T.maxPool2d(x, 3, { stride: 2, padding: 1 }), ref: ([x]) => R.pool2d(x, 'max', 3, 2, 1, false) },
+    { name: 'adaptive to 2×3', inputs: [{ shape: [2, 2, 5, 7] }], gpu: ([x]) => T.adaptiveAvgPool2d(x, [2, 3]), ref: ([x]) => R.pool2d(x, 'adaptive', 0, 1, 0, false, [2, 3]) },
+  ],
+  batchNorm2d: [
+    {
+      inputs: [{ shape: [3, 2, 3, 2] }, { shape: [2] }, { shape: [2] }],
+      gpu: ([x, w, b]) => T.batchNorm2dTrain(x, w, b, 1e-5).y,
+      ref: ([x, w, b]) => R.batchNorm2d(x, w, b, 1e-5),
+    },
+  ],
 };
 
 const TOL = { atol: 5e-4, rtol: 2e-3 };

@@ -1,0 +1,313 @@
+// Convolution and pooling over NCHW images.
+//
+// conv2d is im2col + the core matmul, so it inherits the matmul's speed: im2col lays the receptive fields out
+// as cols [N, C·kh·kw, Ho·Wo], and W [O, C·kh·kw] · cols[n] is already the NCHW output [N, O, Ho·Wo]. A 1×1
+// convolution with stride 1 skips im2col (the image itself is the cols matrix). Backward: the matmul rules give
+// dW and dcols; col2im folds dcols back into the image, one thread per input pixel summing the kernel positions
+// that read it (deterministic, no atomics).
+// Pooling (average, max, adaptive average) runs one thread per output; its backward one thread per input pixel
+// over the windows that contain it.
+import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { getEngine, grid } from '../core/engine.ts';
+import { Tensor } from '../core/tensor.ts';
+import { recordOp } from './autodiff.ts';
+import { add } from './math.ts';
+import { matmul } from './matmul.ts';
+import { contiguous, reshape } from './movement.ts';
+
+const WG = 64;
+
+export interface ConvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  kh: number;
+  kw: number;
+  stride: number;
+  padding: number;
+  Ho: number;
+  Wo: number;
+}
+
+function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number, padding: number): ConvGeometry {
+  if (x.rank !== 4) throw new ShapeError(`${op}: input must be NCHW (rank 4), got ${fmtShape(x.shape)}`);
+  if (x.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${x.dtype}`);
+  if (!(stride >= 1 && padding >= 0 && Number.isInteger(stride) && Number.isInteger(padding))) throw new ShapeError(`${op}: stride must be ≥ 1 and padding ≥ 0 (integers), got ${stride} and ${padding}`);
+  const [N, C, H, W] = x.shape;
+  const Ho = Math.floor((H + 2 * padding - kh) / stride) + 1;
+  const Wo = Math.floor((W + 2 * padding - kw) / stride) + 1;
+  if (Ho < 1 || Wo < 1) throw new ShapeError(`${op}: a ${kh}×${kw} window with padding ${padding} does not fit input ${fmtShape(x.shape)}`);
+  return { N, C, H, W, kh, kw, stride, padding, Ho, Wo };
+}
+
+const GEOMETRY_UNIFORMS = { N: 'u32', C: 'u32', H: 'u32', W: 'u32', kh: 'u32', kw: 'u32', stride: 'u32', padding: 'u32', Ho: 'u32', Wo: 'u32' } as const;
+const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, kh: g.kh, kw: g.kw, stride: g.stride, padding: g.padding, Ho: g.Ho, Wo: g.Wo });
+
+/** cols[n, (c, i, j), (oh, ow)] = x[n, c, oh·s − p + i, ow·s − p + j] (0 outside the image). */
+export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
+  const op = 'im2col';
+  const src = contiguous(x);
+  const out = Tensor.empty([g.N, g.C * g.kh * g.kw, g.Ho * g.Wo]);
+  const total = out.size;
+  const kernel = getEngine().kernel('conv:im2col', () => ({
+    name: op,
+    outputs: { cols: 'f32' as const },
+    inputs: { x: 'f32' as const },
+    uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
+    wgsl: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = gid.x + gid.y * nwg.x * ${WG}u;
+  if (t >= u.total) { return; }
+  let P = u.Ho * u.Wo;
+  let K = u.C * u.kh * u.kw;
+  let p = t % P;
+  let r = (t / P) % K;
+  let n = t / (P * K);
+  let c = r / (u.kh * u.kw);
+  let i = (r / u.kw) % u.kh;
+  let j = r % u.kw;
+  let ih = i32((p / u.Wo) * u.stride + i) - i32(u.padding);
+  let iw = i32((p % u.Wo) * u.stride + j) - i32(u.padding);
+  var v = 0.0;
+  if (ih >= 0 && iw >= 0 && u32(ih) < u.H && u32(iw) < u.W) { v = x[u.off + ((n * u.C + c) * u.H + u32(ih)) * u.W + u32(iw)]; }
+  cols[t] = v;
+}`,
+  }));
+  if (total > 0) getEngine().dispatch(kernel, { cols: out.bufferFor(op), x: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
+  src.dispose();
+  return out;
+}
+
+/** The adjoint of im2col: dx[n, c, h, w] = Σ over kernel positions (i, j) reading (h, w) of dcols. */
+export function col2imRaw(dcols: Tensor, g: ConvGeometry): Tensor {
+  const op = 'col2im';
+  const src = contiguous(dcols);
+  const out = Tensor.empty([g.N, g.C, g.H, g.W]);
+  const total = out.size;
+  const kernel = getEngine().kernel('conv:col2im', () => ({
+    name: op,
+    outputs: { dx: 'f32' as const },
+    inputs: { cols: 'f32' as const },
+    uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
+    wgsl: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = gid.x + gid.y * nwg.x * ${WG}u;
+  if (t >= u.total) { return; }
+  let w = t % u.W;
+  let h = (t / u.W) % u.H;
+  let c = (t / (u.W * u.H)) % u.C;
+  let n = t / (u.W * u.H * u.C);
+  let P = u.Ho * u.Wo;
+  let K = u.C * u.kh * u.kw;
+  var acc = 0.0;
+  for (var i = 0u; i < u.kh; i++) {
+    let y = i32(h + u.padding) - i32(i);
+    if (y < 0 || u32(y) % u.stride != 0u || u32(y) / u.stride >= u.Ho) { continue; }
+    for (var j = 0u; j < u.kw; j++) {
+      let xx = i32(w + u.padding) - i32(j);
+      if (xx < 0 || u32(xx) % u.stride != 0u || u32(xx) / u.stride >= u.Wo) { continue; }
+      let r = (c * u.kh + i) * u.kw + j;
+      acc += cols[u.off + (n * K + r) * P + (u32(y) / u.stride) * u.Wo + u32(xx) / u.stride];
+    }
+  }
+  dx[t] = acc;
+}`,
+  }));
+  if (total > 0) getEngine().dispatch(kernel, { dx: out.bufferFor(op), cols: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
+  src.dispose();
+  return out;
+}
+
+/** Receptive fields as columns (see im2colRaw); differentiable. */
+export function im2col(x: Tensor, kh: number, kw: number, stride = 1, padding = 0): Tensor {
+  const g = geometry('im2col', x, kh, kw, stride, padding);
+  const out = im2colRaw(x, g);
+  recordOp('im2col', [x], out, { geometry: g });
+  return out;
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+  bias?: Tensor;
+}
+
+/** 2-D convolution (cross-correlation, as PyTorch) of x [N, C, H, W] with weight [O, C, kh, kw]. */
+export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bias }: Conv2dOptions = {}): Tensor {
+  if (weight.rank !== 4) throw new ShapeError(`conv2d: weight must be [O, C, kh, kw], got ${fmtShape(weight.shape)}`);
+  const [O, Cw, kh, kw] = weight.shape;
+  const g = geometry('conv2d', x, kh, kw, stride, padding);
+  if (Cw !== g.C) throw new ShapeError(`conv2d: weight ${fmtShape(weight.shape)} expects ${Cw} input channels, input ${fmtShape(x.shape)} has ${g.C}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== O)) throw new ShapeError(`conv2d: bias must be [${O}], got ${fmtShape(bias.shape)}`);
+  const pointwise = kh === 1 && kw === 1 && stride === 1 && padding === 0;
+  const cols = pointwise ? reshape(x, [g.N, g.C, g.H * g.W]) : im2col(x, kh, kw, stride, padding);
+  const w2 = reshape(weight, [O, Cw * kh * kw]);
+  const y = matmul(w2, cols); // [N, O, Ho·Wo]: W broadcast over the batch
+  cols.dispose();
+  w2.dispose();
+  const shaped = reshape(y, [g.N, O, g.Ho, g.Wo]);
+  y.dispose();
+  if (!bias) return shaped;
+  const b = reshape(bias, [O, 1, 1]);
+  const out = add(shaped, b);
+  b.dispose();
+  shaped.dispose();
+  return out;
+}
+
+// ---- pooling ------------------------------------------------------------------------------------------------
+
+export type PoolKind = 'avg' | 'max' | 'adaptive';
+
+export interface PoolGeometry extends ConvGeometry {
+  kind: PoolKind;
+  countIncludePad: boolean;
+}
+
+/** WGSL computing the window [h0, h1) × [w0, w1) of output (oh, ow) and the average's divisor. */
+const WINDOW = `
+fn window(oh: u32, ow: u32) -> vec4<i32> {
+  if (u.adaptive == 1u) {
+    return vec4<i32>(i32((oh * u.H) / u.Ho), i32(((oh + 1u) * u.H + u.Ho - 1u) / u.Ho), i32((ow * u.W) / u.Wo), i32(((ow + 1u) * u.W + u.Wo - 1u) / u.Wo));
+  }
+  let h0 = i32(oh * u.stride) - i32(u.padding);
+  let w0 = i32(ow * u.stride) - i32(u.padding);
+  return vec4<i32>(h0, h0 + i32(u.kh), w0, w0 + i32(u.kw));
+}
+// PyTorch's divisor: the window clipped to the padded image when padding counts, else to the image.
+fn divisor(win: vec4<i32>) -> f32 {
+  if (u.countPad == 1u && u.adaptive == 0u) {
+    let hp = min(win.y, i32(u.H + u.padding)) - win.x;
+    let wp = min(win.w, i32(u.W + u.padding)) - win.z;
+    return f32(hp * wp);
+  }
+  return f32((min(win.y, i32(u.H)) - max(win.x, 0)) * (min(win.w, i32(u.W)) - max(win.z, 0)));
+}`;
+const POOL_UNIFORMS = { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32', adaptive: 'u32', countPad: 'u32', isMax: 'u32' } as const;
+const poolValues = (g: PoolGeometry, total: number, off: number) => ({ ...geometryValues(g), total, off, adaptive: g.kind === 'adaptive' ? 1 : 0, countPad: g.countIncludePad ? 1 : 0, isMax: g.kind === 'max' ? 1 : 0 });
+
+/** Forward pooling; for max pooling also the flat (h·W + w) index of each maximum. */
+export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor } {
+  const op = `${g.kind}Pool2d`;
+  const src = contiguous(x);
+  const y = Tensor.empty([g.N, g.C, g.Ho, g.Wo]);
+  const argmax = Tensor.empty(g.kind === 'max' ? y.shape : [1], 'i32');
+  const total = y.size;
+  const kernel = getEngine().kernel('pool:forward', () => ({
+    name: 'pool2d',
+    outputs: { y: 'f32' as const, argmax: 'i32' as const },
+    inputs: { x: 'f32' as const },
+    uniforms: POOL_UNIFORMS,
+    wgsl: `${WINDOW}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = gid.x + gid.y * nwg.x * ${WG}u;
+  if (t >= u.total) { return; }
+  let ow = t % u.Wo;
+  let oh = (t / u.Wo) % u.Ho;
+  let plane = u.off + (t / (u.Wo * u.Ho)) * u.H * u.W;
+  let win = window(oh, ow);
+  var acc = select(0.0, -3.4028234663852886e38, u.isMax == 1u);
+  var best = -1;
+  for (var h = max(win.x, 0); h < min(win.y, i32(u.H)); h++) {
+    for (var w = max(win.z, 0); w < min(win.w, i32(u.W)); w++) {
+      let v = x[plane + u32(h) * u.W + u32(w)];
+      if (u.isMax == 1u) {
+        if (v > acc || best < 0) { acc = v; best = h * i32(u.W) + w; }
+      } else {
+        acc += v;
+      }
+    }
+  }
+  if (u.isMax == 1u) { y[t] = acc; argmax[t] = best; } else { y[t] = acc / divisor(win); }
+}`,
+  }));
+  if (total > 0) getEngine().dispatch(kernel, { y: y.bufferFor(op), argmax: argmax.bufferFor(op), x: src.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
+  src.dispose();
+  return { y, argmax };
+}
+
+/** Backward pooling: one thread per input pixel sums the gradient of every window that used it. */
+export function poolBackwardRaw(gy: Tensor, argmax: Tensor, g: PoolGeometry): Tensor {
+  const op = `${g.kind}Pool2dBackward`;
+  const src = contiguous(gy);
+  const dx = Tensor.empty([g.N, g.C, g.H, g.W]);
+  const total = dx.size;
+  const kernel = getEngine().kernel('pool:backward', () => ({
+    name: 'pool2d_backward',
+    outputs: { dx: 'f32' as const },
+    inputs: { gy: 'f32' as const, argmax: 'i32' as const },
+    uniforms: POOL_UNIFORMS,
+    wgsl: `${WINDOW}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = gid.x + gid.y * nwg.x * ${WG}u;
+  if (t >= u.total) { return; }
+  let w = t % u.W;
+  let h = (t / u.W) % u.H;
+  let plane = t / (u.W * u.H);
+  // Candidate outputs: a superset of the windows containing (h, w), checked exactly below.
+  var oh0 = 0u; var oh1 = u.Ho; var ow0 = 0u; var ow1 = u.Wo;
+  if (u.adaptive == 0u) {
+    oh0 = u32(max(i32(h + u.padding) - i32(u.kh) + 1, 0)) / u.stride;
+    oh1 = min(u.Ho, (h + u.padding) / u.stride + 1u);
+    ow0 = u32(max(i32(w + u.padding) - i32(u.kw) + 1, 0)) / u.stride;
+    ow1 = min(u.Wo, (w + u.padding) / u.stride + 1u);
+  } else {
+    oh0 = (h * u.Ho) / u.H; oh1 = min(u.Ho, ((h + 1u) * u.Ho + u.H - 1u) / u.H);
+    ow0 = (w * u.Wo) / u.W; ow1 = min(u.Wo, ((w + 1u) * u.Wo + u.W - 1u) / u.W);
+  }
+  var acc = 0.0;
+  for (var oh = oh0; oh < oh1; oh++) {
+    for (var ow = ow0; ow < ow1; ow++) {
+      let win = window(oh, ow);
+      if (i32(h) < win.x || i32(h) >= win.y || i32(w) < win.z || i32(w) >= win.w) { continue; }
+      let o = (plane * u.Ho + oh) * u.Wo + ow;
+      if (u.isMax == 1u) {
+        if (argmax[o] == i32(h * u.W + w)) { acc += gy[u.off + o]; }
+      } else {
+        acc += gy[u.off + o] / divisor(win);
+      }
+    }
+  }
+  dx[t] = acc;
+}`,
+  }));
+  if (total > 0) getEngine().dispatch(kernel, { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
+  src.dispose();
+  return dx;
+}
+
+function pool(x: Tensor, g: PoolGeometry): Tensor {
+  const { y, argmax } = poolRaw(x, g);
+  recordOp('pool2d', [x], y, { geometry: g, argmax });
+  argmax.dispose();
+  return y;
+}
+
+export interface PoolOptions {
+  stride?: number;
+  padding?: number;
+  /** Average pooling: whether padded zeros count in the divisor (PyTorch's default: true). */
+  countIncludePad?: boolean;
+}
+
+/** Average pooling with a square kernel (stride defaults to the kernel size, as PyTorch). */
+export function avgPool2d(x: Tensor, kernel: number, { stride = kernel, padding = 0, countIncludePad = true }: PoolOptions = {}): Tensor {
+  return pool(x, { ...geometry('avgPool2d', x, kernel, kernel, stride, padding), kind: 'avg', countIncludePad });
+}
+
+/** Max pooling with a square kernel (stride defaults to the kernel size). */
+export function maxPool2d(x: Tensor, kernel: number, { stride = kernel, padding = 0 }: PoolOptions = {}): Tensor {
+  return pool(x, { ...geometry('maxPool2d', x, kernel, kernel, stride, padding), kind: 'max', countIncludePad: false });
+}
+
+/** Adaptive average pooling to [outH, outW] (PyTorch's windows: floor(i·H/out) to ceil((i+1)·H/out)). */
+export function adaptiveAvgPool2d(x: Tensor, [outH, outW]: readonly [number, number]): Tensor {
+  const g = geometry('adaptiveAvgPool2d', x, 1, 1, 1, 0);
+  if (!(outH >= 1 && outW >= 1)) throw new ShapeError(`adaptiveAvgPool2d: output size must be ≥ 1, got [${outH}, ${outW}]`);
+  return pool(x, { ...g, Ho: outH, Wo: outW, kind: 'adaptive', countIncludePad: false });
+}
