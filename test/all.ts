@@ -13,6 +13,7 @@ import './memory.test.ts';
 import './errors.test.ts';
 import './robustness.test.ts';
 import './mlp.test.ts';
+import './nn.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

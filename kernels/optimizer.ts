@@ -1,0 +1,95 @@
+// Fused optimizer updates: one dispatch per parameter tensor reads the gradient and updates the parameter
+// and its state in place (instead of a dispatch per elementwise step of the update formula). vec4 when the
+// tensor's size allows. Formulas follow torch.optim exactly (see nn/optim.ts).
+import { ShapeError, fmtShape } from '../core/errors.ts';
+import { getEngine, grid } from '../core/engine.ts';
+import { Tensor } from '../core/tensor.ts';
+
+const WG = 64;
+
+function check(op: string, p: Tensor, ...others: Tensor[]): void {
+  for (const t of [p, ...others]) {
+    if (!t.isContiguous || t.dtype !== 'f32' || t.size !== p.size) throw new ShapeError(`${op}: tensors must be contiguous f32 of ${p.size} elements, got ${fmtShape(t.shape)} ${t.dtype}`);
+  }
+}
+
+const width = (...ts: Tensor[]) => (ts.every((t) => t.size % 4 === 0 && t.offset % 4 === 0) ? 4 : 1);
+const ty = (w: number) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
+
+/**
+ * AdamW (decoupled weight decay), PyTorch's form:
+ *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+ *   p ← p − (lr / bc1) · m / (√v / √bc2 + eps),  bc_i = 1 − β_i^step.
+ */
+export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void {
+  const op = 'adamw';
+  check(op, p, g, m, v);
+  const w = width(p, g, m, v);
+  const kernel = getEngine().kernel(`optim:adamw:${w}`, () => ({
+    name: `adamw${w === 4 ? '_vec4' : ''}`,
+    outputs: { p: ty(w), m: ty(w), v: ty(w) },
+    inputs: { g: ty(w) },
+    uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offM: 'u32', offV: 'u32', decay: 'f32', beta1: 'f32', beta2: 'f32', stepSize: 'f32', bc2Sqrt: 'f32', eps: 'f32' } as const,
+    wgsl: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= u.n) { return; }
+  let grad = g[u.offG + i];
+  let mi = u.beta1 * m[u.offM + i] + (1.0 - u.beta1) * grad;
+  let vi = u.beta2 * v[u.offV + i] + (1.0 - u.beta2) * grad * grad;
+  m[u.offM + i] = mi;
+  v[u.offV + i] = vi;
+  p[u.offP + i] = p[u.offP + i] * u.decay - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+}`,
+  }));
+  const n = p.size / w;
+  getEngine().dispatch(
+    kernel,
+    { p: p.bufferFor(op), m: m.bufferFor(op), v: v.bufferFor(op), g: g.bufferFor(op) },
+    {
+      n, offP: p.offset / w, offG: g.offset / w, offM: m.offset / w, offV: v.offset / w,
+      decay: 1 - h.lr * h.weightDecay, beta1: h.beta1, beta2: h.beta2,
+      stepSize: h.lr / (1 - h.beta1 ** h.step), bc2Sqrt: Math.sqrt(1 - h.beta2 ** h.step), eps: h.eps,
+    },
+    grid(Math.ceil(n / WG)),
+  );
+}
+
+/**
+ * SGD, PyTorch's form: d = g + wd·p; with momentum, buf ← μ·buf + (1 − dampening)·d (buf ← d on the first
+ * step) and d = buf (or d + μ·buf with Nesterov); p ← p − lr·d. `buf` is ignored without momentum.
+ */
+export function sgdUpdate(p: Tensor, g: Tensor, buf: Tensor, h: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; first: boolean }): void {
+  const op = 'sgd';
+  check(op, p, g, buf);
+  const w = width(p, g, buf);
+  const kernel = getEngine().kernel(`optim:sgd:${w}`, () => ({
+    name: `sgd${w === 4 ? '_vec4' : ''}`,
+    outputs: { p: ty(w), buf: ty(w) },
+    inputs: { g: ty(w) },
+    uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offB: 'u32', lr: 'f32', momentum: 'f32', dampening: 'f32', wd: 'f32', nesterov: 'u32', first: 'u32' } as const,
+    wgsl: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= u.n) { return; }
+  let pi = p[u.offP + i];
+  var d = g[u.offG + i] + u.wd * pi;
+  if (u.momentum != 0.0) {
+    var b = d;
+    if (u.first == 0u) { b = u.momentum * buf[u.offB + i] + (1.0 - u.dampening) * d; }
+    buf[u.offB + i] = b;
+    d = select(b, d + u.momentum * b, u.nesterov == 1u);
+  }
+  p[u.offP + i] = pi - u.lr * d;
+}`,
+  }));
+  const n = p.size / w;
+  getEngine().dispatch(
+    kernel,
+    { p: p.bufferFor(op), buf: buf.bufferFor(op), g: g.bufferFor(op) },
+    { n, offP: p.offset / w, offG: g.offset / w, offB: buf.offset / w, lr: h.lr, momentum: h.momentum, dampening: h.dampening, wd: h.weightDecay, nesterov: h.nesterov ? 1 : 0, first: h.first ? 1 : 0 },
+    grid(Math.ceil(n / WG)),
+  );
+}

@@ -1,0 +1,172 @@
+// Layers with PyTorch's parameter names, shapes and default initialisation.
+import * as T from '../kernels/index.ts';
+import * as init from './init.ts';
+import { Module } from './module.ts';
+
+/** A module that maps one tensor to one tensor. */
+export abstract class Layer extends Module {
+  abstract forward(x: T.Tensor): T.Tensor;
+}
+
+/** y = x·Wᵀ + b with weight [out, in] (PyTorch's layout; the transpose is a view). */
+export class Linear extends Layer {
+  readonly weight: T.Tensor;
+  readonly bias: T.Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = true } = {}) {
+    super();
+    // PyTorch: kaiming_uniform(a = √5) for the weight, U(±1/√in) for the bias.
+    this.weight = this.param('weight', init.kaimingUniform(T.Tensor.empty([outFeatures, inFeatures]), { a: Math.sqrt(5) }));
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outFeatures]), -bound, bound)) : null;
+  }
+  forward(x: T.Tensor, activation: T.Activation = 'none'): T.Tensor {
+    const wt = T.transpose(this.weight);
+    const y = T.matmul(x, wt, { bias: this.bias ?? undefined, activation });
+    wt.dispose();
+    return y;
+  }
+}
+
+export class Embedding extends Module {
+  readonly weight: T.Tensor;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number) {
+    super();
+    this.weight = this.param('weight', init.normal(T.Tensor.empty([numEmbeddings, embeddingDim])));
+  }
+  forward(ids: T.Tensor): T.Tensor {
+    return T.embedding(this.weight, ids);
+  }
+}
+
+/** Layer norm over the last axis, computed in f32 (CLIP's LayerNorm subclass casts to f32 for the same reason). */
+export class LayerNorm extends Layer {
+  readonly weight: T.Tensor;
+  readonly bias: T.Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-5) {
+    super();
+    this.weight = this.param('weight', T.ones([dim]));
+    this.bias = this.param('bias', T.zeros([dim]));
+  }
+  forward(x: T.Tensor): T.Tensor {
+    return T.layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+export interface Conv2dConfig {
+  stride?: number;
+  padding?: number;
+  bias?: boolean;
+}
+
+export class Conv2d extends Layer {
+  readonly weight: T.Tensor;
+  readonly bias: T.Tensor | null;
+  readonly stride: number;
+  readonly padding: number;
+  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number, { stride = 1, padding = 0, bias = true }: Conv2dConfig = {}) {
+    super();
+    this.stride = stride;
+    this.padding = padding;
+    this.weight = this.param('weight', init.kaimingUniform(T.Tensor.empty([outChannels, inChannels, kernelSize, kernelSize]), { a: Math.sqrt(5) }));
+    const bound = 1 / Math.sqrt(inChannels * kernelSize * kernelSize);
+    this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outChannels]), -bound, bound)) : null;
+  }
+  forward(x: T.Tensor): T.Tensor {
+    return T.conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias ?? undefined });
+  }
+}
+
+/**
+ * Batch norm over NCHW. Training: batch statistics, and running averages updated with `momentum`, the
+ * running variance unbiased (× M/(M−1)) as PyTorch does. Eval: the running statistics.
+ */
+export class BatchNorm2d extends Layer {
+  readonly weight: T.Tensor;
+  readonly bias: T.Tensor;
+  readonly runningMean: T.Tensor;
+  readonly runningVar: T.Tensor;
+  constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.param('weight', T.ones([numFeatures]));
+    this.bias = this.param('bias', T.zeros([numFeatures]));
+    this.runningMean = this.buffer('running_mean', T.zeros([numFeatures]));
+    this.runningVar = this.buffer('running_var', T.ones([numFeatures]));
+  }
+  forward(x: T.Tensor): T.Tensor {
+    if (!this.training) {
+      return T.tidy(() => {
+        const shape = [this.numFeatures, 1, 1];
+        const scale = T.reshape(T.mul(this.weight, T.rsqrt(T.add(this.runningVar, this.eps))), shape);
+        const shift = T.sub(T.reshape(this.bias, shape), T.mul(T.reshape(this.runningMean, shape), scale));
+        return T.add(T.mul(x, scale), shift);
+      });
+    }
+    const { y, mean, variance } = T.batchNorm2dTrain(x, this.weight, this.bias, this.eps);
+    const M = x.size / this.numFeatures;
+    T.noGrad(() =>
+      T.tidy(() => {
+        T.assign(this.runningMean, T.add(T.mul(this.runningMean, 1 - this.momentum), T.mul(mean, this.momentum)));
+        T.assign(this.runningVar, T.add(T.mul(this.runningVar, 1 - this.momentum), T.mul(variance, (this.momentum * M) / (M - 1))));
+      }),
+    );
+    mean.dispose();
+    variance.dispose();
+    return y;
+  }
+}
+
+export class AvgPool2d extends Layer {
+  constructor(readonly kernelSize: number, readonly options: T.PoolOptions = {}) {
+    super();
+  }
+  forward(x: T.Tensor): T.Tensor {
+    return T.avgPool2d(x, this.kernelSize, this.options);
+  }
+}
+
+export class MaxPool2d extends Layer {
+  constructor(readonly kernelSize: number, readonly options: T.PoolOptions = {}) {
+    super();
+  }
+  forward(x: T.Tensor): T.Tensor {
+    return T.maxPool2d(x, this.kernelSize, this.options);
+  }
+}
+
+export class AdaptiveAvgPool2d extends Layer {
+  constructor(readonly outputSize: readonly [number, number]) {
+    super();
+  }
+  forward(x: T.Tensor): T.Tensor {
+    return T.adaptiveAvgPool2d(x, this.outputSize);
+  }
+}
+
+export class ReLU extends Layer {
+  forward = T.relu;
+}
+export class GELU extends Layer {
+  forward = T.gelu;
+}
+/** CLIP's activation: x · σ(1.702 x). */
+export class QuickGELU extends Layer {
+  forward = T.quickgelu;
+}
+
+/** Children named "0", "1", … (PyTorch's nn.Sequential keys), applied in order. */
+export class Sequential extends Layer {
+  readonly layers: Layer[];
+  constructor(...layers: Layer[]) {
+    super();
+    this.layers = layers.map((l, i) => this.child(String(i), l));
+  }
+  forward(x: T.Tensor): T.Tensor {
+    let h = x;
+    for (const layer of this.layers) {
+      const next = layer.forward(h);
+      if (h !== x) h.dispose();
+      h = next;
+    }
+    return h === x ? h.view(h.shape, h.strides) : h;
+  }
+}

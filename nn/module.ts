@@ -1,0 +1,110 @@
+// Module: named parameters, buffers and child modules, so that names equal PyTorch state-dict keys
+// (`visual.transformer.resblocks.0.attn.in_proj_weight`) and loading a checkpoint is a walk over names.
+import * as T from '../kernels/index.ts';
+
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+}
+
+export type StateDict = Map<string, T.Tensor>;
+
+export class Module {
+  private readonly params = new Map<string, T.Tensor>();
+  private readonly buffers = new Map<string, T.Tensor>();
+  private readonly children = new Map<string, Module>();
+  training = true;
+
+  /** Registers a trainable parameter under `name` (a leaf that requires grad) and returns it. */
+  protected param(name: string, value: T.Tensor): T.Tensor {
+    this.params.set(name, T.param(value));
+    return value;
+  }
+
+  /** Registers a non-trainable tensor saved in the state dict (e.g. running statistics). */
+  protected buffer(name: string, value: T.Tensor): T.Tensor {
+    this.buffers.set(name, T.keep(value));
+    return value;
+  }
+
+  /** Registers a child module under `name`. */
+  protected child<M extends Module>(name: string, module: M): M {
+    this.children.set(name, module);
+    return module;
+  }
+
+  /** [key, tensor] for every parameter, own first, then each child's under its prefix (PyTorch's order). */
+  namedParameters(prefix = ''): [string, T.Tensor][] {
+    const own = [...this.params].map(([k, v]): [string, T.Tensor] => [prefix + k, v]);
+    return [...own, ...[...this.children].flatMap(([name, m]) => m.namedParameters(`${prefix}${name}.`))];
+  }
+
+  parameters(): T.Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  namedBuffers(prefix = ''): [string, T.Tensor][] {
+    const own = [...this.buffers].map(([k, v]): [string, T.Tensor] => [prefix + k, v]);
+    return [...own, ...[...this.children].flatMap(([name, m]) => m.namedBuffers(`${prefix}${name}.`))];
+  }
+
+  namedModules(prefix = ''): [string, Module][] {
+    return [[prefix.replace(/\.$/, ''), this], ...[...this.children].flatMap(([name, m]) => m.namedModules(`${prefix}${name}.`))];
+  }
+
+  /** Parameters and buffers by key. The tensors are the module's own (not copies). */
+  stateDict(): StateDict {
+    return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+  }
+
+  /**
+   * Copies tensors into the module's parameters and buffers by key. Shape mismatches always fail; with
+   * `strict` (the default) so do missing and unexpected keys. Every problem is listed in one error.
+   */
+  loadStateDict(source: StateDict | Record<string, T.Tensor>, { strict = true } = {}): { missing: string[]; unexpected: string[] } {
+    const entries = source instanceof Map ? source : new Map(Object.entries(source));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !entries.has(k));
+    const unexpected = [...entries.keys()].filter((k) => !own.has(k));
+    const mismatched = [...entries]
+      .filter(([k, v]) => own.has(k) && own.get(k)!.shape.join() !== v.shape.join())
+      .map(([k, v]) => `${k}: checkpoint [${v.shape.join(', ')}] vs model [${own.get(k)!.shape.join(', ')}]`);
+    const problems = [
+      ...(strict && missing.length ? [`missing keys: ${missing.join(', ')}`] : []),
+      ...(strict && unexpected.length ? [`unexpected keys: ${unexpected.join(', ')}`] : []),
+      ...(mismatched.length ? [`shape mismatches: ${mismatched.join('; ')}`] : []),
+    ];
+    if (problems.length) throw new StateDictError(`loadStateDict(${this.constructor.name}): ${problems.join('. ')}`);
+    T.noGrad(() => {
+      for (const [k, v] of entries) {
+        const dst = own.get(k);
+        if (!dst) continue;
+        if (v.dtype !== dst.dtype) throw new StateDictError(`loadStateDict: ${k} is ${v.dtype} in the checkpoint but ${dst.dtype} in the model`);
+        T.assign(dst, v);
+      }
+    });
+    return { missing, unexpected };
+  }
+
+  /** Training mode (batch statistics, dropout) for this module and its children. */
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Sets every parameter's gradient to null (PyTorch's zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const p of this.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Frees every parameter and buffer. */
+  dispose(): void {
+    for (const t of this.stateDict().values()) t.dispose();
+  }
+}

@@ -1,0 +1,176 @@
+// Optimizers with torch.optim's update formulas, parameter groups and state dicts; gradient clipping by
+// global norm; learning-rate schedules as functions of the step.
+import * as T from '../kernels/index.ts';
+import { adamwUpdate, sgdUpdate } from '../kernels/optimizer.ts';
+
+export interface GroupOptions {
+  lr?: number;
+  weightDecay?: number;
+}
+
+export interface ParamGroup<H> {
+  params: T.Tensor[];
+  /** Hyperparameters of this group (the optimizer's defaults overridden by the group's own). */
+  options: H;
+}
+
+/** Per-parameter state tensors, saved under `state.<index>.<name>` in the state dict. */
+type State = Record<string, T.Tensor>;
+
+abstract class Optimizer<H extends { lr: number }> {
+  readonly groups: ParamGroup<H>[];
+  protected readonly state = new Map<T.Tensor, State>();
+  stepCount = 0;
+
+  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<H> }[], defaults: H) {
+    const groups = params.length && params[0] instanceof T.Tensor ? [{ params: params as T.Tensor[] }] : (params as { params: T.Tensor[]; options?: Partial<H> }[]);
+    this.groups = groups.map((g) => ({ params: g.params, options: { ...defaults, ...(g as { options?: Partial<H> }).options } }));
+  }
+
+  /** Sets the learning rate of every group (schedules call this each step). */
+  setLr(lr: number): void {
+    for (const g of this.groups) g.options.lr = lr;
+  }
+
+  /** Applies one update to every parameter that has a gradient. */
+  step(): void {
+    this.stepCount++;
+    T.noGrad(() => {
+      for (const group of this.groups) for (const p of group.params) if (p.grad) this.update(p, p.grad, group.options);
+    });
+  }
+
+  protected abstract update(p: T.Tensor, g: T.Tensor, h: H): void;
+
+  protected stateOf(p: T.Tensor, names: string[]): State {
+    let s = this.state.get(p);
+    if (!s) {
+      s = Object.fromEntries(names.map((n) => [n, T.keep(T.zerosLike(p))]));
+      this.state.set(p, s);
+    }
+    return s;
+  }
+
+  zeroGrad(): void {
+    for (const g of this.groups) for (const p of g.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  private allParams(): T.Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  /** State tensors keyed `state.<param index>.<name>` (the tensors themselves), plus the step count. */
+  stateDict(): { step: number; tensors: Map<string, T.Tensor> } {
+    const tensors = new Map<string, T.Tensor>();
+    this.allParams().forEach((p, i) => {
+      for (const [name, t] of Object.entries(this.state.get(p) ?? {})) tensors.set(`state.${i}.${name}`, t);
+    });
+    return { step: this.stepCount, tensors };
+  }
+
+  /** Restores what stateDict() returned (tensors are copied into fresh state). */
+  loadStateDict({ step, tensors }: { step: number; tensors: Map<string, T.Tensor> }): void {
+    const params = this.allParams();
+    for (const [key, t] of tensors) {
+      const m = /^state\.(\d+)\.(\w+)$/.exec(key);
+      const p = m ? params[Number(m[1])] : undefined;
+      if (!m || !p) throw new RangeError(`optimizer.loadStateDict: unexpected key ${key} (${params.length} parameters)`);
+      if (t.shape.join() !== p.shape.join()) throw new RangeError(`optimizer.loadStateDict: ${key} has shape [${t.shape}], parameter ${m[1]} has [${p.shape}]`);
+      const s = this.state.get(p) ?? {};
+      s[m[2]]?.dispose();
+      s[m[2]] = T.keep(T.noGrad(() => T.contiguous(T.add(t, 0))));
+      this.state.set(p, s);
+    }
+    this.stepCount = step;
+  }
+
+  dispose(): void {
+    for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
+    this.state.clear();
+  }
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+/** AdamW (Loshchilov & Hutter), as torch.optim.AdamW; defaults are PyTorch's. */
+export class AdamW extends Optimizer<AdamWOptions> {
+  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<AdamWOptions> }[], options: Partial<AdamWOptions> = {}) {
+    super(params, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, ...options });
+  }
+  protected update(p: T.Tensor, g: T.Tensor, h: AdamWOptions): void {
+    const { exp_avg, exp_avg_sq } = this.stateOf(p, ['exp_avg', 'exp_avg_sq']);
+    adamwUpdate(p, g, exp_avg, exp_avg_sq, { ...h, step: this.stepCount });
+  }
+}
+
+export interface SGDOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+}
+
+/** SGD with optional momentum, dampening, Nesterov and (coupled) weight decay, as torch.optim.SGD. */
+export class SGD extends Optimizer<SGDOptions> {
+  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<SGDOptions> }[], options: Partial<SGDOptions> & { lr: number }) {
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+  }
+  protected update(p: T.Tensor, g: T.Tensor, h: SGDOptions): void {
+    const first = !this.state.has(p);
+    const { momentum_buffer } = this.stateOf(p, ['momentum_buffer']);
+    sgdUpdate(p, g, momentum_buffer, { ...h, first });
+  }
+}
+
+/**
+ * Scales every gradient by min(1, maxNorm / (‖g‖ + 1e-6)) where ‖g‖ is the global L2 norm over all of them
+ * (torch.nn.utils.clip_grad_norm_). Runs on the GPU without a readback; returns the norm as a scalar tensor.
+ */
+export function clipGradNorm(params: T.Tensor[], maxNorm: number): T.Tensor {
+  return T.noGrad(() => {
+    const grads = params.map((p) => p.grad).filter((g): g is T.Tensor => g !== null);
+    if (grads.length === 0) return T.zeros([]);
+    const norm = T.tidy(() => T.sqrt(T.sum(T.stack(grads.map((g) => T.sum(T.mul(g, g)))))));
+    T.tidy(() => {
+      const scale = T.clamp(T.div(maxNorm, T.add(norm, 1e-6)), 0, 1);
+      for (const g of grads) T.assign(g, T.mul(g, scale));
+    });
+    return norm;
+  });
+}
+
+/**
+ * Splits parameters for weight decay on weight matrices only: gains, biases, norms, positional and class
+ * embeddings and the logit scale are excluded (open_clip's rule: fewer than 2 dimensions, or a name containing
+ * bn / ln / bias / logit_scale; plus the embeddings' positional terms).
+ */
+export function decayGroups(named: [string, T.Tensor][], exclude: (name: string, p: T.Tensor) => boolean = (name, p) => p.rank < 2 || /bn|ln|bias|logit_scale|positional_embedding|class_embedding/.test(name)) {
+  return {
+    decay: named.filter(([n, p]) => !exclude(n, p)).map(([, p]) => p),
+    noDecay: named.filter(([n, p]) => exclude(n, p)).map(([, p]) => p),
+  };
+}
+
+/** Linear warmup over `warmup` steps, then cosine decay to `minLr` at `total` (open_clip's cosine_lr). */
+export function cosineWithWarmup({ baseLr, warmup, total, minLr = 0 }: { baseLr: number; warmup: number; total: number; minLr?: number }): (step: number) => number {
+  return (step) => {
+    if (step < warmup) return (baseLr * (step + 1)) / warmup;
+    const progress = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
+    return minLr + 0.5 * (1 + Math.cos(Math.PI * progress)) * (baseLr - minLr);
+  };
+}
+
+/** Linear warmup, then constant. */
+export function constantWithWarmup({ baseLr, warmup }: { baseLr: number; warmup: number }): (step: number) => number {
+  return (step) => (step < warmup ? (baseLr * (step + 1)) / warmup : baseLr);
+}
