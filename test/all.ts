@@ -14,6 +14,8 @@ import './errors.test.ts';
 import './robustness.test.ts';
 import './mlp.test.ts';
 import './nn.test.ts';
+import './optim.test.ts';
+import './safetensors.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -1,0 +1,136 @@
+// Optimizers against float64 reimplementations of torch.optim's formulas; clipping; schedules; state dicts.
+import * as assert from 'uvu/assert';
+import * as T from '../kernels/index.ts';
+import { AdamW, SGD, clipGradNorm, constantWithWarmup, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
+import { assertClose, randn, suite, toTensor } from './harness.ts';
+
+const test = suite('optim');
+
+/** Runs `steps` updates with fixed random gradients per step; returns the parameter after each step. */
+async function run(make: (p: T.Tensor[]) => { step(): void; dispose(): void }, shapes: number[][], steps: number, seed: number) {
+  const init = shapes.map((s, i) => randn(s, seed + i));
+  const params = init.map((x) => T.param(toTensor(x)));
+  const opt = make(params);
+  const grads = Array.from({ length: steps }, (_, k) => shapes.map((s, i) => randn(s, seed + 100 * (k + 1) + i)));
+  const history: Float32Array[][] = [];
+  for (let k = 0; k < steps; k++) {
+    params.forEach((p, i) => {
+      p.grad?.dispose();
+      p.grad = T.keep(toTensor(grads[k][i]));
+    });
+    opt.step();
+    history.push(await Promise.all(params.map(async (p) => (await p.data()) as Float32Array)));
+  }
+  opt.dispose();
+  params.forEach((p) => p.dispose());
+  return { init, grads, history };
+}
+
+test('AdamW matches torch.optim.AdamW over 5 steps (vec4 and scalar tensors)', async () => {
+  const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 };
+  const shapes = [[4, 8], [7]];
+  const { init, grads, history } = await run((p) => new AdamW(p, h), shapes, 5, 40);
+  init.forEach((x0, i) => {
+    const p = Float64Array.from(x0.data);
+    const m = new Float64Array(p.length);
+    const v = new Float64Array(p.length);
+    for (let t = 1; t <= 5; t++) {
+      const g = grads[t - 1][i].data;
+      const bc1 = 1 - h.beta1 ** t;
+      const bc2 = 1 - h.beta2 ** t;
+      for (let j = 0; j < p.length; j++) {
+        p[j] *= 1 - h.lr * h.weightDecay;
+        m[j] = h.beta1 * m[j] + (1 - h.beta1) * g[j];
+        v[j] = h.beta2 * v[j] + (1 - h.beta2) * g[j] * g[j];
+        p[j] -= (h.lr / bc1) * (m[j] / (Math.sqrt(v[j]) / Math.sqrt(bc2) + h.eps));
+      }
+      assertClose(history[t - 1][i], p, `param ${i} step ${t}`, { atol: 1e-6, rtol: 1e-5 });
+    }
+  });
+});
+
+test('SGD with momentum, dampening, Nesterov and weight decay matches torch.optim.SGD', async () => {
+  for (const h of [
+    { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false },
+    { lr: 0.05, momentum: 0.9, dampening: 0.1, weightDecay: 0.01, nesterov: false },
+    { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0.001, nesterov: true },
+  ]) {
+    const { init, grads, history } = await run((p) => new SGD(p, h), [[3, 4], [5]], 4, 60);
+    init.forEach((x0, i) => {
+      const p = Float64Array.from(x0.data);
+      const buf = new Float64Array(p.length);
+      for (let t = 1; t <= 4; t++) {
+        const g = grads[t - 1][i].data;
+        for (let j = 0; j < p.length; j++) {
+          let d = g[j] + h.weightDecay * p[j];
+          if (h.momentum) {
+            buf[j] = t === 1 ? d : h.momentum * buf[j] + (1 - h.dampening) * d;
+            d = h.nesterov ? d + h.momentum * buf[j] : buf[j];
+          }
+          p[j] -= h.lr * d;
+        }
+        assertClose(history[t - 1][i], p, `SGD ${JSON.stringify(h)} param ${i} step ${t}`, { atol: 1e-6, rtol: 1e-5 });
+      }
+    });
+  }
+});
+
+test('parameter groups get their own hyperparameters; decayGroups follows CLIP', async () => {
+  const a = T.param(T.ones([2, 2]));
+  const b = T.param(T.ones([2]));
+  const opt = new AdamW([{ params: [a] }, { params: [b], options: { weightDecay: 0 } }], { lr: 0.1, weightDecay: 0.5 });
+  a.grad = T.keep(T.zeros([2, 2]));
+  b.grad = T.keep(T.zeros([2]));
+  opt.step();
+  assertClose(await a.data(), [0.95, 0.95, 0.95, 0.95], 'decayed', { atol: 1e-6 });
+  assertClose(await b.data(), [1, 1], 'not decayed', { atol: 1e-6 });
+  const { decay, noDecay } = decayGroups([['visual.conv1.weight', a], ['ln_final.bias', b], ['positional_embedding', T.ones([3, 2])], ['logit_scale', T.ones([])]]);
+  assert.equal([decay.length, noDecay.length], [1, 3]);
+  for (const t of [a, b]) t.dispose();
+  opt.dispose();
+});
+
+test('optimizer state round-trips through stateDict', async () => {
+  const p = T.param(toTensor(randn([8], 1)));
+  const opt = new AdamW([p], { lr: 0.01 });
+  p.grad = T.keep(toTensor(randn([8], 2)));
+  opt.step();
+  const saved = opt.stateDict();
+  const q = T.param(T.contiguous(T.add(p, 0)));
+  const restored = new AdamW([q], { lr: 0.01 });
+  restored.loadStateDict(saved);
+  q.grad = T.keep(toTensor(randn([8], 3)));
+  p.grad.dispose();
+  p.grad = T.keep(toTensor(randn([8], 3)));
+  opt.step();
+  restored.step();
+  assert.is(restored.stepCount, 2);
+  assertClose(await q.data(), await p.data(), 'resumed update', { atol: 0, rtol: 0 });
+  for (const t of [p, q]) t.dispose();
+  opt.dispose();
+  restored.dispose();
+});
+
+test('clipGradNorm scales by the global norm without a readback', async () => {
+  const a = T.param(T.zeros([2]));
+  const b = T.param(T.zeros([2]));
+  a.grad = T.keep(T.Tensor.from([3, 0]));
+  b.grad = T.keep(T.Tensor.from([0, 4]));
+  const norm = clipGradNorm([a, b], 1);
+  assertClose([await norm.item()], [5], 'norm', { atol: 1e-6 });
+  assertClose([...(await a.grad.data()), ...(await b.grad.data())], [0.6, 0, 0, 0.8], 'clipped', { atol: 1e-6 });
+  const n2 = clipGradNorm([a, b], 10);
+  assertClose([...(await a.grad.data())], [0.6, 0], 'below the limit: unchanged', { atol: 1e-6 });
+  for (const t of [a, b, norm, n2]) t.dispose();
+});
+
+test('schedules: linear warmup, then cosine or constant', () => {
+  const cos = cosineWithWarmup({ baseLr: 1, warmup: 10, total: 110 });
+  assertClose([cos(0), cos(9), cos(10), cos(60), cos(110), cos(500)], [0.1, 1, 1, 0.5, 0, 0], 'cosine', { atol: 1e-12 });
+  const withMin = cosineWithWarmup({ baseLr: 1, warmup: 0, total: 100, minLr: 0.1 });
+  assertClose([withMin(0), withMin(100)], [1, 0.1], 'cosine floor', { atol: 1e-12 });
+  const c = constantWithWarmup({ baseLr: 2, warmup: 4 });
+  assertClose([c(0), c(3), c(50)], [0.5, 2, 2], 'constant', { atol: 1e-12 });
+});
+
+test.run();
