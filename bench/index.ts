@@ -3,6 +3,7 @@
 import * as T from '../kernels/index.ts';
 import { benchMatmul } from './matmul.ts';
 import { benchMemoryBound } from './memorybound.ts';
+import { benchNn } from './nn.ts';
 import type { Result } from './harness.ts';
 
 const args = new Set(process.argv.slice(2));
@@ -19,6 +20,7 @@ log(`adapter: ${adapter}`);
 const suites: [string, () => Promise<Result[]>][] = [
   ['matmul', () => benchMatmul({ quick, peer })],
   ['memory-bound', () => benchMemoryBound({ quick, peer })],
+  ['nn', () => benchNn({ quick, peer })],
 ];
 const results: Result[] = [];
 for (const [name, run] of suites) {

@@ -2,8 +2,8 @@
 // affine transform, and the matching backward. Eval mode is plain elementwise math on the running statistics
 // (nn/layers.ts), so it needs no kernel of its own.
 //
-// Statistics: one thread per channel walks its N·H·W values twice (mean, then the sum of squared deviations:
-// two passes for accuracy). The apply and backward-apply kernels are one thread per element.
+// Statistics: per-plane partial sums, then per-channel totals, for the mean and then for the squared
+// deviations (two passes, for accuracy). The apply and backward-apply kernels are one thread per element.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine, grid } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
@@ -12,13 +12,20 @@ import { contiguous } from './movement.ts';
 
 const WG = 64;
 
-function channelKernel(name: string, outputs: Record<string, 'f32'>, inputs: Record<string, 'f32'>, body: string) {
-  return getEngine().kernel(`bn:${name}`, () => ({
-    name,
-    outputs,
-    inputs,
+/**
+ * A batch-norm kernel. Arrays marked 'V' hold image values and are read as vec4 when a plane's size allows
+ * (`w` = 4; u.HW then counts vec4s), the others hold one f32 per channel.
+ */
+function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, inputs: Record<string, 'f32' | 'V'>, body: string, w: 1 | 4) {
+  const types = (m: Record<string, 'f32' | 'V'>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, t === 'V' && w === 4 ? 'vec4<f32>' : 'f32'])) as Record<string, 'f32' | 'vec4<f32>'>;
+  return getEngine().kernel(`bn:${name}:${w}`, () => ({
+    name: `${name}${w === 4 ? '_vec4' : ''}`,
+    outputs: types(outputs),
+    inputs: types(inputs),
     uniforms: { N: 'u32', C: 'u32', HW: 'u32', total: 'u32', eps: 'f32' } as const,
     wgsl: `
+alias V = ${w === 4 ? 'vec4<f32>' : 'f32'};
+fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.x + gid.y * nwg.x * ${WG}u;
@@ -39,28 +46,46 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   if (N * H * W < 2) throw new ShapeError(`${op}: training mode needs more than one value per channel, got input ${fmtShape(x.shape)}`);
   const [xc, wc, bc] = [contiguous(x), contiguous(weight), contiguous(bias)];
   const engine = getEngine();
-  const dims = { N, C, HW: H * W, eps };
+  const w = (H * W) % 4 === 0 ? 4 : 1;
+  const dims = { N, C, HW: (H * W) / w, eps };
   const mean = Tensor.empty([C]);
   const variance = Tensor.empty([C]);
   const rstd = Tensor.empty([C]);
-  const stats = channelKernel('batchNorm2d_stats', { mean: 'f32', variance: 'f32', rstd: 'f32' }, { x: 'f32' }, `
-  if (t >= u.C) { return; }
-  let count = f32(u.N * u.HW);
+  const planes = Tensor.empty([N * C]);
+  const planeDims = { ...dims, total: N * C };
+  const channelDims = { ...dims, total: C };
+  // Two levels for parallelism: one thread per (n, c) plane sums it, then one thread per channel sums the
+  // N plane results. Once for the mean, once for the squared deviations (two passes, for accuracy).
+  const planeSum = channelKernel('batchNorm2d_plane_sum', { planes: 'f32' }, { x: 'V', mean: 'f32' }, `
+  if (t >= u.total) { return; }
+  let base = t * u.HW;
+  var s = V(0.0);
+  if (u.eps < 0.0) {
+    for (var i = 0u; i < u.HW; i++) { s += x[base + i]; }
+  } else {
+    let mu = mean[t % u.C];
+    for (var i = 0u; i < u.HW; i++) { let d = x[base + i] - mu; s += d * d; }
+  }
+  planes[t] = hsum(s);`, w);
+  const channelSum = channelKernel('batchNorm2d_channel_stats', { mean: 'f32', variance: 'f32', rstd: 'f32' }, { planes: 'f32' }, `
+  if (t >= u.total) { return; }
   var s = 0.0;
-  for (var n = 0u; n < u.N; n++) { let base = (n * u.C + t) * u.HW; for (var i = 0u; i < u.HW; i++) { s += x[base + i]; } }
-  let mu = s / count;
-  var v = 0.0;
-  for (var n = 0u; n < u.N; n++) { let base = (n * u.C + t) * u.HW; for (var i = 0u; i < u.HW; i++) { let d = x[base + i] - mu; v += d * d; } }
-  mean[t] = mu;
-  variance[t] = v / count;
-  rstd[t] = inverseSqrt(v / count + u.eps);`);
-  engine.dispatch(stats, { mean: mean.bufferFor(op), variance: variance.bufferFor(op), rstd: rstd.bufferFor(op), x: xc.bufferFor(op) } as never, { ...dims, total: C } as never, grid(Math.ceil(C / WG)));
+  for (var n = 0u; n < u.N; n++) { s += planes[n * u.C + t]; }
+  let avg = s / f32(u.N * u.HW * ${w}u);
+  if (u.eps < 0.0) { mean[t] = avg; } else { variance[t] = avg; rstd[t] = inverseSqrt(avg + u.eps); }`, w);
+  // eps < 0 selects the mean pass (eps itself is never negative).
+  const buffers = { planes: planes.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), variance: variance.bufferFor(op), rstd: rstd.bufferFor(op) };
+  for (const pass of [{ eps: -1 }, { eps }]) {
+    engine.dispatch(planeSum, { planes: buffers.planes, x: buffers.x, mean: buffers.mean } as never, { ...planeDims, ...pass } as never, grid(Math.ceil((N * C) / WG)));
+    engine.dispatch(channelSum, { mean: buffers.mean, variance: buffers.variance, rstd: buffers.rstd, planes: buffers.planes } as never, { ...channelDims, ...pass } as never, grid(Math.ceil(C / WG)));
+  }
+  planes.dispose();
   const y = Tensor.empty(x.shape);
-  const apply = channelKernel('batchNorm2d_apply', { y: 'f32' }, { x: 'f32', mean: 'f32', rstd: 'f32', w: 'f32', b: 'f32' }, `
+  const apply = channelKernel('batchNorm2d_apply', { y: 'V' }, { x: 'V', mean: 'f32', rstd: 'f32', w: 'f32', b: 'f32' }, `
   if (t >= u.total) { return; }
   let c = (t / u.HW) % u.C;
-  y[t] = (x[t] - mean[c]) * rstd[c] * w[c] + b[c];`);
-  engine.dispatch(apply, { y: y.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) } as never, { ...dims, total: x.size } as never, grid(Math.ceil(x.size / WG)));
+  y[t] = (x[t] - mean[c]) * rstd[c] * w[c] + b[c];`, w);
+  engine.dispatch(apply, { y: y.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) } as never, { ...dims, total: x.size / w } as never, grid(Math.ceil(x.size / w / WG)));
   for (const t of [xc, wc, bc]) t.dispose();
   return { y, mean, variance, rstd };
 }
@@ -74,28 +99,29 @@ export function batchNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   const [N, C, H, W] = x.shape;
   const [gc, xc, wc] = [contiguous(g), contiguous(x), contiguous(weight)];
   const engine = getEngine();
-  const dims = { N, C, HW: H * W, eps: 0 };
+  const w = (H * W) % 4 === 0 ? 4 : 1;
+  const dims = { N, C, HW: (H * W) / w, eps: 0 };
   const dw = Tensor.empty([C]);
   const db = Tensor.empty([C]);
-  const sums = channelKernel('batchNorm2d_backward_sums', { dw: 'f32', db: 'f32' }, { g: 'f32', x: 'f32', mean: 'f32', rstd: 'f32' }, `
+  const sums = channelKernel('batchNorm2d_backward_sums', { dw: 'f32', db: 'f32' }, { g: 'V', x: 'V', mean: 'f32', rstd: 'f32' }, `
   if (t >= u.C) { return; }
-  var sg = 0.0;
-  var sgx = 0.0;
+  var sg = V(0.0);
+  var sgx = V(0.0);
   for (var n = 0u; n < u.N; n++) {
     let base = (n * u.C + t) * u.HW;
     for (var i = 0u; i < u.HW; i++) { let gv = g[base + i]; sg += gv; sgx += gv * (x[base + i] - mean[t]); }
   }
-  dw[t] = sgx * rstd[t];
-  db[t] = sg;`);
+  dw[t] = hsum(sgx) * rstd[t];
+  db[t] = hsum(sg);`, w);
   engine.dispatch(sums, { dw: dw.bufferFor(op), db: db.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op) } as never, { ...dims, total: C } as never, grid(Math.ceil(C / WG)));
   const dx = Tensor.empty(x.shape);
-  const apply = channelKernel('batchNorm2d_backward_dx', { dx: 'f32' }, { g: 'f32', x: 'f32', mean: 'f32', rstd: 'f32', w: 'f32', dw: 'f32', db: 'f32' }, `
+  const apply = channelKernel('batchNorm2d_backward_dx', { dx: 'V' }, { g: 'V', x: 'V', mean: 'f32', rstd: 'f32', w: 'f32', dw: 'f32', db: 'f32' }, `
   if (t >= u.total) { return; }
   let c = (t / u.HW) % u.C;
-  let M = f32(u.N * u.HW);
+  let M = f32(u.N * u.HW * ${w}u);
   let xh = (x[t] - mean[c]) * rstd[c];
-  dx[t] = w[c] * rstd[c] / M * (M * g[t] - db[c] - xh * dw[c]);`);
-  engine.dispatch(apply, { dx: dx.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), dw: dw.bufferFor(op), db: db.bufferFor(op) } as never, { ...dims, total: x.size } as never, grid(Math.ceil(x.size / WG)));
+  dx[t] = w[c] * rstd[c] / M * (M * g[t] - db[c] - xh * dw[c]);`, w);
+  engine.dispatch(apply, { dx: dx.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), dw: dw.bufferFor(op), db: db.bufferFor(op) } as never, { ...dims, total: x.size / w } as never, grid(Math.ceil(x.size / w / WG)));
   for (const t of [gc, xc, wc]) t.dispose();
   return { dx, dw, db };
 }

@@ -44,12 +44,16 @@ function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number,
 const GEOMETRY_UNIFORMS = { N: 'u32', C: 'u32', H: 'u32', W: 'u32', kh: 'u32', kw: 'u32', stride: 'u32', padding: 'u32', Ho: 'u32', Wo: 'u32' } as const;
 const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, kh: g.kh, kw: g.kw, stride: g.stride, padding: g.padding, Ho: g.Ho, Wo: g.Wo });
 
-/** cols[n, (c, i, j), (oh, ow)] = x[n, c, oh·s − p + i, ow·s − p + j] (0 outside the image). */
+/**
+ * cols[n, (c, i, j), (oh, ow)] = x[n, c, oh·s − p + i, ow·s − p + j] (0 outside the image). One thread per
+ * (n, c, output pixel) writes all kh·kw of its values: the index decoding (integer divisions, costly on a CPU
+ * adapter) happens once per kh·kw outputs, and neighbouring threads still read and write neighbouring addresses.
+ */
 export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
   const op = 'im2col';
   const src = contiguous(x);
   const out = Tensor.empty([g.N, g.C * g.kh * g.kw, g.Ho * g.Wo]);
-  const total = out.size;
+  const total = g.N * g.C * g.Ho * g.Wo;
   const kernel = getEngine().kernel('conv:im2col', () => ({
     name: op,
     outputs: { cols: 'f32' as const },
@@ -61,18 +65,23 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let t = gid.x + gid.y * nwg.x * ${WG}u;
   if (t >= u.total) { return; }
   let P = u.Ho * u.Wo;
-  let K = u.C * u.kh * u.kw;
   let p = t % P;
-  let r = (t / P) % K;
-  let n = t / (P * K);
-  let c = r / (u.kh * u.kw);
-  let i = (r / u.kw) % u.kh;
-  let j = r % u.kw;
-  let ih = i32((p / u.Wo) * u.stride + i) - i32(u.padding);
-  let iw = i32((p % u.Wo) * u.stride + j) - i32(u.padding);
-  var v = 0.0;
-  if (ih >= 0 && iw >= 0 && u32(ih) < u.H && u32(iw) < u.W) { v = x[u.off + ((n * u.C + c) * u.H + u32(ih)) * u.W + u32(iw)]; }
-  cols[t] = v;
+  let nc = t / P; // n·C + c
+  let h0 = i32((p / u.Wo) * u.stride) - i32(u.padding);
+  let w0 = i32((p % u.Wo) * u.stride) - i32(u.padding);
+  let plane = u.off + nc * u.H * u.W;
+  var row = nc * u.kh * u.kw; // (n·C + c)·kh·kw = n·K + c·kh·kw
+  for (var i = 0u; i < u.kh; i++) {
+    let ih = h0 + i32(i);
+    let rowOk = ih >= 0 && u32(ih) < u.H;
+    for (var j = 0u; j < u.kw; j++) {
+      let iw = w0 + i32(j);
+      var v = 0.0;
+      if (rowOk && iw >= 0 && u32(iw) < u.W) { v = x[plane + u32(ih) * u.W + u32(iw)]; }
+      cols[row * P + p] = v;
+      row++;
+    }
+  }
 }`,
   }));
   if (total > 0) getEngine().dispatch(kernel, { cols: out.bufferFor(op), x: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));

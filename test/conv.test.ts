@@ -43,6 +43,9 @@ test('batch norm (training) normalises each channel and returns its statistics',
   const perChannel = R.reduce(R.permute(x, [1, 0, 2, 3]), [1, 2, 3], false, 0, (a, v) => a + v, 1 / 140);
   await assertTensorClose(mean, perChannel, 'mean', { atol: 1e-5, rtol: 1e-5 });
   assert.equal(variance.shape, [3]);
+  const x4 = randn([3, 5, 4, 6], 1703); // planes of 24: the vec4 kernels
+  const [w4, b4] = [randn([5], 1704), randn([5], 1705)];
+  await assertTensorClose(T.batchNorm2dTrain(toTensor(x4), toTensor(w4), toTensor(b4)).y, R.batchNorm2d(x4, w4, b4, 1e-5), 'batchNorm vec4', { atol: 1e-5, rtol: 1e-4 });
 });
 
 test.run();

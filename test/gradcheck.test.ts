@@ -154,6 +154,12 @@ const CASES: { [K in OpName]: GradCase[] } = {
       gpu: ([x, w, b]) => T.batchNorm2dTrain(x, w, b, 1e-5).y,
       ref: ([x, w, b]) => R.batchNorm2d(x, w, b, 1e-5),
     },
+    {
+      name: 'vec4 planes',
+      inputs: [{ shape: [2, 3, 2, 4] }, { shape: [3] }, { shape: [3] }],
+      gpu: ([x, w, b]) => T.batchNorm2dTrain(x, w, b, 1e-5).y,
+      ref: ([x, w, b]) => R.batchNorm2d(x, w, b, 1e-5),
+    },
   ],
 };
 
