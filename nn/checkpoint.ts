@@ -1,0 +1,51 @@
+// Training checkpoints: one safetensors file holding the model's state dict (under its own keys), the
+// optimizer state (under `optimizer.`), and JSON metadata with the step, the optimizer step count, the RNG
+// state and anything else the caller adds. Written atomically, so a crash mid-save keeps the previous one.
+import * as T from '../kernels/index.ts';
+import type { Module } from './module.ts';
+import { readSafetensors, saveSafetensors, toTensors, SafetensorsError } from './safetensors.ts';
+
+interface HasState {
+  stateDict(): { step: number; tensors: Map<string, T.Tensor> };
+  loadStateDict(s: { step: number; tensors: Map<string, T.Tensor> }): void;
+}
+
+export interface CheckpointInfo {
+  step: number;
+  rng: { seed: number; counter: number };
+  /** Caller-defined JSON (e.g. the data loader position, the config). */
+  extra: Record<string, unknown>;
+}
+
+const OPT = 'optimizer.';
+
+export async function saveCheckpoint(path: string, model: Module, optimizer: HasState | null, info: CheckpointInfo): Promise<void> {
+  const tensors: [string, T.Tensor][] = [...model.stateDict()];
+  const opt = optimizer?.stateDict();
+  if (opt) for (const [k, t] of opt.tensors) tensors.push([OPT + k, t]);
+  await saveSafetensors(path, tensors, {
+    format: 'clipgpu-checkpoint',
+    training: JSON.stringify({ ...info, optimizerStep: opt?.step ?? 0 }),
+  });
+}
+
+/** Restores model and optimizer in place, and the default generator's state; returns the saved info. */
+export function loadCheckpoint(path: string, model: Module, optimizer: HasState | null): CheckpointInfo {
+  const file = readSafetensors(path);
+  if (file.metadata.format !== 'clipgpu-checkpoint' || !file.metadata.training) {
+    throw new SafetensorsError(`${path}: not a training checkpoint (no clipgpu-checkpoint metadata); load plain weights with loadStateDict`);
+  }
+  const info = JSON.parse(file.metadata.training) as CheckpointInfo & { optimizerStep: number };
+  const tensors = toTensors(file);
+  try {
+    const modelPart = new Map([...tensors].filter(([k]) => !k.startsWith(OPT)));
+    model.loadStateDict(modelPart);
+    const optPart = new Map([...tensors].filter(([k]) => k.startsWith(OPT)).map(([k, t]) => [k.slice(OPT.length), t]));
+    optimizer?.loadStateDict({ step: info.optimizerStep, tensors: optPart });
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+  T.defaultGenerator.seed = info.rng.seed;
+  T.defaultGenerator.counter = info.rng.counter;
+  return { step: info.step, rng: info.rng, extra: info.extra };
+}
