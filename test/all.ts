@@ -16,6 +16,7 @@ import './mlp.test.ts';
 import './nn.test.ts';
 import './optim.test.ts';
 import './safetensors.test.ts';
+import './tokenizer.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.
