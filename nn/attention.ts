@@ -51,19 +51,27 @@ export class MultiheadAttention extends Module {
       } else {
         [Q, K, V] = [project(q, 0), project(k, 1), project(v, 2)];
       }
-      const [B, L] = Q.shape;
-      const S = K.shape[1];
-      const heads = (t: T.Tensor, len: number) => T.permute(T.reshape(t, [B, len, this.numHeads, this.headDim]), [0, 2, 1, 3]);
-      // Scale q before the product, as PyTorch does.
-      const Qh = T.mul(heads(Q, L), 1 / Math.sqrt(this.headDim));
-      const scores = T.matmul(Qh, T.transpose(heads(K, S)));
-      const attn = T.softmax(attnMask ? T.add(scores, attnMask) : scores);
-      const out = T.matmul(attn, heads(V, S)); // [B, heads, L, headDim]
-      const merged = T.reshape(T.permute(out, [0, 2, 1, 3]), [B, L, E]);
-      const y = this.outProj.forward(merged);
+      const y = this.outProj.forward(attend(Q, K, V, this.numHeads, attnMask));
       return this.batchFirst ? y : T.contiguous(T.transpose(y, 0, 1));
     });
   }
+}
+
+/**
+ * softmax(Q·Kᵀ/√d + mask)·V for projected Q [B, L, E], K and V [B, S, E], split into `heads` heads of
+ * d = E / heads; returns [B, L, E] with the heads merged back. Q is scaled before the product, as PyTorch does.
+ */
+export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, attnMask?: T.Tensor): T.Tensor {
+  return T.tidy(() => {
+    const [B, L, E] = Q.shape;
+    const S = K.shape[1];
+    const d = E / heads;
+    const split = (t: T.Tensor, len: number) => T.permute(T.reshape(t, [B, len, heads, d]), [0, 2, 1, 3]);
+    const scores = T.matmul(T.mul(split(Q, L), 1 / Math.sqrt(d)), T.transpose(split(K, S)));
+    const attn = T.softmax(attnMask ? T.add(scores, attnMask) : scores);
+    const out = T.matmul(attn, split(V, S)); // [B, heads, L, d]
+    return T.reshape(T.permute(out, [0, 2, 1, 3]), [B, L, E]);
+  });
 }
 
 /** The additive causal mask [n, n]: 0 on and below the diagonal, −inf above (CLIP's build_attention_mask). */

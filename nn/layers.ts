@@ -153,7 +153,18 @@ export class QuickGELU extends Layer {
   forward = T.quickgelu;
 }
 
-/** Children named "0", "1", … (PyTorch's nn.Sequential keys), applied in order. */
+/** Children named "0", "1", … (PyTorch's nn.ModuleList keys). */
+export class ModuleList<M extends Module> extends Module {
+  constructor(readonly items: M[]) {
+    super();
+    items.forEach((m, i) => this.child(String(i), m));
+  }
+}
+
+/**
+ * Children named "0", "1", … (PyTorch's nn.Sequential keys), applied in order. Parameterless layers may be
+ * added to `layers` without a key (as OpenAI's downsample pool, whose key "-1" holds nothing).
+ */
 export class Sequential extends Layer {
   readonly layers: Layer[];
   constructor(...layers: Layer[]) {

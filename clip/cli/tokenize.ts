@@ -1,0 +1,19 @@
+// `npm run -s tokenize`: a JSON array of strings on stdin → a JSON array of id arrays (context 77) on stdout.
+import { Tokenizer } from '../tokenizer.ts';
+
+const chunks: Buffer[] = [];
+for await (const c of process.stdin) chunks.push(c as Buffer);
+let texts: unknown;
+try {
+  texts = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+} catch (e) {
+  console.error(`tokenize: stdin is not JSON (${(e as Error).message})`);
+  process.exit(2);
+}
+if (!Array.isArray(texts) || !texts.every((t) => typeof t === 'string')) {
+  console.error('tokenize: expected a JSON array of strings on stdin');
+  process.exit(2);
+}
+const tok = Tokenizer.fromFile();
+const ids = tok.tokenize(texts as string[], { contextLength: 77 });
+console.log(JSON.stringify((texts as string[]).map((_, i) => Array.from(ids.subarray(i * 77, (i + 1) * 77)))));

@@ -1,0 +1,113 @@
+// Loading and saving CLIP weights. OpenAI's layout is the model's own (a walk over names); open_clip's is the
+// same with the text tower optionally under `text.`; Hugging Face's is mapped key by key, with its separate
+// q/k/v projections packed into in_proj_weight / in_proj_bias.
+import * as T from '../kernels/index.ts';
+import { readSafetensors, saveSafetensors, toTensors, type SafetensorsFile } from '../nn/safetensors.ts';
+import { ConfigError, inferConfig } from './config.ts';
+import { CLIP } from './model.ts';
+
+export type Layout = 'openai' | 'open_clip' | 'hf';
+
+/** Which layout a set of keys is in. */
+export function detectLayout(keys: Iterable<string>): Layout {
+  const list = [...keys];
+  if (list.some((k) => k.startsWith('vision_model.') || k.startsWith('text_model.'))) return 'hf';
+  if (list.some((k) => k.startsWith('text.'))) return 'open_clip';
+  return 'openai';
+}
+
+/** Host tensors re-keyed to OpenAI's layout (HF q/k/v concatenated on the host). */
+export function toOpenAiLayout(file: SafetensorsFile): Map<string, { shape: number[]; data: Float32Array | Int32Array }> {
+  const layout = detectLayout(file.tensors.keys());
+  const out = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>();
+  if (layout !== 'hf') {
+    for (const [k, t] of file.tensors) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
+    return out;
+  }
+  const get = (k: string) => {
+    const t = file.tensors.get(k);
+    if (!t) throw new ConfigError(`Hugging Face CLIP checkpoint: key '${k}' is missing`);
+    return t;
+  };
+  const transposed = (k: string) => {
+    const t = get(k);
+    const [r, c] = t.shape;
+    const data = new Float32Array(r * c);
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j];
+    return { shape: [c, r], data };
+  };
+  const concat = (keys: string[]) => {
+    const parts = keys.map(get);
+    const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      data.set(p.data, at);
+      at += p.data.length;
+    }
+    return { shape: [parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], data };
+  };
+  const layers = (prefix: string) => new Set([...file.tensors.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length).split('.')[0])).size;
+  const tower = (hf: string, ours: string) => {
+    for (let i = 0; i < layers(`${hf}.encoder.layers.`); i++) {
+      const a = `${hf}.encoder.layers.${i}`;
+      const b = `${ours}.resblocks.${i}`;
+      out.set(`${b}.attn.in_proj_weight`, concat(['q', 'k', 'v'].map((p) => `${a}.self_attn.${p}_proj.weight`)));
+      out.set(`${b}.attn.in_proj_bias`, concat(['q', 'k', 'v'].map((p) => `${a}.self_attn.${p}_proj.bias`)));
+      out.set(`${b}.attn.out_proj.weight`, get(`${a}.self_attn.out_proj.weight`));
+      out.set(`${b}.attn.out_proj.bias`, get(`${a}.self_attn.out_proj.bias`));
+      for (const [h, o] of [['layer_norm1', 'ln_1'], ['layer_norm2', 'ln_2'], ['mlp.fc1', 'mlp.c_fc'], ['mlp.fc2', 'mlp.c_proj']]) {
+        out.set(`${b}.${o}.weight`, get(`${a}.${h}.weight`));
+        out.set(`${b}.${o}.bias`, get(`${a}.${h}.bias`));
+      }
+    }
+  };
+  tower('vision_model', 'visual.transformer');
+  tower('text_model', 'transformer');
+  const patch = get('vision_model.embeddings.patch_embedding.weight');
+  out.set('visual.conv1.weight', patch);
+  out.set('visual.class_embedding', get('vision_model.embeddings.class_embedding'));
+  out.set('visual.positional_embedding', get('vision_model.embeddings.position_embedding.weight'));
+  // HF calls OpenAI's ln_pre "pre_layrnorm" (sic).
+  for (const [h, o] of [['vision_model.pre_layrnorm', 'visual.ln_pre'], ['vision_model.post_layernorm', 'visual.ln_post'], ['text_model.final_layer_norm', 'ln_final']]) {
+    out.set(`${o}.weight`, get(`${h}.weight`));
+    out.set(`${o}.bias`, get(`${h}.bias`));
+  }
+  out.set('visual.proj', transposed('visual_projection.weight'));
+  out.set('text_projection', transposed('text_projection.weight'));
+  out.set('token_embedding.weight', get('text_model.embeddings.token_embedding.weight'));
+  out.set('positional_embedding', get('text_model.embeddings.position_embedding.weight'));
+  out.set('logit_scale', get('logit_scale'));
+  return out;
+}
+
+/** Builds a CLIP from a weights file alone: layout detected, config inferred from the shapes. */
+export function loadClip(path: string): CLIP {
+  const file = readSafetensors(path);
+  const tensors = toOpenAiLayout(file);
+  const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
+  const model = new CLIP(config);
+  const own = model.stateDict();
+  const gpu = new Map<string, T.Tensor>();
+  try {
+    for (const [k, t] of tensors) {
+      const target = own.get(k);
+      // A 0-d tensor may be stored as [1] (logit_scale in several exports): same size, the model's shape.
+      const shape = target && target.size === t.data.length && target.shape.length !== t.shape.length ? target.shape : t.shape;
+      gpu.set(k, T.keep(T.Tensor.from(t.data, shape, t.data instanceof Int32Array ? 'i32' : 'f32')));
+    }
+    model.loadStateDict(gpu);
+  } catch (e) {
+    model.dispose();
+    throw new ConfigError(`${path}: ${(e as Error).message}`);
+  } finally {
+    for (const t of gpu.values()) t.dispose();
+  }
+  return model;
+}
+
+/** Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read). */
+export async function saveClip(path: string, model: CLIP): Promise<void> {
+  await saveSafetensors(path, model.stateDict(), { format: 'openai-clip', config: JSON.stringify(model.config) });
+}
+
+export { toTensors };
