@@ -17,6 +17,7 @@ import './nn.test.ts';
 import './optim.test.ts';
 import './safetensors.test.ts';
 import './tokenizer.test.ts';
+import './clip.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -1,74 +1,15 @@
-// Parity with OpenAI's reference: `npm run -s parity -- <weights.safetensors> <io.safetensors>`.
-// Builds the model from the weights alone, runs the io file's images and tokens, and prints the worst
-// relative error max|ours − ref| / max|ref| per group as one JSON line; exits 1 when a tolerance is exceeded.
+// `npm run -s parity -- <weights.safetensors> <io.safetensors>`: one JSON line with the worst errors
+// ({"features", "logits", "loss", "grads", "worst_grad"}); exits 1 when a tolerance is exceeded.
 import * as T from '../../kernels/index.ts';
-import { readSafetensors } from '../../nn/safetensors.ts';
-import { clipLoss } from '../model.ts';
-import { loadClip } from '../weights.ts';
-
-const TOLERANCE = { features: 1e-4, logits: 1e-4, loss: 1e-5, grads: 1e-3 };
+import { parity, withinTolerance } from '../parity.ts';
 
 const [weightsPath, ioPath] = process.argv.slice(2);
 if (!weightsPath || !ioPath) {
   console.error('usage: npm run -s parity -- <weights.safetensors> <io.safetensors>');
   process.exit(2);
 }
-
-function maxAbs(xs: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < xs.length; i++) m = Math.max(m, Math.abs(xs[i]));
-  return m;
-}
-
-/** max|ours − ref| / max(max|ref|, floor). */
-function relError(ours: ArrayLike<number>, ref: ArrayLike<number>, name: string, floor = 0): number {
-  if (ours.length !== ref.length) throw new Error(`${name}: ${ours.length} values, reference has ${ref.length}`);
-  let diff = 0;
-  for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
-  return diff / (Math.max(maxAbs(ref), floor) || 1);
-}
-
 await T.init();
-const model = loadClip(weightsPath);
-const io = readSafetensors(ioPath);
-const ref = (k: string) => {
-  const t = io.tensors.get(k);
-  if (!t) throw new Error(`${ioPath}: missing '${k}'`);
-  return t;
-};
-const images = T.Tensor.from(ref('images').data, ref('images').shape);
-const tokens = T.Tensor.from(Int32Array.from(ref('tokens').data), ref('tokens').shape, 'i32');
-
-model.eval();
-const evalOut = T.noGrad(() => model.forward(images, tokens));
-const features = Math.max(relError(await evalOut.imageFeatures.data(), ref('image_features').data, 'image_features'), relError(await evalOut.textFeatures.data(), ref('text_features').data, 'text_features'));
-const logits = Math.max(relError(await evalOut.logitsPerImage.data(), ref('logits_per_image').data, 'logits_per_image'), relError(await evalOut.logitsPerText.data(), ref('logits_per_text').data, 'logits_per_text'));
-
-model.train();
-const trainOut = model.forward(images, tokens);
-const lossT = clipLoss(trainOut.logitsPerImage, trainOut.logitsPerText);
-T.backward(lossT);
-const loss = relError([await lossT.item()], ref('train_loss').data, 'train_loss');
-// Some gradients are exactly zero in exact arithmetic (the key bias of attention pooling: softmax ignores a
-// shift shared by all keys), so the reference holds only rounding noise there. Errors are measured against at
-// least 1e-5 of the largest gradient in the model (float32 noise after accumulation); parameters whose whole
-// reference gradient is below that are listed as zero_grads.
-const named = model.namedParameters().map(([name, p]) => {
-  const want = io.tensors.get(`grad.${name}`);
-  if (!want) throw new Error(`${ioPath}: no reference gradient 'grad.${name}'`);
-  return { name, p, want: want.data };
-});
-const floor = 1e-5 * Math.max(...named.map(({ want }) => maxAbs(want)));
-let grads = 0;
-let worstGrad = '';
-const zeroGrads: string[] = [];
-for (const { name, p, want } of named) {
-  if (maxAbs(want) < floor) zeroGrads.push(name);
-  const e = relError(p.grad ? await p.grad.data() : new Float32Array(want.length), want, name, floor);
-  if (e >= grads) [grads, worstGrad] = [e, name];
-}
-const result = { features, logits, loss, grads, worst_grad: worstGrad, ...(zeroGrads.length ? { zero_grads: zeroGrads } : {}) };
+const result = await parity(weightsPath, ioPath);
 console.log(JSON.stringify(result));
-const ok = features <= TOLERANCE.features && logits <= TOLERANCE.logits && loss <= TOLERANCE.loss && grads <= TOLERANCE.grads;
 T.closeGpu();
-process.exit(ok ? 0 : 1);
+process.exit(withinTolerance(result) ? 0 : 1);

@@ -1,0 +1,125 @@
+// CLIP: parity with OpenAI's reference for both shared models, config inference on unseen sizes, and the
+// weight loaders for every layout on small generated files.
+import * as assert from 'uvu/assert';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as T from '../kernels/index.ts';
+import { ConfigError, inferConfig, visionHeads, type ClipConfig } from '../clip/config.ts';
+import { CLIP } from '../clip/model.ts';
+import { TOLERANCE, parity } from '../clip/parity.ts';
+import { loadClip, saveClip } from '../clip/weights.ts';
+import { saveSafetensors } from '../nn/safetensors.ts';
+import { assertClose, assertThrows, suite } from './harness.ts';
+
+const test = suite('clip');
+const dir = mkdtempSync(join(tmpdir(), 'clip-'));
+
+for (const name of ['vit_tiny', 'rn_tiny']) {
+  test(`parity with openai/CLIP: ${name} (features, logits, train loss, every gradient)`, async () => {
+    const r = await parity(`../shared/clip/${name}.safetensors`, `../shared/clip/${name}.io.safetensors`);
+    assert.ok(r.features <= TOLERANCE.features, `features ${r.features}`);
+    assert.ok(r.logits <= TOLERANCE.logits, `logits ${r.logits}`);
+    assert.ok(r.loss <= TOLERANCE.loss, `loss ${r.loss}`);
+    assert.ok(r.grads <= TOLERANCE.grads, `grads ${r.grads} (${r.worst_grad})`);
+  });
+}
+
+const SMALL_VIT: ClipConfig = { embedDim: 24, imageResolution: 24, visionLayers: 3, visionWidth: 128, visionPatchSize: 6, contextLength: 9, vocabSize: 300, transformerWidth: 64, transformerHeads: 1, transformerLayers: 3 };
+const SMALL_RN: ClipConfig = { embedDim: 16, imageResolution: 32, visionLayers: [2, 1, 1, 2], visionWidth: 4, visionPatchSize: null, contextLength: 7, vocabSize: 260, transformerWidth: 128, transformerHeads: 2, transformerLayers: 1 };
+
+test('the config is inferred from shapes alone, for sizes and depths not seen in the fixtures', () => {
+  for (const config of [SMALL_VIT, SMALL_RN]) {
+    const model = new CLIP(config);
+    const shapes = new Map([...model.stateDict()].map(([k, t]) => [k, t.shape]));
+    assert.equal(inferConfig(shapes), config);
+    model.dispose();
+  }
+  assert.is(visionHeads(SMALL_VIT), 2);
+  assert.is(visionHeads(SMALL_RN), 2);
+  assert.throws(() => inferConfig(new Map([['visual.proj', [2, 2]]])), (e: Error) => e instanceof ConfigError && /visual\.conv1\.weight/.test(e.message));
+});
+
+test('initialisation follows the reference (bn3 zero, logit scale ln(1/0.07), embedding stds)', async () => {
+  const model = new CLIP(SMALL_RN);
+  const sd = model.stateDict();
+  assertClose([await sd.get('logit_scale')!.item()], [Math.log(1 / 0.07)], 'logit_scale', { atol: 1e-6 });
+  assert.ok((await sd.get('visual.layer1.0.bn3.weight')!.data()).every((v) => v === 0));
+  const tok = Array.from(await sd.get('token_embedding.weight')!.data());
+  const std = Math.sqrt(tok.reduce((a, v) => a + v * v, 0) / tok.length);
+  assert.ok(Math.abs(std - 0.02) < 0.002, `token embedding std ${std}`);
+  model.dispose();
+});
+
+/** HF's key layout, written here as the inverse of our mapping (split q/k/v, transposed projections). */
+async function saveAsHf(path: string, model: CLIP): Promise<void> {
+  const sd = model.stateDict();
+  const out: [string, T.Tensor][] = [];
+  const tower = (ours: string, hf: string, layers: number, width: number) => {
+    for (let i = 0; i < layers; i++) {
+      const a = `${ours}.resblocks.${i}`;
+      const b = `${hf}.encoder.layers.${i}`;
+      ['q', 'k', 'v'].forEach((p, j) => {
+        out.push([`${b}.self_attn.${p}_proj.weight`, T.narrow(sd.get(`${a}.attn.in_proj_weight`)!, 0, j * width, width)]);
+        out.push([`${b}.self_attn.${p}_proj.bias`, T.narrow(sd.get(`${a}.attn.in_proj_bias`)!, 0, j * width, width)]);
+      });
+      for (const [o, h] of [['attn.out_proj', 'self_attn.out_proj'], ['ln_1', 'layer_norm1'], ['ln_2', 'layer_norm2'], ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2']]) {
+        out.push([`${b}.${h}.weight`, sd.get(`${a}.${o}.weight`)!], [`${b}.${h}.bias`, sd.get(`${a}.${o}.bias`)!]);
+      }
+    }
+  };
+  const c = model.config;
+  tower('visual.transformer', 'vision_model', c.visionLayers as number, c.visionWidth);
+  tower('transformer', 'text_model', c.transformerLayers, c.transformerWidth);
+  const t = (k: string) => T.contiguous(T.transpose(sd.get(k)!));
+  out.push(
+    ['vision_model.embeddings.patch_embedding.weight', sd.get('visual.conv1.weight')!],
+    ['vision_model.embeddings.class_embedding', sd.get('visual.class_embedding')!],
+    ['vision_model.embeddings.position_embedding.weight', sd.get('visual.positional_embedding')!],
+    ['vision_model.pre_layrnorm.weight', sd.get('visual.ln_pre.weight')!], ['vision_model.pre_layrnorm.bias', sd.get('visual.ln_pre.bias')!],
+    ['vision_model.post_layernorm.weight', sd.get('visual.ln_post.weight')!], ['vision_model.post_layernorm.bias', sd.get('visual.ln_post.bias')!],
+    ['text_model.final_layer_norm.weight', sd.get('ln_final.weight')!], ['text_model.final_layer_norm.bias', sd.get('ln_final.bias')!],
+    ['visual_projection.weight', t('visual.proj')], ['text_projection.weight', t('text_projection')],
+    ['text_model.embeddings.token_embedding.weight', sd.get('token_embedding.weight')!],
+    ['text_model.embeddings.position_embedding.weight', sd.get('positional_embedding')!],
+    ['logit_scale', sd.get('logit_scale')!],
+  );
+  await saveSafetensors(path, out.map(([k, v]) => [k, T.contiguous(v)]));
+}
+
+test('OpenAI, open_clip (text tower under text.) and Hugging Face layouts load to the same model', async () => {
+  const model = new CLIP(SMALL_VIT);
+  model.eval();
+  const images = T.keep(T.randNormal([2, 3, 24, 24]));
+  const tokens = T.keep(T.Tensor.from(Int32Array.from([299, 5, 7, 0, 0, 0, 0, 0, 0, 299, 9, 8, 7, 6, 299, 0, 0, 0]).map((v, i) => (v === 299 ? 299 : v + (i % 3))), [2, 9], 'i32'));
+  const reference = T.noGrad(() => model.forward(images, tokens));
+  const want = await reference.logitsPerImage.data();
+  const openai = join(dir, 'openai.safetensors');
+  await saveClip(openai, model);
+  const openClip = join(dir, 'open_clip.safetensors');
+  const text = /^(transformer|token_embedding|positional_embedding|ln_final|text_projection)/;
+  await saveSafetensors(openClip, [...model.stateDict()].map(([k, v]) => [text.test(k) ? `text.${k}` : k, v]));
+  const hf = join(dir, 'hf.safetensors');
+  await saveAsHf(hf, model);
+  for (const path of [openai, openClip, hf]) {
+    const loaded = loadClip(path);
+    loaded.eval();
+    const out = T.noGrad(() => loaded.forward(images, tokens));
+    assertClose(await out.logitsPerImage.data(), want, `logits after loading ${path}`, { atol: 1e-5, rtol: 1e-5 });
+    loaded.dispose();
+  }
+  model.dispose();
+});
+
+test('a wrong or partial weights file gets a clear error', async () => {
+  const partial = join(dir, 'partial.safetensors');
+  const model = new CLIP(SMALL_VIT);
+  await saveSafetensors(partial, [...model.stateDict()].filter(([k]) => !k.startsWith('visual.ln_post')));
+  await assertThrows(() => loadClip(partial), ConfigError, /partial\.safetensors/, /missing keys: visual\.ln_post\.weight, visual\.ln_post\.bias/);
+  const notClip = join(dir, 'other.safetensors');
+  await saveSafetensors(notClip, [['weight', T.ones([2, 2])]]);
+  await assertThrows(() => loadClip(notClip), ConfigError, /key '\w[\w.]*' is missing/);
+  model.dispose();
+});
+
+test.run();
