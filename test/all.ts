@@ -18,6 +18,7 @@ import './optim.test.ts';
 import './safetensors.test.ts';
 import './tokenizer.test.ts';
 import './clip.test.ts';
+import './clip_use.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -1,0 +1,39 @@
+// `npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg …] --labels "cat,dog,…"
+//  [--templates ensemble|single]`: class probabilities for each image, best first.
+import { parseArgs } from 'node:util';
+import * as T from '../../kernels/index.ts';
+import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
+import { l2normalize } from '../model.ts';
+import { preprocess, readImage } from '../preprocess.ts';
+import { Tokenizer } from '../tokenizer.ts';
+import { loadClip } from '../weights.ts';
+
+const { values } = parseArgs({
+  options: {
+    weights: { type: 'string' },
+    image: { type: 'string', multiple: true },
+    labels: { type: 'string' },
+    templates: { type: 'string', default: 'ensemble' },
+  },
+});
+if (!values.weights || !values.image?.length || !values.labels) {
+  console.error('usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] --labels "cat,dog" [--templates ensemble|single]');
+  process.exit(2);
+}
+const labels = values.labels.split(',').map((l) => l.trim()).filter(Boolean);
+await T.init();
+const model = loadClip(values.weights);
+model.eval();
+const n = model.config.imageResolution;
+const pixels = values.image.map((path) => preprocess(readImage(path), n));
+const batch = new Float32Array(pixels.length * 3 * n * n);
+pixels.forEach((p, i) => batch.set(p, i * p.length));
+const classifier = zeroShotClassifier(textEncoderFor(model, Tokenizer.fromFile()), labels, values.templates === 'single' ? SINGLE_TEMPLATE : ENSEMBLE_TEMPLATES);
+const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(batch, [pixels.length, 3, n, n])))));
+const probs = await zeroShotProbabilities(features, classifier).data();
+values.image.forEach((path, i) => {
+  const row = labels.map((label, j) => [label, probs[i * labels.length + j]] as const).sort((a, b) => b[1] - a[1]);
+  console.log(path);
+  for (const [label, p] of row) console.log(`  ${(100 * p).toFixed(2).padStart(6)}%  ${label}`);
+});
+T.closeGpu();

@@ -1,0 +1,123 @@
+// Using a trained CLIP: zero-shot classification with prompt ensembling (§3.1.4), retrieval recall@k in both
+// directions, and a linear probe (L2-regularised logistic regression on frozen features, §3.2 / Appendix A.3).
+import * as T from '../kernels/index.ts';
+import { AdamW } from '../nn/optim.ts';
+import { l2normalize, type CLIP } from './model.ts';
+import type { Tokenizer } from './tokenizer.ts';
+
+/** The seven prompts OpenAI's ImageNet notebook found best as an ensemble. */
+export const ENSEMBLE_TEMPLATES: ((c: string) => string)[] = [
+  (c) => `itap of a ${c}.`,
+  (c) => `a bad photo of the ${c}.`,
+  (c) => `a origami ${c}.`,
+  (c) => `a photo of the large ${c}.`,
+  (c) => `a ${c} in a video game.`,
+  (c) => `art of the ${c}.`,
+  (c) => `a photo of the small ${c}.`,
+];
+export const SINGLE_TEMPLATE: ((c: string) => string)[] = [(c) => `a photo of a ${c}.`];
+
+/** Encodes a batch of prompt strings to features [N, D] (e.g. `tokenizeAndEncode` below). */
+export type TextEncoder = (texts: string[]) => T.Tensor;
+
+export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {
+  return (texts) =>
+    T.noGrad(() =>
+      T.tidy(() => model.encodeText(T.Tensor.from(tokenizer.tokenize(texts, { contextLength: model.config.contextLength }), [texts.length, model.config.contextLength], 'i32'))),
+    );
+}
+
+/**
+ * Zero-shot classifier weights [D, classes]: per class, the prompts' text embeddings, each L2-normalised,
+ * averaged, and renormalised (prompt ensembling).
+ */
+export function zeroShotClassifier(encodeText: TextEncoder, classNames: readonly string[], templates = ENSEMBLE_TEMPLATES): T.Tensor {
+  return T.noGrad(() =>
+    T.tidy(() => {
+      const columns = classNames.map((name) => l2normalize(T.mean(l2normalize(encodeText(templates.map((t) => t(name)))), 0, { keepDims: true })));
+      return T.transpose(T.concat(columns, 0));
+    }),
+  );
+}
+
+/** Class probabilities [N, classes] for L2-normalised image features: softmax(100 · f·W), as in the paper. */
+export function zeroShotProbabilities(imageFeatures: T.Tensor, classifier: T.Tensor): T.Tensor {
+  return T.noGrad(() => T.tidy(() => T.softmax(T.mul(T.matmul(imageFeatures, classifier), 100))));
+}
+
+/** Top-k accuracies of scores [N, classes] against labels (host arrays). */
+export function topK(scores: Float32Array | Int32Array, classes: number, labels: ArrayLike<number>, ks: readonly number[] = [1, 5]): Record<number, number> {
+  const n = labels.length;
+  const hits = Object.fromEntries(ks.map((k) => [k, 0])) as Record<number, number>;
+  for (let i = 0; i < n; i++) {
+    const row = scores.subarray(i * classes, (i + 1) * classes);
+    const target = row[labels[i]];
+    // Rank = how many classes score strictly higher (ties favour the label).
+    let rank = 0;
+    for (let j = 0; j < classes; j++) if (row[j] > target) rank++;
+    for (const k of ks) if (rank < k) hits[k]++;
+  }
+  for (const k of ks) hits[k] /= n;
+  return hits;
+}
+
+/** Recall@k for paired features (image i ↔ text i), both directions. Features must be L2-normalised. */
+export async function retrievalRecall(imageFeatures: T.Tensor, textFeatures: T.Tensor, ks: readonly number[] = [1, 5, 10]): Promise<{ imageToText: Record<number, number>; textToImage: Record<number, number> }> {
+  const n = imageFeatures.shape[0];
+  const sims = T.noGrad(() => T.matmul(imageFeatures, T.transpose(textFeatures)));
+  const simsT = T.noGrad(() => T.contiguous(T.transpose(sims)));
+  const identity = Array.from({ length: n }, (_, i) => i);
+  const result = {
+    imageToText: topK(await sims.data(), n, identity, ks),
+    textToImage: topK(await simsT.data(), n, identity, ks),
+  };
+  sims.dispose();
+  simsT.dispose();
+  return result;
+}
+
+export interface ProbeSplit {
+  features: T.Tensor;
+  labels: T.Tensor;
+}
+
+export interface ProbeResult {
+  lambda: number;
+  validationAccuracy: number;
+  testAccuracy: number;
+}
+
+async function accuracy(W: T.Tensor, b: T.Tensor, split: ProbeSplit): Promise<number> {
+  const correct = T.noGrad(() => T.tidy(() => T.mean(T.cast(T.eq(T.argmax(T.matmul(split.features, W, { bias: b }), -1), split.labels), 'f32'))));
+  const v = await correct.item();
+  correct.dispose();
+  return v;
+}
+
+/**
+ * Multinomial logistic regression on frozen features with loss CE + λ/2·‖W‖², fitted full-batch (AdamW
+ * without decoupled decay, `steps` steps) for each λ in `lambdas`; the λ with the best validation accuracy is
+ * kept and its test accuracy reported.
+ */
+export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSplit, classes: number, { lambdas = [1e-6, 1e-4, 1e-3, 1e-2, 1e-1], steps = 300, lr = 0.05 } = {}): Promise<ProbeResult> {
+  let best: ProbeResult | null = null;
+  const D = train.features.shape[1];
+  for (const lambda of lambdas) {
+    const W = T.param(T.zeros([D, classes]));
+    const b = T.param(T.zeros([classes]));
+    const opt = new AdamW([W, b], { lr, weightDecay: 0 });
+    for (let s = 0; s < steps; s++) {
+      const loss = T.tidy(() => T.add(T.crossEntropy(T.matmul(train.features, W, { bias: b }), train.labels), T.mul(T.sum(T.mul(W, W)), lambda / 2)));
+      T.backward(loss);
+      loss.dispose();
+      opt.step();
+      opt.zeroGrad();
+    }
+    const validationAccuracy = await accuracy(W, b, validation);
+    if (!best || validationAccuracy > best.validationAccuracy) best = { lambda, validationAccuracy, testAccuracy: await accuracy(W, b, test) };
+    opt.dispose();
+    W.dispose();
+    b.dispose();
+  }
+  return best!;
+}

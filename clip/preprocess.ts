@@ -1,0 +1,136 @@
+// CLIP's image preprocessing (OpenAI's `_transform`): decode, resize the shorter side to n with bicubic
+// interpolation, center-crop n×n, scale to [0, 1], normalise with CLIP's mean and std; out comes CHW f32.
+// Decoding uses pngjs and jpeg-js. The resize is PIL's algorithm (separable, antialiased when shrinking:
+// the cubic kernel, a = −0.5, is stretched by the scale factor) computed in floating point, without PIL's
+// rounding to 8 bits between the two passes, so results differ from PIL by at most about one grey level.
+import { readFileSync } from 'node:fs';
+import jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
+
+export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
+export class ImageError extends Error {
+  override name = 'ImageError';
+}
+
+/** An RGB image, 3 floats per pixel in [0, 255], row-major HWC. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+function fromRgba(width: number, height: number, rgba: Uint8Array | Buffer): RgbImage {
+  const data = new Float32Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) data[3 * i + c] = rgba[4 * i + c];
+  return { width, height, data };
+}
+
+/** Decodes PNG or JPEG bytes (by signature); `source` names the image in errors. */
+export function decodeImage(bytes: Uint8Array, source = 'image'): RgbImage {
+  const isPng = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+  const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
+  try {
+    if (isPng) {
+      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      return fromRgba(png.width, png.height, png.data);
+    }
+    if (isJpeg) {
+      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+      return fromRgba(img.width, img.height, img.data);
+    }
+  } catch (e) {
+    throw new ImageError(`${source}: cannot decode (${(e as Error).message})`);
+  }
+  throw new ImageError(`${source}: not a PNG or JPEG file (unrecognised signature)`);
+}
+
+export function readImage(path: string): RgbImage {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ImageError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return decodeImage(bytes, path);
+}
+
+/** The bicubic convolution kernel with a = −0.5 (PIL, Keys 1981). */
+export function cubic(x: number): number {
+  const a = -0.5;
+  const t = Math.abs(x);
+  if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+  if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
+  return 0;
+}
+
+/** Per output index: the first input index and normalised weights (PIL's precompute_coeffs). */
+function coefficients(inSize: number, outSize: number): { start: number; weights: Float64Array }[] {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = 2 * filterScale;
+  return Array.from({ length: outSize }, (_, i) => {
+    const center = (i + 0.5) * scale;
+    const start = Math.max(0, Math.floor(center - support + 0.5));
+    const end = Math.min(inSize, Math.floor(center + support + 0.5));
+    const weights = new Float64Array(end - start);
+    let total = 0;
+    for (let j = start; j < end; j++) total += weights[j - start] = cubic((j - center + 0.5) / filterScale);
+    for (let k = 0; k < weights.length; k++) weights[k] /= total;
+    return { start, weights };
+  });
+}
+
+/** Bicubic resize to width × height (horizontal pass, then vertical). */
+export function resizeBicubic(img: RgbImage, width: number, height: number): RgbImage {
+  const horizontal = coefficients(img.width, width);
+  const tmp = new Float64Array(width * img.height * 3);
+  for (let y = 0; y < img.height; y++)
+    for (let x = 0; x < width; x++) {
+      const { start, weights } = horizontal[x];
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let k = 0; k < weights.length; k++) s += weights[k] * img.data[(y * img.width + start + k) * 3 + c];
+        tmp[(y * width + x) * 3 + c] = s;
+      }
+    }
+  const vertical = coefficients(img.height, height);
+  const data = new Float32Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const { start, weights } = vertical[y];
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let k = 0; k < weights.length; k++) s += weights[k] * tmp[((start + k) * width + x) * 3 + c];
+        data[(y * width + x) * 3 + c] = Math.min(255, Math.max(0, s));
+      }
+  }
+  return { width, height, data };
+}
+
+/** Python's round(): halves go to the even neighbour (torchvision's CenterCrop offsets use it). */
+const roundHalfEven = (x: number): number => {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+};
+
+/**
+ * OpenAI's transform for resolution n: resize the shorter side to n (the longer to ⌊n·long/short⌋), center
+ * crop n×n, then (v/255 − mean)/std per channel. Returns CHW [3, n, n].
+ */
+export function preprocess(img: RgbImage, n: number): Float32Array {
+  if (img.width < 1 || img.height < 1) throw new ImageError(`preprocess: empty image (${img.width}×${img.height})`);
+  const short = Math.min(img.width, img.height);
+  const long = Math.max(img.width, img.height);
+  const scaledLong = Math.floor((n * long) / short);
+  const [w, h] = img.width <= img.height ? [n, scaledLong] : [scaledLong, n];
+  const resized = resizeBicubic(img, w, h);
+  const top = roundHalfEven((h - n) / 2);
+  const left = roundHalfEven((w - n) / 2);
+  const out = new Float32Array(3 * n * n);
+  for (let y = 0; y < n; y++)
+    for (let x = 0; x < n; x++)
+      for (let c = 0; c < 3; c++) out[(c * n + y) * n + x] = (resized.data[((y + top) * w + x + left) * 3 + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+  return out;
+}
