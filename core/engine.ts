@@ -35,6 +35,8 @@ export const MAX_RANK = 8;
 const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we know
 const ARENA_BYTES = 1 << 18;
 const MAX_DISPATCHES_PER_BATCH = 128;
+/** Dispatches timed by one profile() call (two timestamps each). */
+const PROFILE_SLOTS = 2048;
 
 interface Field {
   name: string;
@@ -129,6 +131,7 @@ export class Engine {
   private counters = { dispatches: 0, submits: 0, readbacks: 0 };
   private querySet: GPUQuerySet | null = null;
   private timing: { querySet: GPUQuerySet; passes: number } | null = null;
+  private profiling: { querySet: GPUQuerySet; names: string[]; byGrid: boolean } | null = null;
   private readonly maxWorkgroups: number;
   /**
    * A u32 that kernels set to a non-zero code when they meet bad data they cannot report otherwise (an
@@ -193,12 +196,56 @@ export class Engine {
     const offset = this.arenaUsed;
     kernel.writeUniforms(this.arenaView, offset, uniforms as Record<string, number | readonly number[]>);
     this.arenaUsed = Math.ceil((offset + kernel.uniformBytes) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
-    const pass = this.computePass();
+    const profiled = this.profiling !== null && this.profiling.names.length < PROFILE_SLOTS;
+    if (profiled) this.endPass();
+    const pass = profiled ? this.profiledPass(this.profiling!.byGrid ? `${kernel.spec.name} [${x},${y},${z}]` : kernel.spec.name) : this.computePass();
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, this.bindGroup(kernel, list), [offset]);
     pass.dispatchWorkgroups(x, y, z);
+    if (profiled) this.endPass();
     this.pendingDispatches++;
     this.counters.dispatches++;
+  }
+
+  /** A compute pass holding one dispatch, with timestamps around it (profiling mode). */
+  private profiledPass(name: string): GPUComputePassEncoder {
+    const p = this.profiling!;
+    const slot = p.names.push(name) - 1;
+    const timestampWrites = { querySet: p.querySet, beginningOfPassWriteIndex: 2 * slot, endOfPassWriteIndex: 2 * slot + 1 };
+    return (this.pass = this.commandEncoder().beginComputePass({ timestampWrites }));
+  }
+
+  /**
+   * Runs `record` with every dispatch timed by GPU timestamps (one pass per dispatch, so slower than normal)
+   * and returns the time per kernel name (or per name and workgroup grid with `byGrid`), largest first. Null
+   * when the adapter has no timestamp-query.
+   */
+  async profile(record: () => unknown, { byGrid = false } = {}): Promise<{ name: string; calls: number; ms: number }[] | null> {
+    if (!this.gpu.hasFeature('timestamp-query')) return null;
+    this.flush();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 * PROFILE_SLOTS });
+    this.profiling = { querySet, names: [], byGrid };
+    let names: string[];
+    try {
+      await record();
+    } finally {
+      names = this.profiling.names;
+      this.profiling = null;
+    }
+    this.endPass();
+    const resolved = this.device.createBuffer({ size: 16 * names.length, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.commandEncoder().resolveQuerySet(querySet, 0, 2 * names.length, resolved, 0);
+    const stamps = new BigUint64Array(await this.read(resolved, 0, 16 * names.length));
+    resolved.destroy();
+    querySet.destroy();
+    const totals = new Map<string, { name: string; calls: number; ms: number }>();
+    names.forEach((name, i) => {
+      const t = totals.get(name) ?? { name, calls: 0, ms: 0 };
+      t.calls++;
+      t.ms += Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6;
+      totals.set(name, t);
+    });
+    return [...totals.values()].sort((a, b) => b.ms - a.ms);
   }
 
   private commandEncoder(): GPUCommandEncoder {

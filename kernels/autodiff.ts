@@ -135,7 +135,8 @@ export const backwardRules: { [K in OpName]: Rule<K> } = {
   pad: (g, { begin, shape }) => [slice(g, begin, shape.map((d, i) => begin[i] + d))],
   matmul: (g, { a, b }, [na, nb, nbias]) => [
     na ? sumTo(matmulRaw(g, transpose(b)), a.shape) : null,
-    nb ? sumTo(matmulRaw(transpose(a), g), b.shape) : null,
+    // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
+    nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]])) : sumTo(matmulRaw(transpose(a), g), b.shape)) : null,
     nbias ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false) : null,
   ],
   softmax: (g, { y }) => [softmaxBackwardRaw(y, g, false)],

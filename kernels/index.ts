@@ -29,5 +29,8 @@ export async function init(): Promise<void> {
 /** GPU memory, pool and pipeline statistics. */
 export const memory = () => getEngine().stats();
 
+/** GPU time per kernel over what `record` dispatches (timestamp queries; null without timestamp-query). */
+export const profile = (record: () => unknown, options?: { byGrid?: boolean }) => getEngine().profile(record, options);
+
 /** Waits for all submitted GPU work (and surfaces any WebGPU error). */
 export const sync = (): Promise<void> => getEngine().sync();
