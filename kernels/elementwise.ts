@@ -157,12 +157,34 @@ export function elementwise(op: EwOp, operands: readonly Operand[], into?: Tenso
 type Mode = 'flat' | 'vec4' | 'strided';
 const NAMES = ['a', 'b', 'c', 'd'];
 
-/** The kernel source for one op, operand-kind combination and indexing mode. */
-function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType) {
+/**
+ * Merges adjacent axes that are laid out contiguously in every operand and drops size-1 axes, so a strided
+ * kernel decodes as few coordinates as possible (a transposed [B, L, H, d] copy becomes rank 3, a broadcast
+ * bias add rank 2).
+ */
+export function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  shape.forEach((extent, i) => {
+    if (extent === 1) return;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((st, k) => outStrides[k][last] === extent * st[i])) {
+      outShape[last] *= extent;
+      strides.forEach((st, k) => (outStrides[k][last] = st[i]));
+    } else {
+      outShape.push(extent);
+      strides.forEach((st, k) => outStrides[k].push(st[i]));
+    }
+  });
+  return outShape.length ? { shape: outShape, strides: outStrides } : { shape: [1], strides: strides.map(() => [0]) };
+}
+
+/** The kernel source for one op, operand-kind combination and indexing mode (`rank`: strided mode's rank). */
+function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType, rank: number) {
   const def: EwDef = EW[op];
   const inputs: Record<string, StorageType> = {};
   const uniforms: Record<string, UniformType> = { n: 'u32', outOff: 'u32' };
-  if (mode === 'strided') Object.assign(uniforms, { rank: 'u32', shape: 'vec8u', outStrides: 'vec8u' });
+  if (mode === 'strided') Object.assign(uniforms, { shape: 'vec8u', outStrides: 'vec8u' });
   const loads: string[] = [];
   kinds.forEach((k, i) => {
     const ty = k[1] === 'f' ? 'f32' : 'i32';
@@ -188,21 +210,19 @@ function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType) {
   const decode =
     mode !== 'strided'
       ? 'let oo = i + u.outOff;'
-      : [
+      : // Unrolled for this rank: innermost axis first; the outermost coordinate is what remains.
+        [
           'var rem = i;',
           'var oo = u.outOff;',
           ...tensorIdx.map((i) => `var o${i} = u.off${i};`),
-          'for (var d = i32(u.rank) - 1; d >= 0; d--) {',
-          '  let dd = u32(d);',
-          '  let extent = at8(u.shape, dd);',
-          '  let coord = rem % extent;',
-          '  rem = rem / extent;',
-          '  oo += coord * at8(u.outStrides, dd);',
-          ...tensorIdx.map((i) => `  o${i} += coord * at8(u.st${i}, dd);`),
-          '}',
+          ...[...Array(rank).keys()].reverse().flatMap((d) => [
+            d > 0 ? `let c${d} = rem % at8(u.shape, ${d}u); rem = rem / at8(u.shape, ${d}u);` : `let c${d} = rem;`,
+            `oo += c${d} * at8(u.outStrides, ${d}u);`,
+            ...tensorIdx.map((i) => `o${i} += c${d} * at8(u.st${i}, ${d}u);`),
+          ]),
         ].join('\n  ');
   return {
-    name: `${op}(${kinds.join(',')})${mode === 'flat' ? '' : `_${mode}`}`,
+    name: `${op}(${kinds.join(',')})${mode === 'flat' ? '' : `_${mode}`}${mode === 'strided' ? rank : ''}`,
     outputs: { out: (mode === 'vec4' ? `vec4<${outTy}>` : outTy) as StorageType },
     inputs,
     uniforms,
@@ -221,16 +241,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 /** Dispatches `count` items (elements, or vec4s in vec4 mode) starting `skip` elements into every flat operand. */
 function launch(op: EwOp, mode: Mode, kinds: string[], outType: DType, operands: readonly Operand[], out: Tensor, shape: readonly number[], count: number, skip: number): void {
   const engine = getEngine();
-  const kernel = engine.kernel(`ew:${op}:${kinds.join('')}:${outType}:${mode}`, () => kernelSpec(op, mode, kinds, outType));
+  const tensorOperands = operands.filter((v): v is Tensor => v instanceof Tensor);
+  const layout = mode === 'strided' ? coalesce(shape, [out.strides, ...tensorOperands.map((t) => broadcastStrides(t, shape))]) : null;
+  const rank = layout?.shape.length ?? 0;
+  const kernel = engine.kernel(`ew:${op}:${kinds.join('')}:${outType}:${mode}${rank || ''}`, () => kernelSpec(op, mode, kinds, outType, rank));
   const scale = mode === 'vec4' ? 4 : 1;
   const uniforms: Record<string, number | readonly number[]> = { n: count, outOff: (out.offset + skip) / scale };
-  if (mode === 'strided') Object.assign(uniforms, { rank: shape.length, shape, outStrides: out.strides });
+  if (layout) Object.assign(uniforms, { shape: layout.shape, outStrides: layout.strides[0] });
   const buffers: Record<string, GPUBuffer> = { out: out.bufferFor(op) };
+  let t = 0;
   operands.forEach((v, i) => {
     if (v instanceof Tensor) {
       buffers[`in${i}`] = v.bufferFor(op);
       uniforms[`off${i}`] = (v.offset + skip) / scale;
-      if (mode === 'strided') uniforms[`st${i}`] = broadcastStrides(v, shape);
+      if (layout) uniforms[`st${i}`] = layout.strides[1 + t];
+      t++;
     } else {
       if (kinds[i][1] === 'i' && !Number.isInteger(v)) throw new DTypeError(`${op}: scalar ${v} is not an integer but the op runs on i32`);
       uniforms[`k${i}`] = v;
