@@ -156,7 +156,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     const scale = Math.exp(Math.min(Math.log(100), (await model.logitScale.item())));
     const done = step + 1 - start;
     const seconds = (performance.now() - began) / 1000;
-    const record = { step: step + 1, loss: value, lr, logit_scale: scale, images_per_s: (done * o.batchSize) / seconds };
+    const record = { step: step + 1, loss: value, lr, logit_scale: scale, images_per_s: (done * o.batchSize) / seconds, gpu_live_bytes: T.memory().liveBytes };
     appendFileSync(metricsPath, `${JSON.stringify(record)}\n`);
     if ((step + 1) % 10 === 0 || step + 1 === o.steps) {
       const eta = ((o.steps - step - 1) * seconds) / done;

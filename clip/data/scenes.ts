@@ -42,9 +42,16 @@ export interface Example {
   caption: string;
 }
 
-/** A small seeded PRNG (mulberry32) per example. */
+/** MurmurHash3's finaliser: scrambles an integer so that neighbouring indices give unrelated streams. */
+function fmix32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A small seeded PRNG (mulberry32) per example, its state a hash of (seed, index). */
 function random(seed: number, index: number): () => number {
-  let a = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(index, 0xc2b2ae35)) >>> 0;
+  let a = fmix32(fmix32(seed + 0x9e3779b9) ^ index);
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = Math.imul(a ^ (a >>> 15), a | 1);
@@ -85,8 +92,8 @@ export function example(seed: number, index: number, split: 'train' | 'heldOut' 
   const cy = 0.5 + 0.1 * (r() - 0.5);
   return {
     objects: [
-      { ...a, x: cx + 0.24 * dx, y: cy + 0.24 * dy },
-      { ...b, x: cx - 0.24 * dx, y: cy - 0.24 * dy },
+      { ...a, x: cx + 0.25 * dx, y: cy + 0.25 * dy },
+      { ...b, x: cx - 0.25 * dx, y: cy - 0.25 * dy },
     ],
     caption: `a ${describe(a, withSize)} ${relation} a ${describe(b, withSize)}`,
   };
@@ -116,7 +123,7 @@ export function render(ex: Example, n: number, out: Float32Array, offset = 0, no
           const px = (x + 0.25 + 0.5 * sx) / n;
           const py = (y + 0.25 + 0.5 * sy) / n;
           for (const o of ex.objects) {
-            const radius = o.size === 'large' ? 0.2 : 0.11;
+            const radius = o.size === 'large' ? 0.24 : 0.16;
             if (inside(o.shape, (px - o.x) / radius, (py - o.y) / radius)) {
               const c = COLORS[o.color];
               for (let k = 0; k < 3; k++) rgb[k] += c[k] / 4;

@@ -1,0 +1,66 @@
+// The CLIP trainer: exact resume, NaN stops the run with the last checkpoint intact, flat GPU memory.
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { train, type TrainOptions } from '../clip/train.ts';
+import { suite } from './harness.ts';
+
+const test = suite('train');
+
+const options = (out: string, steps: number, extra: Partial<TrainOptions> = {}): TrainOptions => ({
+  config: { embedDim: 16, imageResolution: 16, visionLayers: 1, visionWidth: 32, visionPatchSize: 8, contextLength: 12, vocabSize: 0, transformerWidth: 32, transformerHeads: 1, transformerLayers: 1 },
+  batchSize: 8,
+  steps,
+  lr: 1e-3,
+  weightDecay: 0.1,
+  warmup: 2,
+  seed: 3,
+  out,
+  evalEvery: 1000,
+  saveEvery: 2,
+  resume: false,
+  clipGrad: 1,
+  vocabSize: 560,
+  log: () => {},
+  ...extra,
+});
+
+const losses = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r);
+
+test('resuming from a checkpoint reproduces the uninterrupted run step for step', async () => {
+  const straight = mkdtempSync(join(tmpdir(), 'train-a-'));
+  await train(options(straight, 6));
+  const split = mkdtempSync(join(tmpdir(), 'train-b-'));
+  await train(options(split, 3, { saveEvery: 3 }));
+  await train(options(split, 6, { resume: true }));
+  const a = losses(straight).map((r) => r.loss);
+  const b = losses(split).filter((r) => r.step > 3).map((r) => r.loss);
+  assert.equal(b, a.slice(3));
+  for (const f of ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz', 'loss.svg', 'accuracy.svg']) assert.ok(existsSync(join(split, f)), f);
+});
+
+test('GPU memory stays flat across training steps', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'train-c-'));
+  await train(options(out, 12, { saveEvery: 100 }));
+  const live = losses(out).map((r) => r.gpu_live_bytes);
+  assert.ok(live.slice(2).every((b) => b === live[2]), `live bytes per step: ${live.join(', ')}`);
+});
+
+test('a non-finite loss stops the run, naming the step, and the last checkpoint survives', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'train-d-'));
+  await train(options(out, 2));
+  const good = readFileSync(join(out, 'checkpoint.safetensors'));
+  let error: Error | null = null;
+  try {
+    // An absurd learning rate from the resumed step on: the loss overflows within a few steps.
+    await train(options(out, 40, { lr: 1e12, clipGrad: 0, warmup: 0, resume: true, saveEvery: 1000 }));
+  } catch (e) {
+    error = e as Error;
+  }
+  assert.ok(error && /loss is (NaN|-?Infinity) at step \d+/.test(error.message), String(error));
+  assert.ok(readFileSync(join(out, 'checkpoint.safetensors')).equals(good), 'the checkpoint from step 2 is untouched');
+});
+
+test.run();
