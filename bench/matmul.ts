@@ -1,19 +1,8 @@
 // Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
 // sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
 import * as T from '../kernels/index.ts';
-import { matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
-
-export const MATMUL_VARIANTS: MatmulConfig[] = [
-  { version: 'v1', tm: 1, tn: 1 },
-  { version: 'v2', tm: 4, tn: 4 },
-  { version: 'v2', tm: 4, tn: 8 },
-  { version: 'v2', tm: 8, tn: 4 },
-  { version: 'v2', tm: 8, tn: 8 },
-  { version: 'v3', tm: 8, tn: 2 },
-  { version: 'v3', tm: 8, tn: 4 },
-  { version: 'v3', tm: 8, tn: 8 },
-];
 
 /** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
 export function matmulShapes(quick: boolean): [string, number, number, number][] {

@@ -375,6 +375,16 @@ export function dropEngine(): void {
   engine = null;
 }
 
+/**
+ * The WGSL opening of a kernel with one thread per item over a 1-D range that may span two grid dimensions
+ * (see grid()): declares `main` and binds the item's position to `index`. The caller writes the bounds check.
+ */
+export function perItemEntry(workgroupSize: number, index = 't'): string {
+  return `@compute @workgroup_size(${workgroupSize})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let ${index} = gid.x + gid.y * nwg.x * ${workgroupSize}u;`;
+}
+
 /** Splits `count` workgroups over x and y so neither exceeds the per-dimension limit (kernels rebuild the index). */
 export function grid(count: number, limit = 65535): [number, number] {
   if (count <= limit) return [count, 1];

@@ -5,7 +5,7 @@
 // Statistics: per-plane partial sums, then per-channel totals, for the mean and then for the squared
 // deviations (two passes, for accuracy). The apply and backward-apply kernels are one thread per element.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { recordOp } from './autodiff.ts';
 import { contiguous } from './movement.ts';
@@ -26,9 +26,7 @@ function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, input
     wgsl: `
 alias V = ${w === 4 ? 'vec4<f32>' : 'f32'};
 fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   ${body}
 }`,
   }));

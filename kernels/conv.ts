@@ -8,7 +8,7 @@
 // Pooling (average, max, adaptive average) runs one thread per output; its backward one thread per input pixel
 // over the windows that contain it.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { recordOp } from './autodiff.ts';
 import { add } from './math.ts';
@@ -60,9 +60,7 @@ export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
     inputs: { x: 'f32' as const },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let P = u.Ho * u.Wo;
   let p = t % P;
@@ -101,9 +99,7 @@ export function col2imRaw(dcols: Tensor, g: ConvGeometry): Tensor {
     inputs: { cols: 'f32' as const },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
   let h = (t / u.W) % u.H;
@@ -211,9 +207,7 @@ export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor
     inputs: { x: 'f32' as const },
     uniforms: POOL_UNIFORMS,
     wgsl: `${WINDOW}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let ow = t % u.Wo;
   let oh = (t / u.Wo) % u.Ho;
@@ -251,9 +245,7 @@ export function poolBackwardRaw(gy: Tensor, argmax: Tensor, g: PoolGeometry): Te
     inputs: { gy: 'f32' as const, argmax: 'i32' as const },
     uniforms: POOL_UNIFORMS,
     wgsl: `${WINDOW}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
   let h = (t / u.W) % u.H;

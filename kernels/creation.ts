@@ -4,7 +4,7 @@
 // so a Generator's whole state is two numbers, results do not depend on workgroup scheduling, and a
 // checkpoint that stores {seed, counter} resumes the exact stream.
 import type { DType } from '../core/dtype.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { checkShape, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 
@@ -17,9 +17,7 @@ function fillKernel(dtype: DType) {
     inputs: {},
     uniforms: { n: 'u32', start: dtype, step: dtype } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'i')}
   if (i < u.n) { out[i] = u.start + ${dtype}(i) * u.step; }
 }`,
   }));
@@ -105,9 +103,7 @@ fn philox(counter: vec4u, key0: vec2u) -> vec4u {
   return c;
 }
 fn unit(x: u32) -> f32 { return f32(x >> 8u) * (1.0 / 16777216.0); }
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
   let r = philox(vec4u(u.counter + i, 0u, 0u, 0u), vec2u(u.seed, 0x5EEDu));
   out[i] = ${transform};

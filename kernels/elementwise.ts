@@ -8,7 +8,7 @@
 // too, which is how concat/pad/slice-assignment write into part of a tensor).
 import type { DType } from '../core/dtype.ts';
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, MAX_RANK, type StorageType, type UniformType } from '../core/engine.ts';
+import { getEngine, grid, MAX_RANK, perItemEntry, type StorageType, type UniformType } from '../core/engine.ts';
 import { broadcastShapes, sameShape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 
@@ -227,9 +227,7 @@ function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType, rank:
     inputs,
     uniforms,
     wgsl: `${HELPERS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
   ${decode}
   ${loads.join('\n  ')}

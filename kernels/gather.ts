@@ -5,7 +5,7 @@
 // column of the gradient and walks the indices in order: deterministic, and for an embedding table
 // (outer = 1, inner = width) it is `width` threads each streaming through the batch once.
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { normalizeAxis, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { recordOp } from './autodiff.ts';
@@ -42,9 +42,7 @@ export function indexSelectRaw(x: Tensor, axis: number, index: Tensor): Tensor {
     inputs: { x: x.dtype, index: 'i32' as const },
     uniforms: { total: 'u32', n: 'u32', L: 'u32', inner: 'u32', off: 'u32', offI: 'u32', errCode: 'u32' } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let i = t % u.inner;
   let j = (t / u.inner) % u.n;
@@ -83,9 +81,7 @@ export function indexSelectBackwardRaw(g: Tensor, shape: readonly number[], axis
     inputs: { g: 'f32' as const, index: 'i32' as const },
     uniforms: { columns: 'u32', n: 'u32', L: 'u32', inner: 'u32', offG: 'u32', offI: 'u32' } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let c = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'c')}
   if (c >= u.columns) { return; }
   let o = c / u.inner;
   let i = c % u.inner;

@@ -42,6 +42,18 @@ export interface MatmulConfig {
 export const matmulConfig: MatmulConfig = { version: 'v3', tm: 8, tn: 4 };
 const FALLBACK: MatmulConfig = { version: 'v2', tm: 8, tn: 8 };
 
+/** Every version and tile the benchmark measures (and the tests check). */
+export const MATMUL_VARIANTS: MatmulConfig[] = [
+  { version: 'v1', tm: 1, tn: 1 },
+  { version: 'v2', tm: 4, tn: 4 },
+  { version: 'v2', tm: 4, tn: 8 },
+  { version: 'v2', tm: 8, tn: 4 },
+  { version: 'v2', tm: 8, tn: 8 },
+  { version: 'v3', tm: 8, tn: 2 },
+  { version: 'v3', tm: 8, tn: 4 },
+  { version: 'v3', tm: 8, tn: 8 },
+];
+
 const WG = 8; // threads per workgroup side
 
 const UNIFORMS = {

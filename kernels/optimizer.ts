@@ -2,7 +2,7 @@
 // and its state in place (instead of a dispatch per elementwise step of the update formula). vec4 when the
 // tensor's size allows. Formulas follow torch.optim exactly (see nn/optim.ts).
 import { ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 
 const WG = 64;
@@ -31,9 +31,7 @@ export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, h: { lr:
     inputs: { g: ty(w) },
     uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offM: 'u32', offV: 'u32', decay: 'f32', beta1: 'f32', beta2: 'f32', stepSize: 'f32', bc2Sqrt: 'f32', eps: 'f32' } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
   let grad = g[u.offG + i];
   let mi = u.beta1 * m[u.offM + i] + (1.0 - u.beta1) * grad;
@@ -70,9 +68,7 @@ export function sgdUpdate(p: Tensor, g: Tensor, buf: Tensor, h: { lr: number; mo
     inputs: { g: ty(w) },
     uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offB: 'u32', lr: 'f32', momentum: 'f32', dampening: 'f32', wd: 'f32', nesterov: 'u32', first: 'u32' } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
   let pi = p[u.offP + i];
   var d = g[u.offG + i] + u.wd * pi;

@@ -8,7 +8,7 @@
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
 import type { DType } from '../core/dtype.ts';
 import { DTypeError } from '../core/errors.ts';
-import { getEngine, grid } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
 import { normalizeAxes, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { recordOp } from './autodiff.ts';
@@ -43,9 +43,7 @@ function reduceKernel(op: ReduceOp, dtype: DType) {
     inputs: { x: dtype },
     uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
     wgsl: `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let t = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let per = u.chunks * u.inner;
   let o = t / per;

@@ -6,7 +6,7 @@
 // offsets allow (3× faster on lavapipe); the same source serves both widths through the alias `V` and the
 // horizontal helpers hsum / hmax / onehot.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, type KernelSpec } from '../core/engine.ts';
+import { getEngine, grid, perItemEntry, type KernelSpec } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { normalizeAxis } from '../core/shape.ts';
 import { recordOp } from './autodiff.ts';
@@ -40,11 +40,9 @@ function launchRows<S extends KernelSpec>(key: string, spec: () => S, buffers: R
 }
 
 // Each row is u.W values of type V (u.W = D / width).
-const ROW_ID = `
-  let row = gid.x + gid.y * nwg.x * ${WG}u;
+const ROW_ID = `${perItemEntry(WG, 'row')}
   if (row >= u.rows) { return; }
   let base = row * u.W;`;
-const ENTRY = `@compute @workgroup_size(${WG})\nfn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {`;
 
 /** A contiguous f32 view of x as [rows, D] over its last axis. */
 function rowsOf(op: string, x: Tensor): { src: Tensor; rows: number; D: number } {
@@ -79,7 +77,7 @@ export function softmaxRaw(x: Tensor, log: boolean): Tensor {
       inputs: { x: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let xb = u.off + base;
   var mv = V(${NEG_MAX});
   for (var j = 0u; j < u.W; j++) { mv = max(mv, x[xb + j]); }
@@ -115,7 +113,7 @@ export function softmaxBackwardRaw(y: Tensor, g: Tensor, log: boolean): Tensor {
       inputs: { y: vecType(w), g: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', offY: 'u32', offG: 'u32' } as const,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let yb = u.offY + base;
   let gb = u.offG + base;
   var sv = V(0.0);
@@ -176,7 +174,7 @@ export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
       inputs: { x: vecType(w), w: vecType(w), b: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let xb = u.off + base;
   var sv = V(0.0);
   for (var j = 0u; j < u.W; j++) { sv += x[xb + j]; }
@@ -225,7 +223,7 @@ export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
       inputs,
       uniforms,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let mu = mean[row];
   let r = rstd[row];
   var sg = V(0.0);
@@ -257,8 +255,7 @@ ${ENTRY}${ROW_ID}
       inputs,
       uniforms,
       wgsl: `${prelude(w)}
-${ENTRY}
-  let col = gid.x + gid.y * nwg.x * ${WG}u;
+${perItemEntry(WG, 'col')}
   if (col >= u.W) { return; }
   var sw = V(0.0);
   var sb = V(0.0);
@@ -321,7 +318,7 @@ export function crossEntropyRaw(logits: Tensor, labels: Tensor): Tensor {
       inputs: { x: vecType(w), labels: 'i32' as const },
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offL: 'u32', errCode: 'u32' } as const,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let xb = u.off + base;
   let label = labels[u.offL + row];
   if (label < 0 || u32(label) >= u.D) { flag[0] = u.errCode; loss[row] = bitcast<f32>(0x7fc00000u | (u.D & 0u)); return; }
@@ -358,7 +355,7 @@ export function crossEntropyBackwardRaw(g: Tensor, logits: Tensor, labels: Tenso
       inputs: { x: vecType(w), labels: 'i32' as const, g: 'f32' as const },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32', offL: 'u32', offG: 'u32' } as const,
       wgsl: `${prelude(w)}
-${ENTRY}${ROW_ID}
+${ROW_ID}
   let xb = u.off + base;
   let label = u32(labels[u.offL + row]);
   var mv = V(${NEG_MAX});
