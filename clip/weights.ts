@@ -85,6 +85,10 @@ export function loadClip(path: string): CLIP {
   const file = readSafetensors(path);
   const tensors = toOpenAiLayout(file);
   const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
+  // Shapes cannot tell the number of text heads (the reference assumes width / 64); a config stored in the
+  // file's metadata (ours, or OpenAI-style snake_case) says it.
+  const heads = metadataHeads(file.metadata.config);
+  if (heads) config.transformerHeads = heads;
   const model = new CLIP(config);
   const own = model.stateDict();
   const gpu = new Map<string, T.Tensor>();
@@ -103,6 +107,17 @@ export function loadClip(path: string): CLIP {
     for (const t of gpu.values()) t.dispose();
   }
   return model;
+}
+
+function metadataHeads(json: string | undefined): number | null {
+  if (!json) return null;
+  try {
+    const c = JSON.parse(json) as { transformerHeads?: unknown; transformer_heads?: unknown };
+    const heads = c.transformerHeads ?? c.transformer_heads;
+    return typeof heads === 'number' && Number.isInteger(heads) && heads > 0 ? heads : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read). */

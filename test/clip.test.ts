@@ -25,14 +25,16 @@ for (const name of ['vit_tiny', 'rn_tiny']) {
   });
 }
 
-const SMALL_VIT: ClipConfig = { embedDim: 24, imageResolution: 24, visionLayers: 3, visionWidth: 128, visionPatchSize: 6, contextLength: 9, vocabSize: 300, transformerWidth: 64, transformerHeads: 1, transformerLayers: 3 };
+// Two text heads at width 64: not the reference's width/64 rule, so loading must take heads from the metadata.
+const SMALL_VIT: ClipConfig = { embedDim: 24, imageResolution: 24, visionLayers: 3, visionWidth: 128, visionPatchSize: 6, contextLength: 9, vocabSize: 300, transformerWidth: 64, transformerHeads: 2, transformerLayers: 3 };
 const SMALL_RN: ClipConfig = { embedDim: 16, imageResolution: 32, visionLayers: [2, 1, 1, 2], visionWidth: 4, visionPatchSize: null, contextLength: 7, vocabSize: 260, transformerWidth: 128, transformerHeads: 2, transformerLayers: 1 };
 
 test('the config is inferred from shapes alone, for sizes and depths not seen in the fixtures', () => {
   for (const config of [SMALL_VIT, SMALL_RN]) {
     const model = new CLIP(config);
     const shapes = new Map([...model.stateDict()].map(([k, t]) => [k, t.shape]));
-    assert.equal(inferConfig(shapes), config);
+    // Heads are not visible in shapes; inferConfig applies the reference's width/64 rule.
+    assert.equal(inferConfig(shapes), { ...config, transformerHeads: Math.max(1, Math.floor(config.transformerWidth / 64)) });
     model.dispose();
   }
   assert.is(visionHeads(SMALL_VIT), 2);
@@ -52,7 +54,7 @@ test('initialisation follows the reference (bn3 zero, logit scale ln(1/0.07), em
 });
 
 /** HF's key layout, written here as the inverse of our mapping (split q/k/v, transposed projections). */
-async function saveAsHf(path: string, model: CLIP): Promise<void> {
+async function saveAsHf(path: string, model: CLIP, metadata: Record<string, string>): Promise<void> {
   const sd = model.stateDict();
   const out: [string, T.Tensor][] = [];
   const tower = (ours: string, hf: string, layers: number, width: number) => {
@@ -84,7 +86,7 @@ async function saveAsHf(path: string, model: CLIP): Promise<void> {
     ['text_model.embeddings.position_embedding.weight', sd.get('positional_embedding')!],
     ['logit_scale', sd.get('logit_scale')!],
   );
-  await saveSafetensors(path, out.map(([k, v]) => [k, T.contiguous(v)]));
+  await saveSafetensors(path, out.map(([k, v]) => [k, T.contiguous(v)]), metadata);
 }
 
 test('OpenAI, open_clip (text tower under text.) and Hugging Face layouts load to the same model', async () => {
@@ -98,9 +100,10 @@ test('OpenAI, open_clip (text tower under text.) and Hugging Face layouts load t
   await saveClip(openai, model);
   const openClip = join(dir, 'open_clip.safetensors');
   const text = /^(transformer|token_embedding|positional_embedding|ln_final|text_projection)/;
-  await saveSafetensors(openClip, [...model.stateDict()].map(([k, v]) => [text.test(k) ? `text.${k}` : k, v]));
+  const meta = { config: JSON.stringify({ transformer_heads: 2 }) };
+  await saveSafetensors(openClip, [...model.stateDict()].map(([k, v]) => [text.test(k) ? `text.${k}` : k, v]), meta);
   const hf = join(dir, 'hf.safetensors');
-  await saveAsHf(hf, model);
+  await saveAsHf(hf, model, meta);
   for (const path of [openai, openClip, hf]) {
     const loaded = loadClip(path);
     loaded.eval();

@@ -1,5 +1,6 @@
 // The CLIP trainer: exact resume, NaN stops the run with the last checkpoint intact, flat GPU memory.
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,11 @@ test('resuming from a checkpoint reproduces the uninterrupted run step for step'
   const b = losses(split).filter((r) => r.step > 3).map((r) => r.loss);
   assert.equal(b, a.slice(3));
   for (const f of ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz', 'loss.svg', 'accuracy.svg']) assert.ok(existsSync(join(split, f)), f);
+  // The trained model evaluates through `npm run eval` (its vocabulary found beside the weights).
+  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/eval.ts', '--weights', join(split, 'model.safetensors'), '--seed', '3'], { encoding: 'utf8' });
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stdout, /zero-shot top-1, held-out compositions\s+[\d.]+%/);
+  assert.match(run.stdout, /linear probe top-1/);
 });
 
 test('GPU memory stays flat across training steps', async () => {

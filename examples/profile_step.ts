@@ -1,0 +1,54 @@
+// Kernel micro-benchmarking on your own workload: profile one CLIP training step kernel by kernel with GPU
+// timestamps, and time one matmul shape against its FLOP count.
+//
+//   node scripts/run.mjs examples/profile_step.ts [--model ViT-tiny] [--batch 64]
+import { parseArgs } from 'node:util';
+import * as T from '../kernels/index.ts';
+import { CONFIGS } from '../clip/config.ts';
+import { CLIP, clipLoss } from '../clip/model.ts';
+import { AdamW } from '../nn/optim.ts';
+
+const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-tiny' }, batch: { type: 'string', default: '64' } } });
+await T.init();
+console.log(`adapter: ${T.gpu().name}`);
+const config = { ...CONFIGS[values.model!], vocabSize: 1000 };
+const B = Number(values.batch);
+const model = new CLIP(config);
+const optimizer = new AdamW(model.parameters());
+const images = T.keep(T.randNormal([B, 3, config.imageResolution, config.imageResolution]));
+const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) => (i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97)));
+const tokens = T.keep(T.Tensor.from(ids, [B, config.contextLength], 'i32'));
+
+const step = () => {
+  const loss = T.tidy(() => {
+    const out = model.forward(images, tokens);
+    return clipLoss(out.logitsPerImage, out.logitsPerText);
+  });
+  T.backward(loss);
+  optimizer.step();
+  optimizer.zeroGrad();
+  return loss;
+};
+for (let i = 0; i < 3; i++) (await step().item()); // warm up: compile every pipeline once
+
+const rows = await T.profile(async () => (await step().item()), { byGrid: true });
+if (!rows) {
+  console.log('this adapter has no timestamp-query; profiling needs it');
+} else {
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  console.log(`\none training step: ${total.toFixed(1)} ms of GPU time in ${rows.reduce((s, r) => s + r.calls, 0)} dispatches\n`);
+  console.log('     ms  share  calls  kernel [workgroups]');
+  for (const r of rows.slice(0, 20)) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
+}
+
+const [M, K, N] = [1024, 1024, 1024];
+const a = T.keep(T.randNormal([M, K]));
+const b = T.keep(T.randNormal([K, N]));
+T.matmul(a, b).dispose();
+await T.sync();
+const t0 = performance.now();
+for (let i = 0; i < 3; i++) T.matmul(a, b).dispose();
+await T.sync();
+const ms = (performance.now() - t0) / 3;
+console.log(`\nmatmul ${M}×${K}×${N}: ${ms.toFixed(1)} ms, ${((2 * M * N * K) / ms / 1e6).toFixed(2)} GFLOP/s`);
+T.closeGpu();
