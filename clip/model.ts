@@ -299,15 +299,48 @@ export class CLIP extends Module {
     return T.tidy(() => {
       const imageFeatures = this.encodeImage(images);
       const textFeatures = this.encodeText(tokens);
-      const logitsPerImage = T.mul(T.matmul(l2normalize(imageFeatures), T.transpose(l2normalize(textFeatures))), this.scale());
+      const logitsPerImage = contrastiveLogits(l2normalize(imageFeatures), l2normalize(textFeatures), this.scale());
       return { imageFeatures, textFeatures, logitsPerImage, logitsPerText: T.transpose(logitsPerImage) };
     });
+  }
+
+  /**
+   * The contrastive loss of one large batch computed in `chunks` micro-batches with the memory of one
+   * (open_clip's accum_freq): features of every micro-batch are first computed without gradients; then each
+   * micro-batch is recomputed with gradients and its features replace its cached rows in the full-batch loss,
+   * whose backward accumulates into .grad. The sum over micro-batches is the full-batch gradient. The logit
+   * scale takes part with gradients in the first pass only, so its gradient is not counted `chunks` times
+   * (open_clip's loop counts it every pass). Batch-norm statistics are per micro-batch. Returns the loss.
+   */
+  accumulatedLoss(images: T.Tensor[], tokens: T.Tensor[]): T.Tensor {
+    const cached = T.noGrad(() => images.map((img) => T.keep(l2normalize(this.encodeImage(img)))).concat(tokens.map((tok) => T.keep(l2normalize(this.encodeText(tok))))));
+    const n = images.length;
+    let loss: T.Tensor | null = null;
+    for (let j = 0; j < n; j++) {
+      loss?.dispose();
+      loss = T.tidy(() => {
+        const imageRows = cached.slice(0, n).map((f, k) => (k === j ? l2normalize(this.encodeImage(images[j])) : f));
+        const textRows = cached.slice(n).map((f, k) => (k === j ? l2normalize(this.encodeText(tokens[j])) : f));
+        const scale = j === 0 ? this.scale() : T.detach(this.scale());
+        const logits = contrastiveLogits(T.concat(imageRows, 0), T.concat(textRows, 0), scale);
+        const l = clipLoss(logits, T.transpose(logits));
+        T.backward(l);
+        return l;
+      });
+    }
+    for (const f of cached) f.dispose();
+    return loss!;
   }
 
   override dispose(): void {
     super.dispose();
     this.attnMask.dispose();
   }
+}
+
+/** logit_scale · image·textᵀ for L2-normalised features: logits per image [N_images, N_texts]. */
+export function contrastiveLogits(imageFeatures: T.Tensor, textFeatures: T.Tensor, scale: T.Tensor): T.Tensor {
+  return T.tidy(() => T.mul(T.matmul(imageFeatures, T.transpose(textFeatures)), scale));
 }
 
 /** x / ‖x‖ along the last axis. */

@@ -29,6 +29,8 @@ export interface TrainOptions {
   resume: boolean;
   /** Global gradient-norm clip (0: off). */
   clipGrad: number;
+  /** Micro-batches per step (open_clip's --accum-freq): the contrastive batch is batchSize, memory that of one micro-batch. */
+  accumFreq: number;
   /** BPE vocabulary size trained on the captions (the shipped CLIP vocabulary when 0). */
   vocabSize: number;
   log: (line: string) => void;
@@ -99,6 +101,9 @@ function progressLine(fields: Record<string, string>): string {
 }
 
 export async function train(o: TrainOptions): Promise<EvalResult> {
+  if (!Number.isInteger(o.accumFreq) || o.accumFreq < 1 || o.batchSize % o.accumFreq !== 0) {
+    throw new RangeError(`train: --accum-freq ${o.accumFreq} must be a positive integer dividing --batch-size ${o.batchSize}`);
+  }
   mkdirSync(o.out, { recursive: true });
   const checkpointPath = join(o.out, 'checkpoint.safetensors');
   const vocabPath = join(o.out, 'vocab.txt.gz');
@@ -136,11 +141,20 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     const { pixels, tokens } = next;
     const lr = schedule(step);
     optimizer.setLr(lr);
-    const loss = T.tidy(() => {
-      const out = model.forward(T.Tensor.from(pixels, [o.batchSize, 3, n, n]), T.Tensor.from(tokens, [o.batchSize, L], 'i32'));
-      return clipLoss(out.logitsPerImage, out.logitsPerText);
-    });
-    T.backward(loss);
+    let loss: T.Tensor;
+    if (o.accumFreq > 1) {
+      const m = o.batchSize / o.accumFreq;
+      const chunk = (k: number) => [T.Tensor.from(pixels.subarray(k * m * 3 * n * n, (k + 1) * m * 3 * n * n), [m, 3, n, n]), T.Tensor.from(tokens.subarray(k * m * L, (k + 1) * m * L), [m, L], 'i32')];
+      const chunks = Array.from({ length: o.accumFreq }, (_, k) => chunk(k));
+      loss = model.accumulatedLoss(chunks.map((c) => c[0]), chunks.map((c) => c[1]));
+      for (const c of chunks.flat()) c.dispose();
+    } else {
+      loss = T.tidy(() => {
+        const out = model.forward(T.Tensor.from(pixels, [o.batchSize, 3, n, n]), T.Tensor.from(tokens, [o.batchSize, L], 'i32'));
+        return clipLoss(out.logitsPerImage, out.logitsPerText);
+      });
+      T.backward(loss);
+    }
     if (o.clipGrad > 0) clipGradNorm(model.parameters(), o.clipGrad).dispose();
     optimizer.step();
     optimizer.zeroGrad();

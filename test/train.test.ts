@@ -4,8 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as T from '../kernels/index.ts';
+import { CLIP, clipLoss } from '../clip/model.ts';
 import { train, type TrainOptions } from '../clip/train.ts';
-import { suite } from './harness.ts';
+import { assertClose, suite } from './harness.ts';
 
 const test = suite('train');
 
@@ -22,6 +24,7 @@ const options = (out: string, steps: number, extra: Partial<TrainOptions> = {}):
   saveEvery: 2,
   resume: false,
   clipGrad: 1,
+  accumFreq: 1,
   vocabSize: 560,
   log: () => {},
   ...extra,
@@ -67,6 +70,31 @@ test('a non-finite loss stops the run, naming the step, and the last checkpoint 
   }
   assert.ok(error && /loss is (NaN|-?Infinity) at step \d+/.test(error.message), String(error));
   assert.ok(readFileSync(join(out, 'checkpoint.safetensors')).equals(good), 'the checkpoint from step 2 is untouched');
+});
+
+test('gradient accumulation with cached features gives the gradients of one big batch', async () => {
+  T.manualSeed(4);
+  const config = { embedDim: 16, imageResolution: 16, visionLayers: 2, visionWidth: 32, visionPatchSize: 8, contextLength: 8, vocabSize: 64, transformerWidth: 32, transformerHeads: 2, transformerLayers: 1 };
+  const model = new CLIP(config);
+  const B = 12;
+  const images = T.keep(T.randNormal([B, 3, 16, 16]));
+  const ids = Int32Array.from({ length: B * 8 }, (_, i) => (i % 8 === 2 + (i % 5) ? 63 : i % 8 > 2 + (i % 5) ? 0 : 1 + ((i * 7) % 60)));
+  const tokens = T.keep(T.Tensor.from(ids, [B, 8], 'i32'));
+  const full = T.tidy(() => {
+    const out = model.forward(images, tokens);
+    return clipLoss(out.logitsPerImage, out.logitsPerText);
+  });
+  T.backward(full);
+  const reference = await Promise.all(model.parameters().map(async (p) => Array.from(await p.grad!.data())));
+  model.zeroGrad();
+  const parts = [0, 1, 2].map((k) => [T.slice(images, [4 * k], [4 * k + 4]), T.slice(tokens, [4 * k], [4 * k + 4])]);
+  const accumulated = model.accumulatedLoss(parts.map((p) => p[0]), parts.map((p) => p[1]));
+  assertClose([await accumulated.item()], [await full.item()], 'loss', { atol: 1e-6, rtol: 1e-6 });
+  for (const [i, [name, p]] of model.namedParameters().entries()) {
+    const scale = Math.max(...reference[i].map(Math.abs), 1e-6);
+    assertClose(Array.from(await p.grad!.data()).map((v) => v / scale), reference[i].map((v) => v / scale), `grad ${name}`, { atol: 2e-5, rtol: 0 });
+  }
+  model.dispose();
 });
 
 test.run();

@@ -19,6 +19,7 @@ const { values } = parseArgs({
     'eval-every': { type: 'string', default: '400' },
     'save-every': { type: 'string', default: '400' },
     'clip-grad': { type: 'string', default: '0' },
+    'accum-freq': { type: 'string', default: '1' },
     'vocab-size': { type: 'string', default: '1000' },
     resume: { type: 'boolean', default: false },
   },
@@ -54,6 +55,7 @@ const result = await train({
   saveEvery: number('save-every'),
   resume: values.resume!,
   clipGrad: number('clip-grad'),
+  accumFreq: number('accum-freq'),
   vocabSize: number('vocab-size'),
   log: (line) => console.log(line),
 });
