@@ -9,6 +9,7 @@ import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.ts';
 import { AdamW, clipGradNorm, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
 import type { ClipConfig } from './config.ts';
 import { compositionClasses, example, render } from './data/scenes.ts';
+import { loadPair, readPairs, type Pair } from './data/files.ts';
 import { retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
 import { CLIP, clipLoss, l2normalize } from './model.ts';
 import { lineChart } from './plot.ts';
@@ -33,19 +34,110 @@ export interface TrainOptions {
   accumFreq: number;
   /** BPE vocabulary size trained on the captions (the shipped CLIP vocabulary when 0). */
   vocabSize: number;
+  /** A CSV/TSV of filepath,caption or a folder of images with .txt captions; the built-in scenes when absent. */
+  trainData?: string;
   log: (line: string) => void;
 }
 
-/** Images [B, 3, n, n] and token ids [B, L] of examples start … start + B − 1. */
-function batch(seed: number, start: number, size: number, n: number, tokenizer: Tokenizer, contextLength: number, split: 'train' | 'heldOut' = 'train') {
-  const pixels = new Float32Array(size * 3 * n * n);
-  const captions: string[] = [];
-  for (let i = 0; i < size; i++) {
-    const ex = example(seed, start + i, split);
-    render(ex, n, pixels, i * 3 * n * n, split === 'train' ? 24 : 0, start + i);
-    captions.push(ex.caption);
-  }
-  return { pixels, tokens: tokenizer.tokenize(captions, { contextLength }), captions };
+/** Where training pairs come from. Examples are addressed by index, so batches are reproducible and a resumed
+ * run sees exactly the batches an uninterrupted one would. */
+export interface DataSource {
+  /** Normalised pixels [size, 3, n, n] and captions of training examples start … start + size − 1. */
+  batch(start: number, size: number, n: number): { pixels: Float32Array; captions: string[] };
+  /** Pairs kept out of training, for retrieval evaluation. */
+  validation(count: number, n: number): { pixels: Float32Array; captions: string[] };
+  /** Training captions to learn a BPE vocabulary from. */
+  corpus(count: number): string[];
+  /** Whether the zero-shot evaluation on held-out colour–shape compositions applies. */
+  scenes: boolean;
+}
+
+/** The built-in scenes (clip/data/scenes.ts). */
+export function sceneSource(seed: number): DataSource {
+  const draw = (s: number, start: number, size: number, n: number, noise: number) => {
+    const pixels = new Float32Array(size * 3 * n * n);
+    const captions: string[] = [];
+    for (let i = 0; i < size; i++) {
+      const ex = example(s, start + i);
+      render(ex, n, pixels, i * 3 * n * n, noise, start + i);
+      captions.push(ex.caption);
+    }
+    return { pixels, captions };
+  };
+  return {
+    batch: (start, size, n) => draw(seed, start, size, n, 24),
+    validation: (count, n) => draw(seed + 2, 20_000_000, count, n, 0),
+    corpus: (count) => Array.from({ length: count }, (_, i) => example(seed, 30_000_000 + i).caption),
+    scenes: true,
+  };
+}
+
+/**
+ * Image–caption files (clip/data/files.ts): a seeded shuffle per epoch, RandomResizedCrop for training, the
+ * last 10% (at most 500) kept for validation. An image that fails to decode is reported once, counted, and
+ * replaced by the next example in the shuffled order.
+ */
+export function fileSource(pairs: Pair[], seed: number, log: (line: string) => void): DataSource & { failures: () => number } {
+  if (pairs.length < 2) throw new Error(`training data: need at least 2 usable image–caption pairs, found ${pairs.length}`);
+  const valCount = Math.max(1, Math.min(500, Math.floor(pairs.length / 10)));
+  const train = pairs.slice(0, pairs.length - valCount);
+  const val = pairs.slice(pairs.length - valCount);
+  const reported = new Set<string>();
+  let failures = 0;
+  let epochOrder: { epoch: number; order: number[] } = { epoch: -1, order: [] };
+  const orderOf = (epoch: number) => {
+    if (epochOrder.epoch !== epoch) {
+      const r = rng32(seed * 7919 + epoch);
+      const order = train.map((_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      epochOrder = { epoch, order };
+    }
+    return epochOrder.order;
+  };
+  const load = (list: Pair[], indexOf: (k: number) => number, count: number, n: number, augment: boolean, first: number) => {
+    const pixels = new Float32Array(count * 3 * n * n);
+    const captions: string[] = [];
+    for (let i = 0; i < count; i++) {
+      for (let k = 0; ; k++) {
+        if (k >= list.length) throw new Error('training data: no image could be decoded');
+        const pair = list[(indexOf(first + i) + k) % list.length];
+        const result = loadPair(pair, n, augment, rng32(seed + first + i));
+        if (result instanceof Error) {
+          failures++;
+          if (!reported.has(pair.image)) {
+            reported.add(pair.image);
+            log(`skipping unreadable image: ${result.message}`);
+          }
+          continue;
+        }
+        pixels.set(result, i * 3 * n * n);
+        captions.push(pair.caption);
+        break;
+      }
+    }
+    return { pixels, captions };
+  };
+  return {
+    batch: (start, size, n) => load(train, (e) => orderOf(Math.floor(e / train.length))[e % train.length], size, n, true, start),
+    validation: (count, n) => load(val, (e) => e % val.length, Math.min(count, val.length), n, false, 0),
+    corpus: (count) => train.slice(0, count).map((p) => p.caption),
+    scenes: false,
+    failures: () => failures,
+  };
+}
+
+/** A seeded uniform [0, 1) generator (mulberry32). */
+function rng32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 const EVAL_TEMPLATES = [(c: string) => `a ${c}`, (c: string) => `a photo of a ${c}`, (c: string) => `there is a ${c}`, (c: string) => `a ${c} on a black background`];
@@ -59,11 +151,28 @@ export interface EvalResult {
   textToImageR5: number;
 }
 
-/** Zero-shot top-1 over all colour–shape classes on held-out and seen compositions, and retrieval recall. */
-export async function evaluate(model: CLIP, tokenizer: Tokenizer, seed: number): Promise<EvalResult> {
+/**
+ * Retrieval recall on validation pairs and, for the built-in scenes, zero-shot top-1 over all colour–shape
+ * classes on held-out and seen compositions (NaN for other data).
+ */
+export async function evaluate(model: CLIP, tokenizer: Tokenizer, seed: number, data: DataSource = sceneSource(seed)): Promise<EvalResult> {
   model.eval();
   const n = model.config.imageResolution;
   const L = model.config.contextLength;
+  const test = data.validation(100, n);
+  const count = test.captions.length;
+  const [img, txt] = T.noGrad(() => [
+    T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(test.pixels, [count, 3, n, n])))),
+    T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))),
+  ]);
+  const recall = await retrievalRecall(img, txt, [1, 5]);
+  img.dispose();
+  txt.dispose();
+  const retrieval = { imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
+  if (!data.scenes) {
+    model.train();
+    return { heldOutTop1: NaN, seenTop1: NaN, ...retrieval };
+  }
   const { names } = compositionClasses();
   const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), names, EVAL_TEMPLATES);
   const classify = async (split: 'train' | 'heldOut', count: number) => {
@@ -85,15 +194,9 @@ export async function evaluate(model: CLIP, tokenizer: Tokenizer, seed: number):
   };
   const heldOutTop1 = await classify('heldOut', 120);
   const seenTop1 = await classify('train', 120);
-  const test = batch(seed + 2, 20_000_000, 100, n, tokenizer, L);
-  const [img, txt] = T.noGrad(() => [
-    T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(test.pixels, [100, 3, n, n])))),
-    T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(test.tokens, [100, L], 'i32')))),
-  ]);
-  const recall = await retrievalRecall(img, txt, [1, 5]);
-  for (const t of [classifier, img, txt]) t.dispose();
+  classifier.dispose();
   model.train();
-  return { heldOutTop1, seenTop1, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
+  return { heldOutTop1, seenTop1, ...retrieval };
 }
 
 function progressLine(fields: Record<string, string>): string {
@@ -109,10 +212,18 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
   const vocabPath = join(o.out, 'vocab.txt.gz');
   const metricsPath = join(o.out, 'metrics.jsonl');
 
+  let data: DataSource = sceneSource(o.seed);
+  if (o.trainData) {
+    const listing = readPairs(o.trainData);
+    o.log(`${o.trainData}: ${listing.pairs.length} image–caption pairs, ${listing.skipped.length} skipped`);
+    for (const line of listing.skipped.slice(0, 10)) o.log(`  skipped ${line}`);
+    if (listing.skipped.length > 10) o.log(`  … and ${listing.skipped.length - 10} more`);
+    data = fileSource(listing.pairs, o.seed, o.log);
+  }
   // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
   let tokenizer: Tokenizer;
   if (o.vocabSize > 0) {
-    if (!(o.resume && existsSync(vocabPath))) saveBpe(vocabPath, trainBpe(Array.from({ length: 4000 }, (_, i) => example(o.seed, 30_000_000 + i).caption), o.vocabSize));
+    if (!(o.resume && existsSync(vocabPath))) saveBpe(vocabPath, trainBpe(data.corpus(4000), o.vocabSize));
     tokenizer = Tokenizer.fromFile(vocabPath, o.vocabSize);
   } else tokenizer = Tokenizer.fromFile();
   const config: ClipConfig = { ...o.config, vocabSize: tokenizer.vocabSize };
@@ -135,7 +246,11 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
   const evals: ({ step: number } & EvalResult)[] = [];
   const save = (step: number) => saveCheckpoint(checkpointPath, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config } });
   const began = performance.now();
-  let next = batch(o.seed, start * o.batchSize, o.batchSize, n, tokenizer, L);
+  const batchAt = (step: number) => {
+    const b = data.batch(step * o.batchSize, o.batchSize, n);
+    return { pixels: b.pixels, tokens: tokenizer.tokenize(b.captions, { contextLength: L }) };
+  };
+  let next = batchAt(start);
   let last: EvalResult | null = null;
   for (let step = start; step < o.steps; step++) {
     const { pixels, tokens } = next;
@@ -160,7 +275,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     optimizer.zeroGrad();
     T.noGrad(() => T.tidy(() => T.assign(model.logitScale, T.clamp(model.logitScale, 0, Math.log(100)))));
     // Draw the next batch on the CPU while the GPU runs this step; the loss readback waits for both.
-    if (step + 1 < o.steps) next = batch(o.seed, (step + 1) * o.batchSize, o.batchSize, n, tokenizer, L);
+    if (step + 1 < o.steps) next = batchAt(step + 1);
     const value = await loss.item();
     loss.dispose();
     if (!Number.isFinite(value)) {
@@ -177,10 +292,11 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       o.log(progressLine({ step: `${step + 1}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale.toFixed(1), 'img/s': record.images_per_s.toFixed(0), eta: `${Math.round(eta)}s` }));
     }
     if ((step + 1) % o.evalEvery === 0 || step + 1 === o.steps) {
-      last = await evaluate(model, tokenizer, o.seed);
+      last = await evaluate(model, tokenizer, o.seed, data);
       evals.push({ step: step + 1, ...last });
       appendFileSync(metricsPath, `${JSON.stringify({ step: step + 1, eval: last })}\n`);
-      o.log(progressLine({ eval: `step ${step + 1}`, 'zero-shot held-out': `${(100 * last.heldOutTop1).toFixed(1)}%`, seen: `${(100 * last.seenTop1).toFixed(1)}%`, 'R@1 i→t': last.imageToTextR1.toFixed(2), 't→i': last.textToImageR1.toFixed(2) }));
+      const zeroShot: Record<string, string> = data.scenes ? { 'zero-shot held-out': `${(100 * last.heldOutTop1).toFixed(1)}%`, seen: `${(100 * last.seenTop1).toFixed(1)}%` } : {};
+      o.log(progressLine({ eval: `step ${step + 1}`, ...zeroShot, 'R@1 i→t': last.imageToTextR1.toFixed(2), 't→i': last.textToImageR1.toFixed(2) }));
     }
     if ((step + 1) % o.saveEvery === 0 || step + 1 === o.steps) await save(step + 1);
   }
@@ -191,7 +307,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     { name: 'seen compositions', points: evals.map((e) => [e.step, e.seenTop1]), color: '#2ca02c' },
     { name: 'R@1 image→text', points: evals.map((e) => [e.step, e.imageToTextR1]), color: '#9467bd' },
   ]));
-  const result = last ?? (await evaluate(model, tokenizer, o.seed));
+  const result = last ?? (await evaluate(model, tokenizer, o.seed, data));
   model.dispose();
   optimizer.dispose();
   return result;

@@ -1,7 +1,9 @@
 // The CLIP trainer: exact resume, NaN stops the run with the last checkpoint intact, flat GPU memory.
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
+import { readCsv, readFolder } from '../clip/data/files.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../kernels/index.ts';
@@ -95,6 +97,36 @@ test('gradient accumulation with cached features gives the gradients of one big 
     assertClose(Array.from(await p.grad!.data()).map((v) => v / scale), reference[i].map((v) => v / scale), `grad ${name}`, { atol: 2e-5, rtol: 0 });
   }
   model.dispose();
+});
+
+test('user data: a folder and a CSV of image–caption pairs train, and bad rows and images are reported', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pairs-'));
+  const colours: [string, number[]][] = [['red', [220, 30, 30]], ['green', [30, 200, 40]], ['blue', [40, 60, 220]], ['yellow', [230, 220, 40]], ['white', [240, 240, 240]], ['grey', [120, 120, 120]]];
+  for (const [name, rgb] of colours) {
+    const png = new PNG({ width: 20, height: 24 });
+    for (let p = 0; p < 20 * 24; p++) png.data.set([...rgb, 255], p * 4);
+    writeFileSync(join(dir, `${name}.png`), PNG.sync.write(png));
+    writeFileSync(join(dir, `${name}.txt`), `a ${name} square`);
+  }
+  writeFileSync(join(dir, 'broken.png'), Buffer.from('not really a png'));
+  writeFileSync(join(dir, 'broken.txt'), 'a broken image');
+  writeFileSync(join(dir, 'uncaptioned.png'), PNG.sync.write(new PNG({ width: 4, height: 4 })));
+  const folder = readFolder(dir);
+  assert.is(folder.pairs.length, 7);
+  assert.equal(folder.skipped.map((l) => /uncaptioned\.png: no caption file/.test(l)), [true]);
+  const csv = join(dir, 'pairs.csv');
+  writeFileSync(csv, ['filepath,caption', 'red.png,"a red square, bright"', 'green.png,a green square', 'missing.png,nothing', 'blue.png', 'yellow.png,'].join('\n'));
+  const listing = readCsv(csv);
+  assert.equal(listing.pairs.map((p) => p.caption), ['a red square, bright', 'a green square']);
+  assert.equal(listing.skipped.length, 3);
+  assert.match(listing.skipped.join('\n'), /pairs\.csv:4: image .*missing\.png does not exist/);
+  assert.match(listing.skipped.join('\n'), /pairs\.csv:5: 1 fields, header has 2/);
+  const lines: string[] = [];
+  const out = mkdtempSync(join(tmpdir(), 'train-files-'));
+  const result = await train(options(out, 4, { trainData: dir, batchSize: 4, log: (l) => lines.push(l), vocabSize: 530 }));
+  assert.match(lines.join('\n'), /7 image–caption pairs, 1 skipped/);
+  assert.match(lines.join('\n'), /skipping unreadable image: .*broken\.png: cannot decode|skipping unreadable image: .*broken\.png: not a PNG/);
+  assert.ok(Number.isNaN(result.heldOutTop1) && result.imageToTextR1 >= 0);
 });
 
 test.run();
