@@ -10,6 +10,7 @@ import { AdamW, clipGradNorm, cosineWithWarmup, decayGroups } from '../nn/optim.
 import type { ClipConfig } from './config.ts';
 import { compositionClasses, example, render } from './data/scenes.ts';
 import { loadPair, readPairs, type Pair } from './data/files.ts';
+import { FASHION_CLASSES, FASHION_TEMPLATES, fashionExample, fashionSplitSize, loadFashionMnist, renderFashion } from './data/fashion.ts';
 import { retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
 import { CLIP, clipLoss, l2normalize } from './model.ts';
 import { lineChart } from './plot.ts';
@@ -34,8 +35,10 @@ export interface TrainOptions {
   accumFreq: number;
   /** BPE vocabulary size trained on the captions (the shipped CLIP vocabulary when 0). */
   vocabSize: number;
-  /** A CSV/TSV of filepath,caption or a folder of images with .txt captions; the built-in scenes when absent. */
+  /** A CSV/TSV of filepath,caption or a folder of images with .txt captions (overrides `dataset`). */
   trainData?: string;
+  /** A built-in dataset: 'scenes' (default) or 'fashion-mnist'. */
+  dataset?: string;
   log: (line: string) => void;
 }
 
@@ -48,8 +51,23 @@ export interface DataSource {
   validation(count: number, n: number): { pixels: Float32Array; captions: string[] };
   /** Training captions to learn a BPE vocabulary from. */
   corpus(count: number): string[];
-  /** Whether the zero-shot evaluation on held-out colour–shape compositions applies. */
-  scenes: boolean;
+  /** Zero-shot classification tasks this data comes with (none for arbitrary captions). */
+  zeroShot?: ZeroShotTask;
+}
+
+/** Classes, prompt templates and labelled image sets for zero-shot evaluation. */
+export interface ZeroShotTask {
+  classes: string[];
+  templates: ((c: string) => string)[];
+  /** Named sets of normalised images [count, 3, n, n] with class labels. */
+  sets: { name: string; images: (n: number) => { pixels: Float32Array; labels: number[] } }[];
+  /** Label of each image for a linear probe: train / validation / test sets. */
+  probe?: (n: number) => { train: LabelledImages; validation: LabelledImages; test: LabelledImages };
+}
+
+export interface LabelledImages {
+  pixels: Float32Array;
+  labels: number[];
 }
 
 /** The built-in scenes (clip/data/scenes.ts). */
@@ -68,7 +86,33 @@ export function sceneSource(seed: number): DataSource {
     batch: (start, size, n) => draw(seed, start, size, n, 24),
     validation: (count, n) => draw(seed + 2, 20_000_000, count, n, 0),
     corpus: (count) => Array.from({ length: count }, (_, i) => example(seed, 30_000_000 + i).caption),
-    scenes: true,
+    zeroShot: sceneZeroShot(seed),
+  };
+}
+
+const SCENE_TEMPLATES = [(c: string) => `a ${c}`, (c: string) => `a photo of a ${c}`, (c: string) => `there is a ${c}`, (c: string) => `a ${c} on a black background`];
+
+/** All 24 colour–shape classes; images of held-out and of seen compositions (single-object scenes). */
+function sceneZeroShot(seed: number): ZeroShotTask {
+  const { names } = compositionClasses();
+  const images = (split: 'train' | 'heldOut', count: number, offset: number) => (n: number) => {
+    const examples = [];
+    for (let i = 0; examples.length < count; i++) {
+      const ex = example(seed + 1, offset + i, split);
+      if (ex.objects.length === 1) examples.push(ex);
+    }
+    const pixels = new Float32Array(count * 3 * n * n);
+    examples.forEach((ex, i) => render(ex, n, pixels, i * 3 * n * n));
+    return { pixels, labels: examples.map((ex) => names.indexOf(`${ex.objects[0].color} ${ex.objects[0].shape}`)) };
+  };
+  return {
+    classes: names,
+    templates: SCENE_TEMPLATES,
+    sets: [
+      { name: 'held-out compositions', images: images('heldOut', 120, 10_000_000) },
+      { name: 'seen compositions', images: images('train', 120, 10_000_000) },
+    ],
+    probe: (n) => ({ train: images('train', 480, 11_000_000)(n), validation: images('train', 240, 12_000_000)(n), test: images('train', 240, 13_000_000)(n) }),
   };
 }
 
@@ -124,9 +168,59 @@ export function fileSource(pairs: Pair[], seed: number, log: (line: string) => v
     batch: (start, size, n) => load(train, (e) => orderOf(Math.floor(e / train.length))[e % train.length], size, n, true, start),
     validation: (count, n) => load(val, (e) => e % val.length, Math.min(count, val.length), n, false, 0),
     corpus: (count) => train.slice(0, count).map((p) => p.caption),
-    scenes: false,
     failures: () => failures,
   };
+}
+
+/**
+ * Fashion-MNIST (clip/data/fashion.ts): a seeded per-epoch shuffle of the training split with template
+ * captions; zero-shot and linear-probe evaluation on the test split.
+ */
+export function fashionSource(seed: number): DataSource {
+  const data = loadFashionMnist();
+  const trainCount = fashionSplitSize(data, 'train');
+  const draw = (split: 'train' | 'test', indices: number[], n: number, captioned: boolean) => {
+    const pixels = new Float32Array(indices.length * 3 * n * n);
+    const captions: string[] = [];
+    const labels: number[] = [];
+    indices.forEach((index, i) => {
+      const [label, row] = fashionExample(data, split, index);
+      renderFashion(row, n, pixels, i * 3 * n * n);
+      labels.push(label);
+      if (captioned) captions.push(FASHION_TEMPLATES[Math.floor(index / 10) % FASHION_TEMPLATES.length](FASHION_CLASSES[label]));
+    });
+    return { pixels, captions, labels };
+  };
+  // A multiplicative permutation of the training indices per epoch (cheap, seeded, covers every image).
+  const shuffled = (e: number) => {
+    const epoch = Math.floor(e / trainCount);
+    const stride = 2 * ((seed + epoch * 7919) % Math.floor(trainCount / 2)) + 1;
+    const offset = (seed * 104729 + epoch * 15485863) % trainCount;
+    let a = stride;
+    while (gcd(a, trainCount) !== 1) a += 2;
+    return (((e % trainCount) * a + offset) % trainCount);
+  };
+  const range = (start: number, count: number) => Array.from({ length: count }, (_, i) => start + i);
+  return {
+    batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true),
+    validation: (count, n) => draw('test', range(0, count), n, true),
+    corpus: (count) => FASHION_CLASSES.flatMap((c) => FASHION_TEMPLATES.map((t) => t(c))).concat(range(0, Math.max(0, count - 40)).map((i) => FASHION_TEMPLATES[i % 4](FASHION_CLASSES[i % 10]))),
+    zeroShot: {
+      classes: FASHION_CLASSES,
+      templates: FASHION_TEMPLATES,
+      sets: [{ name: 'test split', images: (n) => draw('test', range(0, 2000), n, false) }],
+      probe: (n) => ({ train: draw('train', range(0, 3000).map(shuffled), n, false), validation: draw('train', range(50_000, 1000), n, false), test: draw('test', range(2000, 2000), n, false) }),
+    },
+  };
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** The named built-in datasets. */
+export function builtinSource(name: string, seed: number): DataSource {
+  if (name === 'scenes') return sceneSource(seed);
+  if (name === 'fashion-mnist') return fashionSource(seed);
+  throw new Error(`unknown dataset '${name}' (built in: scenes, fashion-mnist; or --train-data PATH)`);
 }
 
 /** A seeded uniform [0, 1) generator (mulberry32). */
@@ -140,63 +234,44 @@ function rng32(seed: number): () => number {
   };
 }
 
-const EVAL_TEMPLATES = [(c: string) => `a ${c}`, (c: string) => `a photo of a ${c}`, (c: string) => `there is a ${c}`, (c: string) => `a ${c} on a black background`];
-
 export interface EvalResult {
-  heldOutTop1: number;
-  seenTop1: number;
+  /** Zero-shot top-1 per image set of the data's zero-shot task (empty without one). */
+  zeroShot: Record<string, number>;
   imageToTextR1: number;
   imageToTextR5: number;
   textToImageR1: number;
   textToImageR5: number;
 }
 
-/**
- * Retrieval recall on validation pairs and, for the built-in scenes, zero-shot top-1 over all colour–shape
- * classes on held-out and seen compositions (NaN for other data).
- */
-export async function evaluate(model: CLIP, tokenizer: Tokenizer, seed: number, data: DataSource = sceneSource(seed)): Promise<EvalResult> {
+/** Retrieval recall on validation pairs, and zero-shot top-1 on every set of the data's zero-shot task. */
+export async function evaluate(model: CLIP, tokenizer: Tokenizer, data: DataSource): Promise<EvalResult> {
   model.eval();
   const n = model.config.imageResolution;
   const L = model.config.contextLength;
+  const encodeImages = (pixels: Float32Array, count: number) => T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(pixels, [count, 3, n, n])))));
   const test = data.validation(100, n);
   const count = test.captions.length;
-  const [img, txt] = T.noGrad(() => [
-    T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(test.pixels, [count, 3, n, n])))),
-    T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))),
-  ]);
+  const img = encodeImages(test.pixels, count);
+  const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
   const recall = await retrievalRecall(img, txt, [1, 5]);
   img.dispose();
   txt.dispose();
-  const retrieval = { imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
-  if (!data.scenes) {
-    model.train();
-    return { heldOutTop1: NaN, seenTop1: NaN, ...retrieval };
-  }
-  const { names } = compositionClasses();
-  const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), names, EVAL_TEMPLATES);
-  const classify = async (split: 'train' | 'heldOut', count: number) => {
-    // Evaluation indices are far from training ones; seen compositions use single-object scenes only.
-    const examples = [];
-    for (let i = 0; examples.length < count; i++) {
-      const ex = example(seed + 1, 10_000_000 + i, split);
-      if (ex.objects.length === 1) examples.push(ex);
+  const zeroShot: Record<string, number> = {};
+  const task = data.zeroShot;
+  if (task) {
+    const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), task.classes, task.templates);
+    for (const set of task.sets) {
+      const { pixels, labels } = set.images(n);
+      const features = encodeImages(pixels, labels.length);
+      const probs = zeroShotProbabilities(features, classifier);
+      zeroShot[set.name] = topK(await probs.data(), task.classes.length, labels, [1])[1];
+      features.dispose();
+      probs.dispose();
     }
-    const pixels = new Float32Array(count * 3 * n * n);
-    examples.forEach((ex, i) => render(ex, n, pixels, i * 3 * n * n));
-    const labels = examples.map((ex) => names.indexOf(`${ex.objects[0].color} ${ex.objects[0].shape}`));
-    const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(pixels, [count, 3, n, n])))));
-    const probs = zeroShotProbabilities(features, classifier);
-    const acc = topK(await probs.data(), names.length, labels, [1])[1];
-    features.dispose();
-    probs.dispose();
-    return acc;
-  };
-  const heldOutTop1 = await classify('heldOut', 120);
-  const seenTop1 = await classify('train', 120);
-  classifier.dispose();
+    classifier.dispose();
+  }
   model.train();
-  return { heldOutTop1, seenTop1, ...retrieval };
+  return { zeroShot, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
 }
 
 function progressLine(fields: Record<string, string>): string {
@@ -212,7 +287,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
   const vocabPath = join(o.out, 'vocab.txt.gz');
   const metricsPath = join(o.out, 'metrics.jsonl');
 
-  let data: DataSource = sceneSource(o.seed);
+  let data: DataSource = builtinSource(o.dataset ?? 'scenes', o.seed);
   if (o.trainData) {
     const listing = readPairs(o.trainData);
     o.log(`${o.trainData}: ${listing.pairs.length} image–caption pairs, ${listing.skipped.length} skipped`);
@@ -292,22 +367,22 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       o.log(progressLine({ step: `${step + 1}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale.toFixed(1), 'img/s': record.images_per_s.toFixed(0), eta: `${Math.round(eta)}s` }));
     }
     if ((step + 1) % o.evalEvery === 0 || step + 1 === o.steps) {
-      last = await evaluate(model, tokenizer, o.seed, data);
+      last = await evaluate(model, tokenizer, data);
       evals.push({ step: step + 1, ...last });
       appendFileSync(metricsPath, `${JSON.stringify({ step: step + 1, eval: last })}\n`);
-      const zeroShot: Record<string, string> = data.scenes ? { 'zero-shot held-out': `${(100 * last.heldOutTop1).toFixed(1)}%`, seen: `${(100 * last.seenTop1).toFixed(1)}%` } : {};
+      const zeroShot = Object.fromEntries(Object.entries(last.zeroShot).map(([k, v]) => [`zero-shot ${k}`, `${(100 * v).toFixed(1)}%`]));
       o.log(progressLine({ eval: `step ${step + 1}`, ...zeroShot, 'R@1 i→t': last.imageToTextR1.toFixed(2), 't→i': last.textToImageR1.toFixed(2) }));
     }
     if ((step + 1) % o.saveEvery === 0 || step + 1 === o.steps) await save(step + 1);
   }
   await saveClip(join(o.out, 'model.safetensors'), model);
   writeFileSync(join(o.out, 'loss.svg'), lineChart('training loss', 'step', [{ name: 'contrastive loss', points: history.map((h) => [h.step, h.loss]), color: '#1f77b4' }]));
+  const colors = ['#d62728', '#2ca02c', '#ff7f0e', '#1f77b4'];
   writeFileSync(join(o.out, 'accuracy.svg'), lineChart('zero-shot top-1 and retrieval', 'step', [
-    { name: 'held-out compositions', points: evals.map((e) => [e.step, e.heldOutTop1]), color: '#d62728' },
-    { name: 'seen compositions', points: evals.map((e) => [e.step, e.seenTop1]), color: '#2ca02c' },
+    ...Object.keys(evals[0]?.zeroShot ?? {}).map((name, i) => ({ name: `zero-shot: ${name}`, points: evals.map((e): [number, number] => [e.step, e.zeroShot[name]]), color: colors[i % colors.length] })),
     { name: 'R@1 image→text', points: evals.map((e) => [e.step, e.imageToTextR1]), color: '#9467bd' },
   ]));
-  const result = last ?? (await evaluate(model, tokenizer, o.seed, data));
+  const result = last ?? (await evaluate(model, tokenizer, data));
   model.dispose();
   optimizer.dispose();
   return result;

@@ -23,6 +23,7 @@ const { values } = parseArgs({
     'vocab-size': { type: 'string', default: '1000' },
     resume: { type: 'boolean', default: false },
     'train-data': { type: 'string' },
+    dataset: { type: 'string', default: 'scenes' },
   },
 });
 const config = CONFIGS[values.model!];
@@ -59,16 +60,13 @@ const result = await train({
   accumFreq: number('accum-freq'),
   vocabSize: number('vocab-size'),
   trainData: values['train-data'],
+  dataset: values.dataset,
   log: (line) => console.log(line),
 });
 const minutes = (performance.now() - began) / 60000;
-const chance = 1 / 24;
 console.log('\nsummary');
 console.log(`  wall clock                          ${minutes.toFixed(1)} min`);
-if (!values['train-data']) {
-  console.log(`  zero-shot top-1, held-out pairs     ${(100 * result.heldOutTop1).toFixed(1)}%  (chance ${(100 * chance).toFixed(1)}%: 24 colour–shape classes)`);
-  console.log(`  zero-shot top-1, seen pairs         ${(100 * result.seenTop1).toFixed(1)}%`);
-}
+for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  zero-shot top-1, ${name.padEnd(22)}${(100 * top1).toFixed(1)}%`);
 console.log(`  retrieval R@1 / R@5 image → text    ${result.imageToTextR1.toFixed(2)} / ${result.imageToTextR5.toFixed(2)}  (validation pairs)`);
 console.log(`  retrieval R@1 / R@5 text → image    ${result.textToImageR1.toFixed(2)} / ${result.textToImageR5.toFixed(2)}`);
 T.closeGpu();
