@@ -357,14 +357,16 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       throw new Error(`loss is ${value} at step ${step}: stopping; the last good checkpoint (${checkpointPath}) is kept`);
     }
     history.push({ step, loss: value });
-    const scale = Math.exp(Math.min(Math.log(100), (await model.logitScale.item())));
+    // The loss is read every step (NaN check, metrics); the logit scale only when a progress line is printed.
+    const logged = (step + 1) % 10 === 0 || step + 1 === o.steps;
+    const scale = logged ? Math.exp(await model.logitScale.item()) : null;
     const done = step + 1 - start;
     const seconds = (performance.now() - began) / 1000;
-    const record = { step: step + 1, loss: value, lr, logit_scale: scale, images_per_s: (done * o.batchSize) / seconds, gpu_live_bytes: T.memory().liveBytes };
+    const record = { step: step + 1, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), images_per_s: (done * o.batchSize) / seconds, gpu_live_bytes: T.memory().liveBytes };
     appendFileSync(metricsPath, `${JSON.stringify(record)}\n`);
-    if ((step + 1) % 10 === 0 || step + 1 === o.steps) {
+    if (logged) {
       const eta = ((o.steps - step - 1) * seconds) / done;
-      o.log(progressLine({ step: `${step + 1}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale.toFixed(1), 'img/s': record.images_per_s.toFixed(0), eta: `${Math.round(eta)}s` }));
+      o.log(progressLine({ step: `${step + 1}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), 'img/s': record.images_per_s.toFixed(0), eta: `${Math.round(eta)}s` }));
     }
     if ((step + 1) % o.evalEvery === 0 || step + 1 === o.steps) {
       last = await evaluate(model, tokenizer, data);
