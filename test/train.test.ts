@@ -1,9 +1,10 @@
 // The CLIP trainer: exact resume, NaN stops the run with the last checkpoint intact, flat GPU memory.
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
-import { readCsv, readFolder } from '../clip/data/files.ts';
+import { readCsv, readFolder, readShards } from '../clip/data/files.ts';
+import { decodeImage } from '../clip/preprocess.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../kernels/index.ts';
@@ -121,6 +122,16 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   assert.equal(listing.skipped.length, 3);
   assert.match(listing.skipped.join('\n'), /pairs\.csv:4: image .*missing\.png does not exist/);
   assert.match(listing.skipped.join('\n'), /pairs\.csv:5: 1 fields, header has 2/);
+  // The same folder as a webdataset shard (system tar), plus a missing shard in the pattern.
+  const tarDir = mkdtempSync(join(tmpdir(), 'shards-'));
+  const made = spawnSync('tar', ['-cf', join(tarDir, 'data-000.tar'), '-C', dir, ...readdirSync(dir).filter((f) => !f.endsWith('.csv'))]);
+  assert.is(made.status, 0, String(made.stderr));
+  const shards = readShards(join(tarDir, 'data-{000..001}.tar'));
+  assert.is(shards.pairs.length, 7);
+  assert.match(shards.skipped.join('\n'), /data-001\.tar: shard does not exist/);
+  assert.match(shards.skipped.join('\n'), /uncaptioned: no caption/);
+  const red = shards.pairs.find((p) => p.caption === 'a red square')!;
+  assert.equal(Array.from(decodeImage(red.read!(), red.image).data.slice(0, 3)), [220, 30, 30]);
   const lines: string[] = [];
   const out = mkdtempSync(join(tmpdir(), 'train-files-'));
   const result = await train(options(out, 4, { trainData: dir, batchSize: 4, log: (l) => lines.push(l), vocabSize: 530 }));
@@ -128,6 +139,9 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   assert.match(lines.join('\n'), /skipping unreadable image: .*broken\.png: cannot decode|skipping unreadable image: .*broken\.png: not a PNG/);
   assert.equal(result.zeroShot, {});
   assert.ok(result.imageToTextR1 >= 0);
+  const shardLines: string[] = [];
+  await train(options(mkdtempSync(join(tmpdir(), 'train-shards-')), 2, { trainData: join(tarDir, 'data-{000..001}.tar'), batchSize: 4, log: (l) => shardLines.push(l), vocabSize: 530 }));
+  assert.match(shardLines.join('\n'), /7 image–caption pairs, 2 skipped/);
 });
 
 test.run();

@@ -1,14 +1,18 @@
 // User data: image–caption pairs from a CSV/TSV file (columns `filepath` and `caption`, as open_clip's
-// --csv-img-key / --csv-caption-key defaults) or from a folder of images with a .txt caption beside each.
+// --csv-img-key / --csv-caption-key defaults), a folder of images with a .txt caption beside each, or
+// webdataset .tar shards (image + .txt members sharing a key).
 // Rows that cannot be used are reported with their line and reason and skipped, never silently dropped;
 // images that fail to decode at training time are reported with their path, counted, and replaced.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { ImageError, preprocess, readImage, resizeBicubic, CLIP_MEAN, CLIP_STD, type RgbImage } from '../preprocess.ts';
+import { ImageError, decodeImage, preprocess, readImage, resizeBicubic, CLIP_MEAN, CLIP_STD, type RgbImage } from '../preprocess.ts';
 
 export interface Pair {
+  /** Where the image comes from (a path, or `shard.tar:member` for webdataset members). */
   image: string;
   caption: string;
+  /** Reads the encoded image (absent: read the file at `image`). */
+  read?: () => Uint8Array;
 }
 
 export interface Listing {
@@ -85,8 +89,85 @@ export function readFolder(dir: string): Listing {
   return { pairs, skipped };
 }
 
-/** CSV/TSV file or folder, by what the path is. */
+/** `a-{000..002}.tar` → a-000.tar, a-001.tar, a-002.tar (webdataset's shard notation); other paths as they are. */
+export function expandShards(pattern: string): string[] {
+  const m = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
+  if (!m) return [pattern];
+  const [from, to] = [Number(m[1]), Number(m[2])];
+  return Array.from({ length: to - from + 1 }, (_, i) => pattern.replace(m[0], String(from + i).padStart(m[1].length, '0')));
+}
+
+/**
+ * webdataset shards: tar files whose members are grouped by key (the name up to the first dot after the last
+ * slash), each group an image (.jpg/.jpeg/.png) and a caption (.txt). Only the 512-byte headers are read up
+ * front; images are read from their offset when a batch needs them.
+ */
+export function readShards(pattern: string): Listing {
+  const pairs: Pair[] = [];
+  const skipped: string[] = [];
+  for (const shard of expandShards(pattern)) {
+    if (!existsSync(shard)) {
+      skipped.push(`${shard}: shard does not exist`);
+      continue;
+    }
+    const fd = openSync(shard, 'r');
+    const size = fstatSync(fd).size;
+    const groups = new Map<string, { image?: { name: string; offset: number; size: number }; caption?: string }>();
+    const header = Buffer.alloc(512);
+    let at = 0;
+    while (at + 512 <= size) {
+      readSync(fd, header, 0, 512, at);
+      if (header.every((b) => b === 0)) break; // end-of-archive blocks
+      const field = (from: number, len: number) => header.subarray(from, from + len).toString('utf8').replace(/\0.*$/s, '');
+      const prefix = field(345, 155);
+      const name = (prefix ? `${prefix}/` : '') + field(0, 100);
+      const length = parseInt(field(124, 12).trim() || '0', 8);
+      const type = String.fromCharCode(header[156] || 48);
+      if (!Number.isFinite(length) || at + 512 + length > size) {
+        skipped.push(`${shard}: member '${name}' at byte ${at} runs past the end of the file (truncated shard)`);
+        break;
+      }
+      if (type === '0') {
+        const slash = name.lastIndexOf('/');
+        const dot = name.indexOf('.', slash + 1);
+        const key = dot < 0 ? name : name.slice(0, dot);
+        const ext = dot < 0 ? '' : name.slice(dot + 1).toLowerCase();
+        const group = groups.get(key) ?? {};
+        if (ext === 'txt') {
+          const bytes = Buffer.alloc(length);
+          readSync(fd, bytes, 0, length, at + 512);
+          group.caption = bytes.toString('utf8').trim();
+        } else if (IMAGE_EXTENSIONS.has(`.${ext}`)) group.image = { name, offset: at + 512, size: length };
+        groups.set(key, group);
+      }
+      at += 512 + Math.ceil(length / 512) * 512;
+    }
+    closeSync(fd);
+    for (const [key, g] of groups) {
+      if (!g.image) skipped.push(`${shard}:${key}: no image member`);
+      else if (!g.caption) skipped.push(`${shard}:${key}: no caption (.txt) member`);
+      else {
+        const { offset, size: bytes, name } = g.image;
+        pairs.push({
+          image: `${shard}:${name}`,
+          caption: g.caption,
+          read: () => {
+            const buf = Buffer.alloc(bytes);
+            const f = openSync(shard, 'r');
+            readSync(f, buf, 0, bytes, offset);
+            closeSync(f);
+            return buf;
+          },
+        });
+      }
+    }
+  }
+  return { pairs, skipped };
+}
+
+/** A CSV/TSV file, a folder, or webdataset .tar shards, by what the path is. */
 export function readPairs(path: string): Listing {
+  if (/\.tar$/i.test(path)) return readShards(path);
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
   return statSync(path).isDirectory() ? readFolder(path) : readCsv(path);
 }
@@ -121,7 +202,7 @@ export function randomResizedCrop(img: RgbImage, n: number, random: () => number
 /** Decodes and prepares one pair, or reports why it cannot be used. */
 export function loadPair(pair: Pair, n: number, train: boolean, random: () => number): Float32Array | ImageError {
   try {
-    const img = readImage(pair.image);
+    const img = pair.read ? decodeImage(pair.read(), pair.image) : readImage(pair.image);
     return train ? randomResizedCrop(img, n, random) : preprocess(img, n);
   } catch (e) {
     return e instanceof ImageError ? e : new ImageError(`${pair.image}: ${(e as Error).message}`);
