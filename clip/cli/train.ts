@@ -40,6 +40,21 @@ const number = (name: keyof typeof values) => {
   return v;
 };
 
+/** On a terminal, progress lines redraw one bar in place; elsewhere (logs, CI) every line is kept. */
+let barShown = false;
+function log(line: string): void {
+  const progress = /^step (\d+)\/(\d+)/.exec(line);
+  if (process.stdout.isTTY && progress) {
+    const filled = Math.round((24 * Number(progress[1])) / Number(progress[2]));
+    process.stdout.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(24 - filled)}] ${line}`);
+    barShown = true;
+    return;
+  }
+  if (barShown) process.stdout.write('\n');
+  barShown = false;
+  console.log(line);
+}
+
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 console.log(`model ${values.model}, batch ${values['batch-size']}, ${values.steps} steps, lr ${values.lr}, out ${values.out}`);
@@ -61,12 +76,13 @@ const result = await train({
   vocabSize: number('vocab-size'),
   trainData: values['train-data'],
   dataset: values.dataset,
-  log: (line) => console.log(line),
+  log,
 });
+log('');
 const minutes = (performance.now() - began) / 60000;
 console.log('\nsummary');
-console.log(`  wall clock                          ${minutes.toFixed(1)} min`);
-for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  zero-shot top-1, ${name.padEnd(22)}${(100 * top1).toFixed(1)}%`);
-console.log(`  retrieval R@1 / R@5 image → text    ${result.imageToTextR1.toFixed(2)} / ${result.imageToTextR5.toFixed(2)}  (validation pairs)`);
-console.log(`  retrieval R@1 / R@5 text → image    ${result.textToImageR1.toFixed(2)} / ${result.textToImageR5.toFixed(2)}`);
+console.log(`  ${'wall clock'.padEnd(42)}${minutes.toFixed(1)} min`);
+for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
+console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${result.imageToTextR1.toFixed(2)} / ${result.imageToTextR5.toFixed(2)}  (validation pairs)`);
+console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${result.textToImageR1.toFixed(2)} / ${result.textToImageR5.toFixed(2)}`);
 T.closeGpu();
