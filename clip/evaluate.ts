@@ -17,6 +17,22 @@ export const ENSEMBLE_TEMPLATES: ((c: string) => string)[] = [
 ];
 export const SINGLE_TEMPLATE: ((c: string) => string)[] = [(c) => `a photo of a ${c}.`];
 
+/** L2-normalised features of normalised images [count, 3, n, n] (host data), encoded `batch` images at a time. */
+export function encodeImages(model: CLIP, pixels: Float32Array, count: number, batch = 256): T.Tensor {
+  const n = model.config.imageResolution;
+  const per = 3 * n * n;
+  return T.noGrad(() =>
+    T.tidy(() => {
+      const parts: T.Tensor[] = [];
+      for (let start = 0; start < count; start += batch) {
+        const size = Math.min(batch, count - start);
+        parts.push(l2normalize(model.encodeImage(T.Tensor.from(pixels.subarray(start * per, (start + size) * per), [size, 3, n, n]))));
+      }
+      return parts.length === 1 ? parts[0] : T.concat(parts, 0);
+    }),
+  );
+}
+
 /** Encodes a batch of prompt strings to features [N, D] (e.g. `tokenizeAndEncode` below). */
 export type TextEncoder = (texts: string[]) => T.Tensor;
 

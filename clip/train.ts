@@ -11,7 +11,7 @@ import type { ClipConfig } from './config.ts';
 import { compositionClasses, example, render } from './data/scenes.ts';
 import { loadPair, readPairs, type Pair } from './data/files.ts';
 import { FASHION_CLASSES, FASHION_TEMPLATES, fashionExample, fashionSplitSize, loadFashionMnist, renderFashion } from './data/fashion.ts';
-import { retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
+import { encodeImages, retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
 import { CLIP, clipLoss, l2normalize } from './model.ts';
 import { lineChart } from './plot.ts';
 import { Tokenizer, saveBpe, trainBpe } from './tokenizer.ts';
@@ -209,7 +209,7 @@ export function fashionSource(seed: number): DataSource {
       classes: FASHION_CLASSES,
       templates: FASHION_TEMPLATES,
       sets: [{ name: 'test split', images: (n) => draw('test', range(0, 2000), n, false) }],
-      probe: (n) => ({ train: draw('train', range(0, 3000).map(shuffled), n, false), validation: draw('train', range(50_000, 1000), n, false), test: draw('test', range(2000, 2000), n, false) }),
+      probe: (n) => ({ train: draw('train', range(0, 12_000).map(shuffled), n, false), validation: draw('train', range(50_000, 2000), n, false), test: draw('test', range(0, 10_000), n, false) }),
     },
   };
 }
@@ -248,10 +248,9 @@ export async function evaluate(model: CLIP, tokenizer: Tokenizer, data: DataSour
   model.eval();
   const n = model.config.imageResolution;
   const L = model.config.contextLength;
-  const encodeImages = (pixels: Float32Array, count: number) => T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(pixels, [count, 3, n, n])))));
   const test = data.validation(100, n);
   const count = test.captions.length;
-  const img = encodeImages(test.pixels, count);
+  const img = encodeImages(model, test.pixels, count);
   const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
   const recall = await retrievalRecall(img, txt, [1, 5]);
   img.dispose();
@@ -262,7 +261,7 @@ export async function evaluate(model: CLIP, tokenizer: Tokenizer, data: DataSour
     const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), task.classes, task.templates);
     for (const set of task.sets) {
       const { pixels, labels } = set.images(n);
-      const features = encodeImages(pixels, labels.length);
+      const features = encodeImages(model, pixels, labels.length);
       const probs = zeroShotProbabilities(features, classifier);
       zeroShot[set.name] = topK(await probs.data(), task.classes.length, labels, [1])[1];
       features.dispose();

@@ -174,6 +174,12 @@ export class Engine {
     const key = `${kernel.spec.name}|${buffers.map((b) => this.bufferId(b)).join(',')}`;
     let group = this.bindGroups.get(key);
     if (!group) {
+      const limit = this.device.limits.maxStorageBufferBindingSize;
+      buffers.forEach((b, i) => {
+        if (b.size > limit) {
+          throw new GpuError(`${kernel.spec.name}: '${kernel.bindingNames[i]}' is a ${b.size}-byte buffer, over the device's ${limit}-byte storage binding limit; process the data in smaller batches`);
+        }
+      });
       if (this.bindGroups.size > 8192) this.bindGroups.clear();
       const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
       entries.push({ binding: buffers.length, resource: { buffer: this.arena, size: kernel.uniformBytes } });

@@ -41,6 +41,12 @@ test('out-of-range indices: caught on the host when known, and on the GPU otherw
   await T.sum(T.ones([4])).item();
 });
 
+test('a tensor larger than one storage binding is refused with advice, not a Dawn message', async () => {
+  const limit = T.gpu().device.limits.maxStorageBufferBindingSize;
+  await assertThrows(() => T.tidy(() => T.zeros([limit / 4 + 1])), T.GpuError, /fill\(f32\): 'out' is a \d+-byte buffer, over the device's \d+-byte storage binding limit; process the data in smaller batches/);
+  await T.sum(T.ones([3])).item();
+});
+
 test('use after dispose names the op and the tensor', async () => {
   const t = T.ones([2, 2]);
   t.dispose();

@@ -5,8 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as T from '../../kernels/index.ts';
-import { linearProbe } from '../evaluate.ts';
-import { l2normalize } from '../model.ts';
+import { encodeImages, linearProbe } from '../evaluate.ts';
 import { Tokenizer } from '../tokenizer.ts';
 import { builtinSource, evaluate, type LabelledImages } from '../train.ts';
 import { loadClip } from '../weights.ts';
@@ -31,7 +30,7 @@ const probeSets = data.zeroShot?.probe?.(n);
 if (probeSets) {
   model.eval();
   const split = (s: LabelledImages) => ({
-    features: T.keep(T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(s.pixels, [s.labels.length, 3, n, n])))))),
+    features: T.keep(encodeImages(model, s.pixels, s.labels.length)),
     labels: T.keep(T.Tensor.from(Int32Array.from(s.labels))),
   });
   const probe = await linearProbe(split(probeSets.train), split(probeSets.validation), split(probeSets.test), data.zeroShot!.classes.length);
