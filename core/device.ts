@@ -60,6 +60,12 @@ export class Gpu {
     return [s.vendor, s.architecture, s.device, s.description].filter(Boolean).join(' / ') || 'unknown adapter';
   }
 
+  /** The subgroup width when the device has subgroups of one fixed width (8 on lavapipe), else null. */
+  get subgroupSize(): number | null {
+    const info = this.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    return this.device.features.has('subgroups') && info.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : null;
+  }
+
   hasFeature(name: GPUFeatureName): boolean {
     return this.device.features.has(name);
   }

@@ -247,12 +247,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 /** v3's subgroup width; the kernel is written for exactly this many lanes. */
 const SUBGROUP = 8;
 
-/** Whether the open device runs v3: subgroups of exactly SUBGROUP lanes. */
-export function subgroupMatmulAvailable(): boolean {
-  const { device, adapter } = getEngine().gpu;
-  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
-  return device.features.has('subgroups') && info.subgroupMinSize === SUBGROUP && info.subgroupMaxSize === SUBGROUP;
-}
 
 export interface MatmulOptions {
   /** Added to every row of the result: shape [N]. */
@@ -313,7 +307,7 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
-  if (config.version === 'v3' && !subgroupMatmulAvailable()) config = FALLBACK;
+  if (config.version === 'v3' && getEngine().gpu.subgroupSize !== SUBGROUP) config = FALLBACK;
   const aBatch = batchStrides(a);
   const bBatch = batchStrides(b);
   const modes = config.version === 'v1' ? { aLoad: 'scalar' as const, bLoad: 'scalar' as const } : loadModes(a, b, aBatch, bBatch, config);

@@ -54,40 +54,64 @@ function rowsOf(op: string, x: Tensor): { src: Tensor; rows: number; D: number }
 
 // ---- softmax / log-softmax ----------------------------------------------------------------------------------
 
+/**
+ * Wide rows (≥ 256 floats) on a device with 8-lane subgroups get one subgroup per row instead of one thread:
+ * the lanes read neighbouring vec4s (one contiguous 128-byte load per step instead of a gather from eight
+ * rows) and combine their partial max and sum with subgroupMax / subgroupAdd — no workgroup memory, no
+ * barrier. 1.02–1.17× the thread-per-row kernel on lavapipe at [4096, 1024] (2.89–2.94 vs 2.52–2.84 GB/s).
+ */
+const SUBGROUP_ROW = {
+  directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'],
+  entry: `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let row = (wid.x + wid.y * nwg.x) * ${WG / 8}u + li / 8u;
+  if (row >= u.rows) { return; }
+  let base = row * u.W;
+  let first = lane;
+  let step = 8u;`,
+  sum: (v: string) => `subgroupAdd(${v})`,
+  max: (v: string) => `subgroupMax(${v})`,
+};
+const THREAD_ROW = { directives: [] as string[], entry: `${ROW_ID}\n  let first = 0u;\n  let step = 1u;`, sum: (v: string) => v, max: (v: string) => v };
+
 export function softmaxRaw(x: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
   const { src, rows, D } = rowsOf(op, x);
   const out = Tensor.empty(x.shape);
   const w = widthFor(D, src.offset);
+  const bySubgroup = w === 4 && D >= 256 && getEngine().gpu.subgroupSize === 8;
+  const row = bySubgroup ? SUBGROUP_ROW : THREAD_ROW;
+  const loop = 'for (var j = first; j < u.W; j += step)';
   // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
   const body = log
     ? `var sv = V(0.0);
-  for (var j = 0u; j < u.W; j++) { sv += exp(x[xb + j] - m); }
-  let lse = m + log(hsum(sv));
-  for (var j = 0u; j < u.W; j++) { y[base + j] = x[xb + j] - lse; }`
+  ${loop} { sv += exp(x[xb + j] - m); }
+  let lse = m + log(${row.sum('hsum(sv)')});
+  ${loop} { y[base + j] = x[xb + j] - lse; }`
     : `var sv = V(0.0);
-  for (var j = 0u; j < u.W; j++) { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
-  let inv = 1.0 / hsum(sv);
-  for (var j = 0u; j < u.W; j++) { y[base + j] *= inv; }`;
+  ${loop} { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
+  let inv = 1.0 / ${row.sum('hsum(sv)')};
+  ${loop} { y[base + j] *= inv; }`;
   launchRows(
-    `rows:${op}:${w}`,
+    `rows:${op}:${w}:${bySubgroup ? 'subgroup' : 'thread'}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}`,
+      name: `${op}${w === 4 ? '_vec4' : ''}${bySubgroup ? '_subgroup' : ''}`,
       outputs: { y: vecType(w) },
       inputs: { x: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
+      directives: row.directives,
       wgsl: `${prelude(w)}
-${ROW_ID}
+${row.entry}
   let xb = u.off + base;
   var mv = V(${NEG_MAX});
-  for (var j = 0u; j < u.W; j++) { mv = max(mv, x[xb + j]); }
-  let m = hmax(mv);
+  ${loop} { mv = max(mv, x[xb + j]); }
+  let m = ${row.max('hmax(mv)')};
   ${body}
 }`,
     }),
     { y: out.bufferFor(op), x: src.bufferFor(op) },
     { rows, W: D / w, off: src.offset / w },
-    rows,
+    bySubgroup ? rows * 8 : rows,
   );
   src.dispose();
   return out;

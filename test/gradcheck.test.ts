@@ -106,6 +106,7 @@ const CASES: { [K in OpName]: GradCase[] } = {
   softmax: [
     { inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) },
     { name: 'vec4 rows', inputs: [{ shape: [3, 8] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) },
+    { name: 'wide rows (subgroup per row)', inputs: [{ shape: [2, 256] }], gpu: ([x]) => T.softmax(x), ref: ([x]) => R.softmax(x) },
   ],
   logSoftmax: [
     { inputs: [{ shape: [4, 7] }], gpu: ([x]) => T.logSoftmax(x), ref: ([x]) => R.logSoftmax(x) },

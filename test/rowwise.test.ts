@@ -7,7 +7,8 @@ import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts
 
 const test = suite('rowwise');
 // Widths that are multiples of 4 take the vec4 kernels; the others the scalar ones.
-const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1], [9, 64], [3, 4]];
+// Rows of ≥ 256 floats (multiple of 4) take the one-subgroup-per-row softmax where subgroups are 8 wide.
+const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1], [9, 64], [3, 4], [13, 256], [3, 1028]];
 
 test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
   for (const [i, shape] of SHAPES.entries()) {
