@@ -9,7 +9,3 @@ export const BYTES_PER_ELEMENT = 4;
 export function makeArray<D extends DType>(dtype: D, size: number): ArrayFor<D> {
   return (dtype === 'f32' ? new Float32Array(size) : new Int32Array(size)) as ArrayFor<D>;
 }
-
-export function dtypeOfArray(data: TypedArray): DType {
-  return data instanceof Int32Array ? 'i32' : 'f32';
-}

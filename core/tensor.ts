@@ -4,8 +4,8 @@
 // kernels read strided inputs directly, so most views never copy. Storage returns its buffer to the pool
 // when its last view is disposed. Tensors created inside tidy() are disposed when it returns, except the
 // result and anything passed to keep().
-import { BYTES_PER_ELEMENT, dtypeOfArray, makeArray, type DType, type TypedArray } from './dtype.ts';
-import { DisposedError, ShapeError, fmtShape } from './errors.ts';
+import { BYTES_PER_ELEMENT, makeArray, type DType, type TypedArray } from './dtype.ts';
+import { DTypeError, DisposedError, ShapeError, fmtShape } from './errors.ts';
 import { getEngine } from './engine.ts';
 import { checkShape, contiguousStrides, sizeOf, type Shape } from './shape.ts';
 import type { Node } from './autograd.ts';
@@ -102,17 +102,27 @@ export class Tensor {
     return new Tensor(Storage.allocate(sizeOf(shape) * BYTES_PER_ELEMENT), shape, dtype);
   }
 
-  /** Uploads host data. The array's length must equal the shape's size. */
+  /**
+   * Uploads host data; the array's length must equal the shape's size. The dtype defaults to the array's
+   * (Int32Array → i32, anything else → f32); i32 from other arrays must hold integers.
+   */
   static from(data: TypedArray | readonly number[], shape?: Shape, dtype?: DType): Tensor {
-    const dt = dtype ?? (Array.isArray(data) ? 'f32' : dtypeOfArray(data as TypedArray));
-    const arr: TypedArray = Array.isArray(data) || dtypeOfArray(data as TypedArray) !== dt ? Float32Array.from(data as ArrayLike<number>) : (data as TypedArray);
-    const typed = dt === 'i32' && !(arr instanceof Int32Array) ? Int32Array.from(arr) : arr;
+    const dt = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
+    let typed: TypedArray;
+    if (dt === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
+    else if (data instanceof Int32Array) typed = data;
+    else {
+      const bad = Array.prototype.findIndex.call(data, (v: number) => !Number.isInteger(v) || v < -2147483648 || v > 2147483647);
+      if (bad >= 0) throw new DTypeError(`tensor: value ${data[bad]} at index ${bad} is not a 32-bit integer, but dtype i32 was asked for`);
+      typed = Int32Array.from(data);
+    }
     const shp = shape ?? [typed.length];
     checkShape('tensor', shp);
     if (sizeOf(shp) !== typed.length) throw new ShapeError(`tensor: ${typed.length} values do not fill shape ${fmtShape(shp)} (size ${sizeOf(shp)})`);
     const t = Tensor.empty(shp, dt);
     if (typed.length) getEngine().upload(t.storage.buffer, 0, typed);
-    if (dt === 'i32' && typed.length <= 1 << 20) t.hostData = typed;
+    // A copy: the caller may reuse its array for the next batch.
+    if (dt === 'i32' && typed.length <= 1 << 20) t.hostData = typed.slice();
     return t;
   }
 

@@ -25,6 +25,7 @@ test('wrong dtypes are rejected', async () => {
   await assertThrows(() => T.matmul(T.Tensor.from(Int32Array.from([1, 2, 3, 4]), [2, 2]), T.ones([2, 2])), T.DTypeError, /matmul: expects f32/);
   await assertThrows(() => T.indexSelect(T.ones([3, 2]), 0, T.Tensor.from([0, 1])), T.DTypeError, /index must be i32/);
   await assertThrows(() => T.param(ints), T.TensorError, /only f32/);
+  await assertThrows(() => T.Tensor.from([1, 2.5], [2], 'i32'), T.DTypeError, /value 2\.5 at index 1 is not a 32-bit integer/);
 });
 
 test('out-of-range indices: caught on the host when known, and on the GPU otherwise', async () => {
