@@ -33,7 +33,7 @@ export function encodeImages(model: CLIP, pixels: Float32Array, count: number, b
   );
 }
 
-/** Encodes a batch of prompt strings to features [N, D] (e.g. `tokenizeAndEncode` below). */
+/** Encodes a batch of prompt strings to features [N, D] (textEncoderFor builds one from a model). */
 export type TextEncoder = (texts: string[]) => T.Tensor;
 
 export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {

@@ -3,7 +3,7 @@
 // Decoding uses pngjs and jpeg-js. The resize is PIL's algorithm (separable, antialiased when shrinking:
 // the cubic kernel, a = −0.5, is stretched by the scale factor) computed in floating point, without PIL's
 // rounding to 8 bits between the two passes, so results differ from PIL by at most about one grey level.
-import { readFileSync } from 'node:fs';
+import { readBytes } from '../nn/safetensors.ts';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 
@@ -47,13 +47,7 @@ export function decodeImage(bytes: Uint8Array, source = 'image'): RgbImage {
 }
 
 export function readImage(path: string): RgbImage {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new ImageError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return decodeImage(bytes, path);
+  return decodeImage(readBytes(path, ImageError), path);
 }
 
 /** The bicubic convolution kernel with a = −0.5 (PIL, Keys 1981). */

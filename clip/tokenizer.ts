@@ -1,10 +1,9 @@
 // The CLIP tokenizer: OpenAI's simple_tokenizer (byte-level BPE over a lower-cased, cleaned text), with
 // open_clip's truncation (keep the end-of-text token last), decoding, and training a vocabulary of a chosen
 // size on a caption corpus (saved in the same file format, loaded by the same class).
-import { readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { decodeHTML } from 'entities';
-import { writeFileAtomic } from '../nn/safetensors.ts';
+import { readBytes, writeFileAtomic } from '../nn/safetensors.ts';
 
 /** The real CLIP vocabulary, shipped with the project. */
 // '../clip/…' resolves the same from clip/ (sources) and from .build/ (bundles made by scripts/run.mjs).
@@ -93,11 +92,12 @@ export class Tokenizer {
 
   /** Loads a gzipped BPE file; uses at most vocabSize − 514 merges (OpenAI's file holds more than CLIP uses). */
   static fromFile(path: string | URL = DEFAULT_VOCAB, vocabSize = OPENAI_VOCAB_SIZE): Tokenizer {
+    const bytes = readBytes(path, TokenizerError);
     let text: string;
     try {
-      text = gunzipSync(readFileSync(path)).toString('utf8');
+      text = gunzipSync(bytes).toString('utf8');
     } catch (e) {
-      throw new TokenizerError(`${path}: cannot read a gzipped BPE vocabulary (${(e as Error).message})`);
+      throw new TokenizerError(`${path}: not a gzipped BPE vocabulary (${(e as Error).message})`);
     }
     const lines = text.split('\n');
     if (!lines[0].includes('#version')) throw new TokenizerError(`${path}: missing the '#version' header of a BPE merges file`);

@@ -2,7 +2,7 @@
 // same with the text tower optionally under `text.`; Hugging Face's is mapped key by key, with its separate
 // q/k/v projections packed into in_proj_weight / in_proj_bias.
 import * as T from '../kernels/index.ts';
-import { readSafetensors, saveSafetensors, toTensors, type SafetensorsFile } from '../nn/safetensors.ts';
+import { readSafetensors, saveSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig } from './config.ts';
 import { CLIP } from './model.ts';
 
@@ -125,4 +125,3 @@ export async function saveClip(path: string, model: CLIP): Promise<void> {
   await saveSafetensors(path, model.stateDict(), { format: 'openai-clip', config: JSON.stringify(model.config) });
 }
 
-export { toTensors };

@@ -106,7 +106,7 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
   }
 }
 
-/** Per-kernel dispatch counts, for profiling which kernels a step runs. */
+/** Memory statistics plus pipeline, dispatch, submit and readback counts since the engine started. */
 export interface EngineStats extends MemoryStats {
   pipelinesCompiled: number;
   dispatches: number;

@@ -72,8 +72,4 @@ export class BufferPool {
     this.stats.pooledBytes = 0;
     return all;
   }
-
-  resetPeak(): void {
-    this.stats.peakBytes = this.stats.liveBytes;
-  }
 }

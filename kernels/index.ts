@@ -32,5 +32,8 @@ export const memory = () => getEngine().stats();
 /** GPU time per kernel over what `record` dispatches (timestamp queries; null without timestamp-query). */
 export const profile = (record: () => unknown, options?: { byGrid?: boolean }) => getEngine().profile(record, options);
 
+/** Frees every pooled (currently unused) GPU buffer once queued work is done, e.g. between phases of a program. */
+export const releasePooled = (): Promise<void> => getEngine().trim();
+
 /** Waits for all submitted GPU work (and surfaces any WebGPU error). */
 export const sync = (): Promise<void> => getEngine().sync();

@@ -125,15 +125,19 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
   return { tensors, metadata };
 }
 
+/** A file's bytes, or `error(message)` thrown with the path and the system's reason (e.g. ENOENT). */
+export function readBytes(path: string | URL, error: new (message: string) => Error): Uint8Array {
+  try {
+    const buf = readFileSync(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    throw new error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
 /** Reads a safetensors file from disk (host arrays; upload with toTensors). */
 export function readSafetensors(path: string): SafetensorsFile {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new SafetensorsError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
+  return parseSafetensors(readBytes(path, SafetensorsError), path);
 }
 
 /** Uploads host tensors to the GPU (kept: the caller disposes them). */

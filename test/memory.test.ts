@@ -66,6 +66,14 @@ test('tidy disposes intermediates, keeps results and kept tensors, and nests', (
   assert.is(T.memory().liveBytes, before);
 });
 
+test('releasePooled destroys pooled buffers and later work allocates afresh', async () => {
+  T.tidy(() => T.add(T.ones([5000]), 1)).dispose();
+  assert.ok(T.memory().pooledBytes > 0);
+  await T.releasePooled();
+  assert.is(T.memory().pooledBytes, 0);
+  assert.is(await T.tidy(() => T.sum(T.ones([7]))).item(), 7);
+});
+
 test('new shapes of a known kernel compile no new pipeline', async () => {
   const shapes = [[3, 5], [17, 33], [129, 7]];
   const run = (i: number) => T.tidy(() => {
