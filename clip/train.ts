@@ -8,9 +8,9 @@ import * as T from '../kernels/index.ts';
 import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.ts';
 import { AdamW, clipGradNorm, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
 import type { ClipConfig } from './config.ts';
-import { compositionClasses, example, render } from './data/scenes.ts';
+import { SHAPE_WORLD, compositionClasses, example, greyWorld, render, type Draw, type World } from './data/scenes.ts';
 import { loadPair, readPairs, type Pair } from './data/files.ts';
-import { FASHION_CLASSES, FASHION_TEMPLATES, fashionExample, fashionSplitSize, loadFashionMnist, renderFashion } from './data/fashion.ts';
+import { greyExample, loadGreyDataset, renderGrey, splitSize, type GreyDatasetName } from './data/mnist.ts';
 import { encodeImages, retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
 import { CLIP, clipLoss, l2normalize } from './model.ts';
 import { lineChart } from './plot.ts';
@@ -70,49 +70,49 @@ export interface LabelledImages {
   labels: number[];
 }
 
-/** The built-in scenes (clip/data/scenes.ts). */
-export function sceneSource(seed: number): DataSource {
-  const draw = (s: number, start: number, size: number, n: number, noise: number) => {
+/** Captioned scenes (clip/data/scenes.ts) of procedural shapes or of coloured MNIST-family images. */
+export function sceneSource(world: World, seed: number): DataSource {
+  const draw = (s: number, start: number, size: number, n: number, noise: number, how?: Draw) => {
     const pixels = new Float32Array(size * 3 * n * n);
     const captions: string[] = [];
     for (let i = 0; i < size; i++) {
-      const ex = example(s, start + i);
-      render(ex, n, pixels, i * 3 * n * n, noise, start + i);
+      const ex = example(world, s, start + i, how);
+      render(world, ex, how?.split ?? 'train', n, pixels, i * 3 * n * n, noise, start + i);
       captions.push(ex.caption);
     }
     return { pixels, captions };
   };
   return {
     batch: (start, size, n) => draw(seed, start, size, n, 24),
-    validation: (count, n) => draw(seed + 2, 20_000_000, count, n, 0),
-    corpus: (count) => Array.from({ length: count }, (_, i) => example(seed, 30_000_000 + i).caption),
-    zeroShot: sceneZeroShot(seed),
+    validation: (count, n) => draw(seed + 2, 0, count, n, 0, { pairs: 'seen', split: 'test' }),
+    corpus: (count) => Array.from({ length: count }, (_, i) => example(world, seed, 30_000_000 + i).caption),
+    zeroShot: sceneZeroShot(world, seed),
   };
 }
 
 const SCENE_TEMPLATES = [(c: string) => `a ${c}`, (c: string) => `a photo of a ${c}`, (c: string) => `there is a ${c}`, (c: string) => `a ${c} on a black background`];
 
-/** All 24 colour–shape classes; images of held-out and of seen compositions (single-object scenes). */
-function sceneZeroShot(seed: number): ZeroShotTask {
-  const { names } = compositionClasses();
-  const images = (split: 'train' | 'heldOut', count: number, offset: number) => (n: number) => {
-    const examples = [];
-    for (let i = 0; examples.length < count; i++) {
-      const ex = example(seed + 1, offset + i, split);
-      if (ex.objects.length === 1) examples.push(ex);
-    }
+/** Every colour–kind class; single-object images of held-out and of seen compositions (test drawings). */
+function sceneZeroShot(world: World, seed: number): ZeroShotTask {
+  const { names } = compositionClasses(world);
+  const images = (pairs: Draw['pairs'], split: Draw['split'], count: number, offset: number) => (n: number) => {
     const pixels = new Float32Array(count * 3 * n * n);
-    examples.forEach((ex, i) => render(ex, n, pixels, i * 3 * n * n));
-    return { pixels, labels: examples.map((ex) => names.indexOf(`${ex.objects[0].color} ${ex.objects[0].shape}`)) };
+    const labels: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const ex = example(world, seed + 1, offset + i, { pairs, split, single: true });
+      render(world, ex, split, n, pixels, i * 3 * n * n);
+      labels.push(names.indexOf(`${ex.objects[0].color} ${ex.objects[0].kind}`));
+    }
+    return { pixels, labels };
   };
   return {
     classes: names,
     templates: SCENE_TEMPLATES,
     sets: [
-      { name: 'held-out compositions', images: images('heldOut', 120, 10_000_000) },
-      { name: 'seen compositions', images: images('train', 120, 10_000_000) },
+      { name: 'held-out compositions', images: images('heldOut', 'test', 240, 0) },
+      { name: 'seen compositions', images: images('seen', 'test', 240, 0) },
     ],
-    probe: (n) => ({ train: images('train', 480, 11_000_000)(n), validation: images('train', 240, 12_000_000)(n), test: images('train', 240, 13_000_000)(n) }),
+    probe: (n) => ({ train: images('seen', 'train', 960, 1_000_000)(n), validation: images('seen', 'train', 480, 2_000_000)(n), test: images('seen', 'test', 480, 3_000_000)(n) }),
   };
 }
 
@@ -173,21 +173,23 @@ export function fileSource(pairs: Pair[], seed: number, log: (line: string) => v
 }
 
 /**
- * Fashion-MNIST (clip/data/fashion.ts): a seeded per-epoch shuffle of the training split with template
+ * MNIST or Fashion-MNIST (clip/data/mnist.ts): a seeded per-epoch shuffle of the training split with template
  * captions; zero-shot and linear-probe evaluation on the test split.
  */
-export function fashionSource(seed: number): DataSource {
-  const data = loadFashionMnist();
-  const trainCount = fashionSplitSize(data, 'train');
+export function greySource(name: GreyDatasetName, seed: number): DataSource {
+  const data = loadGreyDataset(name);
+  const { classes, templates } = data.info;
+  const trainCount = splitSize(data, 'train');
+  const testCount = splitSize(data, 'test');
   const draw = (split: 'train' | 'test', indices: number[], n: number, captioned: boolean) => {
     const pixels = new Float32Array(indices.length * 3 * n * n);
     const captions: string[] = [];
     const labels: number[] = [];
     indices.forEach((index, i) => {
-      const [label, row] = fashionExample(data, split, index);
-      renderFashion(row, n, pixels, i * 3 * n * n);
+      const [label, image] = greyExample(data, split, index);
+      renderGrey(image, n, pixels, i * 3 * n * n);
       labels.push(label);
-      if (captioned) captions.push(FASHION_TEMPLATES[Math.floor(index / 10) % FASHION_TEMPLATES.length](FASHION_CLASSES[label]));
+      if (captioned) captions.push(templates[Math.floor(index / classes.length) % templates.length](classes[label]));
     });
     return { pixels, captions, labels };
   };
@@ -198,18 +200,23 @@ export function fashionSource(seed: number): DataSource {
     const offset = (seed * 104729 + epoch * 15485863) % trainCount;
     let a = stride;
     while (gcd(a, trainCount) !== 1) a += 2;
-    return (((e % trainCount) * a + offset) % trainCount);
+    return ((e % trainCount) * a + offset) % trainCount;
   };
   const range = (start: number, count: number) => Array.from({ length: count }, (_, i) => start + i);
+  const probeTrain = Math.min(12_000, trainCount - 2000);
   return {
     batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true),
     validation: (count, n) => draw('test', range(0, count), n, true),
-    corpus: (count) => FASHION_CLASSES.flatMap((c) => FASHION_TEMPLATES.map((t) => t(c))).concat(range(0, Math.max(0, count - 40)).map((i) => FASHION_TEMPLATES[i % 4](FASHION_CLASSES[i % 10]))),
+    corpus: (count) => range(0, count).map((i) => templates[Math.floor(i / classes.length) % templates.length](classes[i % classes.length])),
     zeroShot: {
-      classes: FASHION_CLASSES,
-      templates: FASHION_TEMPLATES,
-      sets: [{ name: 'test split', images: (n) => draw('test', range(0, 2000), n, false) }],
-      probe: (n) => ({ train: draw('train', range(0, 12_000).map(shuffled), n, false), validation: draw('train', range(50_000, 2000), n, false), test: draw('test', range(0, 10_000), n, false) }),
+      classes,
+      templates,
+      sets: [{ name: 'test split', images: (n) => draw('test', range(0, Math.min(2000, testCount)), n, false) }],
+      probe: (n) => ({
+        train: draw('train', range(0, probeTrain).map(shuffled), n, false),
+        validation: draw('train', range(trainCount - 2000, 2000), n, false),
+        test: draw('test', range(0, testCount), n, false),
+      }),
     },
   };
 }
@@ -217,10 +224,22 @@ export function fashionSource(seed: number): DataSource {
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /** The named built-in datasets. */
+export const BUILTIN_DATASETS = ['scenes', 'mnist', 'fashion-mnist', 'mnist-scenes', 'fashion-scenes'] as const;
+
+/** The named built-in datasets: procedural scenes; MNIST and Fashion-MNIST; scenes of their coloured images. */
 export function builtinSource(name: string, seed: number): DataSource {
-  if (name === 'scenes') return sceneSource(seed);
-  if (name === 'fashion-mnist') return fashionSource(seed);
-  throw new Error(`unknown dataset '${name}' (built in: scenes, fashion-mnist; or --train-data PATH)`);
+  switch (name) {
+    case 'scenes':
+      return sceneSource(SHAPE_WORLD, seed);
+    case 'mnist':
+    case 'fashion-mnist':
+      return greySource(name, seed);
+    case 'mnist-scenes':
+      return sceneSource(greyWorld('mnist'), seed);
+    case 'fashion-scenes':
+      return sceneSource(greyWorld('fashion-mnist'), seed);
+  }
+  throw new Error(`unknown dataset '${name}' (built in: ${BUILTIN_DATASETS.join(', ')}; or --train-data PATH)`);
 }
 
 /** A seeded uniform [0, 1) generator (mulberry32). */

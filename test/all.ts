@@ -19,6 +19,7 @@ import './safetensors.test.ts';
 import './tokenizer.test.ts';
 import './clip.test.ts';
 import './clip_use.test.ts';
+import './data.test.ts';
 import './train.test.ts';
 
 process.on('exit', () => {

@@ -1,4 +1,4 @@
-// `npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|fashion-mnist] [--vocab V] [--seed 0]`:
+// `npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab V] [--seed 0]`:
 // zero-shot top-1 on the dataset's evaluation sets, retrieval recall on validation pairs, and a linear probe on
 // frozen image features.
 import { existsSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { loadClip } from '../weights.ts';
 
 const { values } = parseArgs({ options: { weights: { type: 'string' }, vocab: { type: 'string' }, dataset: { type: 'string', default: 'scenes' }, seed: { type: 'string', default: '0' } } });
 if (!values.weights) {
-  console.error('usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|fashion-mnist] [--vocab runs/scenes/vocab.txt.gz] [--seed 0]');
+  console.error('usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab runs/scenes/vocab.txt.gz] [--seed 0]');
   process.exit(2);
 }
 await T.init();

