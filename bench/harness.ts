@@ -11,9 +11,9 @@ export interface Result {
   ms: number;
   /** GPU time per launch from timestamp queries, where the adapter has them. */
   gpuMs: number | null;
-  /** GFLOP/s or GB/s from the wall-clock time, per `unit`. */
+  /** GFLOP/s, GB/s or images/s from the wall-clock time, per `unit`. */
   rate: number;
-  unit: 'GFLOP/s' | 'GB/s';
+  unit: 'GFLOP/s' | 'GB/s' | 'images/s';
 }
 
 export interface TimeOptions {

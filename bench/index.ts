@@ -1,9 +1,10 @@
 // `npm run bench [-- --quick] [-- --json] [-- --no-peer] [-- --only matmul]`: every kernel validated, then
-// timed, next to tfjs-webgpu on the same adapter. Results go to stdout (a table, or JSON with --json).
+// timed, next to tfjs-webgpu on the same adapter (and the training step next to PyTorch on the CPU, if installed). Results go to stdout (a table, or JSON with --json).
 import * as T from '../kernels/index.ts';
 import { benchMatmul } from './matmul.ts';
 import { benchMemoryBound } from './memorybound.ts';
 import { benchNn } from './nn.ts';
+import { benchTrain } from './train.ts';
 import type { Result } from './harness.ts';
 
 const args = new Set(process.argv.slice(2));
@@ -21,6 +22,7 @@ const suites: [string, () => Promise<Result[]>][] = [
   ['matmul', () => benchMatmul({ quick, peer })],
   ['memory-bound', () => benchMemoryBound({ quick, peer })],
   ['nn', () => benchNn({ quick, peer })],
+  ['train-step', () => benchTrain({ quick, peer })],
 ];
 const results: Result[] = [];
 for (const [name, run] of suites) {
@@ -32,10 +34,12 @@ for (const [name, run] of suites) {
 if (args.has('--json')) {
   console.log(JSON.stringify({ adapter, date: new Date().toISOString(), results }, null, 1));
 } else {
-  const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs tfjs', 'gpu ms']];
+  // The peer of a row: tfjs-webgpu for kernels, PyTorch on the CPU for the training step.
+  const isPeer = (r: Result) => !r.impl.startsWith('ours');
+  const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
   for (const r of results) {
-    const tf = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && o.impl === 'tfjs-webgpu');
-    const ratio = tf && r !== tf ? `${(r.rate / tf.rate).toFixed(2)}×` : '';
+    const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
+    const ratio = other && !isPeer(r) ? `${(r.rate / other.rate).toFixed(2)}×` : '';
     rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));

@@ -85,10 +85,11 @@ export function loadClip(path: string): CLIP {
   const file = readSafetensors(path);
   const tensors = toOpenAiLayout(file);
   const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
-  // Shapes cannot tell the number of text heads (the reference assumes width / 64); a config stored in the
-  // file's metadata (ours, or OpenAI-style snake_case) says it.
+  // Shapes cannot tell the number of heads (the reference assumes width / 64); a config stored in the file's
+  // metadata (ours, or OpenAI-style snake_case) says it.
   const heads = metadataHeads(file.metadata.config);
-  if (heads) config.transformerHeads = heads;
+  if (heads.text) config.transformerHeads = heads.text;
+  if (heads.visionHeadWidth) config.visionHeadWidth = heads.visionHeadWidth;
   const model = new CLIP(config);
   const own = model.stateDict();
   const gpu = new Map<string, T.Tensor>();
@@ -109,14 +110,14 @@ export function loadClip(path: string): CLIP {
   return model;
 }
 
-function metadataHeads(json: string | undefined): number | null {
-  if (!json) return null;
+function metadataHeads(json: string | undefined): { text: number | null; visionHeadWidth: number | null } {
+  const positive = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : null);
+  if (!json) return { text: null, visionHeadWidth: null };
   try {
-    const c = JSON.parse(json) as { transformerHeads?: unknown; transformer_heads?: unknown };
-    const heads = c.transformerHeads ?? c.transformer_heads;
-    return typeof heads === 'number' && Number.isInteger(heads) && heads > 0 ? heads : null;
+    const c = JSON.parse(json) as { transformerHeads?: unknown; transformer_heads?: unknown; visionHeadWidth?: unknown; vision_head_width?: unknown };
+    return { text: positive(c.transformerHeads ?? c.transformer_heads), visionHeadWidth: positive(c.visionHeadWidth ?? c.vision_head_width) };
   } catch {
-    return null;
+    return { text: null, visionHeadWidth: null };
   }
 }
 

@@ -114,6 +114,33 @@ test('OpenAI, open_clip (text tower under text.) and Hugging Face layouts load t
   model.dispose();
 });
 
+test('a vision head width other than 64 is kept through save and load (it changes the outputs)', async () => {
+  const config: ClipConfig = { ...SMALL_VIT, visionHeadWidth: 16 };
+  assert.is(visionHeads(config), SMALL_VIT.visionWidth / 16);
+  assert.throws(() => visionHeads({ ...SMALL_VIT, visionHeadWidth: 48 }), /visionHeadWidth 48 does not divide the vision attention width 128/);
+  const model = new CLIP(config);
+  model.eval();
+  const images = T.keep(T.randNormal([2, 3, 24, 24]));
+  const tokens = T.keep(T.Tensor.from(Int32Array.from([299, 5, 7, 0, 0, 0, 0, 0, 0, 299, 9, 8, 7, 6, 299, 0, 0, 0]), [2, 9], 'i32'));
+  const features = async (m: CLIP) => T.noGrad(() => m.encodeImage(images)).data();
+  const want = await features(model);
+  const path = join(dir, 'head-width.safetensors');
+  await saveClip(path, model);
+  const loaded = loadClip(path);
+  loaded.eval();
+  assert.is(loaded.config.visionHeadWidth, 16);
+  assertClose(await features(loaded), want, 'image features after loading', { atol: 1e-5, rtol: 1e-5 });
+  // The same weights read as one 64-wide head per 64 channels give different features.
+  const asDefault = new CLIP(SMALL_VIT);
+  asDefault.eval();
+  asDefault.loadStateDict(model.stateDict());
+  const other = await features(asDefault);
+  assert.ok(other.some((v, i) => Math.abs(v - want[i]) > 1e-3));
+  for (const m of [model, loaded, asDefault]) m.dispose();
+  images.dispose();
+  tokens.dispose();
+});
+
 test('a wrong or partial weights file gets a clear error', async () => {
   const partial = join(dir, 'partial.safetensors');
   const model = new CLIP(SMALL_VIT);

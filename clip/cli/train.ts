@@ -1,6 +1,6 @@
-// `npm run train -- [flags]`: train a small CLIP from scratch on the built-in scene dataset, with open_clip-like
-// flags. Leaves checkpoint.safetensors (resumable), model.safetensors (OpenAI layout), vocab.txt.gz,
-// metrics.jsonl, loss.svg and accuracy.svg in --out.
+// `npm run train -- [flags]`: train a small CLIP from scratch on a built-in dataset (procedural scenes by
+// default) or your own image–caption files, with open_clip-like flags. Leaves checkpoint.safetensors
+// (resumable), model.safetensors (OpenAI layout), vocab.txt.gz, metrics.jsonl, loss.svg and accuracy.svg in --out.
 import { parseArgs } from 'node:util';
 import * as T from '../../kernels/index.ts';
 import { CONFIGS } from '../config.ts';
@@ -8,16 +8,16 @@ import { train } from '../train.ts';
 
 const { values } = parseArgs({
   options: {
-    model: { type: 'string', default: 'ViT-tiny' },
+    model: { type: 'string', default: 'ViT-scenes' },
     'batch-size': { type: 'string', default: '64' },
-    steps: { type: 'string', default: '2400' },
-    lr: { type: 'string', default: '1e-3' },
+    steps: { type: 'string', default: '2100' },
+    lr: { type: 'string', default: '2e-3' },
     wd: { type: 'string', default: '0.1' },
     warmup: { type: 'string', default: '100' },
     seed: { type: 'string', default: '0' },
-    out: { type: 'string', default: 'runs/scenes' },
-    'eval-every': { type: 'string', default: '400' },
-    'save-every': { type: 'string', default: '400' },
+    out: { type: 'string' },
+    'eval-every': { type: 'string', default: '700' },
+    'save-every': { type: 'string', default: '700' },
     'clip-grad': { type: 'string', default: '0' },
     'accum-freq': { type: 'string', default: '1' },
     'vocab-size': { type: 'string', default: '1000' },
@@ -55,9 +55,12 @@ function log(line: string): void {
   console.log(line);
 }
 
+// Each dataset trains into its own folder unless --out says otherwise.
+const out = values.out ?? (values['train-data'] ? 'runs/custom' : `runs/${values.dataset}`);
+
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
-console.log(`model ${values.model}, batch ${values['batch-size']}, ${values.steps} steps, lr ${values.lr}, out ${values.out}`);
+console.log(`model ${values.model}, batch ${values['batch-size']}, ${values.steps} steps, lr ${values.lr}, out ${out}`);
 const began = performance.now();
 const result = await train({
   config,
@@ -67,7 +70,7 @@ const result = await train({
   weightDecay: number('wd'),
   warmup: number('warmup'),
   seed: number('seed'),
-  out: values.out!,
+  out,
   evalEvery: number('eval-every'),
   saveEvery: number('save-every'),
   resume: values.resume!,

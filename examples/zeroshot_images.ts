@@ -1,0 +1,60 @@
+// Zero-shot classification of your own images with a trained checkpoint, written out with the library API
+// (the same steps as `npm run zeroshot`):
+//
+//   node scripts/run.mjs examples/zeroshot_images.ts --run runs/scenes --labels "red circle,blue square" a.png b.jpg
+//
+// --run is a training output folder (model.safetensors + vocab.txt.gz). Without image paths, four scenes are
+// drawn, saved as PNGs in a temporary folder and classified among all colour–shape classes.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PNG } from 'pngjs';
+import * as T from '../kernels/index.ts';
+import { SHAPE_WORLD, compositionClasses, example, render } from '../clip/data/scenes.ts';
+import { ENSEMBLE_TEMPLATES, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
+import { l2normalize } from '../clip/model.ts';
+import { CLIP_MEAN, CLIP_STD, preprocess, readImage } from '../clip/preprocess.ts';
+import { Tokenizer } from '../clip/tokenizer.ts';
+import { loadClip } from '../clip/weights.ts';
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' } } });
+
+/** Draws scene `i` (a held-out colour–shape pair) at 128×128 and saves it as a PNG. */
+function demoImage(dir: string, i: number): string {
+  const n = 128;
+  const ex = example(SHAPE_WORLD, 7, i, { pairs: 'heldOut', split: 'test', single: true });
+  const chw = new Float32Array(3 * n * n);
+  render(SHAPE_WORLD, ex, 'test', n, chw);
+  const png = new PNG({ width: n, height: n });
+  for (let p = 0; p < n * n; p++) {
+    for (let c = 0; c < 3; c++) png.data[4 * p + c] = Math.round(255 * (chw[c * n * n + p] * CLIP_STD[c] + CLIP_MEAN[c]));
+    png.data[4 * p + 3] = 255;
+  }
+  const path = join(dir, `${i}-${ex.objects[0].size}-${ex.objects[0].color}-${ex.objects[0].kind}.png`);
+  writeFileSync(path, PNG.sync.write(png));
+  return path;
+}
+
+const images = positionals.length > 0 ? positionals : [0, 1, 2, 3].map((i) => demoImage(mkdtempSync(join(tmpdir(), 'zeroshot-')), i));
+const labels = values.labels ? values.labels.split(',').map((l) => l.trim()) : compositionClasses(SHAPE_WORLD).names;
+
+await T.init();
+// 1. The model and the vocabulary it was trained with.
+const model = loadClip(join(values.run!, 'model.safetensors'));
+model.eval();
+const tokenizer = Tokenizer.fromFile(join(values.run!, 'vocab.txt.gz'), model.config.vocabSize);
+// 2. One text embedding per label: the normalised mean over prompt templates ("a photo of a {}." …).
+const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, ENSEMBLE_TEMPLATES);
+// 3. Images through OpenAI's preprocessing (resize shorter side, centre crop, normalise), then the image tower.
+const n = model.config.imageResolution;
+const pixels = new Float32Array(images.length * 3 * n * n);
+images.forEach((path, i) => pixels.set(preprocess(readImage(path), n), i * 3 * n * n));
+const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(pixels, [images.length, 3, n, n])))));
+// 4. Cosine similarities × 100, softmax over the labels.
+const probs = await zeroShotProbabilities(features, classifier).data();
+images.forEach((path, i) => {
+  const ranked = labels.map((label, j) => ({ label, p: probs[i * labels.length + j] })).sort((a, b) => b.p - a.p);
+  console.log(`${path}\n${ranked.slice(0, 3).map((r) => `  ${(100 * r.p).toFixed(1).padStart(5)}%  ${r.label}`).join('\n')}`);
+});
+T.closeGpu();
