@@ -1,14 +1,15 @@
 // Kernel micro-benchmarking on your own workload: profile one CLIP training step kernel by kernel with GPU
 // timestamps, and time one matmul shape against its FLOP count.
 //
-//   node scripts/run.mjs examples/profile_step.ts [--model ViT-tiny] [--batch 64]
+//   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64]
 import { parseArgs } from 'node:util';
 import * as T from '../kernels/index.ts';
 import { CONFIGS } from '../clip/config.ts';
-import { CLIP, clipLoss } from '../clip/model.ts';
+import { CLIP } from '../clip/model.ts';
+import { trainingStep } from '../bench/train.ts';
 import { AdamW } from '../nn/optim.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-tiny' }, batch: { type: 'string', default: '64' } } });
+const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' } } });
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 const config = { ...CONFIGS[values.model!], vocabSize: 1000 };
@@ -19,16 +20,7 @@ const images = T.keep(T.randNormal([B, 3, config.imageResolution, config.imageRe
 const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) => (i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97)));
 const tokens = T.keep(T.Tensor.from(ids, [B, config.contextLength], 'i32'));
 
-const step = () => {
-  const loss = T.tidy(() => {
-    const out = model.forward(images, tokens);
-    return clipLoss(out.logitsPerImage, out.logitsPerText);
-  });
-  T.backward(loss);
-  optimizer.step();
-  optimizer.zeroGrad();
-  return loss;
-};
+const step = trainingStep(model, optimizer, images, tokens);
 for (let i = 0; i < 3; i++) (await step().item()); // warm up: compile every pipeline once
 
 const rows = await T.profile(async () => (await step().item()), { byGrid: true });
