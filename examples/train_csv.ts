@@ -59,7 +59,7 @@ const result = await train({
   resume: false,
   clipGrad: 0,
   accumFreq: 1,
-  vocabSize: 500,
+  vocabSize: 600,
   log: console.log,
 });
 console.log(`image → text R@1 ${result.imageToTextR1.toFixed(2)}, text → image R@1 ${result.textToImageR1.toFixed(2)} on the held-back 10% of the pairs`);

@@ -36,7 +36,8 @@ function demoImage(dir: string, i: number): string {
   return path;
 }
 
-const images = positionals.length > 0 ? positionals : [0, 1, 2, 3].map((i) => demoImage(mkdtempSync(join(tmpdir(), 'zeroshot-')), i));
+const demoDir = () => mkdtempSync(join(tmpdir(), 'zeroshot-'));
+const images = positionals.length > 0 ? positionals : ((dir) => [0, 1, 2, 3].map((i) => demoImage(dir, i)))(demoDir());
 const labels = values.labels ? values.labels.split(',').map((l) => l.trim()) : compositionClasses(SHAPE_WORLD).names;
 
 await T.init();
