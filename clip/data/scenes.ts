@@ -30,8 +30,8 @@ export interface Glyphs {
   kinds: readonly string[];
   /** Distinct drawings of `kind` in a split (1 for a procedural shape). */
   instances(kind: number, split: 'train' | 'test'): number;
-  /** Ink coverage in [0, 1] of drawing `instance` of `kind` at object-local (u, v) ∈ [−1, 1]². */
-  coverage(kind: number, instance: number, split: 'train' | 'test', u: number, v: number): number;
+  /** Drawing `instance` of `kind`: its ink coverage in [0, 1] at object-local (u, v) ∈ [−1, 1]². */
+  drawing(kind: number, instance: number, split: 'train' | 'test'): (u: number, v: number) => number;
 }
 
 /** A scene world: colours, glyphs, object sizes and the held-out colour–kind pairs. */
@@ -65,7 +65,7 @@ function insideShape(shape: (typeof SHAPES)[number], u: number, v: number): bool
 const shapeGlyphs: Glyphs = {
   kinds: SHAPES,
   instances: () => 1,
-  coverage: (kind, _instance, _split, u, v) => (insideShape(SHAPES[kind], u, v) ? 1 : 0),
+  drawing: (kind) => (u, v) => (insideShape(SHAPES[kind], u, v) ? 1 : 0),
 };
 
 /** 8 colours × 6 shapes; each colour is held out with one shape, each shape with at most two colours. */
@@ -91,18 +91,20 @@ function greyGlyphs(name: GreyDatasetName): Glyphs {
   return {
     kinds: data.info.classes,
     instances: (kind, split) => classCount(data, kind, split),
-    coverage: (kind, instance, split, u, v) => {
+    drawing: (kind, instance, split) => {
       const image = classImage(data, kind, split, instance);
-      const x = ((u + 1) / 2) * SIDE - 0.5;
-      const y = ((v + 1) / 2) * SIDE - 0.5;
-      const x0 = Math.floor(x);
-      const y0 = Math.floor(y);
-      const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= SIDE || yy >= SIDE ? 0 : image[yy * SIDE + xx]);
-      const fx = x - x0;
-      const fy = y - y0;
-      const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
-      const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
-      return (top * (1 - fy) + bottom * fy) / 255;
+      return (u, v) => {
+        const x = ((u + 1) / 2) * SIDE - 0.5;
+        const y = ((v + 1) / 2) * SIDE - 0.5;
+        const x0 = Math.floor(x);
+        const y0 = Math.floor(y);
+        const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= SIDE || yy >= SIDE ? 0 : image[yy * SIDE + xx]);
+        const fx = x - x0;
+        const fy = y - y0;
+        const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
+        const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
+        return (top * (1 - fy) + bottom * fy) / 255;
+      };
     },
   };
 }
@@ -210,7 +212,7 @@ export function example(world: World, seed: number, index: number, draw: Draw = 
  * `noise` adds uniform pixel noise of that amplitude (0–255 scale). */
 export function render(world: World, ex: Example, split: 'train' | 'test', n: number, out: Float32Array, offset = 0, noise = 0, seed = 0): void {
   const r = random(seed, 12345);
-  const objects = ex.objects.map((o) => ({ ...o, k: world.glyphs.kinds.indexOf(o.kind), radius: world.sizes[o.size], rgb: world.colors[o.color] }));
+  const objects = ex.objects.map((o) => ({ ...o, ink: world.glyphs.drawing(world.glyphs.kinds.indexOf(o.kind), o.instance, split), radius: world.sizes[o.size], rgb: world.colors[o.color] }));
   for (let y = 0; y < n; y++)
     for (let x = 0; x < n; x++) {
       const rgb = [0, 0, 0];
@@ -222,7 +224,7 @@ export function render(world: World, ex: Example, split: 'train' | 'test', n: nu
             const u = (px - o.x) / o.radius;
             const v = (py - o.y) / o.radius;
             if (Math.abs(u) > 1 || Math.abs(v) > 1) continue;
-            const ink = world.glyphs.coverage(o.k, o.instance, split, u, v);
+            const ink = o.ink(u, v);
             for (let c = 0; c < 3; c++) rgb[c] += (o.rgb[c] * ink) / 4;
           }
         }
