@@ -1,7 +1,7 @@
 """One-off peer for `bench/train_step.ts`: the same CLIP training step in PyTorch on the CPU.
 
 Optional and not part of the project (which never needs Python): Debian's python3-torch is enough.
-    python3 bench/torch_clip_step.py --threads 2 [--width 64 --layers 2 --patch 8 --res 32 --batch 64]
+    python3 bench/torch_clip_step.py --threads 2 [--width 64 --heads 1 --layers 2 --patch 8 --res 32 --batch 64]
 The model follows openai/CLIP's model.py (pre-LN residual blocks, QuickGELU, class token, causal text
 transformer pooled at the end-of-text token); the step is forward, symmetric cross-entropy, backward, AdamW.
 Prints one JSON line: images/s and ms per step.
@@ -44,7 +44,7 @@ class CLIP(nn.Module):
         self.class_embedding = nn.Parameter(torch.randn(w) * w**-0.5)
         self.vpos = nn.Parameter(torch.randn(tokens, w) * w**-0.5)
         self.ln_pre = nn.LayerNorm(w)
-        self.visual = nn.Sequential(*[Block(w, max(1, w // 64)) for _ in range(a.layers)])
+        self.visual = nn.Sequential(*[Block(w, a.heads) for _ in range(a.layers)])
         self.ln_post = nn.LayerNorm(w)
         self.vproj = nn.Parameter(torch.randn(w, a.embed) * w**-0.5)
         mask = torch.full((a.context, a.context), float("-inf")).triu_(1)
@@ -76,7 +76,7 @@ class CLIP(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    for name, default in [("threads", 2), ("batch", 64), ("res", 32), ("patch", 8), ("width", 64), ("layers", 2), ("embed", 64),
+    for name, default in [("threads", 2), ("batch", 64), ("res", 32), ("patch", 8), ("width", 64), ("heads", 1), ("layers", 2), ("embed", 64),
                           ("text_width", 64), ("text_heads", 2), ("text_layers", 2), ("context", 16), ("vocab", 1000), ("steps", 30)]:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     a = p.parse_args()

@@ -2,7 +2,7 @@
 // model trained by PyTorch on the CPU (bench/torch_clip_step.py) when python3 with torch is installed — a
 // one-off peer; nothing in the project needs Python.
 import { spawnSync } from 'node:child_process';
-import { CONFIGS, type ClipConfig } from '../clip/config.ts';
+import { CONFIGS, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP, clipLoss } from '../clip/model.ts';
 import * as T from '../kernels/index.ts';
 import { AdamW } from '../nn/optim.ts';
@@ -63,7 +63,7 @@ function torchPerSecond(config: ClipConfig, batch: number): { impl: string; imag
   const python = [process.env.PYTHON, 'python3', '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch']).status === 0);
   if (!python) return null;
   const args = ['bench/torch_clip_step.py', '--threads', '2', '--batch', String(batch), '--res', String(config.imageResolution), '--patch', String(config.visionPatchSize),
-    '--width', String(config.visionWidth), '--layers', String(config.visionLayers), '--embed', String(config.embedDim), '--text-width', String(config.transformerWidth),
+    '--width', String(config.visionWidth), '--heads', String(visionHeads(config)), '--layers', String(config.visionLayers), '--embed', String(config.embedDim), '--text-width', String(config.transformerWidth),
     '--text-heads', String(config.transformerHeads), '--text-layers', String(config.transformerLayers), '--context', String(config.contextLength), '--vocab', String(VOCAB)];
   const run = spawnSync(python, args, { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`bench/torch_clip_step.py failed:\n${run.stderr}`);

@@ -123,12 +123,13 @@ export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, tes
     const d = T.sub(train.features, m);
     return [m, T.sqrt(T.add(T.mean(T.mul(d, d), 0, { keepDims: true }), 1e-12))];
   }));
-  const standardise = (s: ProbeSplit): ProbeSplit => ({ features: T.noGrad(() => T.div(T.sub(s.features, mean), std)), labels: s.labels });
+  const [tr, va, te] = [train, validation, test].map((s): ProbeSplit => ({ features: T.noGrad(() => T.tidy(() => T.div(T.sub(s.features, mean), std))), labels: s.labels }));
+  mean.dispose();
+  std.dispose();
   try {
-    return await fitProbe(standardise(train), standardise(validation), standardise(test), classes, lambdas, steps, lr);
+    return await fitProbe(tr, va, te, classes, lambdas, steps, lr);
   } finally {
-    mean.dispose();
-    std.dispose();
+    for (const s of [tr, va, te]) s.features.dispose();
   }
 }
 
@@ -152,6 +153,5 @@ async function fitProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSp
     W.dispose();
     b.dispose();
   }
-  for (const split of [train, validation, test]) split.features.dispose();
   return best!;
 }

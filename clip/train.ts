@@ -203,7 +203,11 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
     return ((e % trainCount) * a + offset) % trainCount;
   };
   const range = (start: number, count: number) => Array.from({ length: count }, (_, i) => start + i);
-  const probeTrain = Math.min(12_000, trainCount - 2000);
+  // Linear probe: up to 12,000 shuffled training images for fitting, the last 2,000 indices (never among them)
+  // for choosing λ, the whole test split for the reported accuracy.
+  const heldBack = trainCount - 2000;
+  const probeIndices: number[] = [];
+  for (let e = 0; probeIndices.length < Math.min(12_000, heldBack); e++) if (shuffled(e) < heldBack) probeIndices.push(shuffled(e));
   return {
     batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true),
     validation: (count, n) => draw('test', range(0, count), n, true),
@@ -213,8 +217,8 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
       templates,
       sets: [{ name: 'test split', images: (n) => draw('test', range(0, Math.min(2000, testCount)), n, false) }],
       probe: (n) => ({
-        train: draw('train', range(0, probeTrain).map(shuffled), n, false),
-        validation: draw('train', range(trainCount - 2000, 2000), n, false),
+        train: draw('train', probeIndices, n, false),
+        validation: draw('train', range(heldBack, 2000), n, false),
         test: draw('test', range(0, testCount), n, false),
       }),
     },
@@ -223,7 +227,7 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
-/** The named built-in datasets. */
+/** The names `--dataset` accepts. */
 export const BUILTIN_DATASETS = ['scenes', 'mnist', 'fashion-mnist', 'mnist-scenes', 'fashion-scenes'] as const;
 
 /** The named built-in datasets: procedural scenes; MNIST and Fashion-MNIST; scenes of their coloured images. */

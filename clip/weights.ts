@@ -1,10 +1,13 @@
 // Loading and saving CLIP weights. OpenAI's layout is the model's own (a walk over names); open_clip's is the
 // same with the text tower optionally under `text.`; Hugging Face's is mapped key by key, with its separate
 // q/k/v projections packed into in_proj_weight / in_proj_bias.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as T from '../kernels/index.ts';
 import { readSafetensors, saveSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig } from './config.ts';
 import { CLIP } from './model.ts';
+import { Tokenizer } from './tokenizer.ts';
 
 export type Layout = 'openai' | 'open_clip' | 'hf';
 
@@ -119,6 +122,16 @@ function metadataHeads(json: string | undefined): { text: number | null; visionH
   } catch {
     return { text: null, visionHeadWidth: null };
   }
+}
+
+/**
+ * The tokenizer for a weights file: `vocab` when given (it must exist), else the vocab.txt.gz that training
+ * leaves beside the weights, else CLIP's own vocabulary (for OpenAI and open_clip weights).
+ */
+export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: string): Tokenizer {
+  if (vocab !== undefined) return Tokenizer.fromFile(vocab, vocabSize);
+  const beside = join(dirname(weightsPath), 'vocab.txt.gz');
+  return existsSync(beside) ? Tokenizer.fromFile(beside, vocabSize) : Tokenizer.fromFile();
 }
 
 /** Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read). */

@@ -15,6 +15,10 @@ import { timeOurs, validate } from '../bench/harness.ts';
 const { values } = parseArgs({ options: { op: { type: 'string', default: 'matmul' }, shape: { type: 'string', default: '1024,1024,1024' } } });
 const dims = values.shape!.split(',').map(Number);
 const op = values.op!;
+if (!['matmul', 'softmax', 'layernorm'].includes(op)) {
+  console.error(`bench_kernel: --op must be matmul, softmax or layernorm, got '${op}'`);
+  process.exit(2);
+}
 if (dims.some((d) => !Number.isInteger(d) || d < 1) || dims.length !== (op === 'matmul' ? 3 : 2)) {
   console.error(`bench_kernel: --shape must be ${op === 'matmul' ? 'M,K,N' : 'rows,width'} positive integers, got '${values.shape}'`);
   process.exit(2);
@@ -39,7 +43,7 @@ if (op === 'matmul') {
   validate('matmul', Array.from(want.data, (w, i) => ({ got: got[i], want: w })), 1e-4 * Math.sqrt(K));
   work = 2 * M * K * N;
   unit = 'GFLOP/s';
-} else if (op === 'softmax' || op === 'layernorm') {
+} else {
   const [rows, width] = dims;
   const x = T.keep(T.randNormal([rows, width], 0, 3));
   const w = T.keep(T.randNormal([width]));
@@ -51,9 +55,6 @@ if (op === 'matmul') {
   validate(op, Array.from(want.data, (v, i) => ({ got: got[i], want: v })), 1e-5);
   work = 2 * rows * width * 4; // read the input once, write the output once
   unit = 'GB/s';
-} else {
-  console.error(`bench_kernel: --op must be matmul, softmax or layernorm, got '${op}'`);
-  process.exit(2);
 }
 
 const { ms, gpuMs } = await timeOurs(run, { inner: 5, reps: 7 });

@@ -15,8 +15,7 @@ import { SHAPE_WORLD, compositionClasses, example, render } from '../clip/data/s
 import { ENSEMBLE_TEMPLATES, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
 import { l2normalize } from '../clip/model.ts';
 import { CLIP_MEAN, CLIP_STD, preprocess, readImage } from '../clip/preprocess.ts';
-import { Tokenizer } from '../clip/tokenizer.ts';
-import { loadClip } from '../clip/weights.ts';
+import { loadClip, tokenizerFor } from '../clip/weights.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' } } });
 
@@ -44,7 +43,7 @@ await T.init();
 // 1. The model and the vocabulary it was trained with.
 const model = loadClip(join(values.run!, 'model.safetensors'));
 model.eval();
-const tokenizer = Tokenizer.fromFile(join(values.run!, 'vocab.txt.gz'), model.config.vocabSize);
+const tokenizer = tokenizerFor(join(values.run!, 'model.safetensors'), model.config.vocabSize);
 // 2. One text embedding per label: the normalised mean over prompt templates ("a photo of a {}." …).
 const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, ENSEMBLE_TEMPLATES);
 // 3. Images through OpenAI's preprocessing (resize shorter side, centre crop, normalise), then the image tower.

@@ -1,14 +1,15 @@
 // CLIP: parity with OpenAI's reference for both shared models, config inference on unseen sizes, and the
 // weight loaders for every layout on small generated files.
 import * as assert from 'uvu/assert';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../kernels/index.ts';
 import { ConfigError, inferConfig, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
 import { TOLERANCE, parity } from '../clip/parity.ts';
-import { loadClip, saveClip } from '../clip/weights.ts';
+import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
+import { saveBpe, trainBpe } from '../clip/tokenizer.ts';
 import { saveSafetensors } from '../nn/safetensors.ts';
 import { assertClose, assertThrows, suite } from './harness.ts';
 
@@ -139,6 +140,17 @@ test('a vision head width other than 64 is kept through save and load (it change
   for (const m of [model, loaded, asDefault]) m.dispose();
   images.dispose();
   tokens.dispose();
+});
+
+test('tokenizerFor: the vocabulary beside the weights, else CLIP\'s; a named vocabulary must exist', () => {
+  const run = join(dir, 'run');
+  mkdirSync(run, { recursive: true });
+  const weights = join(run, 'model.safetensors');
+  assert.is(tokenizerFor(weights, 49408).vocabSize, 49408);
+  saveBpe(join(run, 'vocab.txt.gz'), trainBpe(['a red circle', 'a blue square above a red circle'], 530));
+  const own = tokenizerFor(weights, 530);
+  assert.ok(own.vocabSize <= 530, `vocabulary of ${own.vocabSize}`);
+  assert.throws(() => tokenizerFor(weights, 530, join(run, 'missing.txt.gz')), /missing\.txt\.gz: cannot read/);
 });
 
 test('a wrong or partial weights file gets a clear error', async () => {

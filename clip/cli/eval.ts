@@ -1,14 +1,11 @@
 // `npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab V] [--seed 0]`:
 // zero-shot top-1 on the dataset's evaluation sets, retrieval recall on validation pairs, and a linear probe on
 // frozen image features.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as T from '../../kernels/index.ts';
 import { encodeImages, linearProbe } from '../evaluate.ts';
-import { Tokenizer } from '../tokenizer.ts';
 import { builtinSource, evaluate, type LabelledImages } from '../train.ts';
-import { loadClip } from '../weights.ts';
+import { loadClip, tokenizerFor } from '../weights.ts';
 
 const { values } = parseArgs({ options: { weights: { type: 'string' }, vocab: { type: 'string' }, dataset: { type: 'string', default: 'scenes' }, seed: { type: 'string', default: '0' } } });
 if (!values.weights) {
@@ -17,8 +14,7 @@ if (!values.weights) {
 }
 await T.init();
 const model = loadClip(values.weights);
-const vocab = values.vocab ?? join(dirname(values.weights), 'vocab.txt.gz');
-const tokenizer = existsSync(vocab) ? Tokenizer.fromFile(vocab, model.config.vocabSize) : Tokenizer.fromFile();
+const tokenizer = tokenizerFor(values.weights, model.config.vocabSize, values.vocab);
 const data = builtinSource(values.dataset!, Number(values.seed));
 const n = model.config.imageResolution;
 

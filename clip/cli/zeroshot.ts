@@ -1,15 +1,12 @@
 // `npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg …] --labels "cat,dog,…"
 //  [--templates ensemble|single] [--vocab V]`: class probabilities for each image, best first. A model trained
-// here has its own small vocabulary, vocab.txt.gz beside the weights, which is used when present.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// here has its own small vocabulary, vocab.txt.gz beside the weights, which is used when present (tokenizerFor).
 import { parseArgs } from 'node:util';
 import * as T from '../../kernels/index.ts';
 import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
 import { l2normalize } from '../model.ts';
 import { preprocess, readImage } from '../preprocess.ts';
-import { Tokenizer } from '../tokenizer.ts';
-import { loadClip } from '../weights.ts';
+import { loadClip, tokenizerFor } from '../weights.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,8 +29,7 @@ const n = model.config.imageResolution;
 const pixels = values.image.map((path) => preprocess(readImage(path), n));
 const batch = new Float32Array(pixels.length * 3 * n * n);
 pixels.forEach((p, i) => batch.set(p, i * p.length));
-const vocab = values.vocab ?? join(dirname(values.weights), 'vocab.txt.gz');
-const tokenizer = existsSync(vocab) ? Tokenizer.fromFile(vocab, model.config.vocabSize) : Tokenizer.fromFile();
+const tokenizer = tokenizerFor(values.weights, model.config.vocabSize, values.vocab);
 const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, values.templates === 'single' ? SINGLE_TEMPLATE : ENSEMBLE_TEMPLATES);
 const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(batch, [pixels.length, 3, n, n])))));
 const probs = await zeroShotProbabilities(features, classifier).data();
