@@ -2,7 +2,7 @@
 // Transformer, each followed by a linear projection into a shared embedding space, compared by cosine
 // similarity scaled by a learned temperature. Parameter names equal OpenAI's state-dict keys.
 import * as T from '../kernels/index.ts';
-import { MultiheadAttention, attend, causalMask } from '../nn/attention.ts';
+import { MultiheadAttention, attend, type AttentionOptions } from '../nn/attention.ts';
 import * as init from '../nn/init.ts';
 import { AvgPool2d, BatchNorm2d, Conv2d, Embedding, LayerNorm, Layer, Linear, ModuleList, QuickGELU, Sequential } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
@@ -38,9 +38,9 @@ export class ResidualAttentionBlock extends Module {
     this.mlp = this.child('mlp', new Mlp(width));
     this.ln2 = this.child('ln_2', new LayerNorm(width));
   }
-  forward(x: T.Tensor, attnMask?: T.Tensor): T.Tensor {
+  forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     return T.tidy(() => {
-      const h = T.add(x, this.attn.forward(this.ln1.forward(x), undefined, undefined, { attnMask }));
+      const h = T.add(x, this.attn.forward(this.ln1.forward(x), undefined, undefined, mask));
       return T.add(h, this.mlp.forward(this.ln2.forward(h)));
     });
   }
@@ -53,11 +53,11 @@ export class Transformer extends Module {
     const list = this.child('resblocks', new ModuleList(Array.from({ length: layers }, () => new ResidualAttentionBlock(width, heads))));
     this.blocks = list.items;
   }
-  /** x [B, L, width] → [B, L, width]. */
-  forward(x: T.Tensor, attnMask?: T.Tensor): T.Tensor {
+  /** x [B, L, width] → [B, L, width]; `mask` says which keys each query sees (default: all). */
+  forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     let h = x;
     for (const block of this.blocks) {
-      const next = block.forward(h, attnMask);
+      const next = block.forward(h, mask);
       if (h !== x) h.dispose();
       h = next;
     }
@@ -230,7 +230,6 @@ export class CLIP extends Module {
   readonly lnFinal: LayerNorm;
   readonly textProjection: T.Tensor;
   readonly logitScale: T.Tensor;
-  readonly attnMask: T.Tensor;
 
   constructor(readonly config: ClipConfig) {
     super();
@@ -249,7 +248,6 @@ export class CLIP extends Module {
     this.textProjection = this.param('text_projection', T.zeros([c.transformerWidth, c.embedDim]));
     // The temperature, stored as a log: τ = 0.07 at initialisation (§2.5).
     this.logitScale = this.param('logit_scale', T.fill([], Math.log(1 / 0.07)));
-    this.attnMask = T.keep(causalMask(c.contextLength));
     this.initialize();
   }
 
@@ -283,7 +281,7 @@ export class CLIP extends Module {
     return T.tidy(() => {
       const [B, L] = tokens.shape;
       const x = T.add(this.tokenEmbedding.forward(tokens), this.positionalEmbedding);
-      const h = this.lnFinal.forward(this.transformer.forward(x, this.attnMask));
+      const h = this.lnFinal.forward(this.transformer.forward(x, { causal: true }));
       const rows = T.add(T.mul(T.arange(B), L), T.argmax(tokens, -1));
       const eot = T.indexSelect(T.reshape(h, [B * L, this.config.transformerWidth]), 0, rows);
       return T.matmul(eot, this.textProjection);
@@ -330,11 +328,6 @@ export class CLIP extends Module {
     }
     for (const f of cached) f.dispose();
     return loss!;
-  }
-
-  override dispose(): void {
-    super.dispose();
-    this.attnMask.dispose();
   }
 }
 

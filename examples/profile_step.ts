@@ -30,7 +30,7 @@ if (!rows) {
   const total = rows.reduce((s, r) => s + r.ms, 0);
   console.log(`\none training step: ${total.toFixed(1)} ms of GPU time in ${rows.reduce((s, r) => s + r.calls, 0)} dispatches\n`);
   console.log('     ms  share  calls  kernel [workgroups]');
-  for (const r of rows.slice(0, 20)) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
+  for (const r of rows.slice(0, Number(process.env.ROWS ?? 20))) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
 }
 
 const [M, K, N] = [1024, 1024, 1024];

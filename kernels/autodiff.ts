@@ -15,6 +15,7 @@ import { indexSelectBackwardRaw } from './gather.ts';
 import { col2imRaw, poolBackwardRaw, type ConvGeometry, type PoolGeometry } from './conv.ts';
 import { batchNormBackwardRaw } from './batchnorm.ts';
 import { matmulRaw } from './matmul.ts';
+import { attentionBackward, selfAttentionBackward, type AttentionCtx, type SelfAttentionCtx } from './attention.ts';
 import { expand, narrow, permute, reshape, slice, transpose } from './movement.ts';
 import { reduceRaw, sumTo } from './reduce.ts';
 
@@ -61,6 +62,8 @@ export interface OpCtx {
   im2col: { geometry: ConvGeometry };
   pool2d: { geometry: PoolGeometry; argmax: Tensor };
   batchNorm2d: { x: Tensor; weight: Tensor; mean: Tensor; rstd: Tensor };
+  attention: AttentionCtx;
+  selfAttention: SelfAttentionCtx;
 }
 export type OpName = keyof OpCtx;
 
@@ -153,6 +156,8 @@ export const backwardRules: { [K in OpName]: Rule<K> } = {
     const { dx, dw, db } = batchNormBackwardRaw(g, x, weight, mean, rstd);
     return [dx, dw, db];
   },
+  attention: (g, ctx, needs) => attentionBackward(g, ctx, needs),
+  selfAttention: (g, ctx) => [selfAttentionBackward(g, ctx)],
 };
 
 /** Records `op` on `out` for autodiff (a no-op under noGrad or when no input requires grad). */

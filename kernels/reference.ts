@@ -302,3 +302,40 @@ export function batchNorm2d(x: Nd, w: Nd, b: Nd, eps: number): Nd {
     return ((v - mean[c]) / Math.sqrt(variance[c] + eps)) * w.data[c] + b.data[c];
   }));
 }
+
+/** softmax(q·kᵀ·scale)·v per head, keys j > i masked when causal; q [B, L, H, D], k and v [B, S, H, D]. */
+export function attention(q: Nd, k: Nd, v: Nd, causal: boolean, scale = 1 / Math.sqrt(q.shape[3])): Nd {
+  const [B, L, H, D] = q.shape;
+  const S = k.shape[1];
+  const out = new Nd([B, L, H, D]);
+  const at = (tokens: number, b: number, t: number, h: number) => ((b * tokens + t) * H + h) * D;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < L; i++) {
+        const end = causal ? Math.min(i + 1, S) : S;
+        const s = Array.from({ length: end }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q.data[at(L, b, i, h) + d] * k.data[at(S, b, j, h) + d];
+          return dot * scale;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const sum = e.reduce((a, x) => a + x, 0);
+        for (let j = 0; j < end; j++)
+          for (let d = 0; d < D; d++) out.data[at(L, b, i, h) + d] += (e[j] / sum) * v.data[at(S, b, j, h) + d];
+      }
+  return out;
+}
+
+/** Self-attention on a packed projection [B, L, 3·E] (q, k, v thirds); returns [B, L, E]. */
+export function selfAttention(qkv: Nd, heads: number, causal: boolean): Nd {
+  const [B, L, E3] = qkv.shape;
+  const E = E3 / 3;
+  const part = (p: number) => {
+    const x = new Nd([B, L, heads, E / heads]);
+    for (let r = 0; r < B * L; r++) x.data.set(qkv.data.subarray(r * E3 + p * E, r * E3 + (p + 1) * E), r * E);
+    return x;
+  };
+  const o = attention(part(0), part(1), part(2), causal);
+  return new Nd([B, L, E], o.data);
+}

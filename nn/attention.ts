@@ -1,9 +1,10 @@
 // Multi-head attention with PyTorch's packed parameters (in_proj_weight [3E, E], in_proj_bias [3E],
 // out_proj.weight / out_proj.bias), so OpenAI CLIP checkpoints load by name.
 //
-// All heads run at once: Q, K, V are viewed as [B, heads, L, headDim] (views, no copies), the scores are one
-// batched matmul, the optional additive mask (−inf above the diagonal for CLIP's text encoder) is a broadcast
-// add, and the fused softmax kernel normalises every row.
+// All heads run at once in the fused attention kernels (kernels/attention.ts): self-attention reads Q, K and V
+// straight out of the packed projection, and a causal mask is a flag, not a tensor. An arbitrary additive mask
+// (or a head wider than the fused kernels hold) takes the unfused path: Q, K, V viewed as [B, heads, L, d], the
+// scores one batched matmul, the mask a broadcast add, then the softmax kernel and a second batched matmul.
 import * as T from '../kernels/index.ts';
 import * as init from './init.ts';
 import { Linear } from './layers.ts';
@@ -12,6 +13,8 @@ import { Module } from './module.ts';
 export interface AttentionOptions {
   /** Additive mask broadcast to [B, heads, L, S], e.g. [L, S] with −inf where attention is forbidden. */
   attnMask?: T.Tensor;
+  /** Query i sees keys j ≤ i only (the same as causalMask(L) as attnMask, without the tensor). */
+  causal?: boolean;
 }
 
 export class MultiheadAttention extends Module {
@@ -36,22 +39,27 @@ export class MultiheadAttention extends Module {
   }
 
   /** Self-attention when key and value are omitted. Returns the attended values in the input's layout. */
-  forward(query: T.Tensor, key = query, value = key, { attnMask }: AttentionOptions = {}): T.Tensor {
+  forward(query: T.Tensor, key = query, value = key, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
     return T.tidy(() => {
       const E = this.embedDim;
       const toBatchFirst = (t: T.Tensor) => (this.batchFirst ? t : T.transpose(t, 0, 1));
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       const project = (x: T.Tensor, part: number) =>
         T.matmul(x, T.transpose(T.narrow(this.inProjWeight, 0, part * E, E)), { bias: T.narrow(this.inProjBias, 0, part * E, E) });
-      let Q: T.Tensor, K: T.Tensor, V: T.Tensor;
+      const fused = !attnMask && this.headDim <= T.MAX_HEAD_DIM;
+      let attended: T.Tensor;
       if (query === key && key === value) {
-        // One matmul for all three projections, then views of its thirds.
+        // One matmul for all three projections; the fused kernel reads its thirds in place.
         const qkv = T.matmul(q, T.transpose(this.inProjWeight), { bias: this.inProjBias });
-        [Q, K, V] = [0, 1, 2].map((i) => T.narrow(qkv, 2, i * E, E));
+        if (fused) attended = T.selfAttention(qkv, this.numHeads, { causal });
+        else {
+          const [Q, K, V] = [0, 1, 2].map((i) => T.narrow(qkv, 2, i * E, E));
+          attended = attendUnfused(Q, K, V, this.numHeads, attnMask ?? (causal ? causalMask(q.shape[1]) : undefined));
+        }
       } else {
-        [Q, K, V] = [project(q, 0), project(k, 1), project(v, 2)];
+        attended = attend(project(q, 0), project(k, 1), project(v, 2), this.numHeads, { attnMask, causal });
       }
-      const y = this.outProj.forward(attend(Q, K, V, this.numHeads, attnMask));
+      const y = this.outProj.forward(attended);
       return this.batchFirst ? y : T.contiguous(T.transpose(y, 0, 1));
     });
   }
@@ -59,9 +67,21 @@ export class MultiheadAttention extends Module {
 
 /**
  * softmax(Q·Kᵀ/√d + mask)·V for projected Q [B, L, E], K and V [B, S, E], split into `heads` heads of
- * d = E / heads; returns [B, L, E] with the heads merged back. Q is scaled before the product, as PyTorch does.
+ * d = E / heads; returns [B, L, E] with the heads merged back. Fused unless an additive mask is given.
  */
-export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, attnMask?: T.Tensor): T.Tensor {
+export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
+  const [B, L, E] = Q.shape;
+  const d = E / heads;
+  if (attnMask || d > T.MAX_HEAD_DIM) return attendUnfused(Q, K, V, heads, attnMask ?? (causal ? causalMask(L) : undefined));
+  return T.tidy(() => {
+    const split = (t: T.Tensor) => T.reshape(t, [B, t.shape[1], heads, d]);
+    return T.reshape(T.attention(split(Q), split(K), split(V), { causal }), [B, L, E]);
+  });
+}
+
+/** attend() by batched matmuls and the softmax kernel, with an optional additive mask; Q is scaled before the
+ * product, as PyTorch does. */
+export function attendUnfused(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, attnMask?: T.Tensor): T.Tensor {
   return T.tidy(() => {
     const [B, L, E] = Q.shape;
     const S = K.shape[1];

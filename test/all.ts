@@ -5,6 +5,7 @@ import './elementwise.test.ts';
 import './reduce.test.ts';
 import './matmul.test.ts';
 import './rowwise.test.ts';
+import './attention.test.ts';
 import './movement.test.ts';
 import './conv.test.ts';
 import './gradcheck.test.ts';

@@ -162,6 +162,30 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: ([x, w, b]) => R.batchNorm2d(x, w, b, 1e-5),
     },
   ],
+  attention: [
+    {
+      name: 'head dim 3, 5 queries × 4 keys',
+      inputs: [{ shape: [2, 5, 2, 3] }, { shape: [2, 4, 2, 3] }, { shape: [2, 4, 2, 3] }],
+      gpu: ([q, k, v]) => T.attention(q, k, v),
+      ref: ([q, k, v]) => R.attention(q, k, v, false),
+    },
+    {
+      name: 'vec4 heads, causal',
+      inputs: [{ shape: [2, 6, 2, 4] }, { shape: [2, 6, 2, 4] }, { shape: [2, 6, 2, 4] }],
+      gpu: ([q, k, v]) => T.attention(q, k, v, { causal: true }),
+      ref: ([q, k, v]) => R.attention(q, k, v, true),
+    },
+    {
+      name: 'head-major views, explicit scale',
+      inputs: [{ shape: [2, 3, 5, 4] }, { shape: [2, 3, 7, 4] }, { shape: [2, 3, 7, 4] }],
+      gpu: (xs) => T.attention(...(xs.map((x) => T.permute(x, [0, 2, 1, 3])) as [T.Tensor, T.Tensor, T.Tensor]), { scale: 0.7 }),
+      ref: (xs) => R.attention(...(xs.map((x) => R.permute(x, [0, 2, 1, 3])) as [R.Nd, R.Nd, R.Nd]), false, 0.7),
+    },
+  ],
+  selfAttention: [
+    { name: 'packed, 2 heads of 4, causal', inputs: [{ shape: [2, 5, 24] }], gpu: ([x]) => T.selfAttention(x, 2, { causal: true }), ref: ([x]) => R.selfAttention(x, 2, true) },
+    { name: 'packed, 3 heads of 3', inputs: [{ shape: [2, 4, 27] }], gpu: ([x]) => T.selfAttention(x, 3), ref: ([x]) => R.selfAttention(x, 3, false) },
+  ],
 };
 
 const TOL = { atol: 5e-4, rtol: 2e-3 };

@@ -103,7 +103,7 @@ function mhaRef(q: R.Nd, k: R.Nd, v: R.Nd, Win: R.Nd, bin: R.Nd, Wout: R.Nd, bou
   return R.zip([R.matmul(merged, R.permute(Wout, [1, 0])), bout], (a, b) => a + b);
 }
 
-test('MultiheadAttention matches PyTorch’s formula for 1, 2 and 3 heads, with and without a causal mask', async () => {
+test('MultiheadAttention matches PyTorch’s formula for 1, 2 and 3 heads, with and without a causal mask, fused and unfused', async () => {
   for (const heads of [1, 2, 3]) {
     const E = 12;
     const mha = new MultiheadAttention(E, heads);
@@ -115,8 +115,13 @@ test('MultiheadAttention matches PyTorch’s formula for 1, 2 and 3 heads, with 
       const mask = masked ? causalMask(7) : undefined;
       const maskNd = mask ? await toNd(mask) : undefined;
       const want = mhaRef(x, x, x, Win, bin, Wout, bout, heads, maskNd);
+      // No mask: the fused kernel. An additive mask: the unfused path. causal: the fused kernel's flag.
       const got = mha.forward(toTensor(seqFirst), undefined, undefined, { attnMask: mask });
       await assertTensorClose(got, R.permute(want, [1, 0, 2]), `${heads} heads, mask ${masked}`, { atol: 1e-5, rtol: 1e-4 });
+      if (masked) {
+        const fused = mha.forward(toTensor(seqFirst), undefined, undefined, { causal: true });
+        await assertTensorClose(fused, R.permute(want, [1, 0, 2]), `${heads} heads, causal flag`, { atol: 1e-5, rtol: 1e-4 });
+      }
     }
     // Cross-attention with distinct key/value, batch-first.
     const bf = new MultiheadAttention(E, heads, true);
@@ -128,29 +133,32 @@ test('MultiheadAttention matches PyTorch’s formula for 1, 2 and 3 heads, with 
   }
 });
 
-test('gradients flow through attention to every parameter (finite-difference spot check)', async () => {
+test('gradients flow through attention to every parameter, fused and unfused (finite-difference spot check)', async () => {
   const mha = new MultiheadAttention(8, 2, true);
   const x = toTensor(randn([1, 4, 8], 30));
   const mask = causalMask(4);
-  const loss = () => T.tidy(() => T.sum(T.mul(mha.forward(x, undefined, undefined, { attnMask: mask }), T.arange(0, 32, 1, 'f32').view([1, 4, 8]))));
-  const l = loss();
-  T.backward(l);
-  l.dispose();
-  for (const [name, p] of mha.namedParameters()) {
-    const grad = await p.grad!.data();
-    const host = await p.data();
-    for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
-      const h = 1e-2;
-      const bump = async (delta: number) => {
-        const copy = Float32Array.from(host);
-        copy[i] += delta;
-        T.noGrad(() => T.assign(p, T.Tensor.from(copy, p.shape)));
-        const v = await T.noGrad(loss).item();
-        return v;
-      };
-      const numeric = ((await bump(h)) - (await bump(-h))) / (2 * h);
-      T.noGrad(() => T.assign(p, T.Tensor.from(host, p.shape)));
-      assertClose([grad[i]], [numeric], `${name}[${i}]`, { atol: 2e-2, rtol: 2e-2 });
+  for (const options of [{ attnMask: mask }, { causal: true }]) {
+    const loss = () => T.tidy(() => T.sum(T.mul(mha.forward(x, undefined, undefined, options), T.arange(0, 32, 1, 'f32').view([1, 4, 8]))));
+    mha.zeroGrad();
+    const l = loss();
+    T.backward(l);
+    l.dispose();
+    for (const [name, p] of mha.namedParameters()) {
+      const grad = await p.grad!.data();
+      const host = await p.data();
+      for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
+        const h = 1e-2;
+        const bump = async (delta: number) => {
+          const copy = Float32Array.from(host);
+          copy[i] += delta;
+          T.noGrad(() => T.assign(p, T.Tensor.from(copy, p.shape)));
+          const v = await T.noGrad(loss).item();
+          return v;
+        };
+        const numeric = ((await bump(h)) - (await bump(-h))) / (2 * h);
+        T.noGrad(() => T.assign(p, T.Tensor.from(host, p.shape)));
+        assertClose([grad[i]], [numeric], `${options.causal ? 'fused' : 'masked'} ${name}[${i}]`, { atol: 2e-2, rtol: 2e-2 });
+      }
     }
   }
   mha.dispose();

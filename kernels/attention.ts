@@ -1,0 +1,362 @@
+// Fused scaled-dot-product attention: softmax(q·kᵀ·scale [+ causal mask])·v for every head at once, forward
+// and backward, without materialising the [B, heads, L, S] score matrix.
+//
+// Why a fused kernel: CLIP's sequences are short (50 image tokens for ViT-B/32, 77 text tokens) and its heads
+// narrow (64), so the unfused path — a batched matmul per head, a softmax, another batched matmul and the
+// permutes between head-major and token-major layouts — spends its time on thousands of tiny matrices that
+// no matmul tiling fills. Here one thread owns one query row of one head (flash attention's online softmax,
+// without the tiling: on lavapipe barriers and workgroup memory cost more than re-reading K and V, which
+// stay in the core's cache for the threads of one head). The backward keeps only the log-sum-exp of each
+// row and recomputes the probabilities:
+//   kernel 1, one thread per query row i:  Δᵢ = dOᵢ·Oᵢ,  dQᵢ = scale · Σⱼ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Kⱼ
+//   kernel 2, one thread per key row j:    dVⱼ = Σᵢ Pᵢⱼ dOᵢ,  dKⱼ = scale · Σᵢ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Qᵢ
+//
+// q, k and v are [B, tokens, heads, headDim] with any strides whose last one is 1, so the thirds of a packed
+// QKV projection [B, L, 3·E] are read in place; selfAttention() takes that packed tensor and returns the
+// gradient of the packed tensor in one buffer, so nothing is permuted, copied or zero-filled on the way.
+import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { Tensor } from '../core/tensor.ts';
+import { recordOp } from './autodiff.ts';
+import { contiguous } from './movement.ts';
+
+const WG = 64;
+/** Longest head the kernels hold in registers (private arrays); longer heads take the unfused path. */
+export const MAX_HEAD_DIM = 128;
+const NEG_MAX = '-3.4028234663852886e38';
+
+export interface AttentionOptions {
+  /** Query i attends to keys j ≤ i only (CLIP's text encoder). */
+  causal?: boolean;
+  /** Multiplies q·k; default 1/√headDim. */
+  scale?: number;
+}
+
+/** Where one [B, tokens, heads, headDim] operand lives: a buffer and strides per batch, token and head. */
+interface Operand {
+  buffer: GPUBuffer;
+  offset: number;
+  strides: [number, number, number];
+}
+
+interface Dims {
+  B: number;
+  H: number;
+  L: number;
+  S: number;
+  D: number;
+}
+
+function operand(op: string, t: Tensor): Operand {
+  return { buffer: t.bufferFor(op), offset: t.offset, strides: [t.strides[0], t.strides[1], t.strides[2]] };
+}
+
+/** vec4 loads when the head and every offset and stride are multiples of 4 floats. */
+function widthOf(D: number, operands: Operand[]): 1 | 4 {
+  return D % 4 === 0 && operands.every((o) => o.offset % 4 === 0 && o.strides.every((s) => s % 4 === 0)) ? 4 : 1;
+}
+
+// The head width is a compile-time constant (one pipeline per head width a model uses, not per batch or
+// sequence length): the loops over it unroll and the per-thread rows live in registers. With the width in a
+// uniform the rows were private arrays in scratch memory and the kernels ran 3× slower on lavapipe.
+function prelude(w: 1 | 4, D: number): string {
+  return `alias V = ${w === 4 ? 'vec4<f32>' : 'f32'};
+const W = ${D / w}u;
+fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }`;
+}
+
+/** Uniform fields (and values, in units of V) for operands named by their one-letter prefixes. */
+function operandUniforms(w: number, named: Record<string, Operand>): { types: Record<string, 'u32'>; values: Record<string, number> } {
+  const types: Record<string, 'u32'> = {};
+  const values: Record<string, number> = {};
+  for (const [p, o] of Object.entries(named)) {
+    for (const [field, value] of [
+      ['off', o.offset],
+      ['B', o.strides[0]],
+      ['T', o.strides[1]],
+      ['H', o.strides[2]],
+    ] as const) {
+      types[`${p}${field}`] = 'u32';
+      values[`${p}${field}`] = value / w;
+    }
+  }
+  return { types, values };
+}
+
+/** WGSL expression: the start of row (b, token, h) of operand p. */
+const rowAt = (p: string, token: string) => `u.${p}off + b * u.${p}B + ${token} * u.${p}T + h * u.${p}H`;
+
+// Every kernel's thread decodes its (batch, head, row) the same way; `rows` is B·H·(L or S).
+const ROW_ID = (len: string) => `${perItemEntry(WG)}
+  if (t >= u.rows) { return; }
+  let r = t % u.${len};
+  let bh = t / u.${len};
+  let h = bh % u.H;
+  let b = bh / u.H;`;
+
+const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32', scale: 'f32' } as const;
+
+function launch(key: string, name: string, w: 1 | 4, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, Operand>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
+  const engine = getEngine();
+  const { types, values } = operandUniforms(w, named);
+  const kernel = engine.kernel(`attention:${key}:${w}:${dims.D}`, () => ({
+    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}`,
+    outputs,
+    inputs,
+    uniforms: { ...DIM_UNIFORMS, ...types },
+    wgsl: `${prelude(w, dims.D)}\n${body}`,
+  }));
+  const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
+  engine.dispatch(kernel, buffers as never, uniforms as never, grid(Math.ceil(rows / WG)));
+}
+
+/** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
+function forwardRaw(q: Operand, k: Operand, v: Operand, dims: Dims, causal: boolean, scale: number): { o: Tensor; lse: Tensor } {
+  const op = 'attention';
+  const { B, H, L, D } = dims;
+  const o = Tensor.empty([B, L, H, D]);
+  const lse = Tensor.empty([B, H, L]);
+  const w = widthOf(D, [q, k, v]);
+  const V = w === 4 ? 'vec4<f32>' : 'f32';
+  launch(
+    'forward',
+    'attention',
+    w,
+    { o: V, lse: 'f32' },
+    { q: V, k: V, v: V },
+    { q, k, v },
+    `${ROW_ID('L')}
+  let qb = ${rowAt('q', 'r')};
+  var qi: array<V, W>;
+  var acc: array<V, W>;
+  for (var c = 0u; c < W; c++) { qi[c] = q[qb + c] * u.scale; acc[c] = V(0.0); }
+  let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
+  // Online softmax: m is the running maximum, l the running sum of exp(s − m), acc the running Σ exp(s − m)·v.
+  var m = ${NEG_MAX};
+  var l = 0.0;
+  for (var j = 0u; j < end; j++) {
+    let kb = ${rowAt('k', 'j')};
+    var sv = V(0.0);
+    for (var c = 0u; c < W; c++) { sv += qi[c] * k[kb + c]; }
+    let s = hsum(sv);
+    let mNew = max(m, s);
+    let correction = exp(m - mNew);
+    let p = exp(s - mNew);
+    l = l * correction + p;
+    let vb = ${rowAt('v', 'j')};
+    for (var c = 0u; c < W; c++) { acc[c] = acc[c] * correction + p * v[vb + c]; }
+    m = mNew;
+  }
+  let inv = 1.0 / l;
+  let ob = ((b * u.L + r) * u.H + h) * W;
+  for (var c = 0u; c < W; c++) { o[ob + c] = acc[c] * inv; }
+  lse[t] = m + log(l);
+}`,
+    { o: o.bufferFor(op), lse: lse.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer },
+    dims,
+    B * H * L,
+    causal,
+    scale,
+  );
+  return { o, lse };
+}
+
+/** A contiguous [B, tokens, H, D] tensor as an operand. */
+function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): Operand {
+  return { buffer: t.bufferFor(op), offset: t.offset, strides: [tokens * dims.H * dims.D, dims.H * dims.D, dims.D] };
+}
+
+/** Backward: writes dQ, dK, dV through their operands (views the caller allocated). */
+function backwardRaw(q: Operand, k: Operand, v: Operand, oT: Tensor, lse: Tensor, g: Tensor, dq: Operand, dkv: { k: Operand; v: Operand }, dims: Dims, causal: boolean, scale: number): void {
+  const op = 'attentionBackward';
+  const { B, H, L, S, D } = dims;
+  // dK and dV share one output binding (one buffer, two views): a dispatch binds each writable buffer once.
+  if (dkv.k.buffer !== dkv.v.buffer) throw new ShapeError('attention backward: dK and dV must be views of one buffer');
+  const gc = contiguous(g);
+  const delta = Tensor.empty([B, H, L]);
+  const [o, go] = [denseOperand(op, oT, dims, L), denseOperand(op, gc, dims, L)];
+  const w = widthOf(D, [q, k, v, o, go, dq, dkv.k, dkv.v]);
+  const V = w === 4 ? 'vec4<f32>' : 'f32';
+  launch(
+    'backward:dq',
+    'attentionBackward_dq',
+    w,
+    { dq: V, delta: 'f32' },
+    { q: V, k: V, v: V, o: V, g: V, lse: 'f32' },
+    { q, k, v, o, g: go, d: dq },
+    `${ROW_ID('L')}
+  let qb = ${rowAt('q', 'r')};
+  let gb = ${rowAt('g', 'r')};
+  let ob = ${rowAt('o', 'r')};
+  var qi: array<V, W>;
+  var gi: array<V, W>;
+  var acc: array<V, W>;
+  var dv = V(0.0);
+  for (var c = 0u; c < W; c++) { qi[c] = q[qb + c] * u.scale; gi[c] = g[gb + c]; acc[c] = V(0.0); dv += gi[c] * o[ob + c]; }
+  let di = hsum(dv);
+  let li = lse[t];
+  let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
+  for (var j = 0u; j < end; j++) {
+    let kb = ${rowAt('k', 'j')};
+    let vb = ${rowAt('v', 'j')};
+    var sv = V(0.0);
+    var pv = V(0.0);
+    for (var c = 0u; c < W; c++) { sv += qi[c] * k[kb + c]; pv += gi[c] * v[vb + c]; }
+    let ds = exp(hsum(sv) - li) * (hsum(pv) - di);
+    for (var c = 0u; c < W; c++) { acc[c] += ds * k[kb + c]; }
+  }
+  let db = ${rowAt('d', 'r')};
+  for (var c = 0u; c < W; c++) { dq[db + c] = acc[c] * u.scale; }
+  delta[t] = di;
+}`,
+    { dq: dq.buffer, delta: delta.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer, o: o.buffer, g: go.buffer, lse: lse.bufferFor(op) },
+    dims,
+    B * H * L,
+    causal,
+    scale,
+  );
+  launch(
+    'backward:dkv',
+    'attentionBackward_dkdv',
+    w,
+    { dkv: V },
+    { q: V, k: V, v: V, g: V, lse: 'f32', delta: 'f32' },
+    { q, k, v, g: go, e: dkv.k, f: dkv.v },
+    `${ROW_ID('S')}
+  let kb = ${rowAt('k', 'r')};
+  let vb = ${rowAt('v', 'r')};
+  var kj: array<V, W>;
+  var vj: array<V, W>;
+  var dk: array<V, W>;
+  var dv: array<V, W>;
+  for (var c = 0u; c < W; c++) { kj[c] = k[kb + c] * u.scale; vj[c] = v[vb + c]; dk[c] = V(0.0); dv[c] = V(0.0); }
+  let start = select(0u, r, u.causal != 0u);
+  for (var i = start; i < u.L; i++) {
+    let qb = ${rowAt('q', 'i')};
+    let gb = ${rowAt('g', 'i')};
+    let row = bh * u.L + i;
+    var sv = V(0.0);
+    var pv = V(0.0);
+    for (var c = 0u; c < W; c++) { sv += q[qb + c] * kj[c]; pv += g[gb + c] * vj[c]; }
+    let p = exp(hsum(sv) - lse[row]);
+    let ds = p * (hsum(pv) - delta[row]);
+    for (var c = 0u; c < W; c++) { dv[c] += p * g[gb + c]; dk[c] += ds * q[qb + c]; }
+  }
+  let eb = ${rowAt('e', 'r')};
+  let fb = ${rowAt('f', 'r')};
+  for (var c = 0u; c < W; c++) { dkv[eb + c] = dk[c] * u.scale; dkv[fb + c] = dv[c]; }
+}`,
+    { dkv: dkv.k.buffer, q: q.buffer, k: k.buffer, v: v.buffer, g: go.buffer, lse: lse.bufferFor(op), delta: delta.bufferFor(op) },
+    dims,
+    B * H * S,
+    causal,
+    scale,
+  );
+  delta.dispose();
+  gc.dispose();
+}
+
+/** Checks q [B, L, H, D], k and v [B, S, H, D] and returns the dims; operands get a unit last stride. */
+function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    if (t.rank !== 4) throw new ShapeError(`attention: ${name} must be [batch, tokens, heads, headDim], got ${fmtShape(t.shape)}`);
+    if (t.dtype !== 'f32') throw new DTypeError(`attention: ${name} must be f32, got ${t.dtype}`);
+  }
+  const [B, L, H, D] = q.shape;
+  const S = k.shape[1];
+  const want = [B, S, H, D];
+  if (k.shape.some((d, i) => d !== want[i]) || v.shape.some((d, i) => d !== want[i])) {
+    throw new ShapeError(`attention: k and v must both be [${want}] for q ${fmtShape(q.shape)}, got k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`);
+  }
+  if (D > MAX_HEAD_DIM) throw new ShapeError(`attention: head dim ${D} exceeds the fused kernel's ${MAX_HEAD_DIM}`);
+  if (S === 0) throw new ShapeError('attention: no keys (S = 0)');
+  return { B, H, L, S, D };
+}
+
+/** A view with unit last stride (the kernels read rows as runs of floats), copying only when needed. */
+const unitLastStride = (t: Tensor) => (t.strides[3] === 1 ? t.view(t.shape, t.strides) : contiguous(t));
+
+export interface AttentionCtx {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  o: Tensor;
+  lse: Tensor;
+  causal: boolean;
+  scale: number;
+}
+
+/**
+ * Scaled-dot-product attention over heads: q [B, L, H, D], k and v [B, S, H, D] → [B, L, H, D].
+ * Differentiable in q, k and v.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, { causal = false, scale }: AttentionOptions = {}): Tensor {
+  const dims = dimsOf(q, k, v);
+  const s = scale ?? 1 / Math.sqrt(dims.D);
+  const [qv, kv, vv] = [q, k, v].map(unitLastStride);
+  const { o, lse } = forwardRaw(operand('attention', qv), operand('attention', kv), operand('attention', vv), dims, causal, s);
+  recordOp('attention', [q, k, v], o, { q: qv, k: kv, v: vv, o, lse, causal, scale: s });
+  qv.dispose();
+  kv.dispose();
+  vv.dispose();
+  lse.dispose();
+  return o;
+}
+
+/** Backward of attention(): [dq, dk, dv], dk and dv two halves of one buffer. */
+export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionCtx, needs: readonly boolean[]): (Tensor | null)[] {
+  const dims = dimsOf(q, k, v);
+  const dq = Tensor.empty(q.shape);
+  const dkv = Tensor.empty([2, ...k.shape]);
+  const half = k.size;
+  const dk = dkv.view(k.shape, undefined, 0);
+  const dv = dkv.view(k.shape, undefined, half);
+  const op = 'attentionBackward';
+  backwardRaw(operand(op, q), operand(op, k), operand(op, v), o, lse, g, operand(op, dq), { k: operand(op, dk), v: operand(op, dv) }, dims, causal, scale);
+  dkv.dispose();
+  return [needs[0] ? dq : (dq.dispose(), null), needs[1] ? dk : (dk.dispose(), null), needs[2] ? dv : (dv.dispose(), null)];
+}
+
+export interface SelfAttentionCtx extends AttentionCtx {
+  qkv: Tensor;
+}
+
+/** The q, k and v views ([B, L, H, D]) of a packed projection [B, L, 3·E] (PyTorch's in_proj order). */
+function splitPacked(qkv: Tensor, heads: number): [Tensor, Tensor, Tensor] {
+  const [B, L, E3] = qkv.shape;
+  const E = E3 / 3;
+  const D = E / heads;
+  const strides = [L * E3, E3, D, 1];
+  return [0, 1, 2].map((part) => qkv.view([B, L, heads, D], strides, qkv.offset + part * E)) as [Tensor, Tensor, Tensor];
+}
+
+/**
+ * Self-attention on a packed projection: qkv [B, L, 3·E] holds Q, K and V side by side (each E = heads · D
+ * wide, as x·in_proj_weightᵀ gives them); returns [B, L, E] with the heads merged. The gradient flows back to
+ * qkv as one [B, L, 3·E] tensor.
+ */
+export function selfAttention(qkv: Tensor, heads: number, { causal = false, scale }: AttentionOptions = {}): Tensor {
+  if (qkv.rank !== 3 || qkv.shape[2] % (3 * heads) !== 0) {
+    throw new ShapeError(`selfAttention: qkv must be [batch, tokens, 3 · heads · headDim] with ${heads} heads, got ${fmtShape(qkv.shape)}`);
+  }
+  const packed = contiguous(qkv);
+  const [q, k, v] = splitPacked(packed, heads);
+  const dims = dimsOf(q, k, v);
+  const s = scale ?? 1 / Math.sqrt(dims.D);
+  const { o, lse } = forwardRaw(operand('selfAttention', q), operand('selfAttention', k), operand('selfAttention', v), dims, causal, s);
+  const out = o.view([dims.B, dims.L, heads * dims.D]);
+  recordOp('selfAttention', [qkv], out, { qkv: packed, q, k, v, o, lse, causal, scale: s });
+  for (const t of [q, k, v, o, lse, packed]) t.dispose();
+  return out;
+}
+
+/** Backward of selfAttention(): d(qkv) [B, L, 3·E], its thirds written in place by the two kernels. */
+export function selfAttentionBackward(g: Tensor, { qkv, q, k, v, o, lse, causal, scale }: SelfAttentionCtx): Tensor {
+  const dims = dimsOf(q, k, v);
+  const dqkv = Tensor.empty(qkv.shape);
+  const [dq, dk, dv] = splitPacked(dqkv, dims.H);
+  const op = 'selfAttentionBackward';
+  backwardRaw(operand(op, q), operand(op, k), operand(op, v), o, lse, g, operand(op, dq), { k: operand(op, dk), v: operand(op, dv) }, dims, causal, scale);
+  for (const t of [dq, dk, dv]) t.dispose();
+  return dqkv;
+}
