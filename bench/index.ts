@@ -5,6 +5,7 @@ import * as T from '../kernels/index.ts';
 import { benchMatmul } from './matmul.ts';
 import { benchMemoryBound } from './memorybound.ts';
 import { benchNn } from './nn.ts';
+import { benchAttention } from './attention.ts';
 import { benchTrain } from './train.ts';
 import type { Result } from './harness.ts';
 
@@ -23,6 +24,7 @@ const suites: [string, () => Promise<Result[]>][] = [
   ['matmul', () => benchMatmul({ quick, peer })],
   ['memory-bound', () => benchMemoryBound({ quick, peer })],
   ['nn', () => benchNn({ quick, peer })],
+  ['attention', () => benchAttention({ quick, peer })],
   ['train-step', () => benchTrain({ quick, peer })],
 ];
 const results: Result[] = [];

@@ -21,8 +21,14 @@ import { recordOp } from './autodiff.ts';
 import { contiguous } from './movement.ts';
 
 const WG = 64;
-/** Longest head the kernels hold in registers (private arrays); longer heads take the unfused path. */
+/** Widest head the kernels accept. */
 export const MAX_HEAD_DIM = 128;
+/**
+ * Widest head for which the fused kernels beat the unfused path on lavapipe (`npm run bench -- --only
+ * attention`): at 16 and 32 they are 3–4× faster forward + backward; at 64 a thread's rows no longer fit in
+ * registers and batched matmuls win (2.2 vs 5.1 GFLOP/s at ViT-B/32's shape). nn/attention.ts picks by it.
+ */
+export const FUSED_HEAD_DIM = 32;
 const NEG_MAX = '-3.4028234663852886e38';
 
 export interface AttentionOptions {

@@ -15,7 +15,7 @@ export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
 export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul, matmulConfig, type Activation, type MatmulOptions } from './matmul.ts';
 export { softmax, logSoftmax, layerNorm } from './rowwise.ts';
-export { attention, selfAttention, MAX_HEAD_DIM, type AttentionOptions } from './attention.ts';
+export { attention, selfAttention, MAX_HEAD_DIM, FUSED_HEAD_DIM, type AttentionOptions } from './attention.ts';
 export { indexSelect, embedding } from './gather.ts';
 export { crossEntropy, variance, logSumExp } from './composite.ts';
 export { conv2d, im2col, avgPool2d, maxPool2d, adaptiveAvgPool2d, type Conv2dOptions, type PoolOptions } from './conv.ts';

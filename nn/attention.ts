@@ -2,9 +2,10 @@
 // out_proj.weight / out_proj.bias), so OpenAI CLIP checkpoints load by name.
 //
 // All heads run at once in the fused attention kernels (kernels/attention.ts): self-attention reads Q, K and V
-// straight out of the packed projection, and a causal mask is a flag, not a tensor. An arbitrary additive mask
-// (or a head wider than the fused kernels hold) takes the unfused path: Q, K, V viewed as [B, heads, L, d], the
-// scores one batched matmul, the mask a broadcast add, then the softmax kernel and a second batched matmul.
+// straight out of the packed projection, and a causal mask is a flag, not a tensor. An arbitrary additive
+// mask, or a head wider than T.FUSED_HEAD_DIM (where batched matmuls are faster), takes the unfused path: Q,
+// K, V viewed as [B, heads, L, d], the scores one batched matmul, the mask a broadcast add, then the softmax
+// kernel and a second batched matmul.
 import * as T from '../kernels/index.ts';
 import * as init from './init.ts';
 import { Linear } from './layers.ts';
@@ -46,7 +47,7 @@ export class MultiheadAttention extends Module {
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       const project = (x: T.Tensor, part: number) =>
         T.matmul(x, T.transpose(T.narrow(this.inProjWeight, 0, part * E, E)), { bias: T.narrow(this.inProjBias, 0, part * E, E) });
-      const fused = !attnMask && this.headDim <= T.MAX_HEAD_DIM;
+      const fused = !attnMask && this.headDim <= T.FUSED_HEAD_DIM;
       let attended: T.Tensor;
       if (query === key && key === value) {
         // One matmul for all three projections; the fused kernel reads its thirds in place.
@@ -72,7 +73,7 @@ export class MultiheadAttention extends Module {
 export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
   const [B, L, E] = Q.shape;
   const d = E / heads;
-  if (attnMask || d > T.MAX_HEAD_DIM) return attendUnfused(Q, K, V, heads, attnMask ?? (causal ? causalMask(L) : undefined));
+  if (attnMask || d > T.FUSED_HEAD_DIM) return attendUnfused(Q, K, V, heads, attnMask ?? (causal ? causalMask(L) : undefined));
   return T.tidy(() => {
     const split = (t: T.Tensor) => T.reshape(t, [B, t.shape[1], heads, d]);
     return T.reshape(T.attention(split(Q), split(K), split(V), { causal }), [B, L, E]);
