@@ -12,7 +12,8 @@ import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.t
 const SHAPES: [string, number, number, number, number, boolean][] = [
   ['ViT-B/32 image [8, 50, 12 × 64]', 8, 50, 12, 64, false],
   ['CLIP text, causal [8, 77, 8 × 64]', 8, 77, 8, 64, true],
-  ['ViT-scenes training [64, 17, 4 × 16]', 64, 17, 4, 16, false],
+  ['ViT-scenes training [64, 17, 8 × 8]', 64, 17, 8, 8, false],
+  ['16-wide heads [64, 17, 4 × 16]', 64, 17, 4, 16, false],
   ['ViT-scenes text, causal [64, 16, 2 × 32]', 64, 16, 2, 32, true],
   ['CLIP text, causal, 2 heads [8, 77, 2 × 32]', 8, 77, 2, 32, true],
 ];
