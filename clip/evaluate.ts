@@ -17,8 +17,8 @@ export const ENSEMBLE_TEMPLATES: ((c: string) => string)[] = [
 ];
 export const SINGLE_TEMPLATE: ((c: string) => string)[] = [(c) => `a photo of a ${c}.`];
 
-/** L2-normalised features of normalised images [count, 3, n, n] (host data), encoded `batch` images at a time. */
-export function encodeImages(model: CLIP, pixels: Float32Array, count: number, batch = 256): T.Tensor {
+/** `encode` applied to normalised images [count, 3, n, n] (host data), `batch` images at a time; rows concatenated. */
+function encodeInBatches(model: CLIP, pixels: Float32Array, count: number, encode: (images: T.Tensor) => T.Tensor, batch = 256): T.Tensor {
   const n = model.config.imageResolution;
   const per = 3 * n * n;
   return T.noGrad(() =>
@@ -26,11 +26,21 @@ export function encodeImages(model: CLIP, pixels: Float32Array, count: number, b
       const parts: T.Tensor[] = [];
       for (let start = 0; start < count; start += batch) {
         const size = Math.min(batch, count - start);
-        parts.push(l2normalize(model.encodeImage(T.Tensor.from(pixels.subarray(start * per, (start + size) * per), [size, 3, n, n]))));
+        parts.push(encode(T.Tensor.from(pixels.subarray(start * per, (start + size) * per), [size, 3, n, n])));
       }
       return parts.length === 1 ? parts[0] : T.concat(parts, 0);
     }),
   );
+}
+
+/** L2-normalised embeddings of normalised images [count, 3, n, n] (host data): zero-shot and retrieval. */
+export function encodeImages(model: CLIP, pixels: Float32Array, count: number): T.Tensor {
+  return encodeInBatches(model, pixels, count, (x) => l2normalize(model.encodeImage(x)));
+}
+
+/** Linear-probe features (Appendix A.3): a ViT's representation before the projection, a ResNet's pooled output. */
+export function probeFeatures(model: CLIP, pixels: Float32Array, count: number): T.Tensor {
+  return encodeInBatches(model, pixels, count, (x) => model.imageRepresentation(x));
 }
 
 /** Encodes a batch of prompt strings to features [N, D] (textEncoderFor builds one from a model). */
@@ -112,12 +122,13 @@ async function accuracy(W: T.Tensor, b: T.Tensor, split: ProbeSplit): Promise<nu
 
 /**
  * Multinomial logistic regression on frozen features with loss CE + λ/2·‖W‖², fitted full-batch (AdamW
- * without decoupled decay, `steps` steps) for each λ in `lambdas`; the λ with the best validation accuracy is
- * kept and its test accuracy reported. Features are first standardised per dimension with the training
+ * without decoupled decay, `steps` steps) for each λ in `lambdas` (default one per decade from 1e-6 to 1e2;
+ * the paper sweeps 1e-6 … 1e6, and beyond 1e2 every weight here is ~0); the λ with the best validation
+ * accuracy is kept and its test accuracy reported. Features are first standardised per dimension with the training
  * split's mean and standard deviation (as a scikit-learn pipeline would): unit-norm CLIP features otherwise
  * need weights of norm ~100 before the logits separate, which a few hundred steps do not reach.
  */
-export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSplit, classes: number, { lambdas = [1e-6, 1e-4, 1e-3, 1e-2, 1e-1], steps = 300, lr = 0.05 } = {}): Promise<ProbeResult> {
+export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSplit, classes: number, { lambdas = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100], steps = 300, lr = 0.05 } = {}): Promise<ProbeResult> {
   const [mean, std] = T.noGrad(() => T.tidy(() => {
     const m = T.mean(train.features, 0, { keepDims: true });
     const d = T.sub(train.features, m);

@@ -91,6 +91,12 @@ export class VisionTransformer extends Module {
 
   /** images [N, 3, R, R] → features [N, outputDim]. */
   forward(images: T.Tensor): T.Tensor {
+    return T.tidy(() => T.matmul(this.representation(images), this.proj));
+  }
+
+  /** The class token after ln_post, before the projection to the joint embedding ([N, width]; the paper's
+   * I_f, which its linear probes use for ViTs). */
+  representation(images: T.Tensor): T.Tensor {
     return T.tidy(() => {
       const N = images.shape[0];
       const patches = this.conv1.forward(images); // [N, width, grid, grid]
@@ -99,7 +105,7 @@ export class VisionTransformer extends Module {
       const x = this.lnPre.forward(T.add(T.concat([cls, tokens], 1), this.positionalEmbedding));
       const h = this.transformer.forward(x);
       const first = T.reshape(T.narrow(h, 1, 0, 1), [N, this.width]);
-      return T.matmul(this.lnPost.forward(first), this.proj);
+      return this.lnPost.forward(first);
     });
   }
 }
@@ -274,6 +280,12 @@ export class CLIP extends Module {
 
   encodeImage(images: T.Tensor): T.Tensor {
     return this.visual.forward(images);
+  }
+
+  /** Image features for linear probes (Appendix A.3): a ViT's representation before its projection; a
+   * ResNet's attention-pool output (its last layer, which has no separate projection). */
+  imageRepresentation(images: T.Tensor): T.Tensor {
+    return this.visual instanceof VisionTransformer ? this.visual.representation(images) : this.visual.forward(images);
   }
 
   /** tokens [B, L] (i32) → features [B, embedDim], taken at each text's end-of-text token (its largest id). */

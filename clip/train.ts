@@ -9,13 +9,14 @@ import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.ts';
 import { AdamW, clipGradNorm, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
 import type { ClipConfig } from './config.ts';
 import { SHAPE_WORLD, compositionClasses, example, greyWorld, render, type Draw, type World } from './data/scenes.ts';
-import { loadPair, readPairs, type Pair } from './data/files.ts';
-import { greyExample, loadGreyDataset, renderGrey, splitSize, type GreyDatasetName } from './data/mnist.ts';
+import { loadPair, randomResizedCrop, readPairs, type Pair } from './data/files.ts';
+import { greyExample, greyToRgb, loadGreyDataset, renderGrey, splitSize, type GreyDatasetName } from './data/mnist.ts';
 import { encodeImages, retrievalRecall, textEncoderFor, topK, zeroShotClassifier, zeroShotProbabilities } from './evaluate.ts';
 import { CLIP, clipLoss, l2normalize } from './model.ts';
 import { lineChart } from './plot.ts';
 import { Tokenizer, saveBpe, trainBpe } from './tokenizer.ts';
 import { saveClip } from './weights.ts';
+import { withArticle } from './data/text.ts';
 
 export interface TrainOptions {
   config: ClipConfig;
@@ -90,7 +91,7 @@ export function sceneSource(world: World, seed: number): DataSource {
   };
 }
 
-const SCENE_TEMPLATES = [(c: string) => `a ${c}`, (c: string) => `a photo of a ${c}`, (c: string) => `there is a ${c}`, (c: string) => `a ${c} on a black background`];
+const SCENE_TEMPLATES = [(c: string) => withArticle(c), (c: string) => `a photo of ${withArticle(c)}`, (c: string) => `there is ${withArticle(c)}`, (c: string) => `${withArticle(c)} on a black background`];
 
 /** Every colour–kind class; single-object images of held-out and of seen compositions (test drawings). */
 function sceneZeroShot(world: World, seed: number): ZeroShotTask {
@@ -181,13 +182,16 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
   const { classes, templates } = data.info;
   const trainCount = splitSize(data, 'train');
   const testCount = splitSize(data, 'test');
-  const draw = (split: 'train' | 'test', indices: number[], n: number, captioned: boolean) => {
+  // Training batches (`augmentAt`: the position of their first example in the run) get the paper's
+  // RandomResizedCrop, seeded by position so a resumed run draws the same crops.
+  const draw = (split: 'train' | 'test', indices: number[], n: number, captioned: boolean, augmentAt?: number) => {
     const pixels = new Float32Array(indices.length * 3 * n * n);
     const captions: string[] = [];
     const labels: number[] = [];
     indices.forEach((index, i) => {
       const [label, image] = greyExample(data, split, index);
-      renderGrey(image, n, pixels, i * 3 * n * n);
+      if (augmentAt === undefined) renderGrey(image, n, pixels, i * 3 * n * n);
+      else pixels.set(randomResizedCrop(greyToRgb(image), n, rng32(seed * 7919 + augmentAt + i)), i * 3 * n * n);
       labels.push(label);
       if (captioned) captions.push(templates[Math.floor(index / classes.length) % templates.length](classes[label]));
     });
@@ -209,7 +213,7 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
   const probeIndices: number[] = [];
   for (let e = 0; probeIndices.length < Math.min(12_000, heldBack); e++) if (shuffled(e) < heldBack) probeIndices.push(shuffled(e));
   return {
-    batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true),
+    batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true, start),
     validation: (count, n) => draw('test', range(0, count), n, true),
     corpus: (count) => range(0, count).map((i) => templates[Math.floor(i / classes.length) % templates.length](classes[i % classes.length])),
     zeroShot: {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../kernels/index.ts';
 import { ConfigError, inferConfig, visionHeads, type ClipConfig } from '../clip/config.ts';
-import { CLIP } from '../clip/model.ts';
+import { CLIP, VisionTransformer } from '../clip/model.ts';
 import { TOLERANCE, parity } from '../clip/parity.ts';
 import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
 import { saveBpe, trainBpe } from '../clip/tokenizer.ts';
@@ -89,6 +89,20 @@ async function saveAsHf(path: string, model: CLIP, metadata: Record<string, stri
   );
   await saveSafetensors(path, out.map(([k, v]) => [k, T.contiguous(v)]), metadata);
 }
+
+test('probe features: a ViT\'s representation is its embedding before the projection; a ResNet\'s is its embedding', async () => {
+  for (const config of [SMALL_VIT, SMALL_RN]) {
+    const model = new CLIP(config);
+    const images = T.randNormal([3, 3, config.imageResolution, config.imageResolution]);
+    const rep = model.imageRepresentation(images);
+    const embedding = model.encodeImage(images);
+    const width = Array.isArray(config.visionLayers) ? config.embedDim : config.visionWidth;
+    assert.equal(rep.shape, [3, width]);
+    const projected = model.visual instanceof VisionTransformer ? T.matmul(rep, model.visual.proj) : rep;
+    assertClose(await projected.data(), await embedding.data(), `${config.visionPatchSize ? 'ViT' : 'RN'} representation`, { atol: 1e-5, rtol: 1e-5 });
+    model.dispose();
+  }
+});
 
 test('OpenAI, open_clip (text tower under text.) and Hugging Face layouts load to the same model', async () => {
   const model = new CLIP(SMALL_VIT);

@@ -3,8 +3,9 @@
 import * as assert from 'uvu/assert';
 import { CLIP_MEAN, CLIP_STD } from '../clip/preprocess.ts';
 import { COLORS, SHAPE_WORLD, compositionClasses, example, greyWorld, render, type World } from '../clip/data/scenes.ts';
-import { GREY_DATASETS, classCount, greyExample, loadGreyDataset, splitSize } from '../clip/data/mnist.ts';
+import { GREY_DATASETS, classCount, classImage, greyExample, loadGreyDataset, renderGrey, splitSize } from '../clip/data/mnist.ts';
 import { builtinSource } from '../clip/train.ts';
+import { withArticle } from '../clip/data/text.ts';
 import { suite } from './harness.ts';
 
 const test = suite('data');
@@ -25,13 +26,19 @@ test('scenes: training never shows a held-out pair; the held-out draw shows only
   assert.equal(new Set(test).size, heldOut.size);
 });
 
-test('scenes: examples are a pure function of (seed, index); captions name every object', () => {
+test('scenes: examples are a pure function of (seed, index); captions name every object with the right article', () => {
   for (let i = 0; i < 200; i++) {
     const a = example(SHAPE_WORLD, 9, i);
     assert.equal(example(SHAPE_WORLD, 9, i), a);
     for (const o of a.objects) assert.ok(a.caption.includes(`${o.color} ${o.kind}`), a.caption);
+    // English articles: "an orange ring", never "a orange ring".
+    assert.not.match(a.caption, /\ba [aeiou]/, a.caption);
+    assert.not.match(a.caption, /\ban [^aeiou]/, a.caption);
   }
   assert.not.equal(example(SHAPE_WORLD, 9, 0), example(SHAPE_WORLD, 10, 0));
+  assert.equal(withArticle('orange ring'), 'an orange ring');
+  assert.equal(withArticle('large orange ring'), 'a large orange ring');
+  assert.equal(GREY_DATASETS['fashion-mnist'].templates[0]('ankle boot'), 'a photo of an ankle boot');
 });
 
 test('scenes: an object is drawn in its colour at its centre, the background stays black', () => {
@@ -67,6 +74,28 @@ test('MNIST: ten classes, the last 200 images of each are the test split, pixels
   assert.ok(max > 200 && Math.min(...image) === 0, `pixel range 0…${max}`);
   // Train and test images differ: the split is by index, not a copy.
   assert.not.equal(Array.from(greyExample(data, 'train', 13)[1]), Array.from(image));
+});
+
+test('MNIST training batches get RandomResizedCrop, seeded by position; evaluation images do not', () => {
+  const n = 28;
+  const per = 3 * n * n;
+  const a = builtinSource('mnist', 3).batch(128, 4, n);
+  // A pure function of (seed, position): a resumed run draws the same crops.
+  assert.equal(Array.from(builtinSource('mnist', 3).batch(128, 4, n).pixels), Array.from(a.pixels));
+  // The first image is a crop: no training image of its class rendered plainly equals it.
+  const data = loadGreyDataset('mnist');
+  const label = GREY_DATASETS.mnist.classes.findIndex((c) => new RegExp(`\\b${c}$`).test(a.captions[0]));
+  assert.ok(label >= 0, a.captions[0]);
+  const plain = new Float32Array(per);
+  const first = a.pixels.subarray(0, per);
+  for (let i = 0; i < classCount(data, label, 'train'); i++) {
+    renderGrey(classImage(data, label, 'train', i), n, plain, 0);
+    assert.ok(plain.some((v, p) => v !== first[p]), `training image ${i} of class ${label} came through uncropped`);
+  }
+  // Evaluation images are rendered plainly.
+  const test = builtinSource('mnist', 3).zeroShot!.sets[0].images(n);
+  renderGrey(greyExample(data, 'test', 0)[1], n, plain, 0);
+  assert.equal(Array.from(test.pixels.subarray(0, per)), Array.from(plain));
 });
 
 test('Fashion-MNIST layout (rows of 0–255) parses like MNIST (flat 0–1 floats)', () => {

@@ -3,7 +3,7 @@
 // frozen image features.
 import { parseArgs } from 'node:util';
 import * as T from '../../kernels/index.ts';
-import { encodeImages, linearProbe } from '../evaluate.ts';
+import { linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, evaluate, type LabelledImages } from '../train.ts';
 import { loadClip, tokenizerFor } from '../weights.ts';
 
@@ -26,7 +26,7 @@ const probeSets = data.zeroShot?.probe?.(n);
 if (probeSets) {
   model.eval();
   const split = (s: LabelledImages) => ({
-    features: T.keep(encodeImages(model, s.pixels, s.labels.length)),
+    features: T.keep(probeFeatures(model, s.pixels, s.labels.length)),
     labels: T.keep(T.Tensor.from(Int32Array.from(s.labels))),
   });
   const probe = await linearProbe(split(probeSets.train), split(probeSets.validation), split(probeSets.test), data.zeroShot!.classes.length);

