@@ -1,7 +1,7 @@
 // Kernel micro-benchmarking on your own workload: profile one CLIP training step kernel by kernel with GPU
 // timestamps, and time one matmul shape against its FLOP count.
 //
-//   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64]
+//   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64] [--rows 20]
 import { parseArgs } from 'node:util';
 import * as T from '../kernels/index.ts';
 import { CONFIGS } from '../clip/config.ts';
@@ -9,7 +9,7 @@ import { CLIP } from '../clip/model.ts';
 import { trainingStep } from '../bench/train.ts';
 import { AdamW } from '../nn/optim.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' } } });
+const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' } } });
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 const config = { ...CONFIGS[values.model!], vocabSize: 1000 };
@@ -30,7 +30,7 @@ if (!rows) {
   const total = rows.reduce((s, r) => s + r.ms, 0);
   console.log(`\none training step: ${total.toFixed(1)} ms of GPU time in ${rows.reduce((s, r) => s + r.calls, 0)} dispatches\n`);
   console.log('     ms  share  calls  kernel [workgroups]');
-  for (const r of rows.slice(0, Number(process.env.ROWS ?? 20))) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
+  for (const r of rows.slice(0, Number(values.rows))) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
 }
 
 const [M, K, N] = [1024, 1024, 1024];
