@@ -39,7 +39,7 @@ export interface AttentionOptions {
 }
 
 /** Where one [B, tokens, heads, headDim] operand lives: a buffer and strides per batch, token and head. */
-interface Operand {
+interface HeadView {
   buffer: GPUBuffer;
   offset: number;
   strides: [number, number, number];
@@ -53,12 +53,12 @@ interface Dims {
   D: number;
 }
 
-function operand(op: string, t: Tensor): Operand {
+function operand(op: string, t: Tensor): HeadView {
   return { buffer: t.bufferFor(op), offset: t.offset, strides: [t.strides[0], t.strides[1], t.strides[2]] };
 }
 
 /** vec4 loads when the head and every offset and stride are multiples of 4 floats. */
-function widthOf(D: number, operands: Operand[]): 1 | 4 {
+function widthOf(D: number, operands: HeadView[]): 1 | 4 {
   return D % 4 === 0 && operands.every((o) => o.offset % 4 === 0 && o.strides.every((s) => s % 4 === 0)) ? 4 : 1;
 }
 
@@ -72,7 +72,7 @@ fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }`;
 }
 
 /** Uniform fields (and values, in units of V) for operands named by their one-letter prefixes. */
-function operandUniforms(w: number, named: Record<string, Operand>): { types: Record<string, 'u32'>; values: Record<string, number> } {
+function operandUniforms(w: number, named: Record<string, HeadView>): { types: Record<string, 'u32'>; values: Record<string, number> } {
   const types: Record<string, 'u32'> = {};
   const values: Record<string, number> = {};
   for (const [p, o] of Object.entries(named)) {
@@ -102,7 +102,7 @@ const ROW_ID = (len: string) => `${perItemEntry(WG)}
 
 const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32', scale: 'f32' } as const;
 
-function launch(key: string, name: string, w: 1 | 4, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, Operand>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
+function launch(key: string, name: string, w: 1 | 4, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
   const engine = getEngine();
   const { types, values } = operandUniforms(w, named);
   const kernel = engine.kernel(`attention:${key}:${w}:${dims.D}`, () => ({
@@ -117,7 +117,7 @@ function launch(key: string, name: string, w: 1 | 4, outputs: Record<string, 'f3
 }
 
 /** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
-function forwardRaw(q: Operand, k: Operand, v: Operand, dims: Dims, causal: boolean, scale: number): { o: Tensor; lse: Tensor } {
+function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: boolean, scale: number): { o: Tensor; lse: Tensor } {
   const op = 'attention';
   const { B, H, L, D } = dims;
   const o = Tensor.empty([B, L, H, D]);
@@ -168,12 +168,12 @@ function forwardRaw(q: Operand, k: Operand, v: Operand, dims: Dims, causal: bool
 }
 
 /** A contiguous [B, tokens, H, D] tensor as an operand. */
-function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): Operand {
+function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): HeadView {
   return { buffer: t.bufferFor(op), offset: t.offset, strides: [tokens * dims.H * dims.D, dims.H * dims.D, dims.D] };
 }
 
 /** Backward: writes dQ, dK, dV through their operands (views the caller allocated). */
-function backwardRaw(q: Operand, k: Operand, v: Operand, oT: Tensor, lse: Tensor, g: Tensor, dq: Operand, dkv: { k: Operand; v: Operand }, dims: Dims, causal: boolean, scale: number): void {
+function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Tensor, g: Tensor, dq: HeadView, dkv: { k: HeadView; v: HeadView }, dims: Dims, causal: boolean, scale: number): void {
   const op = 'attentionBackward';
   const { B, H, L, S, D } = dims;
   // dK and dV share one output binding (one buffer, two views): a dispatch binds each writable buffer once.
@@ -323,10 +323,6 @@ export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }:
   return [needs[0] ? dq : (dq.dispose(), null), needs[1] ? dk : (dk.dispose(), null), needs[2] ? dv : (dv.dispose(), null)];
 }
 
-export interface SelfAttentionCtx extends AttentionCtx {
-  qkv: Tensor;
-}
-
 /** The q, k and v views ([B, L, H, D]) of a packed projection [B, L, 3·E] (PyTorch's in_proj order). */
 function splitPacked(qkv: Tensor, heads: number): [Tensor, Tensor, Tensor] {
   const [B, L, E3] = qkv.shape;
@@ -351,15 +347,15 @@ export function selfAttention(qkv: Tensor, heads: number, { causal = false, scal
   const s = scale ?? 1 / Math.sqrt(dims.D);
   const { o, lse } = forwardRaw(operand('selfAttention', q), operand('selfAttention', k), operand('selfAttention', v), dims, causal, s);
   const out = o.view([dims.B, dims.L, heads * dims.D]);
-  recordOp('selfAttention', [qkv], out, { qkv: packed, q, k, v, o, lse, causal, scale: s });
+  recordOp('selfAttention', [qkv], out, { q, k, v, o, lse, causal, scale: s });
   for (const t of [q, k, v, o, lse, packed]) t.dispose();
   return out;
 }
 
 /** Backward of selfAttention(): d(qkv) [B, L, 3·E], its thirds written in place by the two kernels. */
-export function selfAttentionBackward(g: Tensor, { qkv, q, k, v, o, lse, causal, scale }: SelfAttentionCtx): Tensor {
+export function selfAttentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionCtx): Tensor {
   const dims = dimsOf(q, k, v);
-  const dqkv = Tensor.empty(qkv.shape);
+  const dqkv = Tensor.empty([dims.B, dims.L, 3 * dims.H * dims.D]);
   const [dq, dk, dv] = splitPacked(dqkv, dims.H);
   const op = 'selfAttentionBackward';
   backwardRaw(operand(op, q), operand(op, k), operand(op, v), o, lse, g, operand(op, dq), { k: operand(op, dk), v: operand(op, dv) }, dims, causal, scale);

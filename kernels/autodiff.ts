@@ -15,7 +15,7 @@ import { indexSelectBackwardRaw } from './gather.ts';
 import { col2imRaw, poolBackwardRaw, type ConvGeometry, type PoolGeometry } from './conv.ts';
 import { batchNormBackwardRaw } from './batchnorm.ts';
 import { matmulRaw } from './matmul.ts';
-import { attentionBackward, selfAttentionBackward, type AttentionCtx, type SelfAttentionCtx } from './attention.ts';
+import { attentionBackward, selfAttentionBackward, type AttentionCtx } from './attention.ts';
 import { expand, narrow, permute, reshape, slice, transpose } from './movement.ts';
 import { reduceRaw, sumTo } from './reduce.ts';
 
@@ -63,7 +63,7 @@ export interface OpCtx {
   pool2d: { geometry: PoolGeometry; argmax: Tensor };
   batchNorm2d: { x: Tensor; weight: Tensor; mean: Tensor; rstd: Tensor };
   attention: AttentionCtx;
-  selfAttention: SelfAttentionCtx;
+  selfAttention: AttentionCtx;
 }
 export type OpName = keyof OpCtx;
 

@@ -23,6 +23,8 @@ export class MultiheadAttention extends Module {
   readonly inProjBias: T.Tensor;
   readonly outProj: Linear;
   readonly headDim: number;
+  /** Causal masks by sequence length, for the unfused path (wide heads). */
+  private readonly causalMasks = new Map<number, T.Tensor>();
 
   constructor(
     readonly embedDim: number,
@@ -47,28 +49,43 @@ export class MultiheadAttention extends Module {
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       const project = (x: T.Tensor, part: number) =>
         T.matmul(x, T.transpose(T.narrow(this.inProjWeight, 0, part * E, E)), { bias: T.narrow(this.inProjBias, 0, part * E, E) });
-      const fused = !attnMask && this.headDim <= T.FUSED_HEAD_DIM;
+      // Heads wider than the fused kernels take run unfused, where `causal` becomes a mask tensor: made once per
+      // sequence length and kept by the module rather than uploaded on every call.
+      const wide = this.headDim > T.FUSED_HEAD_DIM;
+      const mask = attnMask ?? (causal && wide ? this.causalMaskFor(q.shape[1]) : undefined);
       let attended: T.Tensor;
       if (query === key && key === value) {
         // One matmul for all three projections; the fused kernel reads its thirds in place.
         const qkv = T.matmul(q, T.transpose(this.inProjWeight), { bias: this.inProjBias });
-        if (fused) attended = T.selfAttention(qkv, this.numHeads, { causal });
-        else {
-          const [Q, K, V] = [0, 1, 2].map((i) => T.narrow(qkv, 2, i * E, E));
-          attended = attendUnfused(Q, K, V, this.numHeads, attnMask ?? (causal ? causalMask(q.shape[1]) : undefined));
-        }
+        attended =
+          mask || wide
+            ? attend(T.narrow(qkv, 2, 0, E), T.narrow(qkv, 2, E, E), T.narrow(qkv, 2, 2 * E, E), this.numHeads, { attnMask: mask })
+            : T.selfAttention(qkv, this.numHeads, { causal });
       } else {
-        attended = attend(project(q, 0), project(k, 1), project(v, 2), this.numHeads, { attnMask, causal });
+        attended = attend(project(q, 0), project(k, 1), project(v, 2), this.numHeads, { attnMask: mask, causal });
       }
       const y = this.outProj.forward(attended);
       return this.batchFirst ? y : T.contiguous(T.transpose(y, 0, 1));
     });
   }
+
+  private causalMaskFor(n: number): T.Tensor {
+    let mask = this.causalMasks.get(n);
+    if (!mask) this.causalMasks.set(n, (mask = T.keep(causalMask(n))));
+    return mask;
+  }
+
+  override dispose(): void {
+    super.dispose();
+    for (const mask of this.causalMasks.values()) mask.dispose();
+    this.causalMasks.clear();
+  }
 }
 
 /**
  * softmax(Q·Kᵀ/√d + mask)·V for projected Q [B, L, E], K and V [B, S, E], split into `heads` heads of
- * d = E / heads; returns [B, L, E] with the heads merged back. Fused unless an additive mask is given.
+ * d = E / heads; returns [B, L, E] with the heads merged back. Fused unless an additive mask is given or the
+ * heads are wider than T.FUSED_HEAD_DIM (then `causal` builds its mask tensor on each call).
  */
 export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
   const [B, L, E] = Q.shape;

@@ -133,6 +133,26 @@ test('MultiheadAttention matches PyTorch’s formula for 1, 2 and 3 heads, with 
   }
 });
 
+test('wide heads (unfused): the causal flag equals the causal mask; the module frees its kept mask', async () => {
+  const E = 80; // 2 heads of 40: wider than the fused kernels take
+  const x = toTensor(randn([2, 6, E], 41));
+  const mask = causalMask(6);
+  const baseline = T.memory().liveBytes;
+  const mha = new MultiheadAttention(E, 2, true);
+  assert.ok(mha.headDim > T.FUSED_HEAD_DIM);
+  const run = async (options: { attnMask?: T.Tensor; causal?: boolean }) => {
+    const y = mha.forward(x, undefined, undefined, options);
+    const data = await y.data();
+    y.dispose();
+    return data;
+  };
+  const want = await run({ attnMask: mask });
+  for (let i = 0; i < 2; i++) assertClose(await run({ causal: true }), want, `causal flag, call ${i}`, { atol: 1e-5, rtol: 1e-4 });
+  mha.dispose();
+  assert.is(T.memory().liveBytes, baseline);
+  for (const t of [x, mask]) t.dispose();
+});
+
 test('gradients flow through attention to every parameter, fused and unfused (finite-difference spot check)', async () => {
   const mha = new MultiheadAttention(8, 2, true);
   const x = toTensor(randn([1, 4, 8], 30));
