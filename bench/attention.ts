@@ -3,7 +3,7 @@
 // on CLIP's shapes. Forward alone, then forward + backward (ours only: tfjs has no fused attention gradient
 // to compare with). Rates count the useful FLOPs of the math (4·D per query–key pair forward; the backward
 // recomputes the scores: 4·D in the dQ kernel, 8·D in the dK/dV kernel), the same for every implementation.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';

@@ -1,6 +1,6 @@
 // Benchmark plumbing: validate-then-time, GPU timestamps with a wall-clock fallback, the tfjs-webgpu peer,
 // and result records for the table and --json output.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { getEngine } from '../core/engine.ts';
 
 export interface Result {

@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick] [-- --json] [-- --no-peer] [-- --only matmul]`: every kernel validated, then
 // timed, next to tfjs-webgpu on the same adapter (the training step next to PyTorch on the CPU, if installed).
 // Results go to stdout (a table, or JSON with --json).
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { benchMatmul } from './matmul.ts';
 import { benchMemoryBound } from './memorybound.ts';
 import { benchNn } from './nn.ts';

@@ -1,6 +1,6 @@
 // Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
 // sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
 

@@ -1,6 +1,6 @@
 // Memory-bound kernels: softmax and layer norm over [4096, 1024] rows and an elementwise add over 16M
 // floats. Rates are GB/s of compulsory traffic (each input read once, each output written once).
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result, type Tf } from './harness.ts';
 

@@ -1,6 +1,6 @@
 // nn kernels: conv2d on ResNet-50 stem and bottleneck shapes (GFLOP/s, with tfjs-webgpu's conv2d in the same
 // run), training batch norm and the fused AdamW update over 10M parameters (GB/s).
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { adamwUpdate } from '../kernels/optimizer.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { CONFIGS, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP, clipLoss } from '../clip/model.ts';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { AdamW } from '../nn/optim.ts';
 import type { Result } from './harness.ts';
 

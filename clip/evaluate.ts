@@ -1,6 +1,6 @@
 // Using a trained CLIP: zero-shot classification with prompt ensembling (§3.1.4), retrieval recall@k in both
 // directions, and a linear probe (L2-regularised logistic regression on frozen features, §3.2 / Appendix A.3).
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { AdamW } from '../nn/optim.ts';
 import { l2normalize, type CLIP } from './model.ts';
 import type { Tokenizer } from './tokenizer.ts';

@@ -1,7 +1,7 @@
 // CLIP (Radford et al., 2021, §2.4–2.5): an image encoder (ViT or ModifiedResNet) and a causal text
 // Transformer, each followed by a linear projection into a shared embedding space, compared by cosine
 // similarity scaled by a learned temperature. Parameter names equal OpenAI's state-dict keys.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { MultiheadAttention, attend, type AttentionOptions } from '../nn/attention.ts';
 import * as init from '../nn/init.ts';
 import { AvgPool2d, BatchNorm2d, Conv2d, Embedding, LayerNorm, Layer, Linear, ModuleList, QuickGELU, Sequential } from '../nn/layers.ts';

@@ -1,6 +1,6 @@
 // Parity with OpenAI's reference outputs: build the model from a weights file alone, run an io file's images
 // and tokens, and measure the worst relative error max|ours − ref| / max|ref| per group.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { readSafetensors } from '../nn/safetensors.ts';
 import { clipLoss } from './model.ts';
 import { loadClip } from './weights.ts';

@@ -4,7 +4,7 @@
 // zero-shot and retrieval evaluation, JSONL metrics, SVG curves, atomic checkpoints, exact resume.
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.ts';
 import { AdamW, clipGradNorm, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
 import type { ClipConfig } from './config.ts';

@@ -3,7 +3,7 @@
 // q/k/v projections packed into in_proj_weight / in_proj_bias.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { readSafetensors, saveSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig } from './config.ts';
 import { CLIP } from './model.ts';

@@ -8,7 +8,6 @@ import { BYTES_PER_ELEMENT, makeArray, type DType, type TypedArray } from './dty
 import { DTypeError, DisposedError, ShapeError, fmtShape } from './errors.ts';
 import { getEngine } from './engine.ts';
 import { checkShape, contiguousStrides, sizeOf, type Shape } from './shape.ts';
-import type { Node } from './autograd.ts';
 
 let nextStorageId = 1;
 
@@ -68,6 +67,24 @@ function collectTensors(value: unknown, into: Set<Tensor>): void {
 }
 
 // ---- tensor -------------------------------------------------------------------------------------------------
+/**
+ * What a tensor knows of the tape node that recorded it (ops/tape.ts implements it): enough for the backward
+ * driver to walk the graph and for dispose() to release the node.
+ */
+export interface GradNode {
+  readonly op: string;
+  /** Operands in the op's argument order (null where an operand was a plain number). */
+  readonly inputs: readonly (Tensor | null)[];
+  /** What the op saved for its backward rule. */
+  readonly ctx: Record<string, unknown>;
+  /** The nodes that produced the inputs (null for leaves and constants). */
+  readonly parents: readonly (GradNode | null)[];
+  readonly isReleased: boolean;
+  ref(): void;
+  unref(): void;
+  releaseSaved(): void;
+}
+
 let nextTensorId = 1;
 
 export class Tensor {
@@ -79,7 +96,7 @@ export class Tensor {
   /** Accumulated gradient of a leaf after backward(). */
   grad: Tensor | null = null;
   /** The op that produced this tensor, when it was recorded for autodiff. */
-  node: Node | null = null;
+  node: GradNode | null = null;
   /** A host copy of data uploaded from JS, kept for small integer tensors so index ops can validate bounds. */
   hostData: TypedArray | null = null;
   private disposed = false;

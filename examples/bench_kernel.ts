@@ -8,7 +8,7 @@
 // (kernels/reference.ts) on sampled rows, then timed with bench/harness.ts (median wall clock per launch,
 // GPU time from timestamp queries alongside) and reported in GFLOP/s or GB/s of compulsory traffic.
 import { parseArgs } from 'node:util';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { timeOurs, validate } from '../bench/harness.ts';
 

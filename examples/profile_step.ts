@@ -3,7 +3,7 @@
 //
 //   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64] [--rows 20]
 import { parseArgs } from 'node:util';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { CONFIGS } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
 import { trainingStep } from '../bench/train.ts';

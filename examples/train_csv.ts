@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PNG } from 'pngjs';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { CONFIGS } from '../clip/config.ts';
 import { SHAPE_WORLD, example, render } from '../clip/data/scenes.ts';
 import { CLIP_MEAN, CLIP_STD } from '../clip/preprocess.ts';

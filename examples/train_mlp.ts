@@ -4,7 +4,7 @@
 //
 //   npm run train -- [--steps 400] [--hidden 64] [--lr 0.1] [--seed 0]
 import { parseArgs } from 'node:util';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 
 const { values } = parseArgs({
   options: {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PNG } from 'pngjs';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { SHAPE_WORLD, compositionClasses, example, render } from '../clip/data/scenes.ts';
 import { ENSEMBLE_TEMPLATES, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
 import { l2normalize } from '../clip/model.ts';

@@ -15,10 +15,9 @@
 // QKV projection [B, L, 3·E] are read in place; selfAttention() takes that packed tensor and returns the
 // gradient of the packed tensor in one buffer, so nothing is permuted, copied or zero-filled on the way.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { F32_MAX, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
-import { contiguous } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
 
 const WG = 64;
 /** Widest head the kernels accept. */
@@ -29,7 +28,6 @@ export const MAX_HEAD_DIM = 128;
  * registers and batched matmuls win (2.2 vs 5.1 GFLOP/s at ViT-B/32's shape). nn/attention.ts picks by it.
  */
 export const FUSED_HEAD_DIM = 32;
-const NEG_MAX = '-3.4028234663852886e38';
 
 export interface AttentionOptions {
   /** Query i attends to keys j ≤ i only (CLIP's text encoder). */
@@ -58,17 +56,15 @@ function operand(op: string, t: Tensor): HeadView {
 }
 
 /** vec4 loads when the head and every offset and stride are multiples of 4 floats. */
-function widthOf(D: number, operands: HeadView[]): 1 | 4 {
+function widthOf(D: number, operands: HeadView[]): Width {
   return D % 4 === 0 && operands.every((o) => o.offset % 4 === 0 && o.strides.every((s) => s % 4 === 0)) ? 4 : 1;
 }
 
 // The head width is a compile-time constant (one pipeline per head width a model uses, not per batch or
 // sequence length): the loops over it unroll and the per-thread rows live in registers. With the width in a
 // uniform the rows were private arrays in scratch memory and the kernels ran 3× slower on lavapipe.
-function prelude(w: 1 | 4, D: number): string {
-  return `alias V = ${w === 4 ? 'vec4<f32>' : 'f32'};
-const W = ${D / w}u;
-fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }`;
+function prelude(w: Width, D: number): string {
+  return `${vectorPrelude(w)}\nconst W = ${D / w}u;`;
 }
 
 /** Uniform fields (and values, in units of V) for operands named by their one-letter prefixes. */
@@ -102,18 +98,17 @@ const ROW_ID = (len: string) => `${perItemEntry(WG)}
 
 const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32', scale: 'f32' } as const;
 
-function launch(key: string, name: string, w: 1 | 4, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
-  const engine = getEngine();
+function launch(key: string, name: string, w: Width, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
   const { types, values } = operandUniforms(w, named);
-  const kernel = engine.kernel(`attention:${key}:${w}:${dims.D}`, () => ({
+  const spec = () => ({
     name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}`,
     outputs,
     inputs,
     uniforms: { ...DIM_UNIFORMS, ...types },
     wgsl: `${prelude(w, dims.D)}\n${body}`,
-  }));
+  });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
-  engine.dispatch(kernel, buffers as never, uniforms as never, grid(Math.ceil(rows / WG)));
+  launchPerItem(`attention:${key}:${w}:${dims.D}`, spec, buffers, uniforms, rows, WG);
 }
 
 /** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
@@ -123,7 +118,7 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   const o = Tensor.empty([B, L, H, D]);
   const lse = Tensor.empty([B, H, L]);
   const w = widthOf(D, [q, k, v]);
-  const V = w === 4 ? 'vec4<f32>' : 'f32';
+  const V = vecType(w);
   launch(
     'forward',
     'attention',
@@ -138,7 +133,7 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   for (var c = 0u; c < W; c++) { qi[c] = q[qb + c] * u.scale; acc[c] = V(0.0); }
   let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
   // Online softmax: m is the running maximum, l the running sum of exp(s − m), acc the running Σ exp(s − m)·v.
-  var m = ${NEG_MAX};
+  var m = -${F32_MAX};
   var l = 0.0;
   for (var j = 0u; j < end; j++) {
     let kb = ${rowAt('k', 'j')};
@@ -178,11 +173,11 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
   const { B, H, L, S, D } = dims;
   // dK and dV share one output binding (one buffer, two views): a dispatch binds each writable buffer once.
   if (dkv.k.buffer !== dkv.v.buffer) throw new ShapeError('attention backward: dK and dV must be views of one buffer');
-  const gc = contiguous(g);
+  const gc = contiguousCopy(g);
   const delta = Tensor.empty([B, H, L]);
   const [o, go] = [denseOperand(op, oT, dims, L), denseOperand(op, gc, dims, L)];
   const w = widthOf(D, [q, k, v, o, go, dq, dkv.k, dkv.v]);
-  const V = w === 4 ? 'vec4<f32>' : 'f32';
+  const V = vecType(w);
   launch(
     'backward:dq',
     'attentionBackward_dq',
@@ -280,9 +275,20 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
 }
 
 /** A view with unit last stride (the kernels read rows as runs of floats), copying only when needed. */
-const unitLastStride = (t: Tensor) => (t.strides[3] === 1 ? t.view(t.shape, t.strides) : contiguous(t));
+const unitLastStride = (t: Tensor) => (t.strides[3] === 1 ? t.view(t.shape, t.strides) : contiguousCopy(t));
 
-export interface AttentionCtx {
+/** The q, k and v views ([B, L, H, D]) of a packed projection [B, L, 3·E] (PyTorch's in_proj order). */
+function splitPacked(qkv: Tensor, heads: number): [Tensor, Tensor, Tensor] {
+  const [B, L, E3] = qkv.shape;
+  const E = E3 / 3;
+  const D = E / heads;
+  const strides = [L * E3, E3, D, 1];
+  return [0, 1, 2].map((part) => qkv.view([B, L, heads, D], strides, qkv.offset + part * E)) as [Tensor, Tensor, Tensor];
+}
+
+
+/** What the backward kernels need from a forward: the operands as read, the output and each row's log-sum-exp. */
+export interface AttentionSaved {
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -293,24 +299,19 @@ export interface AttentionCtx {
 }
 
 /**
- * Scaled-dot-product attention over heads: q [B, L, H, D], k and v [B, S, H, D] → [B, L, H, D].
- * Differentiable in q, k and v.
+ * Forward of attention over heads: q [B, L, H, D], k and v [B, S, H, D]; `o` [B, L, H, D] is the result. The
+ * caller owns every tensor returned.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, { causal = false, scale }: AttentionOptions = {}): Tensor {
+export function attentionForward(q: Tensor, k: Tensor, v: Tensor, { causal = false, scale }: AttentionOptions = {}): AttentionSaved {
   const dims = dimsOf(q, k, v);
   const s = scale ?? 1 / Math.sqrt(dims.D);
   const [qv, kv, vv] = [q, k, v].map(unitLastStride);
   const { o, lse } = forwardRaw(operand('attention', qv), operand('attention', kv), operand('attention', vv), dims, causal, s);
-  recordOp('attention', [q, k, v], o, { q: qv, k: kv, v: vv, o, lse, causal, scale: s });
-  qv.dispose();
-  kv.dispose();
-  vv.dispose();
-  lse.dispose();
-  return o;
+  return { q: qv, k: kv, v: vv, o, lse, causal, scale: s };
 }
 
-/** Backward of attention(): [dq, dk, dv], dk and dv two halves of one buffer. */
-export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionCtx, needs: readonly boolean[]): (Tensor | null)[] {
+/** Backward of attentionForward(): [dq, dk, dv], dk and dv two halves of one buffer. */
+export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionSaved, needs: readonly boolean[]): (Tensor | null)[] {
   const dims = dimsOf(q, k, v);
   const dq = Tensor.empty(q.shape);
   const dkv = Tensor.empty([2, ...k.shape]);
@@ -323,37 +324,26 @@ export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }:
   return [needs[0] ? dq : (dq.dispose(), null), needs[1] ? dk : (dk.dispose(), null), needs[2] ? dv : (dv.dispose(), null)];
 }
 
-/** The q, k and v views ([B, L, H, D]) of a packed projection [B, L, 3·E] (PyTorch's in_proj order). */
-function splitPacked(qkv: Tensor, heads: number): [Tensor, Tensor, Tensor] {
-  const [B, L, E3] = qkv.shape;
-  const E = E3 / 3;
-  const D = E / heads;
-  const strides = [L * E3, E3, D, 1];
-  return [0, 1, 2].map((part) => qkv.view([B, L, heads, D], strides, qkv.offset + part * E)) as [Tensor, Tensor, Tensor];
-}
-
 /**
- * Self-attention on a packed projection: qkv [B, L, 3·E] holds Q, K and V side by side (each E = heads · D
- * wide, as x·in_proj_weightᵀ gives them); returns [B, L, E] with the heads merged. The gradient flows back to
- * qkv as one [B, L, 3·E] tensor.
+ * Forward of self-attention on a packed projection: qkv [B, L, 3·E] holds Q, K and V side by side (each
+ * E = heads · D wide, as x·in_proj_weightᵀ gives them); `out` [B, L, E] has the heads merged. The caller owns
+ * every tensor returned.
  */
-export function selfAttention(qkv: Tensor, heads: number, { causal = false, scale }: AttentionOptions = {}): Tensor {
+export function selfAttentionForward(qkv: Tensor, heads: number, { causal = false, scale }: AttentionOptions = {}): { out: Tensor; saved: AttentionSaved } {
   if (qkv.rank !== 3 || qkv.shape[2] % (3 * heads) !== 0) {
     throw new ShapeError(`selfAttention: qkv must be [batch, tokens, 3 · heads · headDim] with ${heads} heads, got ${fmtShape(qkv.shape)}`);
   }
-  const packed = contiguous(qkv);
+  const packed = contiguousCopy(qkv);
   const [q, k, v] = splitPacked(packed, heads);
+  packed.dispose();
   const dims = dimsOf(q, k, v);
   const s = scale ?? 1 / Math.sqrt(dims.D);
   const { o, lse } = forwardRaw(operand('selfAttention', q), operand('selfAttention', k), operand('selfAttention', v), dims, causal, s);
-  const out = o.view([dims.B, dims.L, heads * dims.D]);
-  recordOp('selfAttention', [qkv], out, { q, k, v, o, lse, causal, scale: s });
-  for (const t of [q, k, v, o, lse, packed]) t.dispose();
-  return out;
+  return { out: o.view([dims.B, dims.L, heads * dims.D]), saved: { q, k, v, o, lse, causal, scale: s } };
 }
 
-/** Backward of selfAttention(): d(qkv) [B, L, 3·E], its thirds written in place by the two kernels. */
-export function selfAttentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionCtx): Tensor {
+/** Backward of selfAttentionForward(): d(qkv) [B, L, 3·E], its thirds written in place by the two kernels. */
+export function selfAttentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionSaved): Tensor {
   const dims = dimsOf(q, k, v);
   const dqkv = Tensor.empty([dims.B, dims.L, 3 * dims.H * dims.D]);
   const [dq, dk, dv] = splitPacked(dqkv, dims.H);

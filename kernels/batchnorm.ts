@@ -5,10 +5,10 @@
 // Statistics: per-plane partial sums, then per-channel totals, for the mean and then for the squared
 // deviations (two passes, for accuracy). The apply and backward-apply kernels are one thread per element.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { grid, perItemEntry, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
-import { contiguous } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
 
 const WG = 64;
 
@@ -16,7 +16,7 @@ const WG = 64;
  * A batch-norm kernel. Arrays marked 'V' hold image values and are read as vec4 when a plane's size allows
  * (`w` = 4; u.HW then counts vec4s), the others hold one f32 per channel.
  */
-function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, inputs: Record<string, 'f32' | 'V'>, body: string, w: 1 | 4) {
+function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, inputs: Record<string, 'f32' | 'V'>, body: string, w: Width) {
   const types = (m: Record<string, 'f32' | 'V'>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, t === 'V' && w === 4 ? 'vec4<f32>' : 'f32'])) as Record<string, 'f32' | 'vec4<f32>'>;
   return getEngine().kernel(`bn:${name}:${w}`, () => ({
     name: `${name}${w === 4 ? '_vec4' : ''}`,
@@ -24,8 +24,7 @@ function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, input
     inputs: types(inputs),
     uniforms: { N: 'u32', C: 'u32', HW: 'u32', total: 'u32', eps: 'f32' } as const,
     wgsl: `
-alias V = ${w === 4 ? 'vec4<f32>' : 'f32'};
-fn hsum(v: V) -> f32 { return ${w === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }
+${vectorPrelude(w)}
 ${perItemEntry(WG)}
   ${body}
 }`,
@@ -42,7 +41,7 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
     if (p.rank !== 1 || p.shape[0] !== C) throw new ShapeError(`${op}: ${name} must be [${C}], got ${fmtShape(p.shape)}`);
   }
   if (N * H * W < 2) throw new ShapeError(`${op}: training mode needs more than one value per channel, got input ${fmtShape(x.shape)}`);
-  const [xc, wc, bc] = [contiguous(x), contiguous(weight), contiguous(bias)];
+  const [xc, wc, bc] = [contiguousCopy(x), contiguousCopy(weight), contiguousCopy(bias)];
   const engine = getEngine();
   const w = (H * W) % 4 === 0 ? 4 : 1;
   const dims = { N, C, HW: (H * W) / w, eps };
@@ -95,7 +94,7 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
 export function batchNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
   const op = 'batchNorm2dBackward';
   const [N, C, H, W] = x.shape;
-  const [gc, xc, wc] = [contiguous(g), contiguous(x), contiguous(weight)];
+  const [gc, xc, wc] = [contiguousCopy(g), contiguousCopy(x), contiguousCopy(weight)];
   const engine = getEngine();
   const w = (H * W) % 4 === 0 ? 4 : 1;
   const dims = { N, C, HW: (H * W) / w, eps: 0 };
@@ -122,15 +121,4 @@ export function batchNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   engine.dispatch(apply, { dx: dx.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), dw: dw.bufferFor(op), db: db.bufferFor(op) } as never, { ...dims, total: x.size / w } as never, grid(Math.ceil(x.size / w / WG)));
   for (const t of [gc, xc, wc]) t.dispose();
   return { dx, dw, db };
-}
-
-/**
- * Training-mode batch norm of x [N, C, H, W]; returns y and the batch statistics (mean, biased variance) that
- * a BatchNorm2d layer folds into its running averages.
- */
-export function batchNorm2dTrain(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): { y: Tensor; mean: Tensor; variance: Tensor } {
-  const { y, mean, variance, rstd } = batchNormRaw(x, weight, bias, eps);
-  recordOp('batchNorm2d', [x, weight, bias], y, { x, weight, mean, rstd });
-  rstd.dispose();
-  return { y, mean, variance };
 }

@@ -8,12 +8,10 @@
 // Pooling (average, max, adaptive average) runs one thread per output; its backward one thread per input pixel
 // over the windows that contain it.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
-import { add } from './math.ts';
-import { matmul } from './matmul.ts';
-import { contiguous, reshape } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
 
 const WG = 64;
 
@@ -30,7 +28,7 @@ export interface ConvGeometry {
   Wo: number;
 }
 
-function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number, padding: number): ConvGeometry {
+export function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number, padding: number): ConvGeometry {
   if (x.rank !== 4) throw new ShapeError(`${op}: input must be NCHW (rank 4), got ${fmtShape(x.shape)}`);
   if (x.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${x.dtype}`);
   if (!(stride >= 1 && padding >= 0 && Number.isInteger(stride) && Number.isInteger(padding))) throw new ShapeError(`${op}: stride must be ≥ 1 and padding ≥ 0 (integers), got ${stride} and ${padding}`);
@@ -51,7 +49,7 @@ const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, k
  */
 export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
   const op = 'im2col';
-  const src = contiguous(x);
+  const src = contiguousCopy(x);
   const out = Tensor.empty([g.N, g.C * g.kh * g.kw, g.Ho * g.Wo]);
   const total = g.N * g.C * g.Ho * g.Wo;
   const kernel = getEngine().kernel('conv:im2col', () => ({
@@ -90,7 +88,7 @@ ${perItemEntry(WG)}
 /** The adjoint of im2col: dx[n, c, h, w] = Σ over kernel positions (i, j) reading (h, w) of dcols. */
 export function col2imRaw(dcols: Tensor, g: ConvGeometry): Tensor {
   const op = 'col2im';
-  const src = contiguous(dcols);
+  const src = contiguousCopy(dcols);
   const out = Tensor.empty([g.N, g.C, g.H, g.W]);
   const total = out.size;
   const kernel = getEngine().kernel('conv:col2im', () => ({
@@ -123,43 +121,6 @@ ${perItemEntry(WG)}
   }));
   if (total > 0) getEngine().dispatch(kernel, { dx: out.bufferFor(op), cols: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
   src.dispose();
-  return out;
-}
-
-/** Receptive fields as columns (see im2colRaw); differentiable. */
-export function im2col(x: Tensor, kh: number, kw: number, stride = 1, padding = 0): Tensor {
-  const g = geometry('im2col', x, kh, kw, stride, padding);
-  const out = im2colRaw(x, g);
-  recordOp('im2col', [x], out, { geometry: g });
-  return out;
-}
-
-export interface Conv2dOptions {
-  stride?: number;
-  padding?: number;
-  bias?: Tensor;
-}
-
-/** 2-D convolution (cross-correlation, as PyTorch) of x [N, C, H, W] with weight [O, C, kh, kw]. */
-export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bias }: Conv2dOptions = {}): Tensor {
-  if (weight.rank !== 4) throw new ShapeError(`conv2d: weight must be [O, C, kh, kw], got ${fmtShape(weight.shape)}`);
-  const [O, Cw, kh, kw] = weight.shape;
-  const g = geometry('conv2d', x, kh, kw, stride, padding);
-  if (Cw !== g.C) throw new ShapeError(`conv2d: weight ${fmtShape(weight.shape)} expects ${Cw} input channels, input ${fmtShape(x.shape)} has ${g.C}`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== O)) throw new ShapeError(`conv2d: bias must be [${O}], got ${fmtShape(bias.shape)}`);
-  const pointwise = kh === 1 && kw === 1 && stride === 1 && padding === 0;
-  const cols = pointwise ? reshape(x, [g.N, g.C, g.H * g.W]) : im2col(x, kh, kw, stride, padding);
-  const w2 = reshape(weight, [O, Cw * kh * kw]);
-  const y = matmul(w2, cols); // [N, O, Ho·Wo]: W broadcast over the batch
-  cols.dispose();
-  w2.dispose();
-  const shaped = reshape(y, [g.N, O, g.Ho, g.Wo]);
-  y.dispose();
-  if (!bias) return shaped;
-  const b = reshape(bias, [O, 1, 1]);
-  const out = add(shaped, b);
-  b.dispose();
-  shaped.dispose();
   return out;
 }
 
@@ -197,7 +158,7 @@ const poolValues = (g: PoolGeometry, total: number, off: number) => ({ ...geomet
 /** Forward pooling; for max pooling also the flat (h·W + w) index of each maximum. */
 export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor } {
   const op = `${g.kind}Pool2d`;
-  const src = contiguous(x);
+  const src = contiguousCopy(x);
   const y = Tensor.empty([g.N, g.C, g.Ho, g.Wo]);
   const argmax = Tensor.empty(g.kind === 'max' ? y.shape : [1], 'i32');
   const total = y.size;
@@ -213,7 +174,7 @@ ${perItemEntry(WG)}
   let oh = (t / u.Wo) % u.Ho;
   let plane = u.off + (t / (u.Wo * u.Ho)) * u.H * u.W;
   let win = window(oh, ow);
-  var acc = select(0.0, -3.4028234663852886e38, u.isMax == 1u);
+  var acc = select(0.0, -${F32_MAX}, u.isMax == 1u);
   var best = -1;
   for (var h = max(win.x, 0); h < min(win.y, i32(u.H)); h++) {
     for (var w = max(win.z, 0); w < min(win.w, i32(u.W)); w++) {
@@ -236,7 +197,7 @@ ${perItemEntry(WG)}
 /** Backward pooling: one thread per input pixel sums the gradient of every window that used it. */
 export function poolBackwardRaw(gy: Tensor, argmax: Tensor, g: PoolGeometry): Tensor {
   const op = `${g.kind}Pool2dBackward`;
-  const src = contiguous(gy);
+  const src = contiguousCopy(gy);
   const dx = Tensor.empty([g.N, g.C, g.H, g.W]);
   const total = dx.size;
   const kernel = getEngine().kernel('pool:backward', () => ({
@@ -280,35 +241,4 @@ ${perItemEntry(WG)}
   if (total > 0) getEngine().dispatch(kernel, { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
   src.dispose();
   return dx;
-}
-
-function pool(x: Tensor, g: PoolGeometry): Tensor {
-  const { y, argmax } = poolRaw(x, g);
-  recordOp('pool2d', [x], y, { geometry: g, argmax });
-  argmax.dispose();
-  return y;
-}
-
-export interface PoolOptions {
-  stride?: number;
-  padding?: number;
-  /** Average pooling: whether padded zeros count in the divisor (PyTorch's default: true). */
-  countIncludePad?: boolean;
-}
-
-/** Average pooling with a square kernel (stride defaults to the kernel size, as PyTorch). */
-export function avgPool2d(x: Tensor, kernel: number, { stride = kernel, padding = 0, countIncludePad = true }: PoolOptions = {}): Tensor {
-  return pool(x, { ...geometry('avgPool2d', x, kernel, kernel, stride, padding), kind: 'avg', countIncludePad });
-}
-
-/** Max pooling with a square kernel (stride defaults to the kernel size). */
-export function maxPool2d(x: Tensor, kernel: number, { stride = kernel, padding = 0 }: PoolOptions = {}): Tensor {
-  return pool(x, { ...geometry('maxPool2d', x, kernel, kernel, stride, padding), kind: 'max', countIncludePad: false });
-}
-
-/** Adaptive average pooling to [outH, outW] (PyTorch's windows: floor(i·H/out) to ceil((i+1)·H/out)). */
-export function adaptiveAvgPool2d(x: Tensor, [outH, outW]: readonly [number, number]): Tensor {
-  const g = geometry('adaptiveAvgPool2d', x, 1, 1, 1, 0);
-  if (!(outH >= 1 && outW >= 1)) throw new ShapeError(`adaptiveAvgPool2d: output size must be ≥ 1, got [${outH}, ${outW}]`);
-  return pool(x, { ...g, Ho: outH, Wo: outW, kind: 'adaptive', countIncludePad: false });
 }

@@ -4,7 +4,8 @@
 // so a Generator's whole state is two numbers, results do not depend on workgroup scheduling, and a
 // checkpoint that stores {seed, counter} resumes the exact stream.
 import type { DType } from '../core/dtype.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { grid, perItemEntry } from './wgsl.ts';
 import { checkShape, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 

@@ -8,7 +8,9 @@
 // too, which is how concat/pad/slice-assignment write into part of a tensor).
 import type { DType } from '../core/dtype.ts';
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, MAX_RANK, perItemEntry, type StorageType, type UniformType } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { MAX_RANK, type StorageType, type UniformType } from '../core/kernel.ts';
+import { grid, perItemEntry } from './wgsl.ts';
 import { broadcastShapes, sameShape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 
@@ -152,6 +154,11 @@ export function elementwise(op: EwOp, operands: readonly Operand[], into?: Tenso
   if (bulk > 0) launch(op, 'vec4', kinds, outType, operands, out, shape, bulk / 4, 0);
   if (bulk < n) launch(op, 'flat', kinds, outType, operands, out, shape, n - bulk, bulk);
   return out;
+}
+
+/** x itself when contiguous (as a new view), otherwise a contiguous copy; records nothing for autodiff. */
+export function contiguousCopy(x: Tensor): Tensor {
+  return x.isContiguous ? x.view(x.shape, x.strides) : elementwise('identity', [x]);
 }
 
 type Mode = 'flat' | 'vec4' | 'strided';

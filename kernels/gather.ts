@@ -5,12 +5,12 @@
 // column of the gradient and walks the indices in order: deterministic, and for an embedding table
 // (outer = 1, inner = width) it is `width` threads each streaming through the batch once.
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { grid, perItemEntry } from './wgsl.ts';
 import { normalizeAxis, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
 import { zeros } from './creation.ts';
-import { contiguous, reshape } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
 
 const WG = 64;
 
@@ -32,7 +32,7 @@ export function indexSelectRaw(x: Tensor, axis: number, index: Tensor): Tensor {
   checkIndex(op, index, L);
   const inner = sizeOf(x.shape.slice(a + 1));
   const n = index.shape[0];
-  const [src, idx] = [contiguous(x), contiguous(index)];
+  const [src, idx] = [contiguousCopy(x), contiguousCopy(index)];
   const out = Tensor.empty([...x.shape.slice(0, a), n, ...x.shape.slice(a + 1)], x.dtype);
   const total = out.size;
   const engine = getEngine();
@@ -72,7 +72,7 @@ export function indexSelectBackwardRaw(g: Tensor, shape: readonly number[], axis
   const outer = sizeOf(shape.slice(0, axis));
   const inner = sizeOf(shape.slice(axis + 1));
   const n = index.shape[0];
-  const [gc, idx] = [contiguous(g), contiguous(index)];
+  const [gc, idx] = [contiguousCopy(g), contiguousCopy(index)];
   const dx = zeros(shape);
   const columns = outer * inner;
   const kernel = getEngine().kernel('scatterAdd', () => ({
@@ -98,23 +98,4 @@ ${perItemEntry(WG, 'c')}
   gc.dispose();
   idx.dispose();
   return dx;
-}
-
-/** Selects entries of x along `axis` by a 1-D i32 index (PyTorch's index_select). */
-export function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
-  const a = normalizeAxis('indexSelect', axis, x.rank);
-  const out = indexSelectRaw(x, a, index);
-  recordOp('indexSelect', [x, null], out, { shape: x.shape, axis: a, index });
-  return out;
-}
-
-/** Embedding lookup: rows of weight [V, D] for ids of any shape → [...ids.shape, D]. */
-export function embedding(weight: Tensor, ids: Tensor): Tensor {
-  if (weight.rank !== 2) throw new ShapeError(`embedding: weight must be [V, D], got ${fmtShape(weight.shape)}`);
-  const flatIds = reshape(ids, [ids.size]);
-  const rows = indexSelect(weight, 0, flatIds);
-  const out = reshape(rows, [...ids.shape, weight.shape[1]]);
-  flatIds.dispose();
-  rows.dispose();
-  return out;
 }

@@ -11,13 +11,11 @@
 //   v3  v2's idea across a subgroup: lanes share A values through subgroupBroadcast instead of each lane
 //       gathering them (see v3Source). 1.8× v2 on lavapipe at 1024²; the default where subgroups are 8 wide.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, MAX_RANK } from '../core/engine.ts';
-import { isGradEnabled } from '../core/autograd.ts';
+import { getEngine } from '../core/engine.ts';
+import { MAX_RANK } from '../core/kernel.ts';
 import { broadcastShapes, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
 import { HELPERS } from './elementwise.ts';
-import { unary } from './math.ts';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'quickgelu';
 
@@ -347,20 +345,4 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
     [Math.ceil(N / tile[1]), Math.ceil(M / tile[0]), batches],
   );
   return out;
-}
-
-/**
- * a · b with optional fused bias and activation. Operands are [..., M, K] and [..., K, N] with broadcast
- * batch dimensions; pass transpose(x) views to multiply by a transpose without copying.
- */
-export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
-  const { bias, activation = 'none' } = options;
-  const tracked = isGradEnabled() && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
-  // With autodiff on, the activation runs as its own recorded op: its backward needs the pre-activation.
-  const out = matmulRaw(a, b, { bias, activation: tracked ? 'none' : activation });
-  recordOp('matmul', bias ? [a, b, bias] : [a, b], out, { a, b });
-  if (!tracked || activation === 'none') return out;
-  const activated = unary(activation, out);
-  out.dispose();
-  return activated;
 }

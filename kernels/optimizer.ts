@@ -2,7 +2,8 @@
 // and its state in place (instead of a dispatch per elementwise step of the update formula). vec4 when the
 // tensor's size allows. Formulas follow torch.optim exactly (see nn/optim.ts).
 import { ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import { grid, perItemEntry } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 
 const WG = 64;

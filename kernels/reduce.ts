@@ -8,11 +8,11 @@
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
 import type { DType } from '../core/dtype.ts';
 import { DTypeError } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry } from '../core/engine.ts';
-import { normalizeAxes, sizeOf, type Shape } from '../core/shape.ts';
+import { getEngine } from '../core/engine.ts';
+import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
+import { sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
-import { contiguous, permute, reshape } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
 
 export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 
@@ -21,10 +21,10 @@ const CHUNK = 256; // elements per thread in the first pass of a split reduction
 
 const INIT: Record<ReduceOp, Record<DType, string>> = {
   sum: { f32: '0.0', i32: '0' },
-  max: { f32: '-3.4028234663852886e38', i32: '-2147483647 - 1' },
-  argmax: { f32: '-3.4028234663852886e38', i32: '-2147483647 - 1' },
-  min: { f32: '3.4028234663852886e38', i32: '2147483647' },
-  argmin: { f32: '3.4028234663852886e38', i32: '2147483647' },
+  max: { f32: `-${F32_MAX}`, i32: '-2147483647 - 1' },
+  argmax: { f32: `-${F32_MAX}`, i32: '-2147483647 - 1' },
+  min: { f32: F32_MAX, i32: '2147483647' },
+  argmin: { f32: F32_MAX, i32: '2147483647' },
 };
 
 function reduceKernel(op: ReduceOp, dtype: DType) {
@@ -102,7 +102,10 @@ export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boo
     inner = sizeOf(x.shape.slice(axes[axes.length - 1] + 1));
   } else {
     const kept = [...Array(rank).keys()].filter((i) => !axes.includes(i));
-    src = contiguous(permute(x, [...kept, ...axes]));
+    const dims = [...kept, ...axes];
+    const permuted = x.view(dims.map((d) => x.shape[d]), dims.map((d) => x.strides[d]));
+    src = contiguousCopy(permuted);
+    permuted.dispose();
     outer = sizeOf(kept.map((i) => x.shape[i]));
     inner = 1;
   }
@@ -113,53 +116,14 @@ export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boo
   return out;
 }
 
-export interface ReduceOptions {
-  keepDims?: boolean;
-}
-
-/** Sum over `axes` (all axes when omitted). */
-export function sum(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
-  const ax = normalizeAxes('sum', axes, x.rank);
-  const out = reduceRaw('sum', x, ax, keepDims);
-  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale: 1 });
-  return out;
-}
-
-/** Mean over `axes` (all axes when omitted), as one fused kernel. */
-export function mean(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
-  const ax = normalizeAxes('mean', axes, x.rank);
-  const scale = 1 / Math.max(1, sizeOf(ax.map((a) => x.shape[a])));
-  const out = reduceRaw('sum', x, ax, keepDims, scale);
-  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale });
-  return out;
-}
-
-function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
-  const ax = normalizeAxes(op, axes, x.rank);
-  const out = reduceRaw(op, x, ax, keepDims);
-  recordOp(op, [x], out, { x, axes: ax, out });
-  return out;
-}
-
-export const max = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('max', x, axes, keepDims);
-export const min = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('min', x, axes, keepDims);
-
-/** Index (i32) of the largest value along one axis; the first one on ties. */
-export function argmax(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
-  return reduceRaw('argmax', x, normalizeAxes('argmax', axis, x.rank), keepDims);
-}
-export function argmin(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
-  return reduceRaw('argmin', x, normalizeAxes('argmin', axis, x.rank), keepDims);
-}
-
-/** Sums a broadcast gradient back to the shape of the operand it was broadcast from. */
-export function sumTo(g: Tensor, shape: Shape): Tensor {
+/** Sums a broadcast gradient back to the shape of the operand it was broadcast from (records nothing). */
+export function sumToRaw(g: Tensor, shape: readonly number[]): Tensor {
   const lead = g.rank - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  if (axes.length === 0) return g.rank === shape.length ? g : reshape(g, shape);
-  const summed = sum(g, axes, { keepDims: true });
-  const out = reshape(summed, shape);
-  if (out !== summed) summed.dispose();
+  if (axes.length === 0) return g.rank === shape.length ? g.view(g.shape, g.strides) : contiguousCopy(g).view(shape);
+  const summed = reduceRaw('sum', g, axes, true);
+  const out = summed.view(shape);
+  summed.dispose();
   return out;
 }

@@ -6,38 +6,28 @@
 // offsets allow (3× faster on lavapipe); the same source serves both widths through the alias `V` and the
 // horizontal helpers hsum / hmax / onehot.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
-import { getEngine, grid, perItemEntry, type KernelSpec } from '../core/engine.ts';
+import { getEngine } from '../core/engine.ts';
+import type { KernelSpec } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
-import { normalizeAxis } from '../core/shape.ts';
-import { recordOp } from './autodiff.ts';
-import { contiguous } from './movement.ts';
+import { contiguousCopy } from './elementwise.ts';
+import { F32_MAX, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
 
 const WG = 64;
-const NEG_MAX = '-3.4028234663852886e38';
 
-type Width = 1 | 4;
 /** 4 when a row of D floats and every offset allow vec4 loads. */
 const widthFor = (D: number, ...offsets: number[]): Width => (D % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1);
-const vecType = (w: Width) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
 
+/** The shared V/hsum/hmax prelude plus onehot(j, k): lane-wise 1.0 where element k of the row sits in V j. */
 function prelude(w: Width): string {
-  return w === 4
-    ? `alias V = vec4<f32>;
-fn hsum(v: V) -> f32 { return v.x + v.y + v.z + v.w; }
-fn hmax(v: V) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }
-fn onehot(j: u32, k: u32) -> V { return select(V(0.0), V(1.0), vec4<u32>(4u * j, 4u * j + 1u, 4u * j + 2u, 4u * j + 3u) == vec4<u32>(k)); }`
-    : `alias V = f32;
-fn hsum(v: V) -> f32 { return v; }
-fn hmax(v: V) -> f32 { return v; }
-fn onehot(j: u32, k: u32) -> V { return select(0.0, 1.0, j == k); }`;
+  const onehot = w === 4
+    ? 'fn onehot(j: u32, k: u32) -> V { return select(V(0.0), V(1.0), vec4<u32>(4u * j, 4u * j + 1u, 4u * j + 2u, 4u * j + 3u) == vec4<u32>(k)); }'
+    : 'fn onehot(j: u32, k: u32) -> V { return select(0.0, 1.0, j == k); }';
+  return `${vectorPrelude(w)}\n${onehot}`;
 }
 
-/** Dispatches a row kernel: one thread per row (rows may exceed one grid dimension). */
-function launchRows<S extends KernelSpec>(key: string, spec: () => S, buffers: Record<string, GPUBuffer>, uniforms: Record<string, number>, rows: number): void {
-  const engine = getEngine();
-  const kernel = engine.kernel(key, spec);
-  engine.dispatch(kernel, buffers as never, uniforms as never, grid(Math.ceil(rows / WG)));
-}
+/** Dispatches a row kernel: one thread per row. */
+const launchRows = (key: string, spec: () => KernelSpec, buffers: Record<string, GPUBuffer>, uniforms: Record<string, number>, rows: number) =>
+  launchPerItem(key, spec, buffers, uniforms, rows, WG);
 
 // Each row is u.W values of type V (u.W = D / width).
 const ROW_ID = `${perItemEntry(WG, 'row')}
@@ -49,7 +39,7 @@ function rowsOf(op: string, x: Tensor): { src: Tensor; rows: number; D: number }
   if (x.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${x.dtype}`);
   if (x.rank === 0) throw new ShapeError(`${op}: expects at least one axis, got a scalar`);
   const D = x.shape[x.rank - 1];
-  return { src: contiguous(x), rows: D === 0 ? 0 : x.size / D, D };
+  return { src: contiguousCopy(x), rows: D === 0 ? 0 : x.size / D, D };
 }
 
 // ---- softmax / log-softmax ----------------------------------------------------------------------------------
@@ -103,7 +93,7 @@ export function softmaxRaw(x: Tensor, log: boolean): Tensor {
       wgsl: `${prelude(w)}
 ${row.entry}
   let xb = u.off + base;
-  var mv = V(${NEG_MAX});
+  var mv = V(-${F32_MAX});
   ${loop} { mv = max(mv, x[xb + j]); }
   let m = ${row.max('hmax(mv)')};
   ${body}
@@ -120,8 +110,8 @@ ${row.entry}
 /** Backward of softmax (y = softmax(x)): dx = y·(g − Σ g·y); of log-softmax: dx = g − exp(y)·Σ g. */
 export function softmaxBackwardRaw(y: Tensor, g: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmaxBackward' : 'softmaxBackward';
-  const gc = contiguous(g);
-  const yc = contiguous(y);
+  const gc = contiguousCopy(g);
+  const yc = contiguousCopy(y);
   const D = y.shape[y.rank - 1];
   const rows = y.size / D;
   const out = Tensor.empty(y.shape);
@@ -155,26 +145,6 @@ ${ROW_ID}
   return out;
 }
 
-function checkLastAxis(op: string, x: Tensor, axis: number): void {
-  if (normalizeAxis(op, axis, x.rank) !== x.rank - 1) throw new ShapeError(`${op}: only the last axis is supported (got axis ${axis} of ${fmtShape(x.shape)}); permute first`);
-}
-
-/** Numerically stable softmax along the last axis. */
-export function softmax(x: Tensor, axis = -1): Tensor {
-  checkLastAxis('softmax', x, axis);
-  const out = softmaxRaw(x, false);
-  recordOp('softmax', [x], out, { y: out });
-  return out;
-}
-
-/** log(softmax(x)) along the last axis, computed as x − max − log Σ exp(x − max). */
-export function logSoftmax(x: Tensor, axis = -1): Tensor {
-  checkLastAxis('logSoftmax', x, axis);
-  const out = softmaxRaw(x, true);
-  recordOp('logSoftmax', [x], out, { y: out });
-  return out;
-}
-
 // ---- layer norm ---------------------------------------------------------------------------------------------
 
 /** Forward: y = (x − mean) · rstd · weight + bias per row; also returns mean and rstd per row for backward. */
@@ -184,8 +154,8 @@ export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   for (const [name, p] of [['weight', weight], ['bias', bias]] as const) {
     if (p.rank !== 1 || p.shape[0] !== D || p.dtype !== 'f32') throw new ShapeError(`${op}: ${name} must be f32 of shape [${D}], got ${fmtShape(p.shape)} ${p.dtype}`);
   }
-  const wc = contiguous(weight);
-  const bc = contiguous(bias);
+  const wc = contiguousCopy(weight);
+  const bc = contiguousCopy(bias);
   const y = Tensor.empty(x.shape);
   const mean = Tensor.empty([rows]);
   const rstd = Tensor.empty([rows]);
@@ -230,7 +200,7 @@ export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   const op = 'layerNormBackward';
   const D = x.shape[x.rank - 1];
   const rows = x.size / D;
-  const [gc, xc, wc] = [contiguous(g), contiguous(x), contiguous(weight)];
+  const [gc, xc, wc] = [contiguousCopy(g), contiguousCopy(x), contiguousCopy(weight)];
   const dx = Tensor.empty(x.shape);
   const dw = Tensor.empty([D]);
   const db = Tensor.empty([D]);
@@ -302,15 +272,6 @@ ${perItemEntry(WG, 'col')}
   return { dx, dw, db };
 }
 
-/** Layer normalisation over the last axis with affine weight and bias (statistics in f32). */
-export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
-  const { y, mean, rstd } = layerNormRaw(x, weight, bias, eps);
-  recordOp('layerNorm', [x, weight, bias], y, { x, weight, mean, rstd });
-  mean.dispose();
-  rstd.dispose();
-  return y;
-}
-
 // ---- cross-entropy ------------------------------------------------------------------------------------------
 
 function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number; C: number } {
@@ -330,7 +291,7 @@ function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number
 export function crossEntropyRaw(logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropy';
   const { rows, C } = checkLabels(op, logits, labels);
-  const [x, lab] = [contiguous(logits), contiguous(labels)];
+  const [x, lab] = [contiguousCopy(logits), contiguousCopy(labels)];
   const out = Tensor.empty([rows]);
   const engine = getEngine();
   const w = widthFor(C, x.offset);
@@ -346,7 +307,7 @@ ${ROW_ID}
   let xb = u.off + base;
   let label = labels[u.offL + row];
   if (label < 0 || u32(label) >= u.D) { flag[0] = u.errCode; loss[row] = bitcast<f32>(0x7fc00000u | (u.D & 0u)); return; }
-  var mv = V(${NEG_MAX});
+  var mv = V(-${F32_MAX});
   for (var j = 0u; j < u.W; j++) { mv = max(mv, x[xb + j]); }
   let m = hmax(mv);
   var sv = V(0.0);
@@ -368,7 +329,7 @@ ${ROW_ID}
 export function crossEntropyBackwardRaw(g: Tensor, logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropyBackward';
   const [rows, C] = logits.shape;
-  const [x, lab, gc] = [contiguous(logits), contiguous(labels), contiguous(g)];
+  const [x, lab, gc] = [contiguousCopy(logits), contiguousCopy(labels), contiguousCopy(g)];
   const out = Tensor.empty(logits.shape);
   const w = widthFor(C, x.offset);
   launchRows(
@@ -382,7 +343,7 @@ export function crossEntropyBackwardRaw(g: Tensor, logits: Tensor, labels: Tenso
 ${ROW_ID}
   let xb = u.off + base;
   let label = u32(labels[u.offL + row]);
-  var mv = V(${NEG_MAX});
+  var mv = V(-${F32_MAX});
   for (var j = 0u; j < u.W; j++) { mv = max(mv, x[xb + j]); }
   let m = hmax(mv);
   var sv = V(0.0);
@@ -399,12 +360,5 @@ ${ROW_ID}
   x.dispose();
   lab.dispose();
   gc.dispose();
-  return out;
-}
-
-/** Per-example cross-entropy of logits [N, C] against integer labels [N]; returns [N]. */
-export function crossEntropyPerRow(logits: Tensor, labels: Tensor): Tensor {
-  const out = crossEntropyRaw(logits, labels);
-  recordOp('crossEntropy', [logits, null], out, { logits, labels });
   return out;
 }

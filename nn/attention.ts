@@ -6,7 +6,7 @@
 // mask, or a head wider than T.FUSED_HEAD_DIM (where batched matmuls are faster), takes the unfused path: Q,
 // K, V viewed as [B, heads, L, d], the scores one batched matmul, the mask a broadcast add, then the softmax
 // kernel and a second batched matmul.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as init from './init.ts';
 import { Linear } from './layers.ts';
 import { Module } from './module.ts';

@@ -1,7 +1,7 @@
 // Training checkpoints: one safetensors file holding the model's state dict (under its own keys), the
 // optimizer state (under `optimizer.`), and JSON metadata with the step, the optimizer step count, the RNG
 // state and anything else the caller adds. Written atomically, so a crash mid-save keeps the previous one.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import type { Module } from './module.ts';
 import { readSafetensors, saveSafetensors, toTensors, SafetensorsError } from './safetensors.ts';
 

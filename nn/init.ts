@@ -1,5 +1,5 @@
 // Parameter initialisation, as torch.nn.init: seeded, on the GPU, written in place under noGrad.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 
 export type FanMode = 'fanIn' | 'fanOut';
 

@@ -1,5 +1,5 @@
 // Layers with PyTorch's parameter names, shapes and default initialisation.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as init from './init.ts';
 import { Module } from './module.ts';
 

@@ -1,6 +1,6 @@
 // Module: named parameters, buffers and child modules, so that names equal PyTorch state-dict keys
 // (`visual.transformer.resblocks.0.attn.in_proj_weight`) and loading a checkpoint is a walk over names.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 
 export class StateDictError extends Error {
   override name = 'StateDictError';

@@ -1,6 +1,6 @@
 // Optimizers with torch.optim's update formulas, parameter groups and state dicts; gradient clipping by
 // global norm; learning-rate schedules as functions of the step.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { adamwUpdate, sgdUpdate } from '../kernels/optimizer.ts';
 
 export interface GroupOptions {

@@ -5,7 +5,7 @@
 // Writing is atomic: a temporary file in the same directory, fsync, then rename over the target.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';

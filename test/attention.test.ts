@@ -3,7 +3,7 @@
 // unfused path (batched matmuls + softmax, each gradient-checked on its own) where finite differences would
 // take too long.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { assertClose, randn, suite, toTensor } from './harness.ts';

@@ -1,6 +1,6 @@
 // Autodiff semantics beyond single rules: accumulation, views, noGrad, detach, seeds, graph lifetime.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { assertClose, assertThrows, suite } from './harness.ts';
 
 const test = suite('autodiff');

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { ConfigError, inferConfig, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP, VisionTransformer } from '../clip/model.ts';
 import { TOLERANCE, parity } from '../clip/parity.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { linearProbe, retrievalRecall, topK, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
 import { l2normalize, CLIP } from '../clip/model.ts';
 import { CLIP_MEAN, CLIP_STD, ImageError, cubic, decodeImage, preprocess, resizeBicubic, type RgbImage } from '../clip/preprocess.ts';

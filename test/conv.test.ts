@@ -1,6 +1,6 @@
 // Convolution, pooling and batch norm against float64 references on odd shapes.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
 

@@ -1,6 +1,6 @@
 // Every elementwise op against its float64 reference: odd shapes, broadcasting, strided views, scalars.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { assertTensorClose, randn, suite, toTensor, toNd } from './harness.ts';
 

@@ -1,6 +1,6 @@
 // Bad input fails loudly, naming the op, the shapes and what was expected; GPU-side failures surface as
 // thrown errors rather than stderr noise.
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { getEngine } from '../core/engine.ts';
 import { assertThrows, suite } from './harness.ts';
 

@@ -3,10 +3,10 @@
 // time too). The analytic gradient is computed on the GPU in f32; the numeric one by central differences
 // through the op's float64 reference, so it is exact to ~1e-10 and the tolerance only absorbs f32 rounding.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import type { OpName } from '../kernels/autodiff.ts';
-import { crossEntropyPerRow } from '../kernels/rowwise.ts';
+import type { OpName } from '../ops/backward.ts';
+import { crossEntropyPerRow } from '../ops/rowwise.ts';
 import { assertClose, randn, suite, toNd, toTensor } from './harness.ts';
 
 const test = suite('gradcheck');

@@ -1,7 +1,7 @@
 // Shared test helpers: a counting wrapper around uvu suites, a seeded host RNG, tolerance checks, and
 // upload/download between float64 reference arrays and tensors.
 import { suite as uvuSuite, type Test } from 'uvu';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { Nd } from '../kernels/reference.ts';
 
 export const counts = { passed: 0, failed: 0 };

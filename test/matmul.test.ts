@@ -1,7 +1,7 @@
 // Matmul against the float64 reference: odd shapes, transposed operands, broadcast batches, fused epilogue,
 // for every kernel version and tile configuration.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
 import { assertTensorClose, randn, suite, toTensor } from './harness.ts';

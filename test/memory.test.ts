@@ -1,7 +1,7 @@
 // GPU memory: a training loop's live bytes stay flat, the pool serves repeat allocations, tidy frees what
 // it should, and no pipeline is compiled again for new shapes of a known kernel.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { suite } from './harness.ts';
 
 const test = suite('memory');

@@ -1,6 +1,6 @@
 // End to end: a 2-layer MLP trained with plain SGD on a fixed seeded task lowers its loss.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { suite } from './harness.ts';
 
 const test = suite('mlp');

@@ -1,7 +1,7 @@
 // Views and copies: reshape (view or copy), permute, expand, slice, concat, stack, pad, index_select,
 // embedding, and the creation ops.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts';
 

@@ -1,7 +1,7 @@
 // The layer library: PyTorch names and shapes, state dicts, layers and attention against float64 references,
 // batch-norm running statistics, and end-to-end learning of a small CNN and a small Transformer.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { Module, StateDictError } from '../nn/module.ts';
 import { BatchNorm2d, Conv2d, Embedding, LayerNorm, Linear, Sequential, ReLU, AvgPool2d } from '../nn/layers.ts';

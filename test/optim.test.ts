@@ -1,6 +1,6 @@
 // Optimizers against float64 reimplementations of torch.optim's formulas; clipping; schedules; state dicts.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { AdamW, SGD, clipGradNorm, constantWithWarmup, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // Reductions over every kind of axis set, against float64 references.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
 

@@ -3,7 +3,7 @@
 // collections and busy work between many submits and readbacks; an engine that does not hold the instance
 // aborts, segfaults or hangs here.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { suite } from './harness.ts';
 
 const test = suite('robustness');

@@ -1,8 +1,8 @@
 // Fused row kernels (softmax, log-softmax, layer norm, cross-entropy) against float64 references.
 import * as assert from 'uvu/assert';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { crossEntropyPerRow } from '../kernels/rowwise.ts';
+import { crossEntropyPerRow } from '../ops/rowwise.ts';
 import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');

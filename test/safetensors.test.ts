@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { SafetensorsError, parseSafetensors, readSafetensors, saveSafetensors, serializeSafetensors } from '../nn/safetensors.ts';
 import { assertThrows, suite } from './harness.ts';
 

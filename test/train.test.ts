@@ -7,7 +7,7 @@ import { readCsv, readFolder, readShards } from '../clip/data/files.ts';
 import { decodeImage } from '../clip/preprocess.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../kernels/index.ts';
+import * as T from '../ops/index.ts';
 import { CLIP, clipLoss } from '../clip/model.ts';
 import { train, type TrainOptions } from '../clip/train.ts';
 import { assertClose, suite } from './harness.ts';

@@ -2,7 +2,7 @@
 // zero-shot top-1 on the dataset's evaluation sets, retrieval recall on validation pairs, and a linear probe on
 // frozen image features.
 import { parseArgs } from 'node:util';
-import * as T from '../../kernels/index.ts';
+import * as T from '../../ops/index.ts';
 import { linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, evaluate, type LabelledImages } from '../train.ts';
 import { loadClip, tokenizerFor } from '../weights.ts';

@@ -1,6 +1,6 @@
 // `npm run -s parity -- <weights.safetensors> <io.safetensors>`: one JSON line with the worst errors
 // ({"features", "logits", "loss", "grads", "worst_grad"}); exits 1 when a tolerance is exceeded.
-import * as T from '../../kernels/index.ts';
+import * as T from '../../ops/index.ts';
 import { parity, withinTolerance } from '../parity.ts';
 
 const [weightsPath, ioPath] = process.argv.slice(2);

@@ -2,7 +2,7 @@
 // default) or your own image–caption files, with open_clip-like flags. Leaves checkpoint.safetensors
 // (resumable), model.safetensors (OpenAI layout), vocab.txt.gz, metrics.jsonl, loss.svg and accuracy.svg in --out.
 import { parseArgs } from 'node:util';
-import * as T from '../../kernels/index.ts';
+import * as T from '../../ops/index.ts';
 import { CONFIGS } from '../config.ts';
 import { train } from '../train.ts';
 

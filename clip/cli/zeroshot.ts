@@ -2,7 +2,7 @@
 //  [--templates ensemble|single] [--vocab V]`: class probabilities for each image, best first. A model trained
 // here has its own small vocabulary, vocab.txt.gz beside the weights, which is used when present (tokenizerFor).
 import { parseArgs } from 'node:util';
-import * as T from '../../kernels/index.ts';
+import * as T from '../../ops/index.ts';
 import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
 import { l2normalize } from '../model.ts';
 import { preprocess, readImage } from '../preprocess.ts';

@@ -2,12 +2,23 @@
 // slice, squeeze, unsqueeze) and the copies that materialise them (contiguous, concat, stack, pad).
 // Copies are the elementwise `identity` op writing into a (possibly strided) destination view.
 import { IndexError, ShapeError, TensorError, fmtShape } from '../core/errors.ts';
-import { isGradEnabled } from '../core/autograd.ts';
 import { normalizeAxis, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
-import { recordOp } from './autodiff.ts';
-import { elementwise } from './elementwise.ts';
-import { fill } from './creation.ts';
+import { fill, zeros } from '../kernels/creation.ts';
+import { elementwise } from '../kernels/elementwise.ts';
+import { sumToRaw } from '../kernels/reduce.ts';
+import { isGradEnabled, recorder, type Rules } from './tape.ts';
+
+export interface MovementOps {
+  reshape: { shape: Shape };
+  permute: { dims: number[] };
+  expand: { shape: Shape };
+  slice: { shape: Shape; begin: number[] };
+  copy: Record<string, never>;
+  concat: { axis: number; sizes: number[] };
+  pad: { begin: number[]; shape: Shape };
+}
+const recordOp = recorder<MovementOps>();
 
 /**
  * Strides for viewing `t` with `shape` without copying, or null when its layout does not allow it
@@ -56,7 +67,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   let out: Tensor;
   if (strides) out = x.view(full, strides);
   else {
-    const c = contiguousRaw(x);
+    const c = elementwise('identity', [x]);
     out = c.view(full);
     c.dispose();
   }
@@ -144,14 +155,10 @@ export function narrow(x: Tensor, axis: number, start: number, length: number): 
   return slice(x, starts, ends);
 }
 
-function contiguousRaw(x: Tensor): Tensor {
-  return elementwise('identity', [x]);
-}
-
 /** x itself when already contiguous (as a new view), otherwise a contiguous copy. */
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous) return x.view(x.shape, x.strides);
-  const out = contiguousRaw(x);
+  const out = elementwise('identity', [x]);
   recordOp('copy', [x], out, {});
   return out;
 }
@@ -218,3 +225,21 @@ export function assign(dst: Tensor, src: Tensor | number): void {
   }
   elementwise('identity', [src], dst);
 }
+
+export const movementRules: Rules<MovementOps> = {
+  reshape: (g, { shape }) => [reshape(g, shape)],
+  permute: (g, { dims }) => [permute(g, dims.map((_, i) => dims.indexOf(i)))],
+  expand: (g, { shape }) => [sumToRaw(g, shape)],
+  slice: (g, { shape, begin }) => {
+    const dx = zeros(shape);
+    const window = dx.view(g.shape, dx.strides, begin.reduce((acc, b, i) => acc + b * dx.strides[i], 0));
+    elementwise('identity', [g], window);
+    return [dx];
+  },
+  copy: (g) => [g],
+  concat: (g, { axis, sizes }) => {
+    let at = 0;
+    return sizes.map((n) => narrow(g, axis, (at += n) - n, n));
+  },
+  pad: (g, { begin, shape }) => [slice(g, begin, shape.map((d, i) => begin[i] + d))],
+};

@@ -5,8 +5,7 @@ import { crossEntropyPerRow } from './rowwise.ts';
 import { add, exp, log, mul, sub } from './math.ts';
 import { max, mean, sum } from './reduce.ts';
 import { reshape } from './movement.ts';
-import { noGrad } from '../core/autograd.ts';
-import { detach } from './autodiff.ts';
+import { detach, noGrad } from './tape.ts';
 
 /** Mean cross-entropy of logits [N, C] against i32 labels [N] (fused softmax + NLL per row). */
 export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {

@@ -1,21 +1,23 @@
-// The public tensor API: core types plus every op. `import * as T from '../kernels/index.ts'`.
+// The public tensor API: core types plus every differentiable op. `import * as T from '../ops/index.ts'`.
 import { initGpu } from '../core/device.ts';
 import { getEngine } from '../core/engine.ts';
 
 export { Tensor, tidy, keep } from '../core/tensor.ts';
-export { noGrad, isGradEnabled } from '../core/autograd.ts';
 export { closeGpu, gpu } from '../core/device.ts';
 export type { DType } from '../core/dtype.ts';
 export * from '../core/errors.ts';
-export { backward, param, detach, backwardRules, type OpName } from './autodiff.ts';
-export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal, Generator, manualSeed, defaultGenerator } from './creation.ts';
+export { noGrad, isGradEnabled, param, detach, type BackwardOptions } from './tape.ts';
+export { backward, backwardRules, type OpName } from './backward.ts';
+export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal, Generator, manualSeed, defaultGenerator } from '../kernels/creation.ts';
+export type { Operand } from '../kernels/elementwise.ts';
 export * from './math.ts';
-export type { Operand } from './elementwise.ts';
 export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
 export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
-export { matmul, matmulConfig, type Activation, type MatmulOptions } from './matmul.ts';
+export { matmul } from './matmul.ts';
+export { matmulConfig, type Activation, type MatmulOptions } from '../kernels/matmul.ts';
 export { softmax, logSoftmax, layerNorm } from './rowwise.ts';
-export { attention, selfAttention, MAX_HEAD_DIM, FUSED_HEAD_DIM, type AttentionOptions } from './attention.ts';
+export { attention, selfAttention } from './attention.ts';
+export { MAX_HEAD_DIM, FUSED_HEAD_DIM, type AttentionOptions } from '../kernels/attention.ts';
 export { indexSelect, embedding } from './gather.ts';
 export { crossEntropy, variance, logSumExp } from './composite.ts';
 export { conv2d, im2col, avgPool2d, maxPool2d, adaptiveAvgPool2d, type Conv2dOptions, type PoolOptions } from './conv.ts';

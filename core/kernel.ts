@@ -1,0 +1,96 @@
+// The kernel compiler: a typed spec (outputs, inputs, uniforms, WGSL body) becomes a compute pipeline whose
+// bindings and uniform struct are generated from the spec, so WGSL and JS cannot disagree on them.
+import { GpuError } from './errors.ts';
+
+/** Element type of a storage binding; vec4<f32> lets a kernel load four floats at once. */
+export type StorageType = 'f32' | 'i32' | 'u32' | 'vec4<f32>';
+/** Scalars, or `vec8u`: eight u32 (shape / strides up to rank 8), packed as array<vec4<u32>, 2>. */
+export type UniformType = 'u32' | 'i32' | 'f32' | 'vec8u';
+
+export interface KernelSpec {
+  /** Name used in pipeline labels and error messages. */
+  name: string;
+  /** Written buffers, bound first (binding 0…), declared read_write. */
+  outputs: Record<string, StorageType>;
+  /** Read-only buffers, bound after the outputs. */
+  inputs: Record<string, StorageType>;
+  /** Fields of the uniform struct `u`. */
+  uniforms: Record<string, UniformType>;
+  /** WGSL with an entry point `main`; it sees the generated bindings and `u`. */
+  wgsl: string;
+  /** Directives placed before all declarations, e.g. 'enable subgroups;' (the device must have the feature). */
+  directives?: string[];
+}
+
+export type BufferArgs<S extends KernelSpec> = { [K in keyof S['outputs'] | keyof S['inputs']]: GPUBuffer };
+export type UniformArgs<S extends KernelSpec> = { [K in keyof S['uniforms']]: number | readonly number[] };
+
+export const MAX_RANK = 8;
+
+interface Field {
+  name: string;
+  type: UniformType;
+  offset: number; // bytes
+}
+
+/** A compiled kernel: its pipeline, bind group layout and uniform layout. */
+export class Kernel<S extends KernelSpec = KernelSpec> {
+  readonly fields: Field[];
+  readonly uniformBytes: number;
+  readonly bindingNames: string[];
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+  readonly source: string;
+
+  constructor(device: GPUDevice, readonly spec: S) {
+    // vec8u fields first so every field is naturally aligned without padding.
+    const entries = Object.entries(spec.uniforms) as [string, UniformType][];
+    const ordered = [...entries.filter(([, t]) => t === 'vec8u'), ...entries.filter(([, t]) => t !== 'vec8u')];
+    let offset = 0;
+    this.fields = ordered.map(([name, type]) => {
+      const f = { name, type, offset };
+      offset += type === 'vec8u' ? 32 : 4;
+      return f;
+    });
+    this.uniformBytes = Math.max(16, Math.ceil(offset / 16) * 16);
+    this.bindingNames = [...Object.keys(spec.outputs), ...Object.keys(spec.inputs)];
+
+    const decl: string[] = [...(spec.directives ?? [])];
+    let binding = 0;
+    for (const [name, type] of Object.entries(spec.outputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${type}>;`);
+    for (const [name, type] of Object.entries(spec.inputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read> ${name}: array<${type}>;`);
+    const members = this.fields.map((f) => `  ${f.name}: ${f.type === 'vec8u' ? 'array<vec4<u32>, 2>' : f.type},`);
+    if (members.length === 0) members.push('  _unused: u32,');
+    decl.push(`struct Uniforms {\n${members.join('\n')}\n}`, `@group(0) @binding(${binding}) var<uniform> u: Uniforms;`);
+    decl.push('fn at8(v: array<vec4<u32>, 2>, i: u32) -> u32 { return v[i / 4u][i % 4u]; }');
+    this.source = `${decl.join('\n')}\n${spec.wgsl}`;
+
+    const layoutEntries: GPUBindGroupLayoutEntry[] = this.bindingNames.map((name, i) => ({
+      binding: i,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: name in spec.outputs ? 'storage' : 'read-only-storage' },
+    }));
+    layoutEntries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
+    this.layout = device.createBindGroupLayout({ label: spec.name, entries: layoutEntries });
+    const module = device.createShaderModule({ label: spec.name, code: this.source });
+    this.pipeline = device.createComputePipeline({
+      label: spec.name,
+      layout: device.createPipelineLayout({ label: spec.name, bindGroupLayouts: [this.layout] }),
+      compute: { module, entryPoint: 'main' },
+    });
+  }
+
+  writeUniforms(view: DataView, base: number, values: Record<string, number | readonly number[]>): void {
+    for (const f of this.fields) {
+      const v = values[f.name];
+      if (v === undefined) throw new GpuError(`${this.spec.name}: uniform '${f.name}' was not given`);
+      if (f.type === 'vec8u') {
+        const arr = v as readonly number[];
+        if (arr.length > MAX_RANK) throw new GpuError(`${this.spec.name}: uniform '${f.name}' has ${arr.length} entries, at most ${MAX_RANK} fit`);
+        for (let i = 0; i < MAX_RANK; i++) view.setUint32(base + f.offset + 4 * i, arr[i] ?? 0, true);
+      } else if (f.type === 'f32') view.setFloat32(base + f.offset, v as number, true);
+      else if (f.type === 'i32') view.setInt32(base + f.offset, v as number, true);
+      else view.setUint32(base + f.offset, v as number, true);
+    }
+  }
+}

@@ -1,0 +1,38 @@
+// Differentiable matmul with an optional fused bias and activation, and its backward rule (two more matmuls
+// on transposed views, no copies; a bias gradient is a column sum).
+import { Tensor } from '../core/tensor.ts';
+import { matmulRaw, type MatmulOptions } from '../kernels/matmul.ts';
+import { reduceRaw, sumToRaw } from '../kernels/reduce.ts';
+import { unary } from './math.ts';
+import { reshape, transpose } from './movement.ts';
+import { isGradEnabled, recorder, type Rules } from './tape.ts';
+
+export interface MatmulOps {
+  matmul: { a: Tensor; b: Tensor };
+}
+const recordOp = recorder<MatmulOps>();
+
+/**
+ * a · b with optional fused bias and activation. Operands are [..., M, K] and [..., K, N] with broadcast
+ * batch dimensions; pass transpose(x) views to multiply by a transpose without copying.
+ */
+export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  const { bias, activation = 'none' } = options;
+  const tracked = isGradEnabled() && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
+  // With autodiff on, the activation runs as its own recorded op: its backward needs the pre-activation.
+  const out = matmulRaw(a, b, { bias, activation: tracked ? 'none' : activation });
+  recordOp('matmul', bias ? [a, b, bias] : [a, b], out, { a, b });
+  if (!tracked || activation === 'none') return out;
+  const activated = unary(activation, out);
+  out.dispose();
+  return activated;
+}
+
+export const matmulRules: Rules<MatmulOps> = {
+  matmul: (g, { a, b }, [na, nb, nbias]) => [
+    na ? sumToRaw(matmulRaw(g, transpose(b)), a.shape) : null,
+    // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
+    nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]])) : sumToRaw(matmulRaw(transpose(a), g), b.shape)) : null,
+    nbias ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false) : null,
+  ],
+};

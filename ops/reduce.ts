@@ -1,0 +1,91 @@
+// Differentiable reductions (sum, mean, max, min) and the index reductions (argmax, argmin: no gradient),
+// with their backward rules: a reduction's gradient is the upstream gradient broadcast back over the reduced
+// axes (for max/min only where the extremum was, shared equally between ties as PyTorch's amax/amin).
+import { normalizeAxes, sizeOf, type Shape } from '../core/shape.ts';
+import { Tensor } from '../core/tensor.ts';
+import { elementwise as ew } from '../kernels/elementwise.ts';
+import { reduceRaw } from '../kernels/reduce.ts';
+import { expand, reshape } from './movement.ts';
+import { recorder, type Rules } from './tape.ts';
+
+type Extremum = { x: Tensor; axes: number[]; out: Tensor };
+export interface ReduceOps {
+  sum: { shape: Shape; axes: number[]; scale: number };
+  max: Extremum;
+  min: Extremum;
+}
+const recordOp = recorder<ReduceOps>();
+
+export interface ReduceOptions {
+  keepDims?: boolean;
+}
+
+/** Sum over `axes` (all axes when omitted). */
+export function sum(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
+  const ax = normalizeAxes('sum', axes, x.rank);
+  const out = reduceRaw('sum', x, ax, keepDims);
+  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale: 1 });
+  return out;
+}
+
+/** Mean over `axes` (all axes when omitted), as one fused kernel. */
+export function mean(x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor {
+  const ax = normalizeAxes('mean', axes, x.rank);
+  const scale = 1 / Math.max(1, sizeOf(ax.map((a) => x.shape[a])));
+  const out = reduceRaw('sum', x, ax, keepDims, scale);
+  recordOp('sum', [x], out, { shape: x.shape, axes: ax, scale });
+  return out;
+}
+
+function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
+  const ax = normalizeAxes(op, axes, x.rank);
+  const out = reduceRaw(op, x, ax, keepDims);
+  recordOp(op, [x], out, { x, axes: ax, out });
+  return out;
+}
+
+export const max = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('max', x, axes, keepDims);
+export const min = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('min', x, axes, keepDims);
+
+/** Index (i32) of the largest value along one axis; the first one on ties. */
+export function argmax(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
+  return reduceRaw('argmax', x, normalizeAxes('argmax', axis, x.rank), keepDims);
+}
+export function argmin(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
+  return reduceRaw('argmin', x, normalizeAxes('argmin', axis, x.rank), keepDims);
+}
+
+/** Sums a broadcast gradient back to the shape of the operand it was broadcast from. */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  if (axes.length === 0) return g.rank === shape.length ? g : reshape(g, shape);
+  const summed = sum(g, axes, { keepDims: true });
+  const out = reshape(summed, shape);
+  if (out !== summed) summed.dispose();
+  return out;
+}
+
+/** g broadcast back over the axes a reduction removed. */
+function unreduce(g: Tensor, shape: Shape, axes: readonly number[]): Tensor {
+  const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  return expand(reshape(g, kept), shape);
+}
+
+function extremumGrad(g: Tensor, { x, axes, out }: Extremum): (Tensor | null)[] {
+  const mask = ew('eq', [x, unreduce(out, x.shape, axes)]);
+  const maskF = ew('toF32', [mask]);
+  const count = reduceRaw('sum', maskF, axes, true);
+  const share = ew('div', [unreduce(g, x.shape, axes), count]);
+  return [ew('mul', [share, maskF])];
+}
+
+export const reduceRules: Rules<ReduceOps> = {
+  sum: (g, { shape, axes, scale }) => {
+    const spread = unreduce(g, shape, axes);
+    return [scale === 1 ? spread : ew('mul', [spread, scale])];
+  },
+  max: extremumGrad,
+  min: extremumGrad,
+};
