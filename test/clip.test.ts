@@ -1,4 +1,4 @@
-// CLIP: parity with OpenAI's reference for both shared models, config inference on unseen sizes, and the
+// CLIP: parity with OpenAI's reference for both oracle fixtures (test/fixtures), config inference on unseen sizes, and the
 // weight loaders for every layout on small generated files.
 import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync } from 'node:fs';
@@ -11,14 +11,14 @@ import { TOLERANCE, parity } from '../clip/parity.ts';
 import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
 import { saveBpe, trainBpe } from '../clip/tokenizer.ts';
 import { saveSafetensors } from '../nn/safetensors.ts';
-import { assertClose, assertThrows, suite } from './harness.ts';
+import { FIXTURES, assertClose, assertThrows, suite } from './harness.ts';
 
 const test = suite('clip');
 const dir = mkdtempSync(join(tmpdir(), 'clip-'));
 
 for (const name of ['vit_tiny', 'rn_tiny']) {
   test(`parity with openai/CLIP: ${name} (features, logits, train loss, every gradient)`, async () => {
-    const r = await parity(`../shared/clip/${name}.safetensors`, `../shared/clip/${name}.io.safetensors`);
+    const r = await parity(`${FIXTURES}/${name}.safetensors`, `${FIXTURES}/${name}.io.safetensors`);
     assert.ok(r.features <= TOLERANCE.features, `features ${r.features}`);
     assert.ok(r.logits <= TOLERANCE.logits, `logits ${r.logits}`);
     assert.ok(r.loss <= TOLERANCE.loss, `loss ${r.loss}`);

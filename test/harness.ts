@@ -6,6 +6,9 @@ import { Nd } from '../kernels/reference.ts';
 
 export const counts = { passed: 0, failed: 0 };
 
+/** The oracle fixtures from openai/CLIP (see test/fixtures/README.md); tests run from the repository root. */
+export const FIXTURES = 'test/fixtures';
+
 /** A uvu suite whose tests are counted for the closing "N passed, N failed" line. */
 export function suite(name: string): Test {
   const s = uvuSuite(name);

@@ -1,11 +1,11 @@
-// safetensors: round trip, the shared CLIP checkpoint's keys, every kind of corruption, atomic writes.
+// safetensors: round trip, the oracle CLIP checkpoint's keys, every kind of corruption, atomic writes.
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../ops/index.ts';
 import { SafetensorsError, parseSafetensors, readSafetensors, saveSafetensors, serializeSafetensors } from '../nn/safetensors.ts';
-import { assertThrows, suite } from './harness.ts';
+import { FIXTURES, assertThrows, suite } from './harness.ts';
 
 const test = suite('safetensors');
 const dir = mkdtempSync(join(tmpdir(), 'safetensors-'));
@@ -51,8 +51,8 @@ test('F16, BF16 and I64 are converted on read', () => {
   assert.is(file.tensors.get('ids')!.dtype, 'i32');
 });
 
-test('the shared OpenAI-layout CLIP checkpoint lists the expected keys and shapes', () => {
-  const file = readSafetensors('../shared/clip/vit_tiny.safetensors');
+test('the oracle OpenAI-layout CLIP checkpoint lists the expected keys and shapes', () => {
+  const file = readSafetensors(`${FIXTURES}/vit_tiny.safetensors`);
   const config = JSON.parse(file.metadata.config);
   assert.is(config.vision_width, 64);
   const shape = (k: string) => file.tensors.get(k)?.shape;

@@ -5,10 +5,10 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer, TokenizerError, saveBpe, trainBpe } from '../clip/tokenizer.ts';
-import { assertThrows, suite } from './harness.ts';
+import { FIXTURES, assertThrows, suite } from './harness.ts';
 
 const test = suite('tokenizer');
-const cases = JSON.parse(readFileSync('../shared/clip/tokenizer_cases.json', 'utf8')) as {
+const cases = JSON.parse(readFileSync(`${FIXTURES}/tokenizer_cases.json`, 'utf8')) as {
   context_length: number;
   sot: number;
   eot: number;
