@@ -3,26 +3,13 @@
 // one-off peer; nothing in the project needs Python.
 import { spawnSync } from 'node:child_process';
 import { CONFIGS, visionHeads, type ClipConfig } from '../clip/config.ts';
-import { CLIP, clipLoss } from '../clip/model.ts';
+import { CLIP } from '../clip/model.ts';
+import { trainStep } from '../clip/step.ts';
 import * as T from '../ops/index.ts';
 import { AdamW } from '../nn/optim.ts';
 import type { Result } from './harness.ts';
 
 const VOCAB = 1000;
-
-/** One training step on a fixed batch (forward, symmetric loss, backward, AdamW); returns the loss tensor. */
-export function trainingStep(model: CLIP, optimizer: AdamW, images: T.Tensor, tokens: T.Tensor): () => T.Tensor {
-  return () => {
-    const loss = T.tidy(() => {
-      const out = model.forward(images, tokens);
-      return clipLoss(out.logitsPerImage, out.logitsPerText);
-    });
-    T.backward(loss);
-    optimizer.step();
-    optimizer.zeroGrad();
-    return loss;
-  };
-}
 
 /** Images/s of training steps on a fixed random batch; validated first: the loss is finite, starts near
  * ln(batch) (random features) and falls over a few steps on that batch (the step really trains). */
@@ -34,7 +21,7 @@ async function oursPerSecond(config: ClipConfig, batch: number, steps: number): 
   const images = T.keep(T.randNormal([batch, 3, config.imageResolution, config.imageResolution]));
   const ids = Int32Array.from({ length: batch * L }, (_, i) => (i % L === L >> 1 ? VOCAB - 1 : i % L > L >> 1 ? 0 : 1 + ((i * 7919) % (VOCAB - 2))));
   const tokens = T.keep(T.Tensor.from(ids, [batch, L], 'i32'));
-  const step = trainingStep(model, optimizer, images, tokens);
+  const step = () => trainStep(model, optimizer, images, tokens);
   const first = await step().item();
   let last = first;
   for (let i = 0; i < 5; i++) last = await step().item();

@@ -3,19 +3,9 @@
 import * as T from '../ops/index.ts';
 import { AdamW } from '../nn/optim.ts';
 import { l2normalize, type CLIP } from './model.ts';
+import type { DataSource } from './data/source.ts';
+import { ENSEMBLE_TEMPLATES, fillTemplate } from './prompts.ts';
 import type { Tokenizer } from './tokenizer.ts';
-
-/** The seven prompts OpenAI's ImageNet notebook found best as an ensemble. */
-export const ENSEMBLE_TEMPLATES: ((c: string) => string)[] = [
-  (c) => `itap of a ${c}.`,
-  (c) => `a bad photo of the ${c}.`,
-  (c) => `a origami ${c}.`,
-  (c) => `a photo of the large ${c}.`,
-  (c) => `a ${c} in a video game.`,
-  (c) => `art of the ${c}.`,
-  (c) => `a photo of the small ${c}.`,
-];
-export const SINGLE_TEMPLATE: ((c: string) => string)[] = [(c) => `a photo of a ${c}.`];
 
 /** `encode` applied to normalised images [count, 3, n, n] (host data), `batch` images at a time; rows concatenated. */
 function encodeInBatches(model: CLIP, pixels: Float32Array, count: number, encode: (images: T.Tensor) => T.Tensor, batch = 256): T.Tensor {
@@ -55,15 +45,20 @@ export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {
 
 /**
  * Zero-shot classifier weights [D, classes]: per class, the prompts' text embeddings, each L2-normalised,
- * averaged, and renormalised (prompt ensembling).
+ * averaged, and renormalised (prompt ensembling). Templates as in clip/prompts.ts ("a photo of {a} {}").
  */
-export function zeroShotClassifier(encodeText: TextEncoder, classNames: readonly string[], templates = ENSEMBLE_TEMPLATES): T.Tensor {
+export function zeroShotClassifier(encodeText: TextEncoder, classNames: readonly string[], templates: readonly string[] = ENSEMBLE_TEMPLATES): T.Tensor {
   return T.noGrad(() =>
     T.tidy(() => {
-      const columns = classNames.map((name) => l2normalize(T.mean(l2normalize(encodeText(templates.map((t) => t(name)))), 0, { keepDims: true })));
+      const columns = classNames.map((name) => l2normalize(T.mean(l2normalize(encodeText(templates.map((t) => fillTemplate(t, name)))), 0, { keepDims: true })));
       return T.transpose(T.concat(columns, 0));
     }),
   );
+}
+
+/** The templates zero-shot classification with `model` uses by default: those it was evaluated with, else OpenAI's ensemble. */
+export function defaultTemplates(model: CLIP): readonly string[] {
+  return model.prompts?.templates ?? ENSEMBLE_TEMPLATES;
 }
 
 /** Class probabilities [N, classes] for L2-normalised image features: softmax(100 · f·W), as in the paper. */
@@ -165,4 +160,47 @@ async function fitProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSp
     b.dispose();
   }
   return best!;
+}
+
+export interface EvalResult {
+  /** Zero-shot top-1 per image set of the data's zero-shot task (empty without one). */
+  zeroShot: Record<string, number>;
+  imageToTextR1: number;
+  imageToTextR5: number;
+  textToImageR1: number;
+  textToImageR5: number;
+}
+
+/**
+ * The evaluation the trainer runs: retrieval recall on (up to 100) validation pairs, and zero-shot top-1 on
+ * every image set of the data's zero-shot task with its own prompts.
+ */
+export async function evaluateClip(model: CLIP, tokenizer: Tokenizer, data: DataSource): Promise<EvalResult> {
+  const wasTraining = model.training;
+  model.eval();
+  const n = model.config.imageResolution;
+  const L = model.config.contextLength;
+  const test = data.validation(100, n);
+  const count = test.captions.length;
+  const img = encodeImages(model, test.pixels, count);
+  const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
+  const recall = await retrievalRecall(img, txt, [1, 5]);
+  img.dispose();
+  txt.dispose();
+  const zeroShot: Record<string, number> = {};
+  const task = data.zeroShot;
+  if (task) {
+    const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), task.classes, task.templates);
+    for (const set of task.sets) {
+      const { pixels, labels } = set.images(n);
+      const features = encodeImages(model, pixels, labels.length);
+      const probs = zeroShotProbabilities(features, classifier);
+      zeroShot[set.name] = topK(await probs.data(), task.classes.length, labels, [1])[1];
+      features.dispose();
+      probs.dispose();
+    }
+    classifier.dispose();
+  }
+  model.train(wasTraining);
+  return { zeroShot, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
 }

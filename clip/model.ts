@@ -7,6 +7,7 @@ import * as init from '../nn/init.ts';
 import { AvgPool2d, BatchNorm2d, Conv2d, Embedding, LayerNorm, Layer, Linear, ModuleList, QuickGELU, Sequential } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import { visionHeads, type ClipConfig } from './config.ts';
+import type { Prompts } from './prompts.ts';
 
 // ---- Transformer (shared by the ViT and the text encoder) ----------------------------------------------------
 
@@ -236,6 +237,11 @@ export class CLIP extends Module {
   readonly lnFinal: LayerNorm;
   readonly textProjection: T.Tensor;
   readonly logitScale: T.Tensor;
+  /**
+   * The zero-shot classes and prompt templates this model was evaluated with, when known (a run trained here
+   * records them in the weights' metadata); zero-shot classification uses these templates by default.
+   */
+  prompts: Prompts | null = null;
 
   constructor(readonly config: ClipConfig) {
     super();
@@ -312,34 +318,6 @@ export class CLIP extends Module {
       const logitsPerImage = contrastiveLogits(l2normalize(imageFeatures), l2normalize(textFeatures), this.scale());
       return { imageFeatures, textFeatures, logitsPerImage, logitsPerText: T.transpose(logitsPerImage) };
     });
-  }
-
-  /**
-   * The contrastive loss of one large batch computed in `chunks` micro-batches with the memory of one
-   * (open_clip's accum_freq): features of every micro-batch are first computed without gradients; then each
-   * micro-batch is recomputed with gradients and its features replace its cached rows in the full-batch loss,
-   * whose backward accumulates into .grad. The sum over micro-batches is the full-batch gradient. The logit
-   * scale takes part with gradients in the first pass only, so its gradient is not counted `chunks` times
-   * (open_clip's loop counts it every pass). Batch-norm statistics are per micro-batch. Returns the loss.
-   */
-  accumulatedLoss(images: T.Tensor[], tokens: T.Tensor[]): T.Tensor {
-    const cached = T.noGrad(() => images.map((img) => T.keep(l2normalize(this.encodeImage(img)))).concat(tokens.map((tok) => T.keep(l2normalize(this.encodeText(tok))))));
-    const n = images.length;
-    let loss: T.Tensor | null = null;
-    for (let j = 0; j < n; j++) {
-      loss?.dispose();
-      loss = T.tidy(() => {
-        const imageRows = cached.slice(0, n).map((f, k) => (k === j ? l2normalize(this.encodeImage(images[j])) : f));
-        const textRows = cached.slice(n).map((f, k) => (k === j ? l2normalize(this.encodeText(tokens[j])) : f));
-        const scale = j === 0 ? this.scale() : T.detach(this.scale());
-        const logits = contrastiveLogits(T.concat(imageRows, 0), T.concat(textRows, 0), scale);
-        const l = clipLoss(logits, T.transpose(logits));
-        T.backward(l);
-        return l;
-      });
-    }
-    for (const f of cached) f.dispose();
-    return loss!;
   }
 }
 

@@ -1,8 +1,8 @@
 // Parity with OpenAI's reference outputs: build the model from a weights file alone, run an io file's images
 // and tokens, and measure the worst relative error max|ours − ref| / max|ref| per group.
 import * as T from '../ops/index.ts';
-import { readSafetensors } from '../nn/safetensors.ts';
-import { clipLoss } from './model.ts';
+import { readSafetensors } from '../nn/io/safetensors.ts';
+import { lossAndGradients } from './step.ts';
 import { loadClip } from './weights.ts';
 
 export const TOLERANCE = { features: 1e-4, logits: 1e-4, loss: 1e-5, grads: 1e-3 };
@@ -49,11 +49,7 @@ export async function parity(weightsPath: string, ioPath: string): Promise<Parit
 
     // Train mode: batch-norm statistics from the batch, as the reference's training step.
     model.train();
-    const lossT = T.tidy(() => {
-      const out = model.forward(images, tokens);
-      return clipLoss(out.logitsPerImage, out.logitsPerText);
-    });
-    T.backward(lossT);
+    const lossT = lossAndGradients(model, images, tokens);
     const loss = relError([await lossT.item()], ref('train_loss').data, 'train_loss');
     lossT.dispose();
     // Some gradients are exactly zero in exact arithmetic (the key bias of attention pooling: softmax ignores a

@@ -3,7 +3,6 @@
 // Decoding uses pngjs and jpeg-js. The resize is PIL's algorithm (separable, antialiased when shrinking:
 // the cubic kernel, a = −0.5, is stretched by the scale factor) computed in floating point, without PIL's
 // rounding to 8 bits between the two passes, so results differ from PIL by at most about one grey level.
-import { readBytes } from '../nn/safetensors.ts';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 
@@ -46,8 +45,32 @@ export function decodeImage(bytes: Uint8Array, source = 'image'): RgbImage {
   throw new ImageError(`${source}: not a PNG or JPEG file (unrecognised signature)`);
 }
 
-export function readImage(path: string): RgbImage {
-  return decodeImage(readBytes(path, ImageError), path);
+/** Encodes an RGB image (values rounded and clamped to 0…255) as PNG bytes. */
+export function encodePng(img: RgbImage): Uint8Array {
+  const png = new PNG({ width: img.width, height: img.height });
+  for (let p = 0; p < img.width * img.height; p++) {
+    for (let c = 0; c < 3; c++) png.data[4 * p + c] = Math.round(Math.min(255, Math.max(0, img.data[3 * p + c])));
+    png.data[4 * p + 3] = 255;
+  }
+  const bytes = PNG.sync.write(png);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** CLIP's normalisation of a channel value v in [0, 255]: (v / 255 − mean[c]) / std[c]. */
+export const normalizeValue = (v: number, c: number): number => (v / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+
+/** Writes an n×n RGB image normalised into CHW [3, n, n] at `offset` of `out`. */
+export function normalizeInto(img: RgbImage, out: Float32Array, offset = 0): void {
+  const n2 = img.width * img.height;
+  for (let p = 0; p < n2; p++) for (let c = 0; c < 3; c++) out[offset + c * n2 + p] = normalizeValue(img.data[3 * p + c], c);
+}
+
+/** The RGB image (values in [0, 255]) of a normalised CHW [3, height, width] image at `offset` of `chw`. */
+export function denormalize(chw: Float32Array, width: number, height: number, offset = 0): RgbImage {
+  const n2 = width * height;
+  const data = new Float32Array(n2 * 3);
+  for (let p = 0; p < n2; p++) for (let c = 0; c < 3; c++) data[3 * p + c] = 255 * (chw[offset + c * n2 + p] * CLIP_STD[c] + CLIP_MEAN[c]);
+  return { width, height, data };
 }
 
 /** The bicubic convolution kernel with a = −0.5 (PIL, Keys 1981). */
@@ -125,6 +148,33 @@ export function preprocess(img: RgbImage, n: number): Float32Array {
   const out = new Float32Array(3 * n * n);
   for (let y = 0; y < n; y++)
     for (let x = 0; x < n; x++)
-      for (let c = 0; c < 3; c++) out[(c * n + y) * n + x] = (resized.data[((y + top) * w + x + left) * 3 + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+      for (let c = 0; c < 3; c++) out[(c * n + y) * n + x] = normalizeValue(resized.data[((y + top) * w + x + left) * 3 + c], c);
+  return out;
+}
+
+/**
+ * RandomResizedCrop as the paper trains (scale 0.9–1.0 of the area, aspect ratio 3/4–4/3), resized to n×n
+ * with the same bicubic filter, normalised, CHW. `random` supplies the draws (seeded by the caller).
+ */
+export function randomResizedCrop(img: RgbImage, n: number, random: () => number, [minScale, maxScale] = [0.9, 1]): Float32Array {
+  const area = img.width * img.height;
+  let [w, h, x, y] = [img.width, img.height, 0, 0];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * (minScale + (maxScale - minScale) * random());
+    const ratio = Math.exp(Math.log(3 / 4) + (Math.log(4 / 3) - Math.log(3 / 4)) * random());
+    const cw = Math.round(Math.sqrt(target * ratio));
+    const ch = Math.round(Math.sqrt(target / ratio));
+    if (cw > 0 && ch > 0 && cw <= img.width && ch <= img.height) {
+      [w, h] = [cw, ch];
+      x = Math.floor(random() * (img.width - cw + 1));
+      y = Math.floor(random() * (img.height - ch + 1));
+      break;
+    }
+  }
+  const crop = new Float32Array(w * h * 3);
+  for (let r = 0; r < h; r++) crop.set(img.data.subarray(((y + r) * img.width + x) * 3, ((y + r) * img.width + x + w) * 3), r * w * 3);
+  const resized = resizeBicubic({ width: w, height: h, data: crop }, n, n);
+  const out = new Float32Array(3 * n * n);
+  normalizeInto(resized, out);
   return out;
 }

@@ -3,7 +3,7 @@
 // size on a caption corpus (saved in the same file format, loaded by the same class).
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { decodeHTML } from 'entities';
-import { readBytes, writeFileAtomic } from '../nn/safetensors.ts';
+import { readBytes, writeFileAtomic } from '../nn/io/files.ts';
 
 /** The real CLIP vocabulary, shipped with the project. */
 // '../clip/…' resolves the same from clip/ (sources) and from .build/ (bundles made by scripts/run.mjs).

@@ -4,9 +4,11 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as T from '../ops/index.ts';
-import { readSafetensors, saveSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
+import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
+import type { SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig } from './config.ts';
 import { CLIP } from './model.ts';
+import type { Prompts } from './prompts.ts';
 import { Tokenizer } from './tokenizer.ts';
 
 export type Layout = 'openai' | 'open_clip' | 'hf';
@@ -94,6 +96,7 @@ export function loadClip(path: string): CLIP {
   if (heads.text) config.transformerHeads = heads.text;
   if (heads.visionHeadWidth) config.visionHeadWidth = heads.visionHeadWidth;
   const model = new CLIP(config);
+  model.prompts = metadataPrompts(path, file.metadata.zeroshot);
   const own = model.stateDict();
   const gpu = new Map<string, T.Tensor>();
   try {
@@ -124,6 +127,21 @@ function metadataHeads(json: string | undefined): { text: number | null; visionH
   }
 }
 
+/** The zero-shot prompts a run recorded (`zeroshot` metadata: {"templates": [...], "classes": [...]}). */
+function metadataPrompts(path: string, json: string | undefined): Prompts | null {
+  if (json === undefined) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (e) {
+    throw new ConfigError(`${path}: metadata 'zeroshot' is not valid JSON (${(e as Error).message})`);
+  }
+  const strings = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string');
+  const p = value as Partial<Prompts> | null;
+  if (!p || !strings(p.templates) || !strings(p.classes)) throw new ConfigError(`${path}: metadata 'zeroshot' must hold non-empty string arrays 'templates' and 'classes'`);
+  return { templates: p.templates!, classes: p.classes! };
+}
+
 /**
  * The tokenizer for a weights file: `vocab` when given (it must exist), else the vocab.txt.gz that training
  * leaves beside the weights, else CLIP's own vocabulary (for OpenAI and open_clip weights).
@@ -134,8 +152,13 @@ export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: str
   return existsSync(beside) ? Tokenizer.fromFile(beside, vocabSize) : Tokenizer.fromFile();
 }
 
-/** Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read). */
+/**
+ * Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read), with the
+ * config and, when known, the zero-shot prompts in the metadata.
+ */
 export async function saveClip(path: string, model: CLIP): Promise<void> {
-  await saveSafetensors(path, model.stateDict(), { format: 'openai-clip', config: JSON.stringify(model.config) });
+  const metadata: Record<string, string> = { format: 'openai-clip', config: JSON.stringify(model.config) };
+  if (model.prompts) metadata.zeroshot = JSON.stringify(model.prompts);
+  await saveSafetensors(path, model.stateDict(), metadata);
 }
 

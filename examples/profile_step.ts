@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import * as T from '../ops/index.ts';
 import { CONFIGS } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
-import { trainingStep } from '../bench/train.ts';
+import { trainStep } from '../clip/step.ts';
 import { AdamW } from '../nn/optim.ts';
 
 const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' } } });
@@ -20,7 +20,7 @@ const images = T.keep(T.randNormal([B, 3, config.imageResolution, config.imageRe
 const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) => (i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97)));
 const tokens = T.keep(T.Tensor.from(ids, [B, config.contextLength], 'i32'));
 
-const step = trainingStep(model, optimizer, images, tokens);
+const step = () => trainStep(model, optimizer, images, tokens);
 for (let i = 0; i < 3; i++) (await step().item()); // warm up: compile every pipeline once
 
 const rows = await T.profile(async () => (await step().item()), { byGrid: true });

@@ -9,11 +9,11 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PNG } from 'pngjs';
 import * as T from '../ops/index.ts';
 import { CONFIGS } from '../clip/config.ts';
 import { SHAPE_WORLD, example, render } from '../clip/data/scenes.ts';
-import { CLIP_MEAN, CLIP_STD } from '../clip/preprocess.ts';
+import { writePng } from '../clip/io/images.ts';
+import { denormalize } from '../clip/preprocess.ts';
 import { train } from '../clip/train.ts';
 
 const { values } = parseArgs({ options: { dir: { type: 'string', default: '/tmp/clip-csv-demo' }, images: { type: 'string', default: '600' }, steps: { type: 'string', default: '300' } } });
@@ -30,12 +30,7 @@ if (!existsSync(csv)) {
   for (let i = 0; i < count; i++) {
     const ex = example(SHAPE_WORLD, 11, i);
     render(SHAPE_WORLD, ex, 'train', n, chw);
-    const png = new PNG({ width: n, height: n });
-    for (let p = 0; p < n * n; p++) {
-      for (let c = 0; c < 3; c++) png.data[4 * p + c] = Math.round(255 * (chw[c * n * n + p] * CLIP_STD[c] + CLIP_MEAN[c]));
-      png.data[4 * p + 3] = 255;
-    }
-    writeFileSync(join(dir, 'images', `${i}.png`), PNG.sync.write(png));
+    writePng(join(dir, 'images', `${i}.png`), denormalize(chw, n, n));
     rows.push(`images/${i}.png,"${ex.caption}"`);
   }
   writeFileSync(csv, `${rows.join('\n')}\n`);

@@ -5,16 +5,16 @@
 //
 // --run is a training output folder (model.safetensors + vocab.txt.gz). Without image paths, four scenes are
 // drawn, saved as PNGs in a temporary folder and classified among all colour–shape classes.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PNG } from 'pngjs';
 import * as T from '../ops/index.ts';
 import { SHAPE_WORLD, compositionClasses, example, render } from '../clip/data/scenes.ts';
-import { ENSEMBLE_TEMPLATES, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
+import { defaultTemplates, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
 import { l2normalize } from '../clip/model.ts';
-import { CLIP_MEAN, CLIP_STD, preprocess, readImage } from '../clip/preprocess.ts';
+import { readImage, writePng } from '../clip/io/images.ts';
+import { denormalize, preprocess } from '../clip/preprocess.ts';
 import { loadClip, tokenizerFor } from '../clip/weights.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' } } });
@@ -25,27 +25,23 @@ function demoImage(dir: string, i: number): string {
   const ex = example(SHAPE_WORLD, 7, i, { pairs: 'heldOut', split: 'test', single: true });
   const chw = new Float32Array(3 * n * n);
   render(SHAPE_WORLD, ex, 'test', n, chw);
-  const png = new PNG({ width: n, height: n });
-  for (let p = 0; p < n * n; p++) {
-    for (let c = 0; c < 3; c++) png.data[4 * p + c] = Math.round(255 * (chw[c * n * n + p] * CLIP_STD[c] + CLIP_MEAN[c]));
-    png.data[4 * p + 3] = 255;
-  }
   const path = join(dir, `${i}-${ex.objects[0].size}-${ex.objects[0].color}-${ex.objects[0].kind}.png`);
-  writeFileSync(path, PNG.sync.write(png));
+  writePng(path, denormalize(chw, n, n));
   return path;
 }
 
 const demoDir = () => mkdtempSync(join(tmpdir(), 'zeroshot-'));
 const images = positionals.length > 0 ? positionals : ((dir) => [0, 1, 2, 3].map((i) => demoImage(dir, i)))(demoDir());
-const labels = values.labels ? values.labels.split(',').map((l) => l.trim()) : compositionClasses(SHAPE_WORLD).names;
 
 await T.init();
 // 1. The model and the vocabulary it was trained with.
 const model = loadClip(join(values.run!, 'model.safetensors'));
 model.eval();
 const tokenizer = tokenizerFor(join(values.run!, 'model.safetensors'), model.config.vocabSize);
-// 2. One text embedding per label: the normalised mean over prompt templates ("a photo of a {}." …).
-const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, ENSEMBLE_TEMPLATES);
+// 2. One text embedding per label: the normalised mean over the prompt templates the model was evaluated
+//    with during training ("{a} {}", "a photo of {a} {}", …; recorded in its metadata), or OpenAI's ensemble.
+const labels = values.labels ? values.labels.split(',').map((l) => l.trim()) : model.prompts?.classes ?? compositionClasses(SHAPE_WORLD).names;
+const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, defaultTemplates(model));
 // 3. Images through OpenAI's preprocessing (resize shorter side, centre crop, normalise), then the image tower.
 const n = model.config.imageResolution;
 const pixels = new Float32Array(images.length * 3 * n * n);

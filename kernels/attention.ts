@@ -1,10 +1,13 @@
 // Fused scaled-dot-product attention: softmax(q·kᵀ·scale [+ causal mask])·v for every head at once, forward
 // and backward, without materialising the [B, heads, L, S] score matrix.
 //
-// Why a fused kernel: CLIP's sequences are short (50 image tokens for ViT-B/32, 77 text tokens) and its heads
-// narrow (64), so the unfused path — a batched matmul per head, a softmax, another batched matmul and the
-// permutes between head-major and token-major layouts — spends its time on thousands of tiny matrices that
-// no matmul tiling fills. Here one thread owns one query row of one head (flash attention's online softmax,
+// Why a fused kernel: CLIP's sequences are short (17 tokens for the scene models, 50 for ViT-B/32, 77 for
+// text) and narrow heads are cheap for accuracy (the scene models use 8-wide ones), so the unfused path — a
+// batched matmul per head, a softmax, another batched matmul and the permutes between head-major and
+// token-major layouts — spends its time on thousands of tiny matrices that no matmul tiling fills. The kernels
+// serve heads up to FUSED_HEAD_DIM (32) wide by default: at 64 (the published CLIP models) a thread's rows
+// spill registers on lavapipe and batched matmuls win, so those keep the unfused path (nn/attention.ts
+// chooses). Here one thread owns one query row of one head (flash attention's online softmax,
 // without the tiling: on lavapipe barriers and workgroup memory cost more than re-reading K and V, which
 // stay in the core's cache for the threads of one head). The backward keeps only the log-sum-exp of each
 // row and recomputes the probabilities:

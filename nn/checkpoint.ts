@@ -1,11 +1,12 @@
 // Training checkpoints: one safetensors file holding the model's state dict (under its own keys), the
 // optimizer state (under `optimizer.`), and JSON metadata with the step, the optimizer step count, the RNG
-// state and anything else the caller adds. Written atomically, so a crash mid-save keeps the previous one.
+// state and anything else the caller adds. On bytes here; nn/io/checkpoint.ts reads and writes files
+// (atomically, so a crash mid-save keeps the previous one).
 import * as T from '../ops/index.ts';
 import type { Module } from './module.ts';
-import { readSafetensors, saveSafetensors, toTensors, SafetensorsError } from './safetensors.ts';
+import { serializeSafetensors, toTensors, SafetensorsError, type SafetensorsFile } from './safetensors.ts';
 
-interface HasState {
+export interface HasState {
   stateDict(): { step: number; tensors: Map<string, T.Tensor> };
   loadStateDict(s: { step: number; tensors: Map<string, T.Tensor> }): void;
 }
@@ -19,21 +20,24 @@ export interface CheckpointInfo {
 
 const OPT = 'optimizer.';
 
-export async function saveCheckpoint(path: string, model: Module, optimizer: HasState | null, info: CheckpointInfo): Promise<void> {
+/** A checkpoint as safetensors bytes. */
+export async function serializeCheckpoint(model: Module, optimizer: HasState | null, info: CheckpointInfo): Promise<Uint8Array> {
   const tensors: [string, T.Tensor][] = [...model.stateDict()];
   const opt = optimizer?.stateDict();
   if (opt) for (const [k, t] of opt.tensors) tensors.push([OPT + k, t]);
-  await saveSafetensors(path, tensors, {
+  return serializeSafetensors(tensors, {
     format: 'clipgpu-checkpoint',
     training: JSON.stringify({ ...info, optimizerStep: opt?.step ?? 0 }),
   });
 }
 
-/** Restores model and optimizer in place, and the default generator's state; returns the saved info. */
-export function loadCheckpoint(path: string, model: Module, optimizer: HasState | null): CheckpointInfo {
-  const file = readSafetensors(path);
+/**
+ * Restores model and optimizer in place from a parsed checkpoint (`source` names it in errors), and the
+ * default generator's state; returns the saved info.
+ */
+export function restoreCheckpoint(file: SafetensorsFile, source: string, model: Module, optimizer: HasState | null): CheckpointInfo {
   if (file.metadata.format !== 'clipgpu-checkpoint' || !file.metadata.training) {
-    throw new SafetensorsError(`${path}: not a training checkpoint (no clipgpu-checkpoint metadata); load plain weights with loadStateDict`);
+    throw new SafetensorsError(`${source}: not a training checkpoint (no clipgpu-checkpoint metadata); load plain weights with loadStateDict`);
   }
   const info = JSON.parse(file.metadata.training) as CheckpointInfo & { optimizerStep: number };
   const tensors = toTensors(file);

@@ -2,9 +2,7 @@
 // optional "__metadata__" (string → string), then the raw little-endian data.
 // Reading validates everything before trusting it (sizes, offsets inside the file, no overlaps, known dtype,
 // shape × dtype = byte length) and converts F32/F16/BF16/F64 to f32 and I64/I32/I16/I8/U8/BOOL to i32.
-// Writing is atomic: a temporary file in the same directory, fsync, then rename over the target.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+// Bytes in, bytes out: nn/io/safetensors.ts reads and writes files (atomically) around this module.
 import * as T from '../ops/index.ts';
 
 export class SafetensorsError extends Error {
@@ -125,21 +123,6 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
   return { tensors, metadata };
 }
 
-/** A file's bytes, or `error(message)` thrown with the path and the system's reason (e.g. ENOENT). */
-export function readBytes(path: string | URL, error: new (message: string) => Error): Uint8Array {
-  try {
-    const buf = readFileSync(path);
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  } catch (e) {
-    throw new error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
-
-/** Reads a safetensors file from disk (host arrays; upload with toTensors). */
-export function readSafetensors(path: string): SafetensorsFile {
-  return parseSafetensors(readBytes(path, SafetensorsError), path);
-}
-
 /** Uploads host tensors to the GPU (kept: the caller disposes them). */
 export function toTensors(file: SafetensorsFile): Map<string, T.Tensor> {
   return new Map([...file.tensors].map(([k, t]) => [k, T.keep(T.Tensor.from(t.data, t.shape, t.dtype))]));
@@ -160,7 +143,7 @@ export async function serializeSafetensors(tensors: Map<string, T.Tensor> | [str
     offset += bytes.byteLength;
   }
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // align the data section to 8 bytes
+  json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).byteLength) % 8)) % 8); // align the data section to 8 bytes
   const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.byteLength + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
@@ -171,26 +154,4 @@ export async function serializeSafetensors(tensors: Map<string, T.Tensor> | [str
     at += c.byteLength;
   }
   return out;
-}
-
-/** Writes bytes to `path` atomically: a crash leaves either the old file or the new one, never a torn one. */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    let written = 0;
-    while (written < bytes.byteLength) written += writeSync(fd, bytes, written, bytes.byteLength - written);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-}
-
-/** Saves tensors as a safetensors file, atomically. */
-export async function saveSafetensors(path: string, tensors: Map<string, T.Tensor> | [string, T.Tensor][], metadata: Record<string, string> = {}): Promise<void> {
-  writeFileAtomic(path, await serializeSafetensors(tensors, metadata));
 }

@@ -10,7 +10,7 @@ import { CLIP, VisionTransformer } from '../clip/model.ts';
 import { TOLERANCE, parity } from '../clip/parity.ts';
 import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
 import { saveBpe, trainBpe } from '../clip/tokenizer.ts';
-import { saveSafetensors } from '../nn/safetensors.ts';
+import { saveSafetensors } from '../nn/io/safetensors.ts';
 import { FIXTURES, assertClose, assertThrows, suite } from './harness.ts';
 
 const test = suite('clip');

@@ -8,10 +8,13 @@ import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import * as T from '../ops/index.ts';
-import { linearProbe, retrievalRecall, topK, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
+import { defaultTemplates, linearProbe, retrievalRecall, topK, zeroShotClassifier, zeroShotProbabilities } from '../clip/evaluate.ts';
 import { l2normalize, CLIP } from '../clip/model.ts';
-import { CLIP_MEAN, CLIP_STD, ImageError, cubic, decodeImage, preprocess, resizeBicubic, type RgbImage } from '../clip/preprocess.ts';
-import { saveClip } from '../clip/weights.ts';
+import { CLIP_MEAN, CLIP_STD, ImageError, cubic, decodeImage, encodePng, preprocess, resizeBicubic, type RgbImage } from '../clip/preprocess.ts';
+import { ConfigError } from '../clip/config.ts';
+import { loadClip, saveClip } from '../clip/weights.ts';
+import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
+import { toTensors } from '../nn/safetensors.ts';
 import { assertClose, assertThrows, rng, suite } from './harness.ts';
 
 const test = suite('clip-use');
@@ -87,7 +90,7 @@ test('PNG and JPEG decode; unreadable images name the file', async () => {
 test('zero-shot: prompt ensembling averages normalised prompt embeddings, and the known class wins', async () => {
   // A hand-built text encoder: each class owns a direction; each template adds its own small offset.
   const classes = ['cat', 'dog', 'car'];
-  const templates = [(c: string) => `a photo of a ${c}.`, (c: string) => `a drawing of a ${c}.`];
+  const templates = ['a photo of a {}.', 'a drawing of a {}.'];
   const vectorOf = (text: string) => {
     const v = [0, 0, 0, 0];
     v[classes.findIndex((c) => text.includes(c))] = 2;
@@ -145,6 +148,35 @@ test('the zeroshot command prints probabilities for each image', async () => {
   const percents = lines.slice(1).map((l) => Number(/([\d.]+)%/.exec(l)![1]));
   assert.equal(lines.slice(1).map((l) => l.trim().split(/\s+/)[1]).sort(), ['car', 'cat', 'dog']);
   assert.ok(Math.abs(percents.reduce((a, b) => a + b, 0) - 100) < 0.05);
+  assert.match(run.stderr, /prompts: "itap of a \{\}\.", /, 'weights without recorded prompts get OpenAI\'s ensemble');
+  const noRunPrompts = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--templates', 'run', '--labels', 'cat'], { encoding: 'utf8' });
+  assert.is(noRunPrompts.status, 2);
+  assert.match(noRunPrompts.stderr, /--templates run: .*w\.safetensors records no prompts/);
+});
+
+test('a model\'s recorded prompts survive saving and are what zero-shot uses by default', async () => {
+  const model = new CLIP({ embedDim: 16, imageResolution: 16, visionLayers: 1, visionWidth: 64, visionPatchSize: 8, contextLength: 12, vocabSize: 49408, transformerWidth: 64, transformerHeads: 1, transformerLayers: 1 });
+  model.prompts = { templates: ['{a} {} drawn', 'there is {a} {}'], classes: ['owl', 'dog', 'cat'] };
+  const weights = join(dir, 'prompted.safetensors');
+  await saveClip(weights, model);
+  model.dispose();
+  const loaded = loadClip(weights);
+  assert.equal(loaded.prompts, { templates: ['{a} {} drawn', 'there is {a} {}'], classes: ['owl', 'dog', 'cat'] });
+  assert.equal(defaultTemplates(loaded), ['{a} {} drawn', 'there is {a} {}']);
+  loaded.dispose();
+  const image = join(dir, 'grey.png');
+  writeFileSync(image, encodePng({ width: 20, height: 18, data: new Float32Array(20 * 18 * 3).fill(120) }));
+  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image], { encoding: 'utf8' });
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stderr, /prompts: "\{a\} \{\} drawn", "there is \{a\} \{\}" \(recorded with the model\)/);
+  assert.equal(run.stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/)[1]).sort(), ['cat', 'dog', 'owl']);
+  // Recorded prompts that are not what a run writes are an error naming the file and the key.
+  const bad = join(dir, 'bad-prompts.safetensors');
+  const file = readSafetensors(weights);
+  const tensors = toTensors(file);
+  await saveSafetensors(bad, tensors, { ...file.metadata, zeroshot: '{"templates": "a {}"}' });
+  for (const t of tensors.values()) t.dispose();
+  await assertThrows(() => loadClip(bad), ConfigError, /bad-prompts\.safetensors: metadata 'zeroshot' must hold non-empty string arrays/);
 });
 
 test.run();

@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import { CLIP_MEAN, CLIP_STD } from '../clip/preprocess.ts';
 import { COLORS, SHAPE_WORLD, compositionClasses, example, greyWorld, render, type World } from '../clip/data/scenes.ts';
 import { GREY_DATASETS, classCount, classImage, greyExample, loadGreyDataset, renderGrey, splitSize } from '../clip/data/mnist.ts';
-import { builtinSource } from '../clip/train.ts';
-import { withArticle } from '../clip/data/text.ts';
+import { builtinSource } from '../clip/data/index.ts';
+import { fillTemplate, withArticle } from '../clip/prompts.ts';
 import { suite } from './harness.ts';
 
 const test = suite('data');
@@ -38,7 +38,9 @@ test('scenes: examples are a pure function of (seed, index); captions name every
   assert.not.equal(example(SHAPE_WORLD, 9, 0), example(SHAPE_WORLD, 10, 0));
   assert.equal(withArticle('orange ring'), 'an orange ring');
   assert.equal(withArticle('large orange ring'), 'a large orange ring');
-  assert.equal(GREY_DATASETS['fashion-mnist'].templates[0]('ankle boot'), 'a photo of an ankle boot');
+  assert.equal(fillTemplate(GREY_DATASETS['fashion-mnist'].templates[0], 'ankle boot'), 'a photo of an ankle boot');
+  assert.equal(fillTemplate('there is {a} {}', 'red circle'), 'there is a red circle');
+  assert.equal(fillTemplate('a {} in a video game.', 'ankle boot'), 'a ankle boot in a video game.');
 });
 
 test('scenes: an object is drawn in its colour at its centre, the background stays black', () => {

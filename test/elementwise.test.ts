@@ -76,16 +76,26 @@ test('pow follows PyTorch on negative bases and zero exponents', async () => {
 });
 
 test('strided inputs: transposed, sliced and expanded views read without copies', async () => {
+  /** op(), checked to be one dispatch writing one new buffer: the strided operand was read in place. */
+  const inOneDispatch = (op: () => T.Tensor) => {
+    const before = T.memory();
+    const out = op();
+    const after = T.memory();
+    assert.is(after.dispatches - before.dispatches, 1, 'dispatches');
+    assert.is(after.allocations + after.reuses - before.allocations - before.reuses, 1, 'buffers requested');
+    return out;
+  };
   const a = randn([33, 7], 11);
   const b = randn([7, 33], 12);
   const at = T.transpose(toTensor(a));
+  const bt = toTensor(b);
   assert.is(at.isContiguous, false);
-  await assertTensorClose(T.add(at, toTensor(b)), R.zip([R.permute(a, [1, 0]), b], (x, y) => x + y), 'transposed', TOL);
+  await assertTensorClose(inOneDispatch(() => T.add(at, bt)), R.zip([R.permute(a, [1, 0]), b], (x, y) => x + y), 'transposed', TOL);
   const s = T.slice(toTensor(a), [3, 2], [30, 5]);
-  await assertTensorClose(T.exp(s), R.map(R.slice(a, [3, 2], [30, 5]), Math.exp), 'sliced', TOL);
+  await assertTensorClose(inOneDispatch(() => T.exp(s)), R.map(R.slice(a, [3, 2], [30, 5]), Math.exp), 'sliced', TOL);
   const col = randn([33, 1], 13);
   const e = T.expand(toTensor(col), [33, 9]);
-  await assertTensorClose(T.mul(e, 2), R.map(R.expand(col, [33, 9]), (v) => 2 * v), 'expanded', TOL);
+  await assertTensorClose(inOneDispatch(() => T.mul(e, 2)), R.map(R.expand(col, [33, 9]), (v) => 2 * v), 'expanded', TOL);
 });
 
 test('clamp, where, maskedFill and comparisons', async () => {

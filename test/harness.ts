@@ -3,6 +3,7 @@
 import { suite as uvuSuite, type Test } from 'uvu';
 import * as T from '../ops/index.ts';
 import { Nd } from '../kernels/reference.ts';
+import { mulberry32 } from '../core/random.ts';
 
 export const counts = { passed: 0, failed: 0 };
 
@@ -25,17 +26,8 @@ export function suite(name: string): Test {
   return Object.assign(counted, { run: s.run, before: s.before, after: s.after, only: s.only, skip: s.skip });
 }
 
-/** mulberry32: a small seeded PRNG, so every test input is random but reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG, so every test input is random but reproducible. */
+export const rng = mulberry32;
 
 /** A random normal Nd (never all-zero, never symmetric). */
 export function randn(shape: number[], seed: number, scale = 1): Nd {

@@ -29,7 +29,13 @@ for (const config of CONFIGS) {
     const at = T.transpose(toTensor(a));
     const bt = T.transpose(toTensor(b));
     const want = R.matmul(R.permute(a, [1, 0]), R.permute(b, [1, 0]));
-    await assertTensorClose(matmulRaw(at, bt, {}, config), want, `${name} aᵀ·bᵀ`, tol(33));
+    // One dispatch and one allocation (the result): no kernel copies a transposed operand first.
+    const before = T.memory();
+    const product = matmulRaw(at, bt, {}, config);
+    const after = T.memory();
+    assert.is(after.dispatches - before.dispatches, 1, 'dispatches');
+    assert.is(after.allocations + after.reuses - before.allocations - before.reuses, 1, 'buffers requested');
+    await assertTensorClose(product, want, `${name} aᵀ·bᵀ`, tol(33));
     // Aligned shapes select the vector load modes: aᵀ by rows (m4), bᵀ by k (k4), and x·Wᵀ (k4 · k4).
     for (const [[ra, ca], [rb, cb], ta, tb] of [[[16, 8], [20, 16], true, true], [[8, 16], [20, 16], false, true], [[12, 8], [12, 20], true, false]] as const) {
       const x = randn([ra, ca], 3 + ra);

@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Linear, ReLU, Sequential } from '../nn/layers.ts';
-import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint } from '../nn/io/checkpoint.ts';
 import { assertClose, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('optim');

@@ -1,10 +1,12 @@
 // safetensors: round trip, the oracle CLIP checkpoint's keys, every kind of corruption, atomic writes.
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../ops/index.ts';
-import { SafetensorsError, parseSafetensors, readSafetensors, saveSafetensors, serializeSafetensors } from '../nn/safetensors.ts';
+import { SafetensorsError, parseSafetensors, serializeSafetensors } from '../nn/safetensors.ts';
+import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
+import { writeFileAtomic } from '../nn/io/files.ts';
 import { FIXTURES, assertThrows, suite } from './harness.ts';
 
 const test = suite('safetensors');
@@ -83,15 +85,26 @@ test('each kind of corruption gets its own error', async () => {
   await assertThrows(() => readSafetensors(join(dir, 'missing.safetensors')), SafetensorsError, /missing\.safetensors: cannot read \(ENOENT\)/);
 });
 
-test('a failed save leaves the previous file intact', async () => {
-  const path = join(dir, 'keep.safetensors');
+test('a save that fails mid-write leaves the previous file intact and no temporary file behind', async () => {
+  const sub = mkdtempSync(join(dir, 'atomic-'));
+  const path = join(sub, 'keep.safetensors');
   await saveSafetensors(path, [['a', T.Tensor.from([1, 2])]]);
   const before = readFileSync(path);
-  const gone = T.Tensor.from([3]);
-  gone.dispose();
-  await assertThrows(() => saveSafetensors(path, [['a', gone]]), T.DisposedError);
-  assert.ok(readFileSync(path).equals(before));
-  writeFileSync(join(dir, 'other'), 'x');
+  // Bytes whose length can be read twice and then fails: the write has started (the whole payload may be on
+  // disk) when the error strikes, as a full disk or a crash would. A writer that writes to `path` directly
+  // leaves it holding the new bytes; an atomic one leaves it untouched.
+  let reads = 0;
+  class FailingBytes extends Uint8Array {
+    override get byteLength(): number {
+      if (++reads > 2) throw new Error('disk full');
+      return super.byteLength;
+    }
+  }
+  const payload = new FailingBytes(await serializeSafetensors([['a', T.Tensor.from([3, 4, 5])]]));
+  assert.throws(() => writeFileAtomic(path, payload), /disk full/);
+  assert.ok(reads > 2, 'the writer got as far as writing');
+  assert.ok(readFileSync(path).equals(before), 'the previous file is intact');
+  assert.equal(readdirSync(sub), ['keep.safetensors']);
 });
 
 test.run();

@@ -8,7 +8,10 @@ import { decodeImage } from '../clip/preprocess.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../ops/index.ts';
-import { CLIP, clipLoss } from '../clip/model.ts';
+import { CLIP } from '../clip/model.ts';
+import { SCENE_TEMPLATES, SHAPE_WORLD, compositionClasses } from '../clip/data/scenes.ts';
+import { lossAndGradients } from '../clip/step.ts';
+import { loadClip } from '../clip/weights.ts';
 import { train, type TrainOptions } from '../clip/train.ts';
 import { assertClose, suite } from './harness.ts';
 
@@ -46,6 +49,10 @@ test('resuming from a checkpoint reproduces the uninterrupted run step for step'
   const b = losses(split).filter((r) => r.step > 3).map((r) => r.loss);
   assert.equal(b, a.slice(3));
   for (const f of ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz', 'loss.svg', 'accuracy.svg']) assert.ok(existsSync(join(split, f)), f);
+  // The weights record the prompts and classes their zero-shot evaluation used.
+  const saved = loadClip(join(split, 'model.safetensors'));
+  assert.equal(saved.prompts, { templates: SCENE_TEMPLATES, classes: compositionClasses(SHAPE_WORLD).names });
+  saved.dispose();
   // The trained model evaluates through `npm run eval` (its vocabulary found beside the weights).
   const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/eval.ts', '--weights', join(split, 'model.safetensors'), '--seed', '3'], { encoding: 'utf8' });
   assert.is(run.status, 0, run.stderr);
@@ -83,15 +90,10 @@ test('gradient accumulation with cached features gives the gradients of one big 
   const images = T.keep(T.randNormal([B, 3, 16, 16]));
   const ids = Int32Array.from({ length: B * 8 }, (_, i) => (i % 8 === 2 + (i % 5) ? 63 : i % 8 > 2 + (i % 5) ? 0 : 1 + ((i * 7) % 60)));
   const tokens = T.keep(T.Tensor.from(ids, [B, 8], 'i32'));
-  const full = T.tidy(() => {
-    const out = model.forward(images, tokens);
-    return clipLoss(out.logitsPerImage, out.logitsPerText);
-  });
-  T.backward(full);
+  const full = lossAndGradients(model, images, tokens);
   const reference = await Promise.all(model.parameters().map(async (p) => Array.from(await p.grad!.data())));
   model.zeroGrad();
-  const parts = [0, 1, 2].map((k) => [T.slice(images, [4 * k], [4 * k + 4]), T.slice(tokens, [4 * k], [4 * k + 4])]);
-  const accumulated = model.accumulatedLoss(parts.map((p) => p[0]), parts.map((p) => p[1]));
+  const accumulated = lossAndGradients(model, images, tokens, 3);
   assertClose([await accumulated.item()], [await full.item()], 'loss', { atol: 1e-6, rtol: 1e-6 });
   for (const [i, [name, p]] of model.namedParameters().entries()) {
     const scale = Math.max(...reference[i].map(Math.abs), 1e-6);
@@ -138,7 +140,9 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   assert.match(lines.join('\n'), /7 image–caption pairs, 1 skipped/);
   assert.match(lines.join('\n'), /skipping unreadable image: .*broken\.png: cannot decode|skipping unreadable image: .*broken\.png: not a PNG/);
   assert.equal(result.zeroShot, {});
-  assert.ok(result.imageToTextR1 >= 0);
+  // One validation pair (the last 10% of 7, at least one): its caption is the only candidate, so recall@1 is
+  // exactly 1 both ways; a NaN, an empty split or a miscounted rank fails.
+  assert.equal([result.imageToTextR1, result.textToImageR1, result.imageToTextR5], [1, 1, 1]);
   const shardLines: string[] = [];
   await train(options(mkdtempSync(join(tmpdir(), 'train-shards-')), 2, { trainData: join(tarDir, 'data-{000..001}.tar'), batchSize: 4, log: (l) => shardLines.push(l), vocabSize: 530 }));
   assert.match(shardLines.join('\n'), /7 image–caption pairs, 2 skipped/);

@@ -3,8 +3,8 @@
 // frozen image features.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
-import { linearProbe, probeFeatures } from '../evaluate.ts';
-import { builtinSource, evaluate, type LabelledImages } from '../train.ts';
+import { evaluateClip, linearProbe, probeFeatures } from '../evaluate.ts';
+import { builtinSource, type LabelledImages } from '../data/index.ts';
 import { loadClip, tokenizerFor } from '../weights.ts';
 
 const { values } = parseArgs({ options: { weights: { type: 'string' }, vocab: { type: 'string' }, dataset: { type: 'string', default: 'scenes' }, seed: { type: 'string', default: '0' } } });
@@ -18,7 +18,7 @@ const tokenizer = tokenizerFor(values.weights, model.config.vocabSize, values.vo
 const data = builtinSource(values.dataset!, Number(values.seed));
 const n = model.config.imageResolution;
 
-const result = await evaluate(model, tokenizer, data);
+const result = await evaluateClip(model, tokenizer, data);
 for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`zero-shot top-1, ${name.padEnd(24)}${(100 * top1).toFixed(1)}%  (${data.zeroShot!.classes.length} classes)`);
 console.log(`retrieval image → text R@1 / R@5        ${result.imageToTextR1.toFixed(2)} / ${result.imageToTextR5.toFixed(2)}`);
 console.log(`retrieval text → image R@1 / R@5        ${result.textToImageR1.toFixed(2)} / ${result.textToImageR5.toFixed(2)}`);

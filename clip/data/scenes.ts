@@ -8,9 +8,11 @@
 // Every example is a pure function of (world, seed, index), so a run needs no data files beyond the MNIST
 // packages, batches are identical across runs, and resuming at step s regenerates exactly the batches an
 // uninterrupted run would see.
-import { CLIP_MEAN, CLIP_STD } from '../preprocess.ts';
+import { mulberry32 } from '../../core/random.ts';
+import { normalizeValue } from '../preprocess.ts';
 import { SIDE, classCount, classImage, loadGreyDataset, type GreyDatasetName } from './mnist.ts';
-import { withArticle } from './text.ts';
+import { withArticle } from '../prompts.ts';
+import type { DataSource, ZeroShotTask } from './source.ts';
 
 type Rgb = [number, number, number];
 
@@ -157,13 +159,7 @@ function fmix32(h: number): number {
 
 /** A small seeded PRNG (mulberry32) per example, its state a hash of (seed, index). */
 export function random(seed: number, index: number): () => number {
-  let a = fmix32(fmix32(seed + 0x9e3779b9) ^ index);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(fmix32(fmix32(seed + 0x9e3779b9) ^ index));
 }
 
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
@@ -231,7 +227,7 @@ export function render(world: World, ex: Example, split: 'train' | 'test', n: nu
         }
       for (let c = 0; c < 3; c++) {
         const value = Math.min(255, Math.max(0, rgb[c] + noise * (r() - 0.5)));
-        out[offset + (c * n + y) * n + x] = (value / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
+        out[offset + (c * n + y) * n + x] = normalizeValue(value, c);
       }
     }
 }
@@ -246,4 +242,51 @@ export function compositionClasses(world: World): { names: string[]; heldOut: bo
       heldOut.push(isHeldOut(world, color, kind));
     }
   return { names, heldOut };
+}
+
+/** Captioned scenes of procedural shapes or of coloured MNIST-family images, as a training data source. */
+export function sceneSource(world: World, seed: number): DataSource {
+  const draw = (s: number, start: number, size: number, n: number, noise: number, how?: Draw) => {
+    const pixels = new Float32Array(size * 3 * n * n);
+    const captions: string[] = [];
+    for (let i = 0; i < size; i++) {
+      const ex = example(world, s, start + i, how);
+      render(world, ex, how?.split ?? 'train', n, pixels, i * 3 * n * n, noise, start + i);
+      captions.push(ex.caption);
+    }
+    return { pixels, captions };
+  };
+  return {
+    batch: (start, size, n) => draw(seed, start, size, n, 24),
+    validation: (count, n) => draw(seed + 2, 0, count, n, 0, { pairs: 'seen', split: 'test' }),
+    corpus: (count) => Array.from({ length: count }, (_, i) => example(world, seed, 30_000_000 + i).caption),
+    zeroShot: sceneZeroShot(world, seed),
+  };
+}
+
+/** Zero-shot prompts for a colour–kind class ("a red circle"), ensembled. */
+export const SCENE_TEMPLATES = ['{a} {}', 'a photo of {a} {}', 'there is {a} {}', '{a} {} on a black background'];
+
+/** Every colour–kind class; single-object images of held-out and of seen compositions (test drawings). */
+function sceneZeroShot(world: World, seed: number): ZeroShotTask {
+  const { names } = compositionClasses(world);
+  const images = (pairs: Draw['pairs'], split: Draw['split'], count: number, offset: number) => (n: number) => {
+    const pixels = new Float32Array(count * 3 * n * n);
+    const labels: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const ex = example(world, seed + 1, offset + i, { pairs, split, single: true });
+      render(world, ex, split, n, pixels, i * 3 * n * n);
+      labels.push(names.indexOf(`${ex.objects[0].color} ${ex.objects[0].kind}`));
+    }
+    return { pixels, labels };
+  };
+  return {
+    classes: names,
+    templates: SCENE_TEMPLATES,
+    sets: [
+      { name: 'held-out compositions', images: images('heldOut', 'test', 240, 0) },
+      { name: 'seen compositions', images: images('seen', 'test', 240, 0) },
+    ],
+    probe: (n) => ({ train: images('seen', 'train', 960, 1_000_000)(n), validation: images('seen', 'train', 480, 2_000_000)(n), test: images('seen', 'test', 480, 3_000_000)(n) }),
+  };
 }

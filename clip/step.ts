@@ -1,0 +1,73 @@
+// One CLIP training step, shared by the trainer, the step benchmark, the parity check and the tests:
+// the symmetric contrastive loss (§2.5) and its gradients, optionally over micro-batches with cached features
+// (open_clip's --accum-freq), then global-norm clipping, the AdamW update, and the logit scale clamped at
+// ln 100 as the paper does after every step.
+import * as T from '../ops/index.ts';
+import { clipGradNorm, type AdamW } from '../nn/optim.ts';
+import { clipLoss, contrastiveLogits, l2normalize, type CLIP } from './model.ts';
+
+/**
+ * The contrastive loss of images [B, 3, n, n] and tokens [B, L], with its gradients accumulated into the
+ * parameters' .grad. Returns the loss (the caller disposes it).
+ *
+ * With `microBatches` > 1 the batch is processed in that many slices with the memory of one (open_clip's
+ * accum_freq): the features of every slice are first computed without gradients; then each slice is
+ * recomputed with gradients and its features replace its cached rows in the full-batch loss, whose backward
+ * accumulates into .grad, so the sum over slices is the full-batch gradient. The logit scale takes part with
+ * gradients in the first pass only, so its gradient is counted once (open_clip's loop counts it every pass).
+ * Batch-norm statistics are per slice.
+ */
+export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor, microBatches = 1): T.Tensor {
+  const B = images.shape[0];
+  if (!Number.isInteger(microBatches) || microBatches < 1 || B % microBatches !== 0) {
+    throw new RangeError(`micro-batches: ${microBatches} must be a positive integer dividing the batch size ${B}`);
+  }
+  if (microBatches === 1) {
+    const loss = T.tidy(() => {
+      const out = model.forward(images, tokens);
+      return clipLoss(out.logitsPerImage, out.logitsPerText);
+    });
+    T.backward(loss);
+    return loss;
+  }
+  const m = B / microBatches;
+  const slices = Array.from({ length: microBatches }, (_, k) => [T.narrow(images, 0, k * m, m), T.narrow(tokens, 0, k * m, m)] as const);
+  const cachedImages = T.noGrad(() => slices.map(([img]) => T.keep(l2normalize(model.encodeImage(img)))));
+  const cachedTexts = T.noGrad(() => slices.map(([, tok]) => T.keep(l2normalize(model.encodeText(tok)))));
+  let loss: T.Tensor | null = null;
+  for (const [j, [img, tok]] of slices.entries()) {
+    loss?.dispose();
+    loss = T.tidy(() => {
+      const imageRows = cachedImages.map((f, k) => (k === j ? l2normalize(model.encodeImage(img)) : f));
+      const textRows = cachedTexts.map((f, k) => (k === j ? l2normalize(model.encodeText(tok)) : f));
+      const scale = j === 0 ? model.scale() : T.detach(model.scale());
+      const logits = contrastiveLogits(T.concat(imageRows, 0), T.concat(textRows, 0), scale);
+      const l = clipLoss(logits, T.transpose(logits));
+      T.backward(l);
+      return l;
+    });
+  }
+  for (const t of [...cachedImages, ...cachedTexts, ...slices.flat()]) t.dispose();
+  return loss as T.Tensor;
+}
+
+export interface StepOptions {
+  /** Micro-batches per step (open_clip's --accum-freq); 1 computes the batch at once. */
+  microBatches?: number;
+  /** Global gradient-norm clip; 0 (the default) leaves gradients as they are. */
+  clipGrad?: number;
+}
+
+/**
+ * One optimisation step on a batch: loss and gradients, optional clipping, the optimizer's update with its
+ * current learning rate, zeroed gradients, and the logit scale clamped to [0, ln 100]. Returns the loss tensor
+ * without reading it back (the caller decides when to wait for the GPU).
+ */
+export function trainStep(model: CLIP, optimizer: AdamW, images: T.Tensor, tokens: T.Tensor, { microBatches = 1, clipGrad = 0 }: StepOptions = {}): T.Tensor {
+  const loss = lossAndGradients(model, images, tokens, microBatches);
+  if (clipGrad > 0) clipGradNorm(model.parameters(), clipGrad).dispose();
+  optimizer.step();
+  optimizer.zeroGrad();
+  T.noGrad(() => T.tidy(() => T.assign(model.logitScale, T.clamp(model.logitScale, 0, Math.log(100)))));
+  return loss;
+}
