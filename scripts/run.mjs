@@ -2,7 +2,7 @@
 // executes it with node, passing node flags given before the entry and script arguments after it.
 //   node scripts/run.mjs [--node-flag ...] entry.ts [args ...]
 import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { basename, join } from 'node:path';
 
 const argv = process.argv.slice(2);
@@ -13,19 +13,41 @@ if (entryAt < 0) {
 }
 const entry = argv[entryAt];
 const outfile = join('.build', basename(entry).replace(/\.ts$/, '.mjs'));
-await build({
-  entryPoints: [entry],
-  outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  sourcemap: 'inline',
-  logLevel: 'warning',
-});
+try {
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'inline',
+    logLevel: 'warning',
+  });
+} catch {
+  process.exit(1); // esbuild has printed what it could not build
+}
 if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
-const result = spawnSync(process.execPath, ['--enable-source-maps', ...argv.slice(0, entryAt), outfile, ...argv.slice(entryAt + 1)], {
-  stdio: 'inherit',
+// Dawn prints two warnings about lavapipe's limits on every start (it caps dynamic buffers per layout at 16,
+// which is all we use); they say nothing to a user, so they are dropped from the child's stderr. Everything
+// else passes through unchanged, line by line.
+const DAWN_NOISE = /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
+const child = spawn(process.execPath, ['--enable-source-maps', ...argv.slice(0, entryAt), outfile, ...argv.slice(entryAt + 1)], {
+  stdio: ['inherit', 'inherit', 'pipe'],
 });
-process.exit(result.status ?? 1);
+let pending = '';
+child.stderr.setEncoding('utf8');
+child.stderr.on('data', (chunk) => {
+  const lines = (pending + chunk).split('\n');
+  pending = lines.pop();
+  const kept = lines.filter((line) => !DAWN_NOISE.test(line));
+  if (kept.length) process.stderr.write(`${kept.join('\n')}\n`);
+});
+// Ctrl-C reaches the child through the terminal's process group; a signal sent to this process alone is
+// passed on, so the child can finish its step and save.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+child.on('close', (code, signal) => {
+  if (pending && !DAWN_NOISE.test(pending)) process.stderr.write(pending);
+  process.exit(code ?? (signal ? 128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[signal] ?? 1) : 1));
+});

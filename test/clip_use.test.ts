@@ -149,6 +149,7 @@ test('the zeroshot command prints probabilities for each image', async () => {
   assert.equal(lines.slice(1).map((l) => l.trim().split(/\s+/)[1]).sort(), ['car', 'cat', 'dog']);
   assert.ok(Math.abs(percents.reduce((a, b) => a + b, 0) - 100) < 0.05);
   assert.match(run.stderr, /prompts: "itap of a \{\}\.", /, 'weights without recorded prompts get OpenAI\'s ensemble');
+  assert.not.match(run.stderr, /Warning|artificially reduced/, 'Dawn\'s start-up warnings are not shown');
   const noRunPrompts = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--templates', 'run', '--labels', 'cat'], { encoding: 'utf8' });
   assert.is(noRunPrompts.status, 2);
   assert.match(noRunPrompts.stderr, /--templates run: .*w\.safetensors records no prompts/);

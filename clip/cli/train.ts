@@ -1,6 +1,7 @@
 // `npm run train -- [flags]`: train a small CLIP from scratch on a built-in dataset (procedural scenes by
 // default) or your own image–caption files, with open_clip-like flags. Leaves checkpoint.safetensors
-// (resumable), model.safetensors (OpenAI layout), vocab.txt.gz, metrics.jsonl, loss.svg and accuracy.svg in --out.
+// (resumable), model.safetensors (OpenAI layout, with its config and zero-shot prompts), vocab.txt.gz,
+// metrics.jsonl, loss.svg and accuracy.svg in --out.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
 import { CONFIGS } from '../config.ts';
@@ -16,7 +17,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '100' },
     seed: { type: 'string', default: '0' },
     out: { type: 'string' },
-    'eval-every': { type: 'string', default: '1400' },
+    'eval-every': { type: 'string', default: '350' },
     'save-every': { type: 'string', default: '1400' },
     'clip-grad': { type: 'string', default: '0' },
     'accum-freq': { type: 'string', default: '1' },
