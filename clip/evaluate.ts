@@ -85,8 +85,12 @@ export function topK(scores: Float32Array | Int32Array, classes: number, labels:
 /** Recall@k for paired features (image i ↔ text i), both directions. Features must be L2-normalised. */
 export async function retrievalRecall(imageFeatures: T.Tensor, textFeatures: T.Tensor, ks: readonly number[] = [1, 5, 10]): Promise<{ imageToText: Record<number, number>; textToImage: Record<number, number> }> {
   const n = imageFeatures.shape[0];
-  const sims = T.noGrad(() => T.matmul(imageFeatures, T.transpose(textFeatures)));
-  const simsT = T.noGrad(() => T.contiguous(T.transpose(sims)));
+  const [sims, simsT] = T.noGrad(() =>
+    T.tidy(() => {
+      const s = T.matmul(imageFeatures, T.transpose(textFeatures));
+      return [s, T.contiguous(T.transpose(s))];
+    }),
+  );
   const identity = Array.from({ length: n }, (_, i) => i);
   const result = {
     imageToText: topK(await sims.data(), n, identity, ks),
@@ -162,13 +166,20 @@ async function fitProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSp
   return best!;
 }
 
-export interface EvalResult {
-  /** Zero-shot top-1 per image set of the data's zero-shot task (empty without one). */
-  zeroShot: Record<string, number>;
+/** Recall@k of the validation pairs, both ways. */
+export interface RetrievalResult {
+  pairs: number;
   imageToTextR1: number;
   imageToTextR5: number;
   textToImageR1: number;
   textToImageR5: number;
+}
+
+export interface EvalResult {
+  /** Zero-shot top-1 per image set of the data's zero-shot task (empty without one). */
+  zeroShot: Record<string, number>;
+  /** Null when no validation pair could be used (every image undecodable). */
+  retrieval: RetrievalResult | null;
 }
 
 /**
@@ -182,11 +193,15 @@ export async function evaluateClip(model: CLIP, tokenizer: Tokenizer, data: Data
   const L = model.config.contextLength;
   const test = data.validation(100, n);
   const count = test.captions.length;
-  const img = encodeImages(model, test.pixels, count);
-  const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
-  const recall = await retrievalRecall(img, txt, [1, 5]);
-  img.dispose();
-  txt.dispose();
+  let retrieval: RetrievalResult | null = null;
+  if (count > 0) {
+    const img = encodeImages(model, test.pixels, count);
+    const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
+    const recall = await retrievalRecall(img, txt, [1, 5]);
+    img.dispose();
+    txt.dispose();
+    retrieval = { pairs: count, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
+  }
   const zeroShot: Record<string, number> = {};
   const task = data.zeroShot;
   if (task) {
@@ -202,5 +217,5 @@ export async function evaluateClip(model: CLIP, tokenizer: Tokenizer, data: Data
     classifier.dispose();
   }
   model.train(wasTraining);
-  return { zeroShot, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
+  return { zeroShot, retrieval };
 }

@@ -42,7 +42,8 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 const label = (v: number) => (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(1) : String(Number(v.toPrecision(4))));
 
 export function lineChart(title: string, xLabel: string, yLabel: string, series: Series[], { width = 720, height = 400, yRange }: ChartOptions = {}): string {
-  const legendRows = Math.ceil(series.length / 3);
+  const columns = 2;
+  const legendRows = Math.ceil(series.length / columns);
   const pad = { left: 64, right: 24, top: 36, bottom: 56 + 18 * legendRows };
   const finite = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const xs = niceTicks(Math.min(0, ...finite.map((p) => p[0])), Math.max(1, ...finite.map((p) => p[0])));
@@ -69,8 +70,8 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
     const faint = s.style === 'faint';
     out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${faint ? 1 : 2}"${faint ? ' stroke-opacity="0.25"' : ''}/>`);
     if (s.style === 'markers') for (const [x, y] of pts) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}"/>`);
-    const lx = pad.left + (i % 3) * (plotW / 3);
-    const ly = height - 18 * legendRows + 18 * Math.floor(i / 3) - 4;
+    const lx = pad.left + (i % columns) * (plotW / columns);
+    const ly = height - 18 * legendRows + 18 * Math.floor(i / columns) - 4;
     out.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="${faint ? 1 : 2}"${faint ? ' stroke-opacity="0.4"' : ''}/><text x="${lx + 24}" y="${ly}">${esc(s.name)}</text>`);
   });
   out.push('</svg>');

@@ -26,23 +26,61 @@ function fromRgba(width: number, height: number, rgba: Uint8Array | Buffer): Rgb
   return { width, height, data };
 }
 
-/** Decodes PNG or JPEG bytes (by signature); `source` names the image in errors. */
-export function decodeImage(bytes: Uint8Array, source = 'image'): RgbImage {
+/** Limits on what an image may cost before it is decoded: its encoded size and its pixel count. */
+export interface ImageLimits {
+  maxBytes: number;
+  maxPixels: number;
+}
+
+/** 64 MiB and 40 megapixels: far above any training image, far below what would exhaust memory. */
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 64 * 1024 * 1024, maxPixels: 40_000_000 };
+
+/**
+ * Decodes PNG or JPEG bytes (by signature); `source` names the image in errors. An image of more than
+ * `maxPixels` pixels is refused from its header, before any decoding allocates memory for it.
+ */
+export function decodeImage(bytes: Uint8Array, source = 'image', maxPixels = DEFAULT_IMAGE_LIMITS.maxPixels): RgbImage {
   const isPng = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
   const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
+  const tooLarge = (width: number, height: number) =>
+    new ImageError(`${source}: ${width}×${height} is ${(width * height / 1e6).toFixed(1)} megapixels, over the limit of ${(maxPixels / 1e6).toFixed(1)}`);
   try {
     if (isPng) {
+      if (bytes.length >= 24) {
+        const header = new DataView(bytes.buffer, bytes.byteOffset + 16, 8);
+        const [width, height] = [header.getUint32(0), header.getUint32(4)];
+        if (width * height > maxPixels) throw tooLarge(width, height);
+      }
       const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       return fromRgba(png.width, png.height, png.data);
     }
     if (isJpeg) {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+      const size = jpegSize(bytes);
+      if (size && size[0] * size[1] > maxPixels) throw tooLarge(size[0], size[1]);
+      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxPixels / 1e6, maxMemoryUsageInMB: Math.ceil((maxPixels * 8) / 1e6) + 64 });
       return fromRgba(img.width, img.height, img.data);
     }
   } catch (e) {
+    if (e instanceof ImageError) throw e;
     throw new ImageError(`${source}: cannot decode (${(e as Error).message})`);
   }
   throw new ImageError(`${source}: not a PNG or JPEG file (unrecognised signature)`);
+}
+
+/** [width, height] from a JPEG's first start-of-frame marker, or null when none is found. */
+function jpegSize(bytes: Uint8Array): [number, number] | null {
+  let at = 2;
+  while (at + 9 < bytes.length) {
+    if (bytes[at] !== 0xff) return null;
+    const marker = bytes[at + 1];
+    const length = (bytes[at + 2] << 8) | bytes[at + 3];
+    // SOF0…SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return [(bytes[at + 7] << 8) | bytes[at + 8], (bytes[at + 5] << 8) | bytes[at + 6]];
+    }
+    at += 2 + length;
+  }
+  return null;
 }
 
 /** Encodes an RGB image (values rounded and clamped to 0…255) as PNG bytes. */

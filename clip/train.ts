@@ -1,16 +1,23 @@
 // Training CLIP from scratch, as a flat and explicit loop (nanoGPT's train.py is the model): everything it
 // uses is defined elsewhere — data sources in clip/data/, the step in clip/step.ts, evaluation in
-// clip/evaluate.ts, plots in clip/plot.ts. AdamW with the paper's β2 = 0.98 and ε = 1e-6, weight decay on
-// weight matrices only, cosine schedule with warmup; periodic zero-shot and retrieval evaluation, JSONL
-// metrics, SVG curves, atomic checkpoints, exact resume.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// clip/evaluate.ts, plots in clip/plot.ts, the run folder's rules in clip/io/run.ts. AdamW with the paper's
+// β2 = 0.98 and ε = 1e-6, weight decay on weight matrices only, cosine schedule with warmup; periodic zero-shot
+// and retrieval evaluation, JSONL metrics, SVG curves, atomic checkpoints, exact resume.
+//
+// What a user has is never lost: every option is checked before the run folder is touched; the folder of
+// another run is refused; a checkpoint is only written from finite weights, and before any evaluation that
+// could fail; a stop request (Ctrl-C in the CLI) ends the step, saves and says where.
+import { existsSync, writeFileSync } from 'node:fs';
 import * as T from '../ops/index.ts';
-import { loadCheckpoint, saveCheckpoint } from '../nn/io/checkpoint.ts';
+import { allFinite, checkpointInfo, restoreCheckpoint } from '../nn/checkpoint.ts';
+import { saveCheckpoint } from '../nn/io/checkpoint.ts';
+import { readSafetensors } from '../nn/io/safetensors.ts';
 import { AdamW, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
-import type { ClipConfig } from './config.ts';
+import { CONFIGS, type ClipConfig } from './config.ts';
+import { DEFAULT_DATA_LIMITS, type DataLimits } from './data/files.ts';
 import { trainingData } from './data/index.ts';
 import { evaluateClip, type EvalResult } from './evaluate.ts';
+import { appendMetrics, openRunFolder, resumeMetrics, startMetrics } from './io/run.ts';
 import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
 import { trainStep } from './step.ts';
@@ -18,7 +25,8 @@ import { Tokenizer, saveBpe, trainBpe } from './tokenizer.ts';
 import { saveClip } from './weights.ts';
 
 export interface TrainOptions {
-  config: ClipConfig;
+  /** The model; a new run without one trains ViT-scenes, a resumed one continues its checkpoint's. */
+  config?: ClipConfig;
   batchSize: number;
   steps: number;
   lr: number;
@@ -28,7 +36,10 @@ export interface TrainOptions {
   out: string;
   evalEvery: number;
   saveEvery: number;
+  /** Continue the run in `out` from its checkpoint (which must exist). */
   resume: boolean;
+  /** Replace a run already in `out` (its files are deleted first). */
+  overwrite?: boolean;
   /** Global gradient-norm clip (0: off). */
   clipGrad: number;
   /** Micro-batches per step (open_clip's --accum-freq): the contrastive batch is batchSize, memory that of one micro-batch. */
@@ -39,99 +50,180 @@ export interface TrainOptions {
   trainData?: string;
   /** A built-in dataset (clip/data/index.ts); 'scenes' by default. */
   dataset?: string;
+  /** What may be read of `trainData` (image size and pixel limits, paths outside its folder). */
+  dataLimits?: DataLimits;
+  /** Asked after every step; true ends the run after saving a checkpoint (TrainingInterrupted). */
+  stopRequested?: () => boolean;
   log: (line: string) => void;
 }
 
+/** The run stopped on request after saving; the message says where and how to continue. */
+export class TrainingInterrupted extends Error {
+  override name = 'TrainingInterrupted';
+}
+
+/** Why a run stopped without finishing: the message says what happened and what was kept. */
+export class TrainingFailed extends Error {
+  override name = 'TrainingFailed';
+}
+
 export async function train(o: TrainOptions): Promise<EvalResult> {
-  if (!Number.isInteger(o.accumFreq) || o.accumFreq < 1 || o.batchSize % o.accumFreq !== 0) {
-    throw new RangeError(`train: --accum-freq ${o.accumFreq} must be a positive integer dividing --batch-size ${o.batchSize}`);
+  checkOptions(o);
+  const data = trainingData({ dataset: o.dataset, trainData: o.trainData, seed: o.seed, log: o.log, limits: o.dataLimits ?? DEFAULT_DATA_LIMITS });
+  const run = openRunFolder(o.out, { resume: o.resume, overwrite: o.overwrite ?? false, log: o.log });
+  try {
+    // A resumed run continues its checkpoint's model; asking for another one is an error, not a silent switch.
+    const resumed = o.resume ? readSafetensors(run.checkpoint) : null;
+    const info = resumed ? checkpointInfo(resumed, run.checkpoint) : null;
+    const savedConfig = (info?.extra as { config?: ClipConfig } | undefined)?.config;
+    if (resumed && !savedConfig) throw new TrainingFailed(`${run.checkpoint}: the checkpoint does not record its model config`);
+    if (savedConfig && o.config) {
+      const differs = (Object.keys(o.config) as (keyof ClipConfig)[]).filter((k) => k !== 'vocabSize' && JSON.stringify(o.config![k]) !== JSON.stringify(savedConfig[k]));
+      if (differs.length) {
+        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${JSON.stringify(savedConfig[k])}, asked ${JSON.stringify(o.config![k])}`).join('; ')}); resume without --model to continue it`);
+      }
+    }
+
+    // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
+    let tokenizer: Tokenizer;
+    if (savedConfig) {
+      if (existsSync(run.vocab)) tokenizer = Tokenizer.fromFile(run.vocab, savedConfig.vocabSize);
+      else if (savedConfig.vocabSize === Tokenizer.fromFile().vocabSize) tokenizer = Tokenizer.fromFile();
+      else throw new TrainingFailed(`--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`);
+    } else if (o.vocabSize > 0) {
+      saveBpe(run.vocab, trainBpe(data.corpus(4000), o.vocabSize));
+      tokenizer = Tokenizer.fromFile(run.vocab, o.vocabSize);
+    } else tokenizer = Tokenizer.fromFile();
+    const config: ClipConfig = savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
+    const n = config.imageResolution;
+    const L = config.contextLength;
+
+    T.manualSeed(o.seed);
+    const model = new CLIP(config);
+    model.train();
+    const { decay, noDecay } = decayGroups(model.namedParameters());
+    const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
+    const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
+    const history: { step: number; loss: number }[] = [];
+    const evals: { step: number; metrics: Record<string, number> }[] = [];
+    let start = 0;
+    if (resumed) {
+      start = restoreCheckpoint(resumed, run.checkpoint, model, optimizer).step;
+      for (const r of resumeMetrics(run.metrics, start, o.log)) {
+        if (typeof r.loss === 'number') history.push({ step: r.step - 1, loss: r.loss });
+        if (r.eval) evals.push({ step: r.step, metrics: chartMetrics(r.eval as EvalResult) });
+      }
+      o.log(`resumed from ${run.checkpoint} at step ${start}`);
+    } else startMetrics(run.metrics);
+
+    let savedStep: number | null = resumed ? start : null;
+    const kept = () => (savedStep === null ? 'no checkpoint had been saved yet' : `the last good checkpoint (${run.checkpoint}, step ${savedStep}) is kept`);
+    /** Saves a checkpoint of the state after `step` steps, refusing weights or optimizer state that are not finite. */
+    const save = async (step: number) => {
+      if (!(await allFinite([...model.parameters(), ...optimizer.stateDict().tensors.values()]))) {
+        throw new TrainingFailed(`the weights are not finite after step ${step} (diverged; try a lower --lr or --clip-grad): stopping; ${kept()}`);
+      }
+      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config } });
+      savedStep = step;
+    };
+    const writePlots = () => {
+      writeFileSync(run.lossPlot, lossChart(history));
+      writeFileSync(run.evalPlot, evalChart(evals));
+    };
+
+    let last: EvalResult | null = null;
+    const began = performance.now();
+    const batchAt = (step: number) => {
+      const b = data.batch(step * o.batchSize, o.batchSize, n);
+      return { pixels: b.pixels, tokens: tokenizer.tokenize(b.captions, { contextLength: L }) };
+    };
+    let next = start < o.steps ? batchAt(start) : null;
+    for (let step = start; step < o.steps; step++) {
+      const images = T.Tensor.from(next!.pixels, [o.batchSize, 3, n, n]);
+      const tokens = T.Tensor.from(next!.tokens, [o.batchSize, L], 'i32');
+      const lr = schedule(step);
+      optimizer.setLr(lr);
+      const loss = trainStep(model, optimizer, images, tokens, { microBatches: o.accumFreq, clipGrad: o.clipGrad });
+      images.dispose();
+      tokens.dispose();
+      // Draw the next batch on the CPU while the GPU runs this step; the loss readback waits for both.
+      if (step + 1 < o.steps) next = batchAt(step + 1);
+      const value = await loss.item();
+      loss.dispose();
+      if (!Number.isFinite(value)) throw new TrainingFailed(`loss is ${value} at step ${step}: stopping; ${kept()}`);
+      history.push({ step, loss: value });
+
+      // Metrics every step (the logit scale only when a progress line is printed: it costs a readback).
+      const done = step + 1;
+      const logged = done % 10 === 0 || done === o.steps;
+      const scale = logged ? Math.exp(await model.logitScale.item()) : null;
+      const seconds = (performance.now() - began) / 1000;
+      const imagesPerSecond = ((done - start) * o.batchSize) / seconds;
+      appendMetrics(run.metrics, { step: done, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), images_per_s: imagesPerSecond, gpu_live_bytes: T.memory().liveBytes });
+      if (logged) {
+        const eta = ((o.steps - done) * seconds) / (done - start);
+        o.log(progressLine({ step: `${done}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), 'img/s': imagesPerSecond.toFixed(0), eta: `${Math.round(eta)}s` }));
+      }
+
+      // Save before evaluating: an evaluation that fails never costs the trained weights.
+      if (done % o.saveEvery === 0 || done === o.steps) await save(done);
+      if (done === o.steps) {
+        if (data.zeroShot) model.prompts = { templates: data.zeroShot.templates, classes: data.zeroShot.classes };
+        await saveClip(run.model, model);
+      }
+      if (o.stopRequested?.()) {
+        if (savedStep !== done) await save(done);
+        writePlots();
+        throw new TrainingInterrupted(`stopped at step ${done} of ${o.steps}: saved ${run.checkpoint}; continue with --resume --out ${o.out}`);
+      }
+      if (done % o.evalEvery === 0 || done === o.steps) {
+        last = await evaluateClip(model, tokenizer, data);
+        evals.push({ step: done, metrics: chartMetrics(last) });
+        appendMetrics(run.metrics, { step: done, eval: last });
+        const zeroShot = Object.fromEntries(Object.entries(last.zeroShot).map(([k, v]) => [`zero-shot ${k}`, `${(100 * v).toFixed(1)}%`]));
+        const retrieval: Record<string, string> = last.retrieval ? { 'R@1 i→t': last.retrieval.imageToTextR1.toFixed(2), 't→i': last.retrieval.textToImageR1.toFixed(2) } : { retrieval: 'skipped (no usable validation pair)' };
+        o.log(progressLine({ eval: `step ${done}`, ...zeroShot, ...retrieval }));
+        writePlots();
+      }
+    }
+    if (start >= o.steps) o.log(`${run.checkpoint} is already at step ${start} of ${o.steps}: nothing to train`);
+    writePlots();
+    const result = last ?? (await evaluateClip(model, tokenizer, data));
+    model.dispose();
+    optimizer.dispose();
+    return result;
+  } finally {
+    run.release();
   }
-  const data = trainingData({ dataset: o.dataset, trainData: o.trainData, seed: o.seed, log: o.log });
-  mkdirSync(o.out, { recursive: true });
-  const checkpointPath = join(o.out, 'checkpoint.safetensors');
-  const vocabPath = join(o.out, 'vocab.txt.gz');
-  const metricsPath = join(o.out, 'metrics.jsonl');
+}
 
-  // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
-  if (o.vocabSize > 0 && !(o.resume && existsSync(vocabPath))) saveBpe(vocabPath, trainBpe(data.corpus(4000), o.vocabSize));
-  const tokenizer = o.vocabSize > 0 ? Tokenizer.fromFile(vocabPath, o.vocabSize) : Tokenizer.fromFile();
-  const config: ClipConfig = { ...o.config, vocabSize: tokenizer.vocabSize };
-  const n = config.imageResolution;
-  const L = config.contextLength;
-
-  T.manualSeed(o.seed);
-  const model = new CLIP(config);
-  model.train();
-  const { decay, noDecay } = decayGroups(model.namedParameters());
-  const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
-  const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
-  let start = 0;
-  if (o.resume && existsSync(checkpointPath)) {
-    start = loadCheckpoint(checkpointPath, model, optimizer).step;
-    o.log(`resumed from ${checkpointPath} at step ${start}`);
-  } else writeFileSync(metricsPath, '');
-  const save = (step: number) => saveCheckpoint(checkpointPath, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config } });
-
-  const history: { step: number; loss: number }[] = [];
-  const evals: { step: number; metrics: Record<string, number> }[] = [];
-  let last: EvalResult | null = null;
-  const began = performance.now();
-  const batchAt = (step: number) => {
-    const b = data.batch(step * o.batchSize, o.batchSize, n);
-    return { pixels: b.pixels, tokens: tokenizer.tokenize(b.captions, { contextLength: L }) };
+/** Every option in range, before anything is read or written (the messages name the CLI flags). */
+function checkOptions(o: TrainOptions): void {
+  const integer = (flag: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`--${flag} must be an integer ≥ ${min}, got ${v}`);
   };
-  let next = batchAt(start);
-  for (let step = start; step < o.steps; step++) {
-    const images = T.Tensor.from(next.pixels, [o.batchSize, 3, n, n]);
-    const tokens = T.Tensor.from(next.tokens, [o.batchSize, L], 'i32');
-    const lr = schedule(step);
-    optimizer.setLr(lr);
-    const loss = trainStep(model, optimizer, images, tokens, { microBatches: o.accumFreq, clipGrad: o.clipGrad });
-    images.dispose();
-    tokens.dispose();
-    // Draw the next batch on the CPU while the GPU runs this step; the loss readback waits for both.
-    if (step + 1 < o.steps) next = batchAt(step + 1);
-    const value = await loss.item();
-    loss.dispose();
-    if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${step}: stopping; the last good checkpoint (${checkpointPath}) is kept`);
-    history.push({ step, loss: value });
-
-    // Metrics every step (the logit scale only when a progress line is printed: it costs a readback).
-    const logged = (step + 1) % 10 === 0 || step + 1 === o.steps;
-    const scale = logged ? Math.exp(await model.logitScale.item()) : null;
-    const seconds = (performance.now() - began) / 1000;
-    const imagesPerSecond = ((step + 1 - start) * o.batchSize) / seconds;
-    appendFileSync(metricsPath, `${JSON.stringify({ step: step + 1, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), images_per_s: imagesPerSecond, gpu_live_bytes: T.memory().liveBytes })}\n`);
-    if (logged) {
-      const eta = ((o.steps - step - 1) * seconds) / (step + 1 - start);
-      o.log(progressLine({ step: `${step + 1}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), 'img/s': imagesPerSecond.toFixed(0), eta: `${Math.round(eta)}s` }));
-    }
-
-    if ((step + 1) % o.evalEvery === 0 || step + 1 === o.steps) {
-      last = await evaluateClip(model, tokenizer, data);
-      evals.push({ step: step + 1, metrics: chartMetrics(last) });
-      appendFileSync(metricsPath, `${JSON.stringify({ step: step + 1, eval: last })}\n`);
-      const zeroShot = Object.fromEntries(Object.entries(last.zeroShot).map(([k, v]) => [`zero-shot ${k}`, `${(100 * v).toFixed(1)}%`]));
-      o.log(progressLine({ eval: `step ${step + 1}`, ...zeroShot, 'R@1 i→t': last.imageToTextR1.toFixed(2), 't→i': last.textToImageR1.toFixed(2) }));
-    }
-    if ((step + 1) % o.saveEvery === 0 || step + 1 === o.steps) await save(step + 1);
-  }
-
-  // The weights with the prompts their zero-shot evaluation used, the curves, and the final evaluation.
-  if (data.zeroShot) model.prompts = { templates: data.zeroShot.templates, classes: data.zeroShot.classes };
-  await saveClip(join(o.out, 'model.safetensors'), model);
-  writeFileSync(join(o.out, 'loss.svg'), lossChart(history));
-  writeFileSync(join(o.out, 'accuracy.svg'), evalChart(evals));
-  const result = last ?? (await evaluateClip(model, tokenizer, data));
-  model.dispose();
-  optimizer.dispose();
-  return result;
+  const number = (flag: string, v: number, ok: (v: number) => boolean, range: string) => {
+    if (!Number.isFinite(v) || !ok(v)) throw new RangeError(`--${flag} must be ${range}, got ${v}`);
+  };
+  integer('batch-size', o.batchSize, 2); // a contrastive batch needs negatives
+  integer('steps', o.steps, 1);
+  number('lr', o.lr, (v) => v > 0, 'a positive number');
+  number('wd', o.weightDecay, (v) => v >= 0, 'a number ≥ 0');
+  integer('warmup', o.warmup, 0);
+  integer('seed', o.seed, 0);
+  integer('eval-every', o.evalEvery, 1);
+  integer('save-every', o.saveEvery, 1);
+  number('clip-grad', o.clipGrad, (v) => v >= 0, 'a number ≥ 0 (0: off)');
+  integer('accum-freq', o.accumFreq, 1);
+  if (o.batchSize % o.accumFreq !== 0) throw new RangeError(`--accum-freq ${o.accumFreq} must divide --batch-size ${o.batchSize}`);
+  if (o.vocabSize !== 0) integer('vocab-size', o.vocabSize, 514); // 512 byte symbols and the two special tokens
+  if (o.resume && o.overwrite) throw new RangeError('--resume and --overwrite contradict each other: choose one');
 }
 
 /** The evaluation numbers drawn in accuracy.svg. */
 function chartMetrics(r: EvalResult): Record<string, number> {
   const zeroShot = Object.fromEntries(Object.entries(r.zeroShot).map(([name, top1]) => [`zero-shot: ${name}`, top1]));
-  return { ...zeroShot, 'R@1 image→text': r.imageToTextR1, 'R@1 text→image': r.textToImageR1 };
+  return r.retrieval ? { ...zeroShot, 'R@1 image→text': r.retrieval.imageToTextR1, 'R@1 text→image': r.retrieval.textToImageR1 } : zeroShot;
 }
 
 function progressLine(fields: Record<string, string>): string {

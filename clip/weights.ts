@@ -85,16 +85,32 @@ export function toOpenAiLayout(file: SafetensorsFile): Map<string, { shape: numb
   return out;
 }
 
-/** Builds a CLIP from a weights file alone: layout detected, config inferred from the shapes. */
-export function loadClip(path: string): CLIP {
+export interface LoadOptions {
+  /** The vision tower's head width (open_clip's head_width), for weights whose metadata does not record it. */
+  visionHeadWidth?: number;
+  /** The text tower's head count, likewise. */
+  transformerHeads?: number;
+  /** Hears what could not be known from the file (heads assumed 64 wide, as OpenAI's build_model does). */
+  note?: (line: string) => void;
+}
+
+/**
+ * Builds a CLIP from a weights file alone: layout detected, config inferred from the shapes. Shapes cannot
+ * tell the attention heads: they come from the options, else from a config in the file's metadata (ours, or
+ * OpenAI-style snake_case), else OpenAI's rule (64-wide heads), which `note` is told about.
+ */
+export function loadClip(path: string, { visionHeadWidth, transformerHeads, note }: LoadOptions = {}): CLIP {
   const file = readSafetensors(path);
   const tensors = toOpenAiLayout(file);
   const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
-  // Shapes cannot tell the number of heads (the reference assumes width / 64); a config stored in the file's
-  // metadata (ours, or OpenAI-style snake_case) says it.
   const heads = metadataHeads(file.metadata.config);
-  if (heads.text) config.transformerHeads = heads.text;
-  if (heads.visionHeadWidth) config.visionHeadWidth = heads.visionHeadWidth;
+  const text = transformerHeads ?? heads.text;
+  const vision = visionHeadWidth ?? heads.visionHeadWidth;
+  if (text) config.transformerHeads = text;
+  if (vision) config.visionHeadWidth = vision;
+  if (!text || !vision) {
+    note?.(`${path}: its metadata does not record the attention heads; assuming 64-wide heads (${[!vision && 'vision', !text && 'text'].filter(Boolean).join(' and ')}), as OpenAI's models have — pass the vision head width / text head count if it was trained otherwise`);
+  }
   const model = new CLIP(config);
   model.prompts = metadataPrompts(path, file.metadata.zeroshot);
   const own = model.stateDict();
@@ -149,7 +165,12 @@ function metadataPrompts(path: string, json: string | undefined): Prompts | null
 export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: string): Tokenizer {
   if (vocab !== undefined) return Tokenizer.fromFile(vocab, vocabSize);
   const beside = join(dirname(weightsPath), 'vocab.txt.gz');
-  return existsSync(beside) ? Tokenizer.fromFile(beside, vocabSize) : Tokenizer.fromFile();
+  if (existsSync(beside)) return Tokenizer.fromFile(beside, vocabSize);
+  const clip = Tokenizer.fromFile();
+  if (vocabSize !== clip.vocabSize) {
+    throw new ConfigError(`${weightsPath}: its ${vocabSize}-token vocabulary is not CLIP's (${clip.vocabSize}) and there is no vocab.txt.gz beside it: pass the run's vocabulary with --vocab`);
+  }
+  return clip;
 }
 
 /**

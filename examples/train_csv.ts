@@ -57,6 +57,7 @@ const result = await train({
   vocabSize: 600,
   log: console.log,
 });
-console.log(`image → text R@1 ${result.imageToTextR1.toFixed(2)}, text → image R@1 ${result.textToImageR1.toFixed(2)} on the held-back 10% of the pairs`);
+const r = result.retrieval;
+console.log(r ? `image → text R@1 ${r.imageToTextR1.toFixed(2)}, text → image R@1 ${r.textToImageR1.toFixed(2)} on ${r.pairs} held-back pairs` : 'retrieval skipped: no held-back image could be decoded');
 console.log(`checkpoint, model, vocabulary and plots in ${join(dir, 'run')}`);
 T.closeGpu();

@@ -31,15 +31,24 @@ export async function serializeCheckpoint(model: Module, optimizer: HasState | n
   });
 }
 
+/** What a parsed checkpoint says about its run (step, RNG, the caller's extra data), read before restoring it. */
+export function checkpointInfo(file: SafetensorsFile, source: string): CheckpointInfo & { optimizerStep: number } {
+  if (file.metadata.format !== 'clipgpu-checkpoint' || !file.metadata.training) {
+    throw new SafetensorsError(`${source}: not a training checkpoint (no clipgpu-checkpoint metadata); load plain weights with loadStateDict`);
+  }
+  try {
+    return JSON.parse(file.metadata.training) as CheckpointInfo & { optimizerStep: number };
+  } catch (e) {
+    throw new SafetensorsError(`${source}: training metadata is not valid JSON (${(e as Error).message})`);
+  }
+}
+
 /**
  * Restores model and optimizer in place from a parsed checkpoint (`source` names it in errors), and the
  * default generator's state; returns the saved info.
  */
 export function restoreCheckpoint(file: SafetensorsFile, source: string, model: Module, optimizer: HasState | null): CheckpointInfo {
-  if (file.metadata.format !== 'clipgpu-checkpoint' || !file.metadata.training) {
-    throw new SafetensorsError(`${source}: not a training checkpoint (no clipgpu-checkpoint metadata); load plain weights with loadStateDict`);
-  }
-  const info = JSON.parse(file.metadata.training) as CheckpointInfo & { optimizerStep: number };
+  const info = checkpointInfo(file, source);
   const tensors = toTensors(file);
   try {
     const modelPart = new Map([...tensors].filter(([k]) => !k.startsWith(OPT)));
@@ -52,4 +61,17 @@ export function restoreCheckpoint(file: SafetensorsFile, source: string, model: 
   T.defaultGenerator.seed = info.rng.seed;
   T.defaultGenerator.counter = info.rng.counter;
   return { step: info.step, rng: info.rng, extra: info.extra };
+}
+
+/**
+ * Whether every value of `tensors` is finite, checked on the GPU with one readback: x·0 is 0 for a finite x and
+ * NaN for ±Inf or NaN, so the sum of all x·0 is NaN exactly when some value is not finite.
+ */
+export async function allFinite(tensors: Iterable<T.Tensor>): Promise<boolean> {
+  const list = [...tensors].filter((t) => t.dtype === 'f32' && t.size > 0);
+  if (list.length === 0) return true;
+  const flag = T.noGrad(() => T.tidy(() => list.map((t) => T.sum(T.mul(t, 0))).reduce((a, b) => T.add(a, b))));
+  const value = await flag.item();
+  flag.dispose();
+  return Number.isFinite(value);
 }

@@ -137,10 +137,8 @@ test('the zeroshot command prints probabilities for each image', async () => {
   const weights = join(dir, 'w.safetensors');
   await saveClip(weights, model);
   model.dispose();
-  const png = new PNG({ width: 20, height: 18 });
-  png.data.fill(120);
   const image = join(dir, 'a.png');
-  writeFileSync(image, PNG.sync.write(png));
+  writeFileSync(image, encodePng({ width: 20, height: 18, data: new Float32Array(20 * 18 * 3).fill(120) }));
   const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--labels', 'cat, dog,car'], { encoding: 'utf8' });
   assert.is(run.status, 0, run.stderr);
   const lines = run.stdout.trim().split('\n');

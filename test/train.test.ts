@@ -2,9 +2,8 @@
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { PNG } from 'pngjs';
 import { readCsv, readFolder, readShards } from '../clip/data/files.ts';
-import { decodeImage } from '../clip/preprocess.ts';
+import { decodeImage, encodePng } from '../clip/preprocess.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../ops/index.ts';
@@ -12,32 +11,11 @@ import { CLIP } from '../clip/model.ts';
 import { SCENE_TEMPLATES, SHAPE_WORLD, compositionClasses } from '../clip/data/scenes.ts';
 import { lossAndGradients } from '../clip/step.ts';
 import { loadClip } from '../clip/weights.ts';
-import { train, type TrainOptions } from '../clip/train.ts';
+import { train } from '../clip/train.ts';
 import { assertClose, suite } from './harness.ts';
+import { metricsOf, tinyRun as options } from './train_helpers.ts';
 
 const test = suite('train');
-
-const options = (out: string, steps: number, extra: Partial<TrainOptions> = {}): TrainOptions => ({
-  config: { embedDim: 16, imageResolution: 16, visionLayers: 1, visionWidth: 32, visionPatchSize: 8, contextLength: 12, vocabSize: 0, transformerWidth: 32, transformerHeads: 1, transformerLayers: 1 },
-  batchSize: 8,
-  steps,
-  lr: 1e-3,
-  weightDecay: 0.1,
-  warmup: 2,
-  seed: 3,
-  out,
-  evalEvery: 1000,
-  saveEvery: 2,
-  resume: false,
-  clipGrad: 1,
-  accumFreq: 1,
-  vocabSize: 560,
-  log: () => {},
-  ...extra,
-});
-
-const losses = (out: string) =>
-  readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r);
 
 test('resuming from a checkpoint reproduces the uninterrupted run step for step', async () => {
   const straight = mkdtempSync(join(tmpdir(), 'train-a-'));
@@ -45,8 +23,8 @@ test('resuming from a checkpoint reproduces the uninterrupted run step for step'
   const split = mkdtempSync(join(tmpdir(), 'train-b-'));
   await train(options(split, 3, { saveEvery: 3 }));
   await train(options(split, 6, { resume: true }));
-  const a = losses(straight).map((r) => r.loss);
-  const b = losses(split).filter((r) => r.step > 3).map((r) => r.loss);
+  const a = metricsOf(straight).filter((r) => 'loss' in r).map((r) => r.loss);
+  const b = metricsOf(split).filter((r) => 'loss' in r && r.step > 3).map((r) => r.loss);
   assert.equal(b, a.slice(3));
   for (const f of ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz', 'loss.svg', 'accuracy.svg']) assert.ok(existsSync(join(split, f)), f);
   // The weights record the prompts and classes their zero-shot evaluation used.
@@ -60,11 +38,14 @@ test('resuming from a checkpoint reproduces the uninterrupted run step for step'
   assert.match(run.stdout, /linear probe top-1/);
 });
 
-test('GPU memory stays flat across training steps', async () => {
+test('GPU memory stays flat across training steps, evaluations and saves', async () => {
   const out = mkdtempSync(join(tmpdir(), 'train-c-'));
-  await train(options(out, 12, { saveEvery: 100 }));
-  const live = losses(out).map((r) => r.gpu_live_bytes);
-  assert.ok(live.slice(2).every((b) => b === live[2]), `live bytes per step: ${live.join(', ')}`);
+  await train(options(out, 24, { saveEvery: 4, evalEvery: 2 }));
+  const records = metricsOf(out);
+  assert.is(records.filter((r) => 'eval' in r).length, 12);
+  const live = records.filter((r) => 'loss' in r).map((r) => r.gpu_live_bytes);
+  // From the second evaluation on (the first compiles and pools its buffers), every step ends at the same bytes.
+  assert.ok(live.slice(4).every((b) => b === live[4]), `live bytes per step: ${live.join(', ')}`);
 });
 
 test('a non-finite loss stops the run, naming the step, and the last checkpoint survives', async () => {
@@ -106,14 +87,14 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   const dir = mkdtempSync(join(tmpdir(), 'pairs-'));
   const colours: [string, number[]][] = [['red', [220, 30, 30]], ['green', [30, 200, 40]], ['blue', [40, 60, 220]], ['yellow', [230, 220, 40]], ['white', [240, 240, 240]], ['grey', [120, 120, 120]]];
   for (const [name, rgb] of colours) {
-    const png = new PNG({ width: 20, height: 24 });
-    for (let p = 0; p < 20 * 24; p++) png.data.set([...rgb, 255], p * 4);
-    writeFileSync(join(dir, `${name}.png`), PNG.sync.write(png));
+    const data = new Float32Array(20 * 24 * 3);
+    for (let p = 0; p < 20 * 24; p++) data.set(rgb, p * 3);
+    writeFileSync(join(dir, `${name}.png`), encodePng({ width: 20, height: 24, data }));
     writeFileSync(join(dir, `${name}.txt`), `a ${name} square`);
   }
   writeFileSync(join(dir, 'broken.png'), Buffer.from('not really a png'));
   writeFileSync(join(dir, 'broken.txt'), 'a broken image');
-  writeFileSync(join(dir, 'uncaptioned.png'), PNG.sync.write(new PNG({ width: 4, height: 4 })));
+  writeFileSync(join(dir, 'uncaptioned.png'), encodePng({ width: 4, height: 4, data: new Float32Array(4 * 4 * 3) }));
   const folder = readFolder(dir);
   assert.is(folder.pairs.length, 7);
   assert.equal(folder.skipped.map((l) => /uncaptioned\.png: no caption file/.test(l)), [true]);
@@ -142,7 +123,7 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   assert.equal(result.zeroShot, {});
   // One validation pair (the last 10% of 7, at least one): its caption is the only candidate, so recall@1 is
   // exactly 1 both ways; a NaN, an empty split or a miscounted rank fails.
-  assert.equal([result.imageToTextR1, result.textToImageR1, result.imageToTextR5], [1, 1, 1]);
+  assert.equal(result.retrieval, { pairs: 1, imageToTextR1: 1, imageToTextR5: 1, textToImageR1: 1, textToImageR5: 1 });
   const shardLines: string[] = [];
   await train(options(mkdtempSync(join(tmpdir(), 'train-shards-')), 2, { trainData: join(tarDir, 'data-{000..001}.tar'), batchSize: 4, log: (l) => shardLines.push(l), vocabSize: 530 }));
   assert.match(shardLines.join('\n'), /7 image–caption pairs, 2 skipped/);

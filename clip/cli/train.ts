@@ -2,42 +2,57 @@
 // default) or your own image–caption files, with open_clip-like flags. Leaves checkpoint.safetensors
 // (resumable), model.safetensors (OpenAI layout, with its config and zero-shot prompts), vocab.txt.gz,
 // metrics.jsonl, loss.svg and accuracy.svg in --out.
+//
+// Errors a user can cause are one line naming the flag, file or row (the stack trace with --debug or
+// CLIPGPU_DEBUG=1). Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and exits 130; a second
+// signal exits at once.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
 import { CONFIGS } from '../config.ts';
-import { train } from '../train.ts';
+import { DEFAULT_DATA_LIMITS } from '../data/files.ts';
+import { TrainingInterrupted, train } from '../train.ts';
+import { exitWithError } from './common.ts';
 
-const { values } = parseArgs({
-  options: {
-    model: { type: 'string', default: 'ViT-scenes' },
-    'batch-size': { type: 'string', default: '64' },
-    steps: { type: 'string', default: '2800' },
-    lr: { type: 'string', default: '2e-3' },
-    wd: { type: 'string', default: '0.1' },
-    warmup: { type: 'string', default: '100' },
-    seed: { type: 'string', default: '0' },
-    out: { type: 'string' },
-    'eval-every': { type: 'string', default: '350' },
-    'save-every': { type: 'string', default: '1400' },
-    'clip-grad': { type: 'string', default: '0' },
-    'accum-freq': { type: 'string', default: '1' },
-    'vocab-size': { type: 'string', default: '1000' },
-    resume: { type: 'boolean', default: false },
-    'train-data': { type: 'string' },
-    dataset: { type: 'string', default: 'scenes' },
-  },
-});
-const config = CONFIGS[values.model!];
-if (!config) {
-  console.error(`train: unknown --model '${values.model}'; known: ${Object.keys(CONFIGS).join(', ')}`);
-  process.exit(2);
+const FLAGS = {
+  model: { type: 'string' },
+  'batch-size': { type: 'string', default: '64' },
+  steps: { type: 'string', default: '2800' },
+  lr: { type: 'string', default: '2e-3' },
+  wd: { type: 'string', default: '0.1' },
+  warmup: { type: 'string', default: '100' },
+  seed: { type: 'string', default: '0' },
+  out: { type: 'string' },
+  'eval-every': { type: 'string', default: '350' },
+  'save-every': { type: 'string', default: '1400' },
+  'clip-grad': { type: 'string', default: '0' },
+  'accum-freq': { type: 'string', default: '1' },
+  'vocab-size': { type: 'string', default: '1000' },
+  resume: { type: 'boolean', default: false },
+  overwrite: { type: 'boolean', default: false },
+  'train-data': { type: 'string' },
+  dataset: { type: 'string', default: 'scenes' },
+  'max-image-bytes': { type: 'string', default: String(DEFAULT_DATA_LIMITS.maxBytes) },
+  'max-image-pixels': { type: 'string', default: String(DEFAULT_DATA_LIMITS.maxPixels) },
+  'allow-outside-paths': { type: 'boolean', default: false },
+  debug: { type: 'boolean', default: false },
+} as const;
+
+function fail(e: unknown, code = 1): never {
+  return exitWithError('train', e, code);
 }
-const number = (name: keyof typeof values) => {
-  const v = Number(values[name]);
-  if (!Number.isFinite(v)) {
-    console.error(`train: --${name} must be a number, got '${values[name]}'`);
-    process.exit(2);
-  }
+
+let values: { [K in keyof typeof FLAGS]?: string | boolean };
+try {
+  values = parseArgs({ options: FLAGS, strict: true }).values;
+} catch (e) {
+  fail(e, 2);
+}
+const config = values.model === undefined ? undefined : CONFIGS[values.model as string];
+if (values.model !== undefined && !config) fail(`unknown --model '${values.model}'; known: ${Object.keys(CONFIGS).join(', ')}`, 2);
+const number = (name: keyof typeof FLAGS): number => {
+  const text = String(values[name]);
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v)) fail(`--${name} must be a number, got '${text}'`, 2);
   return v;
 };
 
@@ -56,14 +71,22 @@ function log(line: string): void {
   console.log(line);
 }
 
-// Each dataset trains into its own folder unless --out says otherwise.
-const out = values.out ?? (values['train-data'] ? 'runs/custom' : `runs/${values.dataset}`);
+// The first Ctrl-C / SIGTERM asks the loop to stop after its step (it saves); a second one exits at once.
+let stopRequested = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopRequested) {
+      console.error(`\ntrain: ${signal} again: exiting without saving`);
+      process.exit(130);
+    }
+    stopRequested = true;
+    log(`${signal}: finishing this step, then saving a checkpoint (again to exit at once)`);
+  });
+}
 
-await T.init();
-console.log(`adapter: ${T.gpu().name}`);
-console.log(`model ${values.model}, batch ${values['batch-size']}, ${values.steps} steps, lr ${values.lr}, out ${out}`);
-const began = performance.now();
-const result = await train({
+// Each dataset trains into its own folder unless --out says otherwise.
+const out = (values.out as string | undefined) ?? (values['train-data'] ? 'runs/custom' : `runs/${values.dataset}`);
+const options = {
   config,
   batchSize: number('batch-size'),
   steps: number('steps'),
@@ -74,19 +97,36 @@ const result = await train({
   out,
   evalEvery: number('eval-every'),
   saveEvery: number('save-every'),
-  resume: values.resume!,
+  resume: values.resume as boolean,
+  overwrite: values.overwrite as boolean,
   clipGrad: number('clip-grad'),
   accumFreq: number('accum-freq'),
   vocabSize: number('vocab-size'),
-  trainData: values['train-data'],
-  dataset: values.dataset,
+  trainData: values['train-data'] as string | undefined,
+  dataset: values.dataset as string,
+  dataLimits: { maxBytes: number('max-image-bytes'), maxPixels: number('max-image-pixels'), allowOutside: values['allow-outside-paths'] as boolean },
+  stopRequested: () => stopRequested,
   log,
-});
-log('');
-const minutes = (performance.now() - began) / 60000;
-console.log('\nsummary');
-console.log(`  ${'wall clock'.padEnd(42)}${minutes.toFixed(1)} min`);
-for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
-console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${result.imageToTextR1.toFixed(2)} / ${result.imageToTextR5.toFixed(2)}  (validation pairs)`);
-console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${result.textToImageR1.toFixed(2)} / ${result.textToImageR5.toFixed(2)}`);
-T.closeGpu();
+};
+
+try {
+  await T.init();
+  console.log(`adapter: ${T.gpu().name}`);
+  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, out ${out}`);
+  const began = performance.now();
+  const result = await train(options);
+  log('');
+  const minutes = (performance.now() - began) / 60000;
+  console.log('\nsummary');
+  console.log(`  ${'wall clock'.padEnd(42)}${minutes.toFixed(1)} min`);
+  for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
+  const r = result.retrieval;
+  if (r) {
+    console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${r.imageToTextR1.toFixed(2)} / ${r.imageToTextR5.toFixed(2)}  (${r.pairs} validation pairs)`);
+    console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${r.textToImageR1.toFixed(2)} / ${r.textToImageR5.toFixed(2)}`);
+  } else console.log(`  ${'retrieval'.padEnd(42)}skipped: no validation image could be decoded`);
+  T.closeGpu();
+} catch (e) {
+  if (barShown) process.stdout.write('\n');
+  fail(e, e instanceof TrainingInterrupted ? 130 : 1);
+}

@@ -3,11 +3,12 @@
 // webdataset .tar shards (image + .txt members sharing a key).
 // Rows that cannot be used are reported with their line and reason and skipped, never silently dropped;
 // images that fail to decode at training time are reported with their path, counted, and replaced.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
+import { readBytes } from '../../nn/io/files.ts';
 import { readImage } from '../io/images.ts';
 import { mulberry32 } from '../../core/random.ts';
-import { ImageError, decodeImage, preprocess, randomResizedCrop } from '../preprocess.ts';
+import { DEFAULT_IMAGE_LIMITS, ImageError, decodeImage, preprocess, randomResizedCrop, type ImageLimits } from '../preprocess.ts';
 import type { DataSource } from './source.ts';
 
 export interface Pair {
@@ -24,73 +25,126 @@ export interface Listing {
   skipped: string[];
 }
 
-/** Splits one CSV/TSV line, honouring double quotes ("" inside quotes is a quote). */
-function splitRow(line: string, sep: string): string[] {
-  const out: string[] = [];
+/**
+ * The records of a CSV/TSV text as spreadsheets write it (RFC 4180): fields in double quotes may hold the
+ * separator, newlines and doubled quotes; CRLF or LF line ends; a UTF-8 byte-order mark is ignored. Each record
+ * comes with the line it starts on.
+ */
+export function parseDelimited(text: string, sep: string): { line: number; fields: string[] }[] {
+  const records: { line: number; fields: string[] }[] = [];
+  let fields: string[] = [];
   let field = '';
   let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
+  let line = 1;
+  let start = 1;
+  const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const endRecord = () => {
+    fields.push(field);
+    if (fields.length > 1 || fields[0] !== '') records.push({ line: start, fields });
+    fields = [];
+    field = '';
+  };
+  for (let i = 0; i < src.length; i++) {
+    const ch = src[i];
+    if (ch === '\n') line++;
     if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') field += line[i++];
+      if (ch === '"' && src[i + 1] === '"') field += src[i++];
       else if (ch === '"') quoted = false;
       else field += ch;
     } else if (ch === '"' && field === '') quoted = true;
     else if (ch === sep) {
-      out.push(field);
+      fields.push(field);
       field = '';
+    } else if (ch === '\n' || (ch === '\r' && src[i + 1] === '\n')) {
+      if (ch === '\r') i++, line++;
+      endRecord();
+      start = line;
     } else field += ch;
   }
-  out.push(field);
-  return out;
+  if (field !== '' || fields.length) endRecord();
+  return records;
 }
 
-export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'caption' } = {}): Listing {
-  const text = readFileSync(path, 'utf8');
+/** What may be read of user data: image limits, and whether listed paths may leave the dataset's folder. */
+export interface DataLimits extends ImageLimits {
+  /** Read paths in a CSV that resolve outside the CSV's folder (absolute paths, `..`). */
+  allowOutside: boolean;
+}
+
+export const DEFAULT_DATA_LIMITS: DataLimits = { ...DEFAULT_IMAGE_LIMITS, allowOutside: false };
+
+/** Why the image at `path` (listed by `root`'s dataset) cannot be used, or null when it can. */
+function imageProblem(path: string, root: string, limits: DataLimits): string | null {
+  const inside = relative(root, path);
+  if (!limits.allowOutside && (inside.startsWith('..') || isAbsolute(inside))) return `image ${path} is outside the dataset folder ${root} (allow with --allow-outside-paths)`;
+  if (!existsSync(path)) return `image ${path} does not exist`;
+  const stat = statSync(path);
+  if (!stat.isFile()) return `image ${path} is not a regular file`;
+  if (stat.size > limits.maxBytes) return `image ${path} is ${stat.size} bytes, over the limit of ${limits.maxBytes} (raise it with --max-image-bytes)`;
+  return null;
+}
+
+export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'caption', limits = DEFAULT_DATA_LIMITS } = {}): Listing {
+  const text = new TextDecoder().decode(readBytes(path, Error, 1 << 30));
   const sep = extname(path).toLowerCase() === '.tsv' ? '\t' : ',';
-  const lines = text.split(/\r?\n/);
-  const header = splitRow(lines[0] ?? '', sep);
+  const [head, ...rows] = parseDelimited(text, sep);
+  const header = (head?.fields ?? []).map((h) => h.trim());
   const [ic, cc] = [header.indexOf(imageKey), header.indexOf(captionKey)];
   if (ic < 0 || cc < 0) throw new Error(`${path}: header must name columns '${imageKey}' and '${captionKey}', found ${JSON.stringify(header)}`);
+  const root = dirname(resolve(path));
   const pairs: Pair[] = [];
   const skipped: string[] = [];
-  lines.slice(1).forEach((line, i) => {
-    if (!line.trim()) return;
-    const row = splitRow(line, sep);
-    const where = `${path}:${i + 2}`;
-    if (row.length !== header.length) return skipped.push(`${where}: ${row.length} fields, header has ${header.length}`);
-    const image = resolve(dirname(path), row[ic]);
-    if (!row[cc].trim()) return skipped.push(`${where}: empty caption`);
-    if (!existsSync(image)) return skipped.push(`${where}: image ${image} does not exist`);
-    pairs.push({ image, caption: row[cc] });
-  });
+  for (const { line, fields } of rows) {
+    const where = `${path}:${line}`;
+    if (fields.length !== header.length) {
+      skipped.push(`${where}: ${fields.length} fields, header has ${header.length}`);
+      continue;
+    }
+    const image = resolve(root, fields[ic]);
+    const caption = fields[cc].trim();
+    const problem = caption ? imageProblem(image, root, limits) : 'empty caption';
+    if (problem) skipped.push(`${where}: ${problem}`);
+    else pairs.push({ image, caption });
+  }
   return { pairs, skipped };
 }
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
 /** Every image under `dir` (recursively) that has a caption file with the same name and .txt. */
-export function readFolder(dir: string): Listing {
+export function readFolder(dir: string, limits: DataLimits = DEFAULT_DATA_LIMITS): Listing {
   const pairs: Pair[] = [];
   const skipped: string[] = [];
+  const root = resolve(dir);
   const walk = (d: string) => {
     for (const name of readdirSync(d).sort()) {
       const path = join(d, name);
       if (statSync(path).isDirectory()) walk(path);
       else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) {
         const captionPath = join(d, `${basename(name, extname(name))}.txt`);
-        if (!existsSync(captionPath)) skipped.push(`${path}: no caption file ${captionPath}`);
-        else {
-          const caption = readFileSync(captionPath, 'utf8').trim();
-          if (caption) pairs.push({ image: path, caption });
-          else skipped.push(`${captionPath}: empty caption`);
+        if (!existsSync(captionPath)) {
+          skipped.push(`${path}: no caption file ${captionPath}`);
+          continue;
         }
+        let caption: string;
+        try {
+          caption = new TextDecoder().decode(readBytes(captionPath, Error, MAX_CAPTION_BYTES)).trim();
+        } catch (e) {
+          skipped.push((e as Error).message);
+          continue;
+        }
+        const problem = caption ? imageProblem(path, root, limits) : `${captionPath}: empty caption`;
+        if (problem) skipped.push(caption ? `${path}: ${problem}` : problem);
+        else pairs.push({ image: path, caption });
       }
     }
   };
-  walk(dir);
+  walk(root);
   return { pairs, skipped };
 }
+
+/** A caption longer than this is not a caption (and would only be truncated to the context length). */
+const MAX_CAPTION_BYTES = 1 << 20;
 
 /** `a-{000..002}.tar` → a-000.tar, a-001.tar, a-002.tar (webdataset's shard notation); other paths as they are. */
 export function expandShards(pattern: string): string[] {
@@ -105,7 +159,7 @@ export function expandShards(pattern: string): string[] {
  * slash), each group an image (.jpg/.jpeg/.png) and a caption (.txt). Only the 512-byte headers are read up
  * front; images are read from their offset when a batch needs them.
  */
-export function readShards(pattern: string): Listing {
+export function readShards(pattern: string, limits: DataLimits = DEFAULT_DATA_LIMITS): Listing {
   const pairs: Pair[] = [];
   const skipped: string[] = [];
   for (const shard of expandShards(pattern)) {
@@ -116,34 +170,50 @@ export function readShards(pattern: string): Listing {
     const fd = openSync(shard, 'r');
     const size = fstatSync(fd).size;
     const groups = new Map<string, { image?: { name: string; offset: number; size: number }; caption?: string }>();
-    const header = Buffer.alloc(512);
+    const header = new Uint8Array(512);
+    const read = (length: number, position: number) => {
+      const bytes = new Uint8Array(length);
+      readSync(fd, bytes, 0, length, position);
+      return bytes;
+    };
+    const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes).replace(/\0.*$/s, '');
+    // A GNU long name ('L') or a pax header ('x', Python's tarfile default) names the member that follows.
+    let longName: string | null = null;
     let at = 0;
     while (at + 512 <= size) {
       readSync(fd, header, 0, 512, at);
       if (header.every((b) => b === 0)) break; // end-of-archive blocks
-      const field = (from: number, len: number) => header.subarray(from, from + len).toString('utf8').replace(/\0.*$/s, '');
+      const field = (from: number, len: number) => text(header.subarray(from, from + len));
       const prefix = field(345, 155);
-      const name = (prefix ? `${prefix}/` : '') + field(0, 100);
+      const name = longName ?? (prefix ? `${prefix}/` : '') + field(0, 100);
       const length = parseInt(field(124, 12).trim() || '0', 8);
       const type = String.fromCharCode(header[156] || 48);
       if (!Number.isFinite(length) || at + 512 + length > size) {
         skipped.push(`${shard}: member '${name}' at byte ${at} runs past the end of the file (truncated shard)`);
         break;
       }
-      if (type === '0') {
-        const slash = name.lastIndexOf('/');
-        const dot = name.indexOf('.', slash + 1);
-        const key = dot < 0 ? name : name.slice(0, dot);
-        const ext = dot < 0 ? '' : name.slice(dot + 1).toLowerCase();
-        const group = groups.get(key) ?? {};
-        if (ext === 'txt') {
-          const bytes = Buffer.alloc(length);
-          readSync(fd, bytes, 0, length, at + 512);
-          group.caption = bytes.toString('utf8').trim();
-        } else if (IMAGE_EXTENSIONS.has(`.${ext}`)) group.image = { name, offset: at + 512, size: length };
-        groups.set(key, group);
+      const data = at + 512;
+      at = data + Math.ceil(length / 512) * 512;
+      if (type === 'L' || type === 'x') {
+        const content = length <= MAX_CAPTION_BYTES ? text(read(length, data)) : '';
+        longName = type === 'L' ? content : (/(?:^|\n)\d+ path=([^\n]*)\n/.exec(content)?.[1] ?? null);
+        continue;
       }
-      at += 512 + Math.ceil(length / 512) * 512;
+      longName = null;
+      if (type !== '0' && type !== '7') continue; // directories, links, global headers
+      const slash = name.lastIndexOf('/');
+      const dot = name.indexOf('.', slash + 1);
+      const key = dot < 0 ? name : name.slice(0, dot);
+      const ext = dot < 0 ? '' : name.slice(dot + 1).toLowerCase();
+      const group = groups.get(key) ?? {};
+      if (ext === 'txt') {
+        if (length > MAX_CAPTION_BYTES) skipped.push(`${shard}:${name}: a ${length}-byte caption`);
+        else group.caption = new TextDecoder().decode(read(length, data)).trim();
+      } else if (IMAGE_EXTENSIONS.has(`.${ext}`)) {
+        if (length > limits.maxBytes) skipped.push(`${shard}:${name}: ${length} bytes, over the limit of ${limits.maxBytes} (raise it with --max-image-bytes)`);
+        else group.image = { name, offset: data, size: length };
+      }
+      groups.set(key, group);
     }
     closeSync(fd);
     for (const [key, g] of groups) {
@@ -155,11 +225,14 @@ export function readShards(pattern: string): Listing {
           image: `${shard}:${name}`,
           caption: g.caption,
           read: () => {
-            const buf = Buffer.alloc(bytes);
             const f = openSync(shard, 'r');
-            readSync(f, buf, 0, bytes, offset);
-            closeSync(f);
-            return buf;
+            try {
+              const buf = new Uint8Array(bytes);
+              readSync(f, buf, 0, bytes, offset);
+              return buf;
+            } finally {
+              closeSync(f);
+            }
           },
         });
       }
@@ -169,16 +242,16 @@ export function readShards(pattern: string): Listing {
 }
 
 /** A CSV/TSV file, a folder, or webdataset .tar shards, by what the path is. */
-export function readPairs(path: string): Listing {
-  if (/\.tar$/i.test(path)) return readShards(path);
+export function readPairs(path: string, limits: DataLimits = DEFAULT_DATA_LIMITS): Listing {
+  if (/\.tar$/i.test(path)) return readShards(path, limits);
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
-  return statSync(path).isDirectory() ? readFolder(path) : readCsv(path);
+  return statSync(path).isDirectory() ? readFolder(path, limits) : readCsv(path, { limits });
 }
 
 /** Decodes and prepares one pair, or reports why it cannot be used. */
-export function loadPair(pair: Pair, n: number, train: boolean, random: () => number): Float32Array | ImageError {
+export function loadPair(pair: Pair, n: number, train: boolean, random: () => number, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Float32Array | ImageError {
   try {
-    const img = pair.read ? decodeImage(pair.read(), pair.image) : readImage(pair.image);
+    const img = pair.read ? decodeImage(pair.read(), pair.image, limits.maxPixels) : readImage(pair.image, limits);
     return train ? randomResizedCrop(img, n, random) : preprocess(img, n);
   } catch (e) {
     return e instanceof ImageError ? e : new ImageError(`${pair.image}: ${(e as Error).message}`);
@@ -188,9 +261,9 @@ export function loadPair(pair: Pair, n: number, train: boolean, random: () => nu
 /**
  * Image–caption pairs as a training data source: a seeded shuffle per epoch, RandomResizedCrop for training, the
  * last 10% (at most 500) kept for validation. An image that fails to decode is reported once, counted, and
- * replaced by the next example in the shuffled order.
+ * replaced by the next example in the shuffled order; validation uses the pairs that decode.
  */
-export function fileSource(pairs: Pair[], seed: number, log: (line: string) => void): DataSource & { failures: () => number } {
+export function fileSource(pairs: Pair[], seed: number, log: (line: string) => void, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): DataSource & { failures: () => number } {
   if (pairs.length < 2) throw new Error(`training data: need at least 2 usable image–caption pairs, found ${pairs.length}`);
   const valCount = Math.max(1, Math.min(500, Math.floor(pairs.length / 10)));
   const train = pairs.slice(0, pairs.length - valCount);
@@ -210,33 +283,48 @@ export function fileSource(pairs: Pair[], seed: number, log: (line: string) => v
     }
     return epochOrder.order;
   };
-  const load = (list: Pair[], indexOf: (k: number) => number, count: number, n: number, augment: boolean, first: number) => {
-    const pixels = new Float32Array(count * 3 * n * n);
+  /** The prepared image of a pair, or null (reported once, counted) when it cannot be decoded. */
+  const prepare = (pair: Pair, n: number, augment: boolean, random: () => number) => {
+    const result = loadPair(pair, n, augment, random, limits);
+    if (!(result instanceof Error)) return result;
+    failures++;
+    if (!reported.has(pair.image)) {
+      reported.add(pair.image);
+      log(`skipping unreadable image: ${result.message}`);
+    }
+    return null;
+  };
+  const batch = (start: number, size: number, n: number) => {
+    const pixels = new Float32Array(size * 3 * n * n);
     const captions: string[] = [];
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < size; i++) {
+      const e = start + i;
+      const at = orderOf(Math.floor(e / train.length))[e % train.length];
       for (let k = 0; ; k++) {
-        if (k >= list.length) throw new Error('training data: no image could be decoded');
-        const pair = list[(indexOf(first + i) + k) % list.length];
-        const result = loadPair(pair, n, augment, mulberry32(seed + first + i));
-        if (result instanceof Error) {
-          failures++;
-          if (!reported.has(pair.image)) {
-            reported.add(pair.image);
-            log(`skipping unreadable image: ${result.message}`);
-          }
-          continue;
-        }
-        pixels.set(result, i * 3 * n * n);
+        if (k >= train.length) throw new Error('training data: no training image could be decoded');
+        const pair = train[(at + k) % train.length];
+        const image = prepare(pair, n, true, mulberry32(seed + e));
+        if (!image) continue;
+        pixels.set(image, i * 3 * n * n);
         captions.push(pair.caption);
         break;
       }
     }
     return { pixels, captions };
   };
-  return {
-    batch: (start, size, n) => load(train, (e) => orderOf(Math.floor(e / train.length))[e % train.length], size, n, true, start),
-    validation: (count, n) => load(val, (e) => e % val.length, Math.min(count, val.length), n, false, 0),
-    corpus: (count) => train.slice(0, count).map((p) => p.caption),
-    failures: () => failures,
+  const validation = (count: number, n: number) => {
+    const images: Float32Array[] = [];
+    const captions: string[] = [];
+    for (const pair of val) {
+      if (images.length >= count) break;
+      const image = prepare(pair, n, false, mulberry32(seed));
+      if (!image) continue;
+      images.push(image);
+      captions.push(pair.caption);
+    }
+    const pixels = new Float32Array(images.length * 3 * n * n);
+    images.forEach((image, i) => pixels.set(image, i * 3 * n * n));
+    return { pixels, captions };
   };
+  return { batch, validation, corpus: (count) => train.slice(0, count).map((p) => p.caption), failures: () => failures };
 }

@@ -1,6 +1,6 @@
 // The datasets the trainer and `npm run eval` know by name, and the one place that turns `--dataset` /
 // `--train-data` into a data source.
-import { readPairs, fileSource } from './files.ts';
+import { DEFAULT_DATA_LIMITS, fileSource, readPairs, type DataLimits } from './files.ts';
 import { greySource } from './mnist.ts';
 import { SHAPE_WORLD, greyWorld, sceneSource } from './scenes.ts';
 import type { DataSource } from './source.ts';
@@ -31,11 +31,11 @@ export function builtinSource(name: string, seed: number): DataSource {
  * The training data: the pairs listed by `trainData` (a CSV/TSV, a folder, or webdataset shards; unusable rows
  * are logged) when given, else the built-in `dataset`.
  */
-export function trainingData({ dataset = 'scenes', trainData, seed, log }: { dataset?: string; trainData?: string; seed: number; log: (line: string) => void }): DataSource {
+export function trainingData({ dataset = 'scenes', trainData, seed, log, limits = DEFAULT_DATA_LIMITS }: { dataset?: string; trainData?: string; seed: number; log: (line: string) => void; limits?: DataLimits }): DataSource {
   if (!trainData) return builtinSource(dataset, seed);
-  const listing = readPairs(trainData);
+  const listing = readPairs(trainData, limits);
   log(`${trainData}: ${listing.pairs.length} image–caption pairs, ${listing.skipped.length} skipped`);
   for (const line of listing.skipped.slice(0, 10)) log(`  skipped ${line}`);
   if (listing.skipped.length > 10) log(`  … and ${listing.skipped.length - 10} more`);
-  return fileSource(listing.pairs, seed, log);
+  return fileSource(listing.pairs, seed, log, limits);
 }

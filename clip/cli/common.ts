@@ -1,0 +1,46 @@
+// What the command-line tools share: errors a user can cause as one line naming what was wrong (the stack
+// trace only with --debug or CLIPGPU_DEBUG=1), and the flags that complete a weights file's config.
+import * as T from '../../ops/index.ts';
+import type { CLIP } from '../model.ts';
+import { loadClip } from '../weights.ts';
+
+const debug = process.argv.includes('--debug') || process.env.CLIPGPU_DEBUG === '1';
+
+/** Prints `error` as `tool: message` (its stack under --debug) and exits with `code`. */
+export function exitWithError(tool: string, error: unknown, code = 1): never {
+  console.error(debug && error instanceof Error ? error.stack : `${tool}: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(code);
+}
+
+/** Runs a tool's body: any error ends it with one line and exit code 1; the GPU is closed either way. */
+export async function runTool(tool: string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    exitWithError(tool, e);
+  } finally {
+    T.closeGpu();
+  }
+}
+
+/** Flags that say what a weights file's metadata may not: the attention heads. */
+export const HEAD_FLAGS = {
+  'vision-head-width': { type: 'string' },
+  'text-heads': { type: 'string' },
+  debug: { type: 'boolean' },
+} as const;
+
+/** loadClip with the head flags, telling the user on stderr when the heads had to be assumed. */
+export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string }): CLIP {
+  const positive = (flag: string, text: string | undefined) => {
+    if (text === undefined) return undefined;
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${flag} must be a positive integer, got '${text}'`);
+    return v;
+  };
+  return loadClip(path, {
+    visionHeadWidth: positive('vision-head-width', values['vision-head-width']),
+    transformerHeads: positive('text-heads', values['text-heads']),
+    note: (line) => console.error(`${tool}: note: ${line.replace('pass the vision head width / text head count', 'pass --vision-head-width / --text-heads')}`),
+  });
+}

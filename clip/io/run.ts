@@ -1,0 +1,99 @@
+// A training run's folder (Node-only): where its files live, and the rules that keep a user's work safe —
+// the folder is created without hanging and locked against a second process; a folder that holds another run
+// is never overwritten unless asked; --resume needs a checkpoint; temporary files of a crashed save are removed;
+// on resume the metrics are cut back to the checkpoint's step, so no row is duplicated and the plots keep the
+// whole history.
+import { appendFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileError, lockDirectory, makeDirectory, removeStaleTemporaries, writeFileAtomic } from '../../nn/io/files.ts';
+
+export interface RunFolder {
+  dir: string;
+  checkpoint: string;
+  model: string;
+  vocab: string;
+  metrics: string;
+  lossPlot: string;
+  evalPlot: string;
+  /** Releases the folder's lock (also done when the process exits). */
+  release(): void;
+}
+
+/** The files a run writes; any of them in a folder means the folder holds a run. */
+const RUN_FILES = ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz', 'metrics.jsonl', 'loss.svg', 'accuracy.svg'];
+
+/**
+ * Opens `dir` for a run: creates and locks it, removes what crashed saves left, and checks it against the
+ * intent: a new run needs a folder without another run's files (or `overwrite`, which deletes them first),
+ * a resumed one needs its checkpoint. `log` hears what was cleaned up.
+ */
+export function openRunFolder(dir: string, { resume, overwrite, log }: { resume: boolean; overwrite: boolean; log: (line: string) => void }): RunFolder {
+  makeDirectory(dir);
+  const release = lockDirectory(dir);
+  try {
+    for (const name of removeStaleTemporaries(dir)) log(`removed ${join(dir, name)}, left by a save that did not finish`);
+    const folder = {
+      dir,
+      checkpoint: join(dir, 'checkpoint.safetensors'),
+      model: join(dir, 'model.safetensors'),
+      vocab: join(dir, 'vocab.txt.gz'),
+      metrics: join(dir, 'metrics.jsonl'),
+      lossPlot: join(dir, 'loss.svg'),
+      evalPlot: join(dir, 'accuracy.svg'),
+      release,
+    };
+    const existing = RUN_FILES.filter((f) => existsSync(join(dir, f)));
+    if (resume) {
+      if (!existsSync(folder.checkpoint)) throw new FileError(`--resume: ${folder.checkpoint} does not exist, so there is nothing to resume (train without --resume to start a run in ${dir})`);
+    } else if (existing.length > 0) {
+      if (!overwrite) throw new FileError(`--out ${dir} already holds a run (${existing.join(', ')}): pass --resume to continue it, --overwrite to replace it, or choose another --out`);
+      for (const f of existing) unlinkSync(join(dir, f));
+      log(`--overwrite: removed the previous run's ${existing.join(', ')} from ${dir}`);
+    }
+    return folder;
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
+
+/** One record of metrics.jsonl: a training step's numbers, or an evaluation's. */
+export type MetricsRecord = { step: number; loss?: number; eval?: unknown } & Record<string, unknown>;
+
+/**
+ * The metrics of a resumed run up to `step`: records after it (written after the checkpoint, before the run
+ * stopped) are dropped from the file, which is rewritten atomically; unreadable lines are dropped and counted.
+ */
+export function resumeMetrics(path: string, step: number, log: (line: string) => void): MetricsRecord[] {
+  if (!existsSync(path)) return [];
+  const kept: MetricsRecord[] = [];
+  let dropped = 0;
+  let unreadable = 0;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    let record: MetricsRecord;
+    try {
+      record = JSON.parse(line) as MetricsRecord;
+    } catch {
+      unreadable++;
+      continue;
+    }
+    if (typeof record?.step !== 'number') unreadable++;
+    else if (record.step > step) dropped++;
+    else kept.push(record);
+  }
+  writeFileAtomic(path, new TextEncoder().encode(kept.map((r) => `${JSON.stringify(r)}\n`).join('')));
+  if (dropped) log(`${path}: dropped ${dropped} records after step ${step} (written after the checkpoint)`);
+  if (unreadable) log(`${path}: dropped ${unreadable} unreadable lines`);
+  return kept;
+}
+
+/** Appends one record to metrics.jsonl. */
+export function appendMetrics(path: string, record: MetricsRecord): void {
+  appendFileSync(path, `${JSON.stringify(record)}\n`);
+}
+
+/** Starts metrics.jsonl empty. */
+export function startMetrics(path: string): void {
+  writeFileSync(path, '');
+}
