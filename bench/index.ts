@@ -21,7 +21,7 @@ const log = (s: string) => (args.has('--json') ? process.stderr.write(`${s}\n`) 
 log(`adapter: ${adapter}`);
 
 const suites: [string, () => Promise<Result[]>][] = [
-  ['matmul', () => benchMatmul({ quick, peer })],
+  ['matmul', () => benchMatmul({ quick, peer, log })],
   ['memory-bound', () => benchMemoryBound({ quick, peer })],
   ['nn', () => benchNn({ quick, peer })],
   ['attention', () => benchAttention({ quick, peer })],

@@ -1,7 +1,7 @@
 // Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
 // sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
 import * as T from '../ops/index.ts';
-import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { MATMUL_VARIANTS, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
 
 /** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
@@ -17,8 +17,13 @@ export function matmulShapes(quick: boolean): [string, number, number, number][]
 
 const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : c.version === 'v2' ? `v2 ${c.tm}x${c.tn}` : `v3 8x${c.tn}/lane`);
 
-export async function benchMatmul({ quick, peer }: { quick: boolean; peer: boolean }): Promise<Result[]> {
+export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: boolean; log: (line: string) => void }): Promise<Result[]> {
   const results: Result[] = [];
+  // A variant this device cannot run is reported as skipped, never timed as another one.
+  for (const config of MATMUL_VARIANTS) {
+    const reason = unsupported(config);
+    if (reason) log(`matmul ${configName(config)}: skipped (${reason})`);
+  }
   const tf = peer ? await loadTfjs() : null;
   for (const [label, M, K, N] of matmulShapes(quick)) {
     const a = T.keep(T.randNormal([M, K]));
@@ -27,7 +32,7 @@ export async function benchMatmul({ quick, peer }: { quick: boolean; peer: boole
     const flops = 2 * M * N * K;
     const inner = flops > 4e9 ? 2 : 5;
     for (const config of MATMUL_VARIANTS) {
-      if (config.version === 'v1' && flops > 3e9) continue; // the naive kernel takes minutes there
+      if ((config.version === 'v1' && flops > 3e9) || unsupported(config)) continue; // the naive kernel takes minutes there
       const out = matmulRaw(a, b, {}, config);
       const got = await out.data();
       out.dispose();

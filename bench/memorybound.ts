@@ -2,10 +2,13 @@
 // floats. Rates are GB/s of compulsory traffic (each input read once, each output written once).
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
+import { softmaxLanes } from '../kernels/rowwise.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result, type Tf } from './harness.ts';
 
 interface Case {
   kernel: string;
+  /** How our side is named in the results (the variant this device runs). */
+  impl?: string;
   shape: number[];
   bytes: number;
   ours: (x: T.Tensor) => T.Tensor;
@@ -26,6 +29,8 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
   const cases: Case[] = [
     {
       kernel: 'softmax',
+      // The path this device takes for these rows, named in the results (one subgroup per row, or a thread).
+      impl: softmaxLanes(D, 4) ? `ours (${softmaxLanes(D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.softmax(x),
@@ -66,7 +71,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     y.dispose();
     const label = `[${c.shape.join(',')}]`;
     const { ms, gpuMs } = await timeOurs(() => c.ours(x), { inner: 5 });
-    results.push({ kernel: c.kernel, shape: label, impl: 'ours', ms, gpuMs, rate: c.bytes / ms / 1e6, unit: 'GB/s' });
+    results.push({ kernel: c.kernel, shape: label, impl: c.impl ?? 'ours', ms, gpuMs, rate: c.bytes / ms / 1e6, unit: 'GB/s' });
     if (tf) {
       const tx = tf.tensor(hx, c.shape);
       const tms = await timeTfjs(tf, () => tf.tidy(() => c.tfjs(tf, tx)), { inner: 5 });

@@ -1,9 +1,9 @@
 // Parity with OpenAI's reference outputs: build the model from a weights file alone, run an io file's images
 // and tokens, and measure the worst relative error max|ours − ref| / max|ref| per group.
 import * as T from '../ops/index.ts';
-import { readSafetensors } from '../nn/io/safetensors.ts';
+import type { SafetensorsFile } from '../nn/safetensors.ts';
 import { lossAndGradients } from './step.ts';
-import { loadClip } from './weights.ts';
+import { clipFromSafetensors } from './weights.ts';
 
 export const TOLERANCE = { features: 1e-4, logits: 1e-4, loss: 1e-5, grads: 1e-3 };
 
@@ -30,9 +30,12 @@ function relError(ours: ArrayLike<number>, ref: ArrayLike<number>, name: string,
   return diff / (Math.max(maxAbs(ref), floor) || 1);
 }
 
-export async function parity(weightsPath: string, ioPath: string): Promise<ParityResult> {
-  const model = loadClip(weightsPath);
-  const io = readSafetensors(ioPath);
+/**
+ * Runs a weights file's model on an io file's inputs and compares: eval features and logits, the train-mode
+ * loss, every parameter's gradient. Files are parsed safetensors; the paths name them in errors.
+ */
+export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weightsPath = 'weights', ioPath = 'io'): Promise<ParityResult> {
+  const model = clipFromSafetensors(weights, weightsPath);
   const ref = (k: string) => {
     const t = io.tensors.get(k);
     if (!t) throw new Error(`${ioPath}: missing '${k}'`);

@@ -1,10 +1,10 @@
 // CLIP's image preprocessing (OpenAI's `_transform`): decode, resize the shorter side to n with bicubic
 // interpolation, center-crop n×n, scale to [0, 1], normalise with CLIP's mean and std; out comes CHW f32.
-// Decoding uses pngjs and jpeg-js. The resize is PIL's algorithm (separable, antialiased when shrinking:
+// Decoding uses fast-png and jpeg-js (pure JavaScript on bytes, so a page decodes exactly as Node does). The resize is PIL's algorithm (separable, antialiased when shrinking:
 // the cubic kernel, a = −0.5, is stretched by the scale factor) computed in floating point, without PIL's
 // rounding to 8 bits between the two passes, so results differ from PIL by at most about one grey level.
+import { convertIndexedToRgb, decode as decodePng, encode as encodePngBytes, type DecodedPng } from 'fast-png';
 import jpeg from 'jpeg-js';
-import { PNG } from 'pngjs';
 
 export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
 export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
@@ -20,9 +20,37 @@ export interface RgbImage {
   data: Float32Array;
 }
 
-function fromRgba(width: number, height: number, rgba: Uint8Array | Buffer): RgbImage {
+function fromRgba(width: number, height: number, rgba: Uint8Array): RgbImage {
   const data = new Float32Array(width * height * 3);
   for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) data[3 * i + c] = rgba[4 * i + c];
+  return { width, height, data };
+}
+
+/**
+ * A decoded PNG of any colour type and bit depth as RGB in [0, 255] (alpha ignored, as CLIP's
+ * `convert("RGB")` does for the colour values): palettes expanded, grey replicated, 16-bit scaled, 1/2/4-bit
+ * grey unpacked.
+ */
+function pngToRgb(png: DecodedPng): RgbImage {
+  const { width, height } = png;
+  const data = new Float32Array(width * height * 3);
+  if (png.palette) {
+    const rgb = convertIndexedToRgb(png);
+    const channels = rgb.length / (width * height);
+    for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) data[3 * i + c] = rgb[channels * i + c];
+    return { width, height, data };
+  }
+  const max = 2 ** png.depth - 1;
+  const channels = png.channels;
+  const rowBytes = Math.ceil((width * channels * png.depth) / 8);
+  const sample = (x: number, y: number, c: number): number => {
+    if (png.depth >= 8) return png.data[(y * width + x) * channels + c];
+    const bit = x * png.depth; // sub-byte depths are grey only: one channel, packed from the high bits
+    return (png.data[y * rowBytes + (bit >> 3)] >> (8 - png.depth - (bit & 7))) & max;
+  };
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < 3; c++) data[3 * (y * width + x) + c] = (sample(x, y, channels >= 3 ? c : 0) * 255) / max;
   return { width, height, data };
 }
 
@@ -51,8 +79,7 @@ export function decodeImage(bytes: Uint8Array, source = 'image', maxPixels = DEF
         const [width, height] = [header.getUint32(0), header.getUint32(4)];
         if (width * height > maxPixels) throw tooLarge(width, height);
       }
-      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      return fromRgba(png.width, png.height, png.data);
+      return pngToRgb(decodePng(bytes));
     }
     if (isJpeg) {
       const size = jpegSize(bytes);
@@ -85,13 +112,8 @@ function jpegSize(bytes: Uint8Array): [number, number] | null {
 
 /** Encodes an RGB image (values rounded and clamped to 0…255) as PNG bytes. */
 export function encodePng(img: RgbImage): Uint8Array {
-  const png = new PNG({ width: img.width, height: img.height });
-  for (let p = 0; p < img.width * img.height; p++) {
-    for (let c = 0; c < 3; c++) png.data[4 * p + c] = Math.round(Math.min(255, Math.max(0, img.data[3 * p + c])));
-    png.data[4 * p + 3] = 255;
-  }
-  const bytes = PNG.sync.write(png);
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const data = Uint8Array.from(img.data, (v) => Math.round(Math.min(255, Math.max(0, v))));
+  return encodePngBytes({ width: img.width, height: img.height, data, channels: 3, depth: 8 });
 }
 
 /** CLIP's normalisation of a channel value v in [0, 255]: (v / 255 − mean[c]) / std[c]. */

@@ -1,14 +1,16 @@
 // The CLIP tokenizer: OpenAI's simple_tokenizer (byte-level BPE over a lower-cased, cleaned text), with
 // open_clip's truncation (keep the end-of-text token last), decoding, and training a vocabulary of a chosen
 // size on a caption corpus (saved in the same file format, loaded by the same class).
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { decodeHTML } from 'entities';
-import { readBytes, writeFileAtomic } from '../nn/io/files.ts';
+import { gunzipSync, gzipSync } from 'fflate';
 
-/** The real CLIP vocabulary, shipped with the project. */
-// '../clip/…' resolves the same from clip/ (sources) and from .build/ (bundles made by scripts/run.mjs).
+/**
+ * The real CLIP vocabulary, shipped with the project. '../clip/…' resolves the same from clip/ (sources) and
+ * from .build/ (bundles made by scripts/run.mjs); a page serves it at the same place beside its bundle.
+ */
 export const DEFAULT_VOCAB = new URL('../clip/assets/bpe_simple_vocab_16e6.txt.gz', import.meta.url);
-const OPENAI_VOCAB_SIZE = 49408;
+/** CLIP's vocabulary: 512 byte symbols, 48,894 merges and the two special tokens. */
+export const OPENAI_VOCAB_SIZE = 49408;
 
 export class TokenizerError extends Error {
   override name = 'TokenizerError';
@@ -90,17 +92,19 @@ export class Tokenizer {
     this.eot = vocab.length - 1;
   }
 
-  /** Loads a gzipped BPE file; uses at most vocabSize − 514 merges (OpenAI's file holds more than CLIP uses). */
-  static fromFile(path: string | URL = DEFAULT_VOCAB, vocabSize = OPENAI_VOCAB_SIZE): Tokenizer {
-    const bytes = readBytes(path, TokenizerError);
+  /**
+   * A tokenizer from the bytes of a gzipped BPE file (`source` names it in errors); uses at most
+   * vocabSize − 514 merges (OpenAI's file holds more than CLIP uses).
+   */
+  static fromBytes(bytes: Uint8Array, vocabSize = OPENAI_VOCAB_SIZE, source = 'vocabulary'): Tokenizer {
     let text: string;
     try {
-      text = gunzipSync(bytes).toString('utf8');
+      text = new TextDecoder('utf-8', { fatal: true }).decode(gunzipSync(bytes));
     } catch (e) {
-      throw new TokenizerError(`${path}: not a gzipped BPE vocabulary (${(e as Error).message})`);
+      throw new TokenizerError(`${source}: not a gzipped BPE vocabulary (${(e as Error).message})`);
     }
     const lines = text.split('\n');
-    if (!lines[0].includes('#version')) throw new TokenizerError(`${path}: missing the '#version' header of a BPE merges file`);
+    if (!lines[0].includes('#version')) throw new TokenizerError(`${source}: missing the '#version' header of a BPE merges file`);
     const merges = lines.slice(1, 1 + vocabSize - 2 * 256 - 2).filter((l) => l.length > 0);
     return new Tokenizer(merges);
   }
@@ -214,7 +218,7 @@ export function trainBpe(corpus: Iterable<string>, vocabSize: number): string[] 
   return merges;
 }
 
-/** Writes merges in the CLIP vocabulary format (gzipped, '#version: 0.2' header), atomically. */
-export function saveBpe(path: string, merges: readonly string[]): void {
-  writeFileAtomic(path, gzipSync(Buffer.from(['#version: 0.2', ...merges, ''].join('\n'), 'utf8')));
+/** Merges in the CLIP vocabulary format: gzipped text with a '#version: 0.2' header. */
+export function bpeBytes(merges: readonly string[]): Uint8Array {
+  return gzipSync(new TextEncoder().encode(['#version: 0.2', ...merges, ''].join('\n')));
 }

@@ -21,8 +21,9 @@ import { appendMetrics, openRunFolder, resumeMetrics, startMetrics } from './io/
 import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
 import { trainStep } from './step.ts';
-import { Tokenizer, saveBpe, trainBpe } from './tokenizer.ts';
-import { saveClip } from './weights.ts';
+import { readTokenizer, saveBpe } from './io/vocab.ts';
+import { OPENAI_VOCAB_SIZE, trainBpe, type Tokenizer } from './tokenizer.ts';
+import { saveClip } from './io/weights.ts';
 
 export interface TrainOptions {
   /** The model; a new run without one trains ViT-scenes, a resumed one continues its checkpoint's. */
@@ -87,13 +88,13 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
     let tokenizer: Tokenizer;
     if (savedConfig) {
-      if (existsSync(run.vocab)) tokenizer = Tokenizer.fromFile(run.vocab, savedConfig.vocabSize);
-      else if (savedConfig.vocabSize === Tokenizer.fromFile().vocabSize) tokenizer = Tokenizer.fromFile();
+      if (existsSync(run.vocab)) tokenizer = readTokenizer(run.vocab, savedConfig.vocabSize);
+      else if (savedConfig.vocabSize === OPENAI_VOCAB_SIZE) tokenizer = readTokenizer();
       else throw new TrainingFailed(`--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`);
     } else if (o.vocabSize > 0) {
       saveBpe(run.vocab, trainBpe(data.corpus(4000), o.vocabSize));
-      tokenizer = Tokenizer.fromFile(run.vocab, o.vocabSize);
-    } else tokenizer = Tokenizer.fromFile();
+      tokenizer = readTokenizer(run.vocab, o.vocabSize);
+    } else tokenizer = readTokenizer();
     const config: ClipConfig = savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
     const n = config.imageResolution;
     const L = config.contextLength;

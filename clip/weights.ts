@@ -1,15 +1,11 @@
-// Loading and saving CLIP weights. OpenAI's layout is the model's own (a walk over names); open_clip's is the
-// same with the text tower optionally under `text.`; Hugging Face's is mapped key by key, with its separate
-// q/k/v projections packed into in_proj_weight / in_proj_bias.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// CLIP weights on bytes. OpenAI's layout is the model's own (a walk over names); open_clip's is the same with
+// the text tower optionally under `text.`; Hugging Face's is mapped key by key, with its separate q/k/v
+// projections packed into in_proj_weight / in_proj_bias. clip/io/weights.ts reads and writes the files.
 import * as T from '../ops/index.ts';
-import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
-import type { SafetensorsFile } from '../nn/safetensors.ts';
+import { serializeSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig } from './config.ts';
 import { CLIP } from './model.ts';
 import type { Prompts } from './prompts.ts';
-import { Tokenizer } from './tokenizer.ts';
 
 export type Layout = 'openai' | 'open_clip' | 'hf';
 
@@ -95,12 +91,12 @@ export interface LoadOptions {
 }
 
 /**
- * Builds a CLIP from a weights file alone: layout detected, config inferred from the shapes. Shapes cannot
- * tell the attention heads: they come from the options, else from a config in the file's metadata (ours, or
- * OpenAI-style snake_case), else OpenAI's rule (64-wide heads), which `note` is told about.
+ * Builds a CLIP from a parsed weights file alone (`path` names it in errors): layout detected, config inferred
+ * from the shapes. Shapes cannot tell the attention heads: they come from the options, else from a config in
+ * the file's metadata (ours, or OpenAI-style snake_case), else OpenAI's rule (64-wide heads), which `note` is
+ * told about.
  */
-export function loadClip(path: string, { visionHeadWidth, transformerHeads, note }: LoadOptions = {}): CLIP {
-  const file = readSafetensors(path);
+export function clipFromSafetensors(file: SafetensorsFile, path: string, { visionHeadWidth, transformerHeads, note }: LoadOptions = {}): CLIP {
   const tensors = toOpenAiLayout(file);
   const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
   const heads = metadataHeads(file.metadata.config);
@@ -159,27 +155,11 @@ function metadataPrompts(path: string, json: string | undefined): Prompts | null
 }
 
 /**
- * The tokenizer for a weights file: `vocab` when given (it must exist), else the vocab.txt.gz that training
- * leaves beside the weights, else CLIP's own vocabulary (for OpenAI and open_clip weights).
+ * The model in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read) as
+ * safetensors bytes, with the config and, when known, the zero-shot prompts in the metadata.
  */
-export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: string): Tokenizer {
-  if (vocab !== undefined) return Tokenizer.fromFile(vocab, vocabSize);
-  const beside = join(dirname(weightsPath), 'vocab.txt.gz');
-  if (existsSync(beside)) return Tokenizer.fromFile(beside, vocabSize);
-  const clip = Tokenizer.fromFile();
-  if (vocabSize !== clip.vocabSize) {
-    throw new ConfigError(`${weightsPath}: its ${vocabSize}-token vocabulary is not CLIP's (${clip.vocabSize}) and there is no vocab.txt.gz beside it: pass the run's vocabulary with --vocab`);
-  }
-  return clip;
-}
-
-/**
- * Saves in OpenAI's layout (what open_clip's `load_checkpoint` and OpenAI's `build_model` read), with the
- * config and, when known, the zero-shot prompts in the metadata.
- */
-export async function saveClip(path: string, model: CLIP): Promise<void> {
+export async function serializeClip(model: CLIP): Promise<Uint8Array> {
   const metadata: Record<string, string> = { format: 'openai-clip', config: JSON.stringify(model.config) };
   if (model.prompts) metadata.zeroshot = JSON.stringify(model.prompts);
-  await saveSafetensors(path, model.stateDict(), metadata);
+  return serializeSafetensors(model.stateDict(), metadata);
 }
-

@@ -1,4 +1,5 @@
-// The WebGPU device: the only module that imports `webgpu` (Dawn's Node bindings).
+// The WebGPU device, from the host at hand: a browser's `navigator.gpu`, or in Node the `webgpu` package
+// (Dawn's bindings), imported only there. This is the only module that touches either.
 //
 // Two facts about Dawn shape this file:
 //  - The object returned by create() must stay strongly referenced while any adapter or device from it lives;
@@ -6,10 +7,7 @@
 //    random. `Gpu.instance` holds it for the device's whole life.
 //  - Validation errors are printed and otherwise ignored. We collect them through `uncapturederror` and
 //    rethrow them from the next synchronisation point (readback, sync()) as GpuError.
-import { create, globals } from 'webgpu';
 import { GpuError } from './errors.ts';
-
-Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, … as in a browser
 
 export interface AdapterSummary {
   vendor: string;
@@ -27,7 +25,7 @@ export class Gpu {
   private lostReason: string | null = null;
 
   constructor(
-    /** Held only to keep Dawn's instance alive; see the file comment. */
+    /** Held only to keep Dawn's instance alive (in a browser, navigator.gpu); see the file comment. */
     readonly instance: GPU,
     readonly adapter: GPUAdapter,
     readonly device: GPUDevice,
@@ -88,12 +86,29 @@ const NO_ADAPTER_HELP =
   'No WebGPU adapter found. On Debian 12 install Mesa lavapipe from bookworm-backports ' +
   '(`npm run setup`, or: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) ' +
   'and make sure XDG_RUNTIME_DIR is set.';
+const NO_BROWSER_WEBGPU =
+  'This browser exposes no WebGPU (navigator.gpu is missing or gave no adapter): use Chrome or Edge 113+, ' +
+  'Safari 26+ or Firefox 141+ (Chromium on Linux: --enable-unsafe-webgpu), in a secure context (https or localhost).';
+
+/** The WebGPU entry point: the page's own in a browser; in Node a Dawn instance (and WebGPU's globals). */
+async function webgpuEntry(): Promise<{ instance: GPU; browser: boolean }> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const isNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+  if (!isNode) {
+    if (!nav?.gpu) throw new GpuError(NO_BROWSER_WEBGPU);
+    return { instance: nav.gpu, browser: true };
+  }
+  const env = (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env;
+  env.XDG_RUNTIME_DIR ??= '/tmp';
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, … as in a browser
+  return { instance: create((env.DAWN_FLAGS ?? '').split(',').filter(Boolean)), browser: false };
+}
 
 async function open(): Promise<Gpu> {
-  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
-  const instance = create((process.env.DAWN_FLAGS ?? '').split(',').filter(Boolean));
+  const { instance, browser } = await webgpuEntry();
   const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new GpuError(NO_ADAPTER_HELP);
+  if (!adapter) throw new GpuError(browser ? NO_BROWSER_WEBGPU : NO_ADAPTER_HELP);
   const wanted: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({

@@ -15,7 +15,7 @@ import { defaultTemplates, textEncoderFor, zeroShotClassifier, zeroShotProbabili
 import { l2normalize } from '../clip/model.ts';
 import { readImage, writePng } from '../clip/io/images.ts';
 import { denormalize, preprocess } from '../clip/preprocess.ts';
-import { loadClip, tokenizerFor } from '../clip/weights.ts';
+import { loadClip, tokenizerFor } from '../clip/io/weights.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' } } });
 

@@ -1,7 +1,7 @@
 // Batched matrix multiplication C[b] = A[b] · B[b] (+ bias, then an activation), both operands read through
 // arbitrary strides — a transposed operand is just a view, never a copy — with broadcast batch dimensions.
 //
-// Versions, side by side (bench/matmul.ts times them; `matmulConfig.version` selects):
+// Versions, side by side (bench/matmul.ts times them; `matmulConfig()` picks per device):
 //   v1  one output per thread: the obvious kernel, kept as the baseline.
 //   v2  register blocking: an 8×8 workgroup where every thread computes a TM×TN block of C, so each k step
 //       loads TM + TN values and does TM·TN multiply-adds. No workgroup memory: on lavapipe, barriers and
@@ -10,7 +10,7 @@
 //       layout allows (see ALoad / BLoad).
 //   v3  v2's idea across a subgroup: lanes share A values through subgroupBroadcast instead of each lane
 //       gathering them (see v3Source). 1.8× v2 on lavapipe at 1024²; the default where subgroups are 8 wide.
-import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { DTypeError, GpuError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import { MAX_RANK } from '../core/kernel.ts';
 import { broadcastShapes, sizeOf } from '../core/shape.ts';
@@ -37,8 +37,15 @@ export interface MatmulConfig {
  * The kernel choice, from `npm run bench` on lavapipe (bench/RESULTS.md): v3 with 4 columns per lane where
  * the device has 8-lane subgroups, else v2 with an 8×8 block.
  */
-export const matmulConfig: MatmulConfig = { version: 'v3', tm: 8, tn: 4 };
-const FALLBACK: MatmulConfig = { version: 'v2', tm: 8, tn: 8 };
+export function matmulConfig(): MatmulConfig {
+  return unsupported({ version: 'v3', tm: 8, tn: 4 }) === null ? { version: 'v3', tm: 8, tn: 4 } : { version: 'v2', tm: 8, tn: 8 };
+}
+
+/** Why this device cannot run a variant (then it is never silently replaced by another), or null. */
+export function unsupported(config: MatmulConfig): string | null {
+  const width = getEngine().gpu.subgroupSize;
+  return config.version === 'v3' && width !== SUBGROUP ? `matmul v3 needs subgroups of exactly ${SUBGROUP} lanes; this device has ${width === null ? 'no fixed-width subgroups' : `${width}-lane subgroups`}` : null;
+}
 
 /** Every version and tile the benchmark measures (and the tests check). */
 export const MATMUL_VARIANTS: MatmulConfig[] = [
@@ -267,7 +274,7 @@ function foldRows(a: Tensor): Tensor | null {
 }
 
 /** The raw kernel launch (no autodiff). */
-export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, config = matmulConfig): Tensor {
+export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, config = matmulConfig()): Tensor {
   if (a.rank > 2 && b.rank === 2 && a.shape[a.rank - 1] === b.shape[0]) {
     const folded = foldRows(a);
     if (folded) {
@@ -305,7 +312,8 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
-  if (config.version === 'v3' && getEngine().gpu.subgroupSize !== SUBGROUP) config = FALLBACK;
+  const reason = unsupported(config);
+  if (reason) throw new GpuError(reason);
   const aBatch = batchStrides(a);
   const bBatch = batchStrides(b);
   const modes = config.version === 'v1' ? { aLoad: 'scalar' as const, bLoad: 'scalar' as const } : loadModes(a, b, aBatch, bBatch, config);

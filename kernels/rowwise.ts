@@ -45,32 +45,41 @@ function rowsOf(op: string, x: Tensor): { src: Tensor; rows: number; D: number }
 // ---- softmax / log-softmax ----------------------------------------------------------------------------------
 
 /**
- * Wide rows (≥ 256 floats) on a device with 8-lane subgroups get one subgroup per row instead of one thread:
- * the lanes read neighbouring vec4s (one contiguous 128-byte load per step instead of a gather from eight
+ * Wide rows (≥ 256 floats) on a device with fixed-width subgroups get one subgroup per row instead of one
+ * thread: the lanes read neighbouring vec4s (one contiguous load per step instead of a gather from as many
  * rows) and combine their partial max and sum with subgroupMax / subgroupAdd — no workgroup memory, no
- * barrier. 1.02–1.17× the thread-per-row kernel on lavapipe at [4096, 1024] (2.89–2.94 vs 2.52–2.84 GB/s).
+ * barrier. 1.02–1.17× the thread-per-row kernel on lavapipe (8 lanes) at [4096, 1024] (2.89–2.94 vs
+ * 2.52–2.84 GB/s). The lane count is a compile-time constant: one pipeline per subgroup width.
  */
-const SUBGROUP_ROW = {
-  directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'],
-  entry: `@compute @workgroup_size(${WG})
+function subgroupRow(lanes: number) {
+  return {
+    directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'],
+    entry: `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let row = (wid.x + wid.y * nwg.x) * ${WG / 8}u + li / 8u;
+  let row = (wid.x + wid.y * nwg.x) * ${WG / lanes}u + li / ${lanes}u;
   if (row >= u.rows) { return; }
   let base = row * u.W;
   let first = lane;
-  let step = 8u;`,
-  sum: (v: string) => `subgroupAdd(${v})`,
-  max: (v: string) => `subgroupMax(${v})`,
-};
+  let step = ${lanes}u;`,
+    sum: (v: string) => `subgroupAdd(${v})`,
+    max: (v: string) => `subgroupMax(${v})`,
+  };
+}
 const THREAD_ROW = { directives: [] as string[], entry: `${ROW_ID}\n  let first = 0u;\n  let step = 1u;`, sum: (v: string) => v, max: (v: string) => v };
+
+/** The subgroup width the wide-row path uses on this device, or null when rows go one per thread. */
+export function softmaxLanes(D: number, w: Width): number | null {
+  const lanes = getEngine().gpu.subgroupSize;
+  return w === 4 && D >= 256 && lanes !== null && WG % lanes === 0 ? lanes : null;
+}
 
 export function softmaxRaw(x: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
   const { src, rows, D } = rowsOf(op, x);
   const out = Tensor.empty(x.shape);
   const w = widthFor(D, src.offset);
-  const bySubgroup = w === 4 && D >= 256 && getEngine().gpu.subgroupSize === 8;
-  const row = bySubgroup ? SUBGROUP_ROW : THREAD_ROW;
+  const lanes = softmaxLanes(D, w);
+  const row = lanes ? subgroupRow(lanes) : THREAD_ROW;
   const loop = 'for (var j = first; j < u.W; j += step)';
   // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
   const body = log
@@ -83,9 +92,9 @@ export function softmaxRaw(x: Tensor, log: boolean): Tensor {
   let inv = 1.0 / ${row.sum('hsum(sv)')};
   ${loop} { y[base + j] *= inv; }`;
   launchRows(
-    `rows:${op}:${w}:${bySubgroup ? 'subgroup' : 'thread'}`,
+    `rows:${op}:${w}:${lanes ? `subgroup${lanes}` : 'thread'}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}${bySubgroup ? '_subgroup' : ''}`,
+      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}`,
       outputs: { y: vecType(w) },
       inputs: { x: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
@@ -101,7 +110,7 @@ ${row.entry}
     }),
     { y: out.bufferFor(op), x: src.bufferFor(op) },
     { rows, W: D / w, off: src.offset / w },
-    bySubgroup ? rows * 8 : rows,
+    lanes ? rows * lanes : rows,
   );
   src.dispose();
   return out;

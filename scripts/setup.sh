@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent machine setup: makes sure a WebGPU adapter (Mesa lavapipe from bookworm-backports) and the npm
-# dependencies exist. Quick when everything is already installed; run by `npm test` / `npm run train` (pre* scripts).
+# Idempotent machine setup: makes sure a WebGPU adapter (Mesa lavapipe from bookworm-backports), Debian's
+# chromium (the browser suite) and the npm dependencies exist. Quick when everything is already installed; run by `npm test` / `npm run train` (pre* scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,18 @@ SRC
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+# Debian's chromium runs the browser suite (headless, WebGPU on SwiftShader); nothing downloads a browser.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+    echo "setup: no chromium for the browser suite. Install Debian's chromium as root (apt-get install chromium)." >&2
+    exit 1
+  fi
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "setup: installing Debian's chromium (for the browser suite)…" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 # npm dependencies: install when node_modules is missing or older than the lockfile.

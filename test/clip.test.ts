@@ -8,9 +8,10 @@ import * as T from '../ops/index.ts';
 import { ConfigError, inferConfig, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP, VisionTransformer } from '../clip/model.ts';
 import { TOLERANCE, parity } from '../clip/parity.ts';
-import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
-import { saveBpe, trainBpe } from '../clip/tokenizer.ts';
-import { saveSafetensors } from '../nn/io/safetensors.ts';
+import { loadClip, saveClip, tokenizerFor } from '../clip/io/weights.ts';
+import { trainBpe } from '../clip/tokenizer.ts';
+import { saveBpe } from '../clip/io/vocab.ts';
+import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
 import { FIXTURES, assertClose, assertThrows, suite } from './harness.ts';
 
 const test = suite('clip');
@@ -18,7 +19,8 @@ const dir = mkdtempSync(join(tmpdir(), 'clip-'));
 
 for (const name of ['vit_tiny', 'rn_tiny']) {
   test(`parity with openai/CLIP: ${name} (features, logits, train loss, every gradient)`, async () => {
-    const r = await parity(`${FIXTURES}/${name}.safetensors`, `${FIXTURES}/${name}.io.safetensors`);
+    const [weights, io] = [`${FIXTURES}/${name}.safetensors`, `${FIXTURES}/${name}.io.safetensors`];
+    const r = await parity(readSafetensors(weights), readSafetensors(io), weights, io);
     assert.ok(r.features <= TOLERANCE.features, `features ${r.features}`);
     assert.ok(r.logits <= TOLERANCE.logits, `logits ${r.logits}`);
     assert.ok(r.loss <= TOLERANCE.loss, `loss ${r.loss}`);

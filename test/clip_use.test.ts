@@ -12,7 +12,7 @@ import { defaultTemplates, linearProbe, retrievalRecall, topK, zeroShotClassifie
 import { l2normalize, CLIP } from '../clip/model.ts';
 import { CLIP_MEAN, CLIP_STD, ImageError, cubic, decodeImage, encodePng, preprocess, resizeBicubic, type RgbImage } from '../clip/preprocess.ts';
 import { ConfigError } from '../clip/config.ts';
-import { loadClip, saveClip } from '../clip/weights.ts';
+import { loadClip, saveClip } from '../clip/io/weights.ts';
 import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
 import { toTensors } from '../nn/safetensors.ts';
 import { assertClose, assertThrows, rng, suite } from './harness.ts';
@@ -85,6 +85,20 @@ test('PNG and JPEG decode; unreadable images name the file', async () => {
   await assertThrows(() => decodeImage(new Uint8Array([1, 2, 3, 4, 5]), 'notes.txt'), ImageError, /notes\.txt: not a PNG or JPEG/);
   const truncated = PNG.sync.write(png).subarray(0, 30);
   await assertThrows(() => decodeImage(truncated, 'cut.png'), ImageError, /cut\.png: cannot decode/);
+});
+
+test('PNGs of every colour type and bit depth decode (fast-png) as an independent decoder (pngjs) reads them', () => {
+  const png = new PNG({ width: 3, height: 2 });
+  [[255, 0, 0, 255], [0, 128, 255, 255], [10, 20, 30, 255], [200, 200, 200, 128], [0, 0, 0, 0], [255, 255, 255, 255]].forEach((p, i) => png.data.set(p, 4 * i));
+  for (const colorType of [0, 2, 4, 6] as const) {
+    for (const bitDepth of [8, 16] as const) {
+      const bytes = PNG.sync.write(png, { colorType, bitDepth, inputColorType: 6, inputHasAlpha: true });
+      const reference = PNG.sync.read(bytes);
+      const ours = decodeImage(new Uint8Array(bytes), 'variant.png');
+      const want = Array.from({ length: 6 * 3 }, (_, k) => reference.data[4 * Math.floor(k / 3) + (k % 3)]);
+      assert.equal(Array.from(ours.data, Math.round), want, `colour type ${colorType}, ${bitDepth} bits`);
+    }
+  }
 });
 
 test('zero-shot: prompt ensembling averages normalised prompt embeddings, and the known class wins', async () => {

@@ -2,8 +2,8 @@
 // say; MNIST loads with its fixed split; coloured MNIST scenes take evaluation drawings from the test split.
 import * as assert from 'uvu/assert';
 import { CLIP_MEAN, CLIP_STD } from '../clip/preprocess.ts';
-import { COLORS, SHAPE_WORLD, compositionClasses, example, greyWorld, render, type World } from '../clip/data/scenes.ts';
-import { GREY_DATASETS, classCount, classImage, greyExample, loadGreyDataset, renderGrey, splitSize } from '../clip/data/mnist.ts';
+import { COLORS, SHAPE_WORLD, compositionClasses, example, render, type World } from '../clip/data/scenes.ts';
+import { GREY_DATASETS, classCount, classImage, greyExample, greyWorld, loadGreyDataset, renderGrey, splitSize } from '../clip/data/mnist.ts';
 import { builtinSource } from '../clip/data/index.ts';
 import { fillTemplate, withArticle } from '../clip/prompts.ts';
 import { suite } from './harness.ts';

@@ -5,7 +5,7 @@ import * as T from '../ops/index.ts';
 import { Nd } from '../kernels/reference.ts';
 import { mulberry32 } from '../core/random.ts';
 
-export const counts = { passed: 0, failed: 0 };
+export const counts = { passed: 0, failed: 0, skipped: [] as string[] };
 
 /** The oracle fixtures from openai/CLIP (see test/fixtures/README.md); tests run from the repository root. */
 export const FIXTURES = 'test/fixtures';
@@ -24,6 +24,15 @@ export function suite(name: string): Test {
       }
     })) as Test;
   return Object.assign(counted, { run: s.run, before: s.before, after: s.after, only: s.only, skip: s.skip });
+}
+
+/**
+ * Registers a test this device cannot run (a kernel variant it lacks the features for): reported as skipped
+ * with the reason in the closing summary, never run as something else and never counted as passed.
+ */
+export function skipTest(test: Test, title: string, reason: string): void {
+  counts.skipped.push(`${title}: ${reason}`);
+  test.skip(`${title} (skipped: ${reason})`, () => {});
 }
 
 /** A small seeded PRNG, so every test input is random but reproducible. */

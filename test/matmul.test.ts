@@ -3,8 +3,8 @@
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
-import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
+import { MATMUL_VARIANTS, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
+import { assertTensorClose, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('matmul');
 // Every benchmarked variant, plus a 2×4 block whose tiles do not divide most of the shapes.
@@ -14,6 +14,11 @@ const tol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K) * 4, rtol: 1e-5 });
 
 for (const config of CONFIGS) {
   const name = `${config.version} ${config.tm}x${config.tn}`;
+  const reason = unsupported(config);
+  if (reason) {
+    skipTest(test, `${name}: every shape`, reason);
+    continue;
+  }
   test(`${name}: odd M, N, K`, async () => {
     let seed = 1000;
     for (const M of DIMS) for (const N of [1, 4, 33, 257]) for (const K of [1, 7, 12, 129]) {
@@ -64,6 +69,14 @@ test('a B view whose offset or width is not a multiple of 4 takes the scalar pat
   const a = randn([5, 9], 7);
   const view = T.slice(toTensor(b), [0, 1], [9, 37]);
   await assertTensorClose(T.matmul(toTensor(a), view), R.matmul(a, R.slice(b, [0, 1], [9, 37])), 'offset view', tol(9));
+});
+
+test('a variant the device cannot run is refused by name, never replaced', async () => {
+  const v3 = { version: 'v3', tm: 8, tn: 4 } as const;
+  const reason = unsupported(v3);
+  if (reason) assert.throws(() => matmulRaw(T.ones([2, 2]), T.ones([2, 2]), {}, v3), (e: Error) => e.message === reason);
+  else assert.is(reason, null);
+  assert.is(unsupported({ version: 'v2', tm: 8, tn: 8 }), null);
 });
 
 test('matmul with autodiff applies a recorded activation', async () => {

@@ -12,7 +12,7 @@ import { parseDelimited, readCsv, readShards } from '../clip/data/files.ts';
 import { openRunFolder } from '../clip/io/run.ts';
 import { decodeImage, encodePng } from '../clip/preprocess.ts';
 import { TrainingFailed, train } from '../clip/train.ts';
-import { loadClip, saveClip, tokenizerFor } from '../clip/weights.ts';
+import { loadClip, saveClip, tokenizerFor } from '../clip/io/weights.ts';
 import { CLIP } from '../clip/model.ts';
 import { FileError, lockDirectory, makeDirectory } from '../nn/io/files.ts';
 import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';

@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { crossEntropyPerRow } from '../ops/rowwise.ts';
-import { assertTensorClose, randInt, randn, suite, toTensor } from './harness.ts';
+import { softmaxLanes } from '../kernels/rowwise.ts';
+import { assertTensorClose, randInt, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');
 // Widths that are multiples of 4 take the vec4 kernels; the others the scalar ones.
-// Rows of ≥ 256 floats (multiple of 4) take the one-subgroup-per-row softmax where subgroups are 8 wide.
+// Rows of ≥ 256 floats (multiple of 4) take the one-subgroup-per-row softmax where subgroups have a fixed width.
 const SHAPES = [[1], [7], [3, 33], [129, 257], [2, 3, 129], [5, 1], [9, 64], [3, 4], [13, 256], [3, 1028]];
 
 test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
@@ -19,6 +20,20 @@ test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
     }
   }
 });
+
+const lanes = softmaxLanes(1028, 4);
+if (lanes === null) skipTest(test, 'softmax: one subgroup per wide row', 'this device has no fixed-width subgroups');
+else {
+  test(`softmax: one ${lanes}-lane subgroup per wide row runs (profiled) and matches`, async () => {
+    for (const [i, shape] of [[13, 256], [3, 1028], [70, 260]].entries()) {
+      const x = randn(shape, 850 + i, 3);
+      let y: T.Tensor | null = null;
+      const kernels = await T.profile(() => (y = T.softmax(toTensor(x))));
+      if (kernels) assert.ok(kernels.some((k) => k.name === `softmax_vec4_subgroup${lanes}`), kernels.map((k) => k.name).join(', '));
+      await assertTensorClose(y!, R.softmax(x), `softmax ${shape}`, { atol: 1e-6, rtol: 1e-5 });
+    }
+  });
+}
 
 test('softmax of a transposed view and of rows holding -inf masks', async () => {
   const x = randn([33, 7], 9);

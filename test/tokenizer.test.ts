@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Tokenizer, TokenizerError, saveBpe, trainBpe } from '../clip/tokenizer.ts';
+import { TokenizerError, trainBpe } from '../clip/tokenizer.ts';
+import { readTokenizer, saveBpe } from '../clip/io/vocab.ts';
 import { FIXTURES, assertThrows, suite } from './harness.ts';
 
 const test = suite('tokenizer');
@@ -15,7 +16,7 @@ const cases = JSON.parse(readFileSync(`${FIXTURES}/tokenizer_cases.json`, 'utf8'
   vocab_size: number;
   cases: { text: string; ids: number[]; bpe: number[] }[];
 };
-const tok = Tokenizer.fromFile();
+const tok = readTokenizer();
 
 test('vocabulary and special tokens match CLIP', () => {
   assert.is(tok.vocabSize, cases.vocab_size);
@@ -53,7 +54,7 @@ test('a vocabulary trained on captions loads through the same file format and en
   assert.ok(merges.length > 30 && merges.length <= 600 - 514, `${merges.length} merges`);
   const path = join(mkdtempSync(join(tmpdir(), 'bpe-')), 'captions.txt.gz');
   saveBpe(path, merges);
-  const small = Tokenizer.fromFile(path, 600);
+  const small = readTokenizer(path, 600);
   assert.is(small.vocabSize, 514 + merges.length);
   const text = 'a small red circle above a yellow triangle';
   const ids = small.encode(text);

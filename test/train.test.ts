@@ -10,7 +10,7 @@ import * as T from '../ops/index.ts';
 import { CLIP } from '../clip/model.ts';
 import { SCENE_TEMPLATES, SHAPE_WORLD, compositionClasses } from '../clip/data/scenes.ts';
 import { lossAndGradients } from '../clip/step.ts';
-import { loadClip } from '../clip/weights.ts';
+import { loadClip } from '../clip/io/weights.ts';
 import { train } from '../clip/train.ts';
 import { assertClose, suite } from './harness.ts';
 import { metricsOf, tinyRun as options } from './train_helpers.ts';

@@ -2,7 +2,7 @@
 // trace only with --debug or CLIPGPU_DEBUG=1), and the flags that complete a weights file's config.
 import * as T from '../../ops/index.ts';
 import type { CLIP } from '../model.ts';
-import { loadClip } from '../weights.ts';
+import { loadClip } from '../io/weights.ts';
 
 const debug = process.argv.includes('--debug') || process.env.CLIPGPU_DEBUG === '1';
 

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
 import { evaluateClip, linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, type LabelledImages } from '../data/index.ts';
-import { tokenizerFor } from '../weights.ts';
+import { tokenizerFor } from '../io/weights.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
 const USAGE = 'usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab runs/scenes/vocab.txt.gz] [--seed 0] [--vision-head-width W] [--text-heads H]';

@@ -1,6 +1,7 @@
 // `npm run -s parity -- <weights.safetensors> <io.safetensors>`: one JSON line with the worst errors
 // ({"features", "logits", "loss", "grads", "worst_grad"}); exits 1 when a tolerance is exceeded.
 import * as T from '../../ops/index.ts';
+import { readSafetensors } from '../../nn/io/safetensors.ts';
 import { parity, withinTolerance } from '../parity.ts';
 import { runTool } from './common.ts';
 
@@ -12,7 +13,7 @@ if (!weightsPath || !ioPath) {
 let ok = false;
 await runTool('parity', async () => {
   await T.init();
-  const result = await parity(weightsPath, ioPath);
+  const result = await parity(readSafetensors(weightsPath), readSafetensors(ioPath), weightsPath, ioPath);
   console.log(JSON.stringify(result));
   ok = withinTolerance(result);
 });

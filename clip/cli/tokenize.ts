@@ -1,5 +1,5 @@
 // `npm run -s tokenize`: a JSON array of strings on stdin → a JSON array of id arrays (context 77) on stdout.
-import { Tokenizer } from '../tokenizer.ts';
+import { readTokenizer } from '../io/vocab.ts';
 
 const chunks: Buffer[] = [];
 for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -14,6 +14,6 @@ if (!Array.isArray(texts) || !texts.every((t) => typeof t === 'string')) {
   console.error('tokenize: expected a JSON array of strings on stdin');
   process.exit(2);
 }
-const tok = Tokenizer.fromFile();
+const tok = readTokenizer();
 const ids = tok.tokenize(texts as string[], { contextLength: 77 });
 console.log(JSON.stringify((texts as string[]).map((_, i) => Array.from(ids.subarray(i * 77, (i + 1) * 77)))));

@@ -10,7 +10,7 @@ import { readImage } from '../io/images.ts';
 import { l2normalize } from '../model.ts';
 import { preprocess } from '../preprocess.ts';
 import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
-import { tokenizerFor } from '../weights.ts';
+import { tokenizerFor } from '../io/weights.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
 const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H]';

@@ -1,8 +1,8 @@
 // The datasets the trainer and `npm run eval` know by name, and the one place that turns `--dataset` /
 // `--train-data` into a data source.
 import { DEFAULT_DATA_LIMITS, fileSource, readPairs, type DataLimits } from './files.ts';
-import { greySource } from './mnist.ts';
-import { SHAPE_WORLD, greyWorld, sceneSource } from './scenes.ts';
+import { greySource, greyWorld } from './mnist.ts';
+import { SHAPE_WORLD, sceneSource } from './scenes.ts';
 import type { DataSource } from './source.ts';
 
 export type { CaptionedImages, DataSource, LabelledImages, ZeroShotTask } from './source.ts';

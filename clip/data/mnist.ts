@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { normalizeInto, randomResizedCrop, resizeBicubic, type RgbImage } from '../preprocess.ts';
 import { mulberry32 } from '../../core/random.ts';
 import { fillTemplate } from '../prompts.ts';
+import { COLORS, type Glyphs, type World } from './scenes.ts';
 import type { DataSource } from './source.ts';
 
 export const SIDE = 28;
@@ -195,3 +196,39 @@ export function greySource(name: GreyDatasetName, seed: number): DataSource {
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** MNIST-family images as glyphs: the 28×28 picture, bilinearly sampled, is the ink coverage. */
+function greyGlyphs(name: GreyDatasetName): Glyphs {
+  const data = loadGreyDataset(name);
+  return {
+    kinds: data.info.classes,
+    instances: (kind, split) => classCount(data, kind, split),
+    drawing: (kind, instance, split) => {
+      const image = classImage(data, kind, split, instance);
+      return (u, v) => {
+        const x = ((u + 1) / 2) * SIDE - 0.5;
+        const y = ((v + 1) / 2) * SIDE - 0.5;
+        const x0 = Math.floor(x);
+        const y0 = Math.floor(y);
+        const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= SIDE || yy >= SIDE ? 0 : image[yy * SIDE + xx]);
+        const fx = x - x0;
+        const fy = y - y0;
+        const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
+        const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
+        return (top * (1 - fy) + bottom * fy) / 255;
+      };
+    },
+  };
+}
+
+/** Coloured MNIST digits or Fashion-MNIST clothes: 8 colours × 10 classes, class k held out in colour k mod 8. */
+export function greyWorld(name: GreyDatasetName): World {
+  const glyphs = greyGlyphs(name);
+  const colors = Object.keys(COLORS);
+  return {
+    colors: COLORS,
+    glyphs,
+    sizes: { small: 0.2, large: 0.26 },
+    heldOut: glyphs.kinds.map((kind, k) => [colors[k % colors.length], kind]),
+  };
+}

@@ -1,0 +1,34 @@
+// CLIP weights and vocabularies on disk (Node-only); the formats are clip/weights.ts and clip/tokenizer.ts.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../nn/io/files.ts';
+import { readSafetensors } from '../../nn/io/safetensors.ts';
+import { ConfigError } from '../config.ts';
+import type { CLIP } from '../model.ts';
+import { OPENAI_VOCAB_SIZE, type Tokenizer } from '../tokenizer.ts';
+import { clipFromSafetensors, serializeClip, type LoadOptions } from '../weights.ts';
+import { readTokenizer } from './vocab.ts';
+
+/** Builds a CLIP from a weights file alone (see clipFromSafetensors). */
+export function loadClip(path: string, options: LoadOptions = {}): CLIP {
+  return clipFromSafetensors(readSafetensors(path), path, options);
+}
+
+/** Saves the model in OpenAI's layout with its config and prompts in the metadata, atomically. */
+export async function saveClip(path: string, model: CLIP): Promise<void> {
+  writeFileAtomic(path, await serializeClip(model));
+}
+
+/**
+ * The tokenizer for a weights file: `vocab` when given (it must exist), else the vocab.txt.gz that training
+ * leaves beside the weights, else CLIP's own vocabulary (for OpenAI and open_clip weights).
+ */
+export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: string): Tokenizer {
+  if (vocab !== undefined) return readTokenizer(vocab, vocabSize);
+  const beside = join(dirname(weightsPath), 'vocab.txt.gz');
+  if (existsSync(beside)) return readTokenizer(beside, vocabSize);
+  if (vocabSize !== OPENAI_VOCAB_SIZE) {
+    throw new ConfigError(`${weightsPath}: its ${vocabSize}-token vocabulary is not CLIP's (${OPENAI_VOCAB_SIZE}) and there is no vocab.txt.gz beside it: pass the run's vocabulary with --vocab`);
+  }
+  return readTokenizer();
+}
