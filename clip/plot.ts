@@ -55,7 +55,7 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   const sx = (x: number) => pad.left + ((x - x0) / (x1 - x0 || 1)) * plotW;
   const sy = (y: number) => pad.top + plotH - ((y - y0) / (y1 - y0 || 1)) * plotH;
   const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${pad.left + plotW / 2}" y="22" text-anchor="middle" font-size="15">${esc(title)}</text>`,
     ...ys.map((t) => `<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${sy(t)}" y2="${sy(t)}" stroke="#e4e4e4"/><text x="${pad.left - 8}" y="${sy(t) + 4}" text-anchor="end">${label(t)}</text>`),

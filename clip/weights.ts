@@ -104,7 +104,8 @@ export function clipFromSafetensors(file: SafetensorsFile, path: string, { visio
   const vision = visionHeadWidth ?? heads.visionHeadWidth;
   if (text) config.transformerHeads = text;
   if (vision) config.visionHeadWidth = vision;
-  if (!text || !vision) {
+  // A recorded config without a vision head width means the default (64-wide) heads; no config means unknown.
+  if (!text || (!vision && !heads.recorded)) {
     note?.(`${path}: its metadata does not record the attention heads; assuming 64-wide heads (${[!vision && 'vision', !text && 'text'].filter(Boolean).join(' and ')}), as OpenAI's models have — pass the vision head width / text head count if it was trained otherwise`);
   }
   const model = new CLIP(config);
@@ -128,14 +129,16 @@ export function clipFromSafetensors(file: SafetensorsFile, path: string, { visio
   return model;
 }
 
-function metadataHeads(json: string | undefined): { text: number | null; visionHeadWidth: number | null } {
+/** The heads a config in the metadata records (`recorded`: there is such a config). */
+function metadataHeads(json: string | undefined): { recorded: boolean; text: number | null; visionHeadWidth: number | null } {
   const positive = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : null);
-  if (!json) return { text: null, visionHeadWidth: null };
+  if (!json) return { recorded: false, text: null, visionHeadWidth: null };
   try {
     const c = JSON.parse(json) as { transformerHeads?: unknown; transformer_heads?: unknown; visionHeadWidth?: unknown; vision_head_width?: unknown };
-    return { text: positive(c.transformerHeads ?? c.transformer_heads), visionHeadWidth: positive(c.visionHeadWidth ?? c.vision_head_width) };
+    const text = positive(c.transformerHeads ?? c.transformer_heads);
+    return { recorded: text !== null, text, visionHeadWidth: positive(c.visionHeadWidth ?? c.vision_head_width) };
   } catch {
-    return { text: null, visionHeadWidth: null };
+    return { recorded: false, text: null, visionHeadWidth: null };
   }
 }
 

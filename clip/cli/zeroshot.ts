@@ -1,5 +1,6 @@
 // `npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg …] [--labels "cat,dog,…"]
-//  [--templates run|ensemble|single] [--vocab V]`: class probabilities for each image, best first.
+//  [--templates run|ensemble|single] [--vocab V] [--json]`: class probabilities for each image, best first (with
+//  --json: one JSON line with every probability at full precision).
 // A model trained here carries the classes and prompt templates its evaluation used (in its metadata) and its
 // own small vocabulary (vocab.txt.gz beside the weights): both are used unless told otherwise. Other weights
 // get OpenAI's ImageNet prompt ensemble and CLIP's vocabulary.
@@ -13,10 +14,10 @@ import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
 import { tokenizerFor } from '../io/weights.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
-const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H]';
-let values: { weights?: string; image?: string[]; labels?: string; templates?: string; vocab?: string; 'vision-head-width'?: string; 'text-heads'?: string };
+const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--json]';
+let values: { weights?: string; image?: string[]; labels?: string; templates?: string; vocab?: string; json?: boolean; 'vision-head-width'?: string; 'text-heads'?: string };
 try {
-  values = parseArgs({ options: { weights: { type: 'string' }, image: { type: 'string', multiple: true }, labels: { type: 'string' }, templates: { type: 'string' }, vocab: { type: 'string' }, ...HEAD_FLAGS } }).values;
+  values = parseArgs({ options: { weights: { type: 'string' }, image: { type: 'string', multiple: true }, labels: { type: 'string' }, templates: { type: 'string' }, vocab: { type: 'string' }, json: { type: 'boolean' }, ...HEAD_FLAGS } }).values;
 } catch (e) {
   exitWithError('zeroshot', `${(e as Error).message}\n${USAGE}`, 2);
 }
@@ -39,6 +40,11 @@ await runTool('zeroshot', async () => {
   const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, templates);
   const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(batch, [pixels.length, 3, n, n])))));
   const probs = await zeroShotProbabilities(features, classifier).data();
+  if (values.json) {
+    const images = values.image!.map((path, i) => ({ path, probabilities: Array.from(probs.subarray(i * labels.length, (i + 1) * labels.length)) }));
+    console.log(JSON.stringify({ labels, templates, images }));
+    return;
+  }
   values.image!.forEach((path, i) => {
     const row = labels.map((label, j) => [label, probs[i * labels.length + j]] as const).sort((a, b) => b[1] - a[1]);
     console.log(path);

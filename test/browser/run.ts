@@ -1,10 +1,9 @@
-// The browser suite: bundles test/browser/suite.ts, serves the repository on localhost, runs the page in
-// headless Chromium (its WebGPU adapter: SwiftShader here), relays the page's console and ends with the
-// same `N passed, N failed, N skipped` line as the Node suite (exit 1 on any failure).
-import { bundle, launchChromium, serve } from './browser.mjs';
-import { writeFileSync, mkdirSync } from 'node:fs';
+// The browser suite's runner: bundles test/browser/suite.ts, serves the repository on localhost, runs the page
+// in headless Chromium (its WebGPU adapter: SwiftShader here), relays the page's console and ends with the same
+// `N passed, N failed, N skipped` line as the Node suite (exit 1 on any failure).
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from './browser.mjs';
+import { ROOT, bundle, launchChromium, serve } from '../../examples/demo/host.ts';
 
 const TIMEOUT_MS = 15 * 60 * 1000;
 const began = Date.now();
@@ -16,8 +15,8 @@ const browser = await launchChromium();
 let code = 1;
 try {
   const page = await browser.newPage();
-  let finished;
-  const done = new Promise((resolve) => (finished = resolve));
+  let finished = () => {};
+  const done = new Promise<void>((resolve) => (finished = resolve));
   page.on('console', (msg) => {
     const text = msg.text();
     // uvu writes a test's dot as a fragment (console.log in a page): keep a suite's dots on one line.
@@ -35,7 +34,7 @@ try {
   }, TIMEOUT_MS);
   await done;
   clearTimeout(timer);
-  const counts = await page.evaluate(() => globalThis.__counts ?? null);
+  const counts = await page.evaluate(() => (globalThis as { __counts?: { passed: number; failed: number; skipped: string[] } }).__counts ?? null);
   if (!counts) console.log('browser suite: the page never reported its counts (see the errors above)');
   else {
     for (const line of counts.skipped) console.log(`skipped: ${line}`);

@@ -1,0 +1,84 @@
+// Node-side helpers for pages (the demo, the browser suite and their tests): bundling a TypeScript entry for
+// the page, serving the repository on localhost, and headless Chromium with WebGPU (Debian's chromium driven by
+// playwright-core; no browser is ever downloaded).
+import { build } from 'esbuild';
+import { copyFileSync, createReadStream, existsSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, resolve } from 'node:path';
+import type { Browser } from 'playwright-core';
+
+/** The repository (tools run from its root). */
+export const ROOT = resolve('.');
+
+/** Bundles `entry` for the browser into `outfile` (the Node-only `webgpu` import is left out: pages use navigator.gpu). */
+export async function bundle(entry: string, outfile: string): Promise<void> {
+  await build({
+    entryPoints: [join(ROOT, entry)],
+    outfile: join(ROOT, outfile),
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    external: ['webgpu'],
+    sourcemap: 'inline',
+    logLevel: 'warning',
+  });
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript', '.js': 'text/javascript', '.json': 'application/json', '.gz': 'application/gzip', '.png': 'image/png', '.css': 'text/css', '.svg': 'image/svg+xml' };
+
+export interface Server {
+  url: string;
+  close(): void;
+}
+
+/**
+ * Serves files under `root` on 127.0.0.1 (GET only, nothing outside it); `routes` maps URL paths to files
+ * elsewhere (a run folder the demo exposes).
+ */
+export function serve({ root = ROOT, port = 0, routes = {} }: { root?: string; port?: number; routes?: Record<string, string> } = {}): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    const routed = routes[path];
+    const file = routed ?? normalize(join(root, path.endsWith('/') ? `${path}index.html` : path));
+    if (req.method !== 'GET' || (!routed && !file.startsWith(root)) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`${path}: not found`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((ok, fail) => {
+    server.once('error', (e) => fail(new Error(`cannot serve on port ${port}: ${e.message}`)));
+    server.listen(port, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() }));
+  });
+}
+
+/** Flags that give headless Chromium a WebGPU adapter here (SwiftShader) and keep it off the network. */
+export const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** Headless Debian chromium through playwright-core; a clear error when it is missing. */
+export async function launchChromium(): Promise<Browser> {
+  const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  if (!existsSync(executablePath)) throw new Error(`${executablePath} not found: install Debian's chromium (\`npm run setup\` does) or set CHROMIUM`);
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * Builds the demo page into .build/demo and serves it; `run` is a training output folder whose
+ * model.safetensors and vocab.txt.gz the page can load as /run/….
+ */
+export async function startDemo({ run, port = 0 }: { run?: string; port?: number } = {}): Promise<Server> {
+  await bundle('examples/demo/page.ts', '.build/demo/page.mjs');
+  copyFileSync(join(ROOT, 'examples/demo/index.html'), join(ROOT, '.build/demo/index.html'));
+  const routes: Record<string, string> = { '/clip/assets/bpe_simple_vocab_16e6.txt.gz': join(ROOT, 'clip/assets/bpe_simple_vocab_16e6.txt.gz') };
+  if (run) {
+    const weights = join(resolve(run), 'model.safetensors');
+    if (!existsSync(weights)) throw new Error(`--run ${run}: no model.safetensors there (train one with \`npm run train\`)`);
+    routes['/run/model.safetensors'] = weights;
+    if (existsSync(join(resolve(run), 'vocab.txt.gz'))) routes['/run/vocab.txt.gz'] = join(resolve(run), 'vocab.txt.gz');
+  }
+  return serve({ root: join(ROOT, '.build/demo'), port, routes });
+}
