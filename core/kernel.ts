@@ -54,6 +54,15 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     });
     this.uniformBytes = Math.max(16, Math.ceil(offset / 16) * 16);
     this.bindingNames = [...Object.keys(spec.outputs), ...Object.keys(spec.inputs)];
+    // What the device allows decides, not what one adapter happened to allow: refuse clearly, never a WGSL error.
+    const limit = device.limits.maxStorageBuffersPerShaderStage;
+    if (this.bindingNames.length > limit) {
+      throw new GpuError(`${spec.name}: binds ${this.bindingNames.length} storage buffers; this device allows ${limit} per shader stage`);
+    }
+    const wanted = (spec.directives ?? []).flatMap((d) => /^enable (\w+);/.exec(d)?.[1] ?? []);
+    for (const feature of wanted) {
+      if (!device.features.has(feature === 'f16' ? 'shader-f16' : feature)) throw new GpuError(`${spec.name}: needs the WebGPU feature '${feature === 'f16' ? 'shader-f16' : feature}', which this device lacks`);
+    }
 
     const decl: string[] = [...(spec.directives ?? [])];
     let binding = 0;
