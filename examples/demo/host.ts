@@ -58,12 +58,12 @@ export function serve({ root = ROOT, port = 0, routes = {} }: { root?: string; p
 /** Flags that give headless Chromium a WebGPU adapter here (SwiftShader) and keep it off the network. */
 export const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-/** Headless Debian chromium through playwright-core; a clear error when it is missing. */
-export async function launchChromium(): Promise<Browser> {
+/** Headless Debian chromium through playwright-core (`args`: its flags); a clear error when it is missing. */
+export async function launchChromium(args = CHROMIUM_ARGS): Promise<Browser> {
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   if (!existsSync(executablePath)) throw new Error(`${executablePath} not found: install Debian's chromium (\`npm run setup\` does) or set CHROMIUM`);
   const { chromium } = await import('playwright-core');
-  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath, headless: true, args });
 }
 
 /**

@@ -13,7 +13,7 @@ import { writePng } from '../../clip/io/images.ts';
 import { loadClip } from '../../clip/io/weights.ts';
 import { denormalize } from '../../clip/preprocess.ts';
 import { train } from '../../clip/train.ts';
-import { ROOT, launchChromium, startDemo } from '../../examples/demo/host.ts';
+import { CHROMIUM_ARGS, ROOT, launchChromium, startDemo } from '../../examples/demo/host.ts';
 import { tinyRun } from '../train_helpers.ts';
 
 type Demo = { state: string; losses: number[]; step: number; imagesPerSecond: number; results: { probabilities: number[] }[]; error: string; model: string };
@@ -122,6 +122,16 @@ try {
   check(/broken\.png: not a PNG or JPEG/.test(undecodable.error), `an undecodable image: "${undecodable.error}"`);
   check(!(await page.isDisabled('#download')), 'the model trained in the tab can still be downloaded');
   await page.screenshot({ path: join(screens, '3-errors.png'), fullPage: true });
+  // A browser without WebGPU (the flag left out, the GPU disabled) is told so on the page.
+  const plain = await launchChromium([...CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu'), '--disable-gpu']);
+  try {
+    const page = await plain.newPage();
+    await page.goto(`${server.url}/`);
+    const failed = await waitFor(page, 'the page to give up', (d) => d.state !== 'starting', 60);
+    check(failed.state === 'failed' && /exposes no WebGPU/.test((await page.textContent('#error')) ?? ''), `a browser without WebGPU: "${failed.error.slice(0, 60)}…"`);
+  } finally {
+    await plain.close();
+  }
 } finally {
   await browser.close();
   server.close();
