@@ -77,7 +77,7 @@ export class Tokenizer {
   private cache = new Map<string, string[]>();
 
   /** From merge lines (the vocabulary file's lines after the version header). */
-  constructor(merges: readonly string[]) {
+  constructor(readonly merges: readonly string[]) {
     const bytes = VOCAB_BYTES.map((b) => this.byteEncoder[b]);
     const vocab = [...bytes, ...bytes.map((c) => `${c}</w>`)];
     merges.forEach((line, i) => {

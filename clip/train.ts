@@ -23,7 +23,8 @@ import { evalChart, lossChart } from './plot.ts';
 import { trainStep } from './step.ts';
 import { readTokenizer, saveBpe } from './io/vocab.ts';
 import { OPENAI_VOCAB_SIZE, trainBpe, type Tokenizer } from './tokenizer.ts';
-import { saveClip } from './io/weights.ts';
+import { isExportFolder, loadExport } from './io/interop.ts';
+import { loadClip, saveClip, tokenizerFor } from './io/weights.ts';
 
 export interface TrainOptions {
   /** The model; a new run without one trains ViT-scenes, a resumed one continues its checkpoint's. */
@@ -41,6 +42,12 @@ export interface TrainOptions {
   resume: boolean;
   /** Replace a run already in `out` (its files are deleted first). */
   overwrite?: boolean;
+  /**
+   * Fine-tune from these weights: a weights file (OpenAI, open_clip or Hugging Face layout, with vocab.txt.gz
+   * beside it when it has its own vocabulary) or an open_clip / Hugging Face export folder. Its model and
+   * tokenizer are used; no vocabulary is learned.
+   */
+  initFrom?: string;
   /** Global gradient-norm clip (0: off). */
   clipGrad: number;
   /** Micro-batches per step (open_clip's --accum-freq): the contrastive batch is batchSize, memory that of one micro-batch. */
@@ -85,9 +92,22 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       }
     }
 
+    // Fine-tuning starts from another model and its tokenizer.
+    const init = o.initFrom ? loadInitial(o.initFrom) : null;
+    if (init && o.config) {
+      const differs = (Object.keys(o.config) as (keyof ClipConfig)[]).filter((k) => k !== 'vocabSize' && JSON.stringify(o.config![k]) !== JSON.stringify(init.model.config[k]));
+      if (differs.length) {
+        init.model.dispose();
+        throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
+      }
+    }
+
     // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
     let tokenizer: Tokenizer;
-    if (savedConfig) {
+    if (init) {
+      tokenizer = init.tokenizer;
+      if (tokenizer.vocabSize !== OPENAI_VOCAB_SIZE) saveBpe(run.vocab, tokenizer.merges);
+    } else if (savedConfig) {
       if (existsSync(run.vocab)) tokenizer = readTokenizer(run.vocab, savedConfig.vocabSize);
       else if (savedConfig.vocabSize === OPENAI_VOCAB_SIZE) tokenizer = readTokenizer();
       else throw new TrainingFailed(`--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`);
@@ -95,13 +115,14 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       saveBpe(run.vocab, trainBpe(data.corpus(4000), o.vocabSize));
       tokenizer = readTokenizer(run.vocab, o.vocabSize);
     } else tokenizer = readTokenizer();
-    const config: ClipConfig = savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
+    const config: ClipConfig = init?.model.config ?? savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
     const n = config.imageResolution;
     const L = config.contextLength;
 
     T.manualSeed(o.seed);
-    const model = new CLIP(config);
+    const model = init?.model ?? new CLIP(config);
     model.train();
+    if (init) o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
     const { decay, noDecay } = decayGroups(model.namedParameters());
     const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
     const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
@@ -198,6 +219,18 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
   }
 }
 
+/** The model and tokenizer to fine-tune from: an export folder, or a weights file and its vocabulary. */
+function loadInitial(path: string): { model: CLIP; tokenizer: Tokenizer } {
+  if (isExportFolder(path)) return loadExport(path);
+  const model = loadClip(path);
+  try {
+    return { model, tokenizer: tokenizerFor(path, model.config.vocabSize) };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
 /** Every option in range, before anything is read or written (the messages name the CLI flags). */
 function checkOptions(o: TrainOptions): void {
   const integer = (flag: string, v: number, min: number) => {
@@ -219,6 +252,8 @@ function checkOptions(o: TrainOptions): void {
   if (o.batchSize % o.accumFreq !== 0) throw new RangeError(`--accum-freq ${o.accumFreq} must divide --batch-size ${o.batchSize}`);
   if (o.vocabSize !== 0) integer('vocab-size', o.vocabSize, 514); // 512 byte symbols and the two special tokens
   if (o.resume && o.overwrite) throw new RangeError('--resume and --overwrite contradict each other: choose one');
+  if (o.resume && o.initFrom) throw new RangeError('--resume continues the run\'s checkpoint; --init-from starts a new run from other weights: choose one');
+  if (o.initFrom && !existsSync(o.initFrom)) throw new RangeError(`--init-from ${o.initFrom}: no such file or folder`);
 }
 
 /** The evaluation numbers drawn in accuracy.svg. */

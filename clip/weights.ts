@@ -3,7 +3,8 @@
 // projections packed into in_proj_weight / in_proj_bias. clip/io/weights.ts reads and writes the files.
 import * as T from '../ops/index.ts';
 import { serializeSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
-import { ConfigError, inferConfig } from './config.ts';
+import { ConfigError, inferConfig, type ClipConfig } from './config.ts';
+import type { HostTensors } from './interop.ts';
 import { CLIP } from './model.ts';
 import type { Prompts } from './prompts.ts';
 
@@ -18,9 +19,9 @@ export function detectLayout(keys: Iterable<string>): Layout {
 }
 
 /** Host tensors re-keyed to OpenAI's layout (HF q/k/v concatenated on the host). */
-export function toOpenAiLayout(file: SafetensorsFile): Map<string, { shape: number[]; data: Float32Array | Int32Array }> {
+export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
   const layout = detectLayout(file.tensors.keys());
-  const out = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>();
+  const out: HostTensors = new Map();
   if (layout !== 'hf') {
     for (const [k, t] of file.tensors) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
     return out;
@@ -91,14 +92,12 @@ export interface LoadOptions {
 }
 
 /**
- * Builds a CLIP from a parsed weights file alone (`path` names it in errors): layout detected, config inferred
- * from the shapes. Shapes cannot tell the attention heads: they come from the options, else from a config in
- * the file's metadata (ours, or OpenAI-style snake_case), else OpenAI's rule (64-wide heads), which `note` is
- * told about.
+ * The config of a parsed weights file (`path` names it in errors), without touching the GPU: inferred from the
+ * shapes. Shapes cannot tell the attention heads: they come from the options, else from a config in the file's
+ * metadata (ours, or OpenAI-style snake_case), else OpenAI's rule (64-wide heads), which `note` is told about.
  */
-export function clipFromSafetensors(file: SafetensorsFile, path: string, { visionHeadWidth, transformerHeads, note }: LoadOptions = {}): CLIP {
-  const tensors = toOpenAiLayout(file);
-  const config = inferConfig(new Map([...tensors].map(([k, t]) => [k, t.shape])));
+export function configOf(file: SafetensorsFile, path: string, { visionHeadWidth, transformerHeads, note }: LoadOptions = {}): ClipConfig {
+  const config = inferConfig(new Map([...toOpenAiLayout(file)].map(([k, t]) => [k, t.shape])));
   const heads = metadataHeads(file.metadata.config);
   const text = transformerHeads ?? heads.text;
   const vision = visionHeadWidth ?? heads.visionHeadWidth;
@@ -108,8 +107,12 @@ export function clipFromSafetensors(file: SafetensorsFile, path: string, { visio
   if (!text || (!vision && !heads.recorded)) {
     note?.(`${path}: its metadata does not record the attention heads; assuming 64-wide heads (${[!vision && 'vision', !text && 'text'].filter(Boolean).join(' and ')}), as OpenAI's models have — pass the vision head width / text head count if it was trained otherwise`);
   }
+  return config;
+}
+
+/** A CLIP of `config` holding host tensors in OpenAI's layout (`path` names their file in errors). */
+export function clipFromTensors(tensors: HostTensors, config: ClipConfig, path: string): CLIP {
   const model = new CLIP(config);
-  model.prompts = metadataPrompts(path, file.metadata.zeroshot);
   const own = model.stateDict();
   const gpu = new Map<string, T.Tensor>();
   try {
@@ -126,6 +129,13 @@ export function clipFromSafetensors(file: SafetensorsFile, path: string, { visio
   } finally {
     for (const t of gpu.values()) t.dispose();
   }
+  return model;
+}
+
+/** Builds a CLIP from a parsed weights file alone: layout detected, config as configOf says, prompts if recorded. */
+export function clipFromSafetensors(file: SafetensorsFile, path: string, options: LoadOptions = {}): CLIP {
+  const model = clipFromTensors(toOpenAiLayout(file), configOf(file, path, options), path);
+  model.prompts = metadataPrompts(path, file.metadata.zeroshot);
   return model;
 }
 

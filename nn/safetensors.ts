@@ -128,17 +128,22 @@ export function toTensors(file: SafetensorsFile): Map<string, T.Tensor> {
   return new Map([...file.tensors].map(([k, t]) => [k, T.keep(T.Tensor.from(t.data, t.shape, t.dtype))]));
 }
 
-/** Serialises tensors (f32 as F32, i32 as I32) with optional string metadata. */
+/** Serialises tensors (f32 as F32, i32 as I32) with optional string metadata (reads them back from the GPU). */
 export async function serializeSafetensors(tensors: Map<string, T.Tensor> | [string, T.Tensor][], metadata: Record<string, string> = {}): Promise<Uint8Array> {
-  const list = [...tensors];
+  const host: [string, { shape: readonly number[]; data: Float32Array | Int32Array }][] = [];
+  for (const [name, t] of tensors) host.push([name, { shape: t.shape, data: (await t.data()) as Float32Array | Int32Array }]);
+  return serializeSafetensorsHost(host, metadata);
+}
+
+/** Serialises host arrays (Float32Array as F32, Int32Array as I32) with optional string metadata. */
+export function serializeSafetensorsHost(tensors: Iterable<[string, { shape: readonly number[]; data: Float32Array | Int32Array }]>, metadata: Record<string, string> = {}): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const chunks: Uint8Array[] = [];
   let offset = 0;
-  for (const [name, t] of list) {
-    const data = await t.data();
+  for (const [name, { shape, data }] of tensors) {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype: t.dtype === 'f32' ? 'F32' : 'I32', shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    header[name] = { dtype: data instanceof Float32Array ? 'F32' : 'I32', shape, data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
   }

@@ -24,6 +24,7 @@ import './clip_use.test.ts';
 import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
+import './interop.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

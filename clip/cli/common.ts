@@ -2,7 +2,9 @@
 // trace only with --debug or CLIPGPU_DEBUG=1), and the flags that complete a weights file's config.
 import * as T from '../../ops/index.ts';
 import type { CLIP } from '../model.ts';
-import { loadClip } from '../io/weights.ts';
+import { isExportFolder, loadExport } from '../io/interop.ts';
+import { loadClip, tokenizerFor } from '../io/weights.ts';
+import type { Tokenizer } from '../tokenizer.ts';
 
 const debug = process.argv.includes('--debug') || process.env.CLIPGPU_DEBUG === '1';
 
@@ -30,17 +32,31 @@ export const HEAD_FLAGS = {
   debug: { type: 'boolean' },
 } as const;
 
-/** loadClip with the head flags, telling the user on stderr when the heads had to be assumed. */
-export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string }): CLIP {
+/**
+ * The model at `path` — a weights file (loadClip with the head flags, telling the user on stderr when the heads
+ * had to be assumed) or an open_clip / Hugging Face export folder (config, weights and tokenizer) — and its
+ * tokenizer: `vocab` when given, else the folder's, else the one beside the weights file, else CLIP's.
+ */
+export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string }): { model: CLIP; tokenizer: Tokenizer } {
+  if (isExportFolder(path)) {
+    const loaded = loadExport(path);
+    return values.vocab ? { model: loaded.model, tokenizer: tokenizerFor(path, loaded.model.config.vocabSize, values.vocab) } : loaded;
+  }
   const positive = (flag: string, text: string | undefined) => {
     if (text === undefined) return undefined;
     const v = Number(text);
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${flag} must be a positive integer, got '${text}'`);
     return v;
   };
-  return loadClip(path, {
+  const model = loadClip(path, {
     visionHeadWidth: positive('vision-head-width', values['vision-head-width']),
     transformerHeads: positive('text-heads', values['text-heads']),
     note: (line) => console.error(`${tool}: note: ${line.replace('pass the vision head width / text head count', 'pass --vision-head-width / --text-heads')}`),
   });
+  try {
+    return { model, tokenizer: tokenizerFor(path, model.config.vocabSize, values.vocab) };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
 }

@@ -5,7 +5,6 @@ import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
 import { evaluateClip, linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, type LabelledImages } from '../data/index.ts';
-import { tokenizerFor } from '../io/weights.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
 const USAGE = 'usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab runs/scenes/vocab.txt.gz] [--seed 0] [--vision-head-width W] [--text-heads H]';
@@ -18,8 +17,7 @@ try {
 if (!values.weights) exitWithError('eval', `--weights is required\n${USAGE}`, 2);
 await runTool('eval', async () => {
   await T.init();
-  const model = loadModel('eval', values.weights!, values);
-  const tokenizer = tokenizerFor(values.weights!, model.config.vocabSize, values.vocab);
+  const { model, tokenizer } = loadModel('eval', values.weights!, values);
   const data = builtinSource(values.dataset!, Number(values.seed));
   const n = model.config.imageResolution;
 

@@ -29,6 +29,7 @@ const FLAGS = {
   'vocab-size': { type: 'string', default: '1000' },
   resume: { type: 'boolean', default: false },
   overwrite: { type: 'boolean', default: false },
+  'init-from': { type: 'string' },
   'train-data': { type: 'string' },
   dataset: { type: 'string', default: 'scenes' },
   'max-image-bytes': { type: 'string', default: String(DEFAULT_DATA_LIMITS.maxBytes) },
@@ -99,6 +100,7 @@ const options = {
   saveEvery: number('save-every'),
   resume: values.resume as boolean,
   overwrite: values.overwrite as boolean,
+  initFrom: values['init-from'] as string | undefined,
   clipGrad: number('clip-grad'),
   accumFreq: number('accum-freq'),
   vocabSize: number('vocab-size'),
@@ -112,7 +114,7 @@ const options = {
 try {
   await T.init();
   console.log(`adapter: ${T.gpu().name}`);
-  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, out ${out}`);
+  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, out ${out}`);
   const began = performance.now();
   const result = await train(options);
   log('');

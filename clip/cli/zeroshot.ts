@@ -11,7 +11,6 @@ import { readImage } from '../io/images.ts';
 import { l2normalize } from '../model.ts';
 import { preprocess } from '../preprocess.ts';
 import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
-import { tokenizerFor } from '../io/weights.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
 const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--json]';
@@ -26,7 +25,7 @@ if (!values.weights || !values.image?.length) usage('--weights and at least one 
 if (values.templates !== undefined && !['run', 'ensemble', 'single'].includes(values.templates)) usage(`--templates must be run, ensemble or single, got '${values.templates}'`);
 await runTool('zeroshot', async () => {
   await T.init();
-  const model = loadModel('zeroshot', values.weights!, values);
+  const { model, tokenizer } = loadModel('zeroshot', values.weights!, values);
   model.eval();
   if (values.templates === 'run' && !model.prompts) usage(`--templates run: ${values.weights} records no prompts (only models trained here do)`);
   const labels = values.labels ? values.labels.split(',').map((l) => l.trim()).filter(Boolean) : model.prompts?.classes ?? usage(`--labels is required: ${values.weights} records no classes`);
@@ -36,7 +35,6 @@ await runTool('zeroshot', async () => {
   const pixels = values.image!.map((path) => preprocess(readImage(path), n));
   const batch = new Float32Array(pixels.length * 3 * n * n);
   pixels.forEach((p, i) => batch.set(p, i * p.length));
-  const tokenizer = tokenizerFor(values.weights!, model.config.vocabSize, values.vocab);
   const classifier = zeroShotClassifier(textEncoderFor(model, tokenizer), labels, templates);
   const features = T.noGrad(() => T.tidy(() => l2normalize(model.encodeImage(T.Tensor.from(batch, [pixels.length, 3, n, n])))));
   const probs = await zeroShotProbabilities(features, classifier).data();
