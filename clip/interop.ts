@@ -14,8 +14,8 @@ const headWidth = (c: ClipConfig) => c.visionHeadWidth ?? 64;
 // ---- open_clip ----------------------------------------------------------------------------------------------
 
 /**
- * open_clip's model config (the JSON `open_clip.add_model_config` reads): CLIP's QuickGELU, the vision head
- * width, and the preprocessing this project trains with (OpenAI's mean and std, bicubic, shortest-side resize).
+ * open_clip's model config (the JSON `open_clip.add_model_config` reads and `CLIP(**cfg)` takes): CLIP's
+ * QuickGELU and the vision head width.
  */
 export function openClipConfig(c: ClipConfig): Record<string, unknown> {
   return {
@@ -23,8 +23,12 @@ export function openClipConfig(c: ClipConfig): Record<string, unknown> {
     quick_gelu: true,
     vision_cfg: { image_size: c.imageResolution, layers: c.visionLayers, width: c.visionWidth, patch_size: c.visionPatchSize, head_width: headWidth(c) },
     text_cfg: { context_length: c.contextLength, vocab_size: c.vocabSize, width: c.transformerWidth, heads: c.transformerHeads, layers: c.transformerLayers },
-    preprocess_cfg: { size: c.imageResolution, mean: [...CLIP_MEAN], std: [...CLIP_STD], interpolation: 'bicubic', resize_mode: 'shortest' },
   };
+}
+
+/** open_clip's preprocessing config for this project's transform: OpenAI's mean and std, bicubic, shortest side. */
+export function openClipPreprocess(c: ClipConfig): Record<string, unknown> {
+  return { size: c.imageResolution, mean: [...CLIP_MEAN], std: [...CLIP_STD], interpolation: 'bicubic', resize_mode: 'shortest' };
 }
 
 /** Our config from open_clip's model config (`source` names the file in errors). */

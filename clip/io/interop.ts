@@ -7,7 +7,7 @@ import { FileError, makeDirectory, readBytes, writeFileAtomic } from '../../nn/i
 import { readSafetensors } from '../../nn/io/safetensors.ts';
 import { serializeSafetensorsHost } from '../../nn/safetensors.ts';
 import { ConfigError, type ClipConfig } from '../config.ts';
-import { configFromHf, configFromOpenClip, hfConfig, hfTokenizerFiles, mergesFromHf, openClipConfig, toHfLayout } from '../interop.ts';
+import { configFromHf, configFromOpenClip, hfConfig, hfTokenizerFiles, mergesFromHf, openClipConfig, openClipPreprocess, toHfLayout } from '../interop.ts';
 import type { CLIP } from '../model.ts';
 import { CLIP_MEAN, CLIP_STD } from '../preprocess.ts';
 import { OPENAI_VOCAB_SIZE, Tokenizer, bpeBytes } from '../tokenizer.ts';
@@ -48,7 +48,7 @@ export function exportRun(runDir: string, to: ExportFormat, outDir: string, { ov
   if (to === 'open_clip') {
     files[OPEN_CLIP_WEIGHTS] = serializeSafetensorsHost(tensors, { format: 'pt' });
     files[`${name}.json`] = JSON.stringify(openClipConfig(config), null, 2);
-    files[OPEN_CLIP_CONFIG] = JSON.stringify({ model_cfg: openClipConfig(config), preprocess_cfg: openClipConfig(config).preprocess_cfg, ...(prompts ? { zeroshot: JSON.parse(prompts) } : {}) }, null, 2);
+    files[OPEN_CLIP_CONFIG] = JSON.stringify({ model_cfg: openClipConfig(config), preprocess_cfg: openClipPreprocess(config), ...(prompts ? { zeroshot: JSON.parse(prompts) } : {}) }, null, 2);
     if (ownVocab) files[OPEN_CLIP_VOCAB] = bpeBytes(tokenizer.merges);
     files['README.md'] = openClipReadme(name, config, ownVocab, logitScale);
   } else {
@@ -119,8 +119,9 @@ Exported by clipgpu (\`npm run export -- --to open_clip\`). Files:
 
 - \`${OPEN_CLIP_WEIGHTS}\`: the weights, in open_clip's (= OpenAI's) key layout;
 - \`${name}.json\`: the model config (\`embed_dim\`, \`vision_cfg\` with \`head_width\` ${c.visionHeadWidth ?? 64}, \`text_cfg\`,
-  \`quick_gelu\`, preprocessing: OpenAI's mean/std, bicubic, ${c.imageResolution} px);
-- \`${OPEN_CLIP_CONFIG}\`: the same config in the form open_clip's Hugging Face hub loader reads;
+  \`quick_gelu\`); the preprocessing is open_clip's default, OpenAI's mean/std and bicubic resize to ${c.imageResolution} px;
+- \`${OPEN_CLIP_CONFIG}\`: the config and preprocessing in the form open_clip's Hugging Face hub loader reads
+  (upload this folder to the hub and \`create_model_and_transforms('hf-hub:you/${name}')\` works);
 ${ownVocab ? `- \`${OPEN_CLIP_VOCAB}\`: the run's own ${c.vocabSize}-token BPE vocabulary (CLIP's format).\n` : "- the tokenizer is CLIP's own (open_clip's default).\n"}
 ## Load it
 
