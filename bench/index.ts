@@ -8,6 +8,7 @@ import { benchNn } from './nn.ts';
 import { benchAttention } from './attention.ts';
 import { benchTrain } from './train.ts';
 import type { Result } from './harness.ts';
+import { useTuning } from '../kernels/io/tuning.ts';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -19,6 +20,9 @@ await T.init();
 const adapter = T.gpu().name;
 const log = (s: string) => (args.has('--json') ? process.stderr.write(`${s}\n`) : console.log(s));
 log(`adapter: ${adapter}`);
+// The kernel choices measured for this adapter (npm run tune; measured now if none are cached).
+const tuning = await useTuning(log);
+log(tuning ? 'kernel variants: tuned for this adapter (npm run tune -- --show lists them)' : 'kernel variants: the fixed defaults (CLIPGPU_TUNE=off)');
 
 const suites: [string, () => Promise<Result[]>][] = [
   ['matmul', () => benchMatmul({ quick, peer, log })],

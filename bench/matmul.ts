@@ -1,7 +1,7 @@
 // Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
 // sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
 import * as T from '../ops/index.ts';
-import { MATMUL_VARIANTS, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
+import { MATMUL_VARIANTS, defaultMatmulConfig, matmulConfig, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
 
 /** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
@@ -15,7 +15,7 @@ export function matmulShapes(quick: boolean): [string, number, number, number][]
   return quick ? [square[0], square[2], vit[1]] : [...square, ...vit];
 }
 
-const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : c.version === 'v2' ? `v2 ${c.tm}x${c.tn}` : `v3 8x${c.tn}/lane`);
+const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : c.version === 'v2' ? `v2 ${c.tm}x${c.tn}` : c.version === 'v3' ? `v3 8x${c.tn}/lane` : `v4 ${c.tm}x${c.tn} tiled`);
 
 export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: boolean; log: (line: string) => void }): Promise<Result[]> {
   const results: Result[] = [];
@@ -47,6 +47,10 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
       const { ms, gpuMs } = await timeOurs(() => matmulRaw(a, b, {}, config), { inner });
       results.push({ kernel: 'matmul', shape: label, impl: `ours ${configName(config)}`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
     }
+    // What T.matmul runs at this shape: the tuned choice for its bucket (the default where none is tuned).
+    const chosen = matmulConfig(M, N, K);
+    const chosenRow = results.find((r) => r.shape === label && r.impl === `ours ${configName(chosen)}`);
+    if (chosenRow) results.push({ ...chosenRow, impl: `ours → T.matmul picks ${configName(chosen)}${configName(chosen) === configName(defaultMatmulConfig()) ? ' (the default)' : ` (default ${configName(defaultMatmulConfig())})`}` });
     if (tf) {
       const [ta, tb] = [tf.tensor2d(ha as Float32Array, [M, K]), tf.tensor2d(hb as Float32Array, [K, N])];
       const ms = await timeTfjs(tf, () => tf.matMul(ta, tb), { inner });

@@ -232,7 +232,7 @@ function loadInitial(path: string): { model: CLIP; tokenizer: Tokenizer } {
 }
 
 /** Every option in range, before anything is read or written (the messages name the CLI flags). */
-function checkOptions(o: TrainOptions): void {
+export function checkOptions(o: TrainOptions): void {
   const integer = (flag: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw new RangeError(`--${flag} must be an integer ≥ ${min}, got ${v}`);
   };

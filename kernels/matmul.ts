@@ -1,7 +1,7 @@
 // Batched matrix multiplication C[b] = A[b] · B[b] (+ bias, then an activation), both operands read through
 // arbitrary strides — a transposed operand is just a view, never a copy — with broadcast batch dimensions.
 //
-// Versions, side by side (bench/matmul.ts times them; `matmulConfig()` picks per device):
+// Versions, side by side (bench/matmul.ts times them; `matmulConfig()` picks per device and shape):
 //   v1  one output per thread: the obvious kernel, kept as the baseline.
 //   v2  register blocking: an 8×8 workgroup where every thread computes a TM×TN block of C, so each k step
 //       loads TM + TN values and does TM·TN multiply-adds. No workgroup memory: on lavapipe, barriers and
@@ -27,18 +27,41 @@ const ACTIVATION: Record<Activation, (v: string) => string> = {
 };
 
 export interface MatmulConfig {
-  version: 'v1' | 'v2' | 'v3';
-  /** Rows and columns of C per thread (v2), columns per lane (v3). */
+  version: 'v1' | 'v2' | 'v3' | 'v4';
+  /** Rows and columns of C per thread (v2, v4), columns per lane (v3). */
   tm: number;
   tn: number;
 }
 
 /**
- * The kernel choice, from `npm run bench` on lavapipe (bench/RESULTS.md): v3 with 4 columns per lane where
- * the device has 8-lane subgroups, else v2 with an 8×8 block.
+ * The fixed default, from `npm run bench` on lavapipe (bench/RESULTS.md): v3 with 4 columns per lane where the
+ * device has 8-lane subgroups, else v2 with an 8×8 block.
  */
-export function matmulConfig(): MatmulConfig {
+export function defaultMatmulConfig(): MatmulConfig {
   return unsupported({ version: 'v3', tm: 8, tn: 4 }) === null ? { version: 'v3', tm: 8, tn: 4 } : { version: 'v2', tm: 8, tn: 8 };
+}
+
+/** Size class of a matmul dimension for tuning: small (≤ 96), medium (≤ 384) or large. */
+const sizeClass = (d: number) => (d <= 96 ? 's' : d <= 384 ? 'm' : 'l');
+
+/** The tuning bucket of an [M, K] · [K, N] product: one size class per dimension ("sml" = small M, …). */
+export const matmulBucket = (M: number, N: number, K: number): string => `${sizeClass(M)}${sizeClass(N)}${sizeClass(K)}`;
+
+/** A shape of each bucket, what the tuner times. */
+export const BUCKET_SIZES: Record<string, number> = { s: 64, m: 256, l: 512 };
+
+/** Per-bucket choices measured on this device (kernels/tune.ts), consulted before the default. */
+let tuned: Record<string, MatmulConfig> = {};
+
+/** Installs (or, with {}, clears) the measured choices. */
+export function setMatmulTuning(choices: Record<string, MatmulConfig>): void {
+  tuned = { ...choices };
+}
+
+/** The variant for an [M, K] · [K, N] product: the tuned one for its bucket when the device can run it, else the default. */
+export function matmulConfig(M = 0, N = 0, K = 0): MatmulConfig {
+  const choice = tuned[matmulBucket(M, N, K)];
+  return choice && unsupported(choice) === null ? choice : defaultMatmulConfig();
 }
 
 /** Why this device cannot run a variant (then it is never silently replaced by another), or null. */
@@ -57,6 +80,8 @@ export const MATMUL_VARIANTS: MatmulConfig[] = [
   { version: 'v3', tm: 8, tn: 2 },
   { version: 'v3', tm: 8, tn: 4 },
   { version: 'v3', tm: 8, tn: 8 },
+  { version: 'v4', tm: 4, tn: 4 },
+  { version: 'v4', tm: 8, tn: 4 },
 ];
 
 const WG = 8; // threads per workgroup side
@@ -252,6 +277,75 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 /** v3's subgroup width; the kernel is written for exactly this many lanes. */
 const SUBGROUP = 8;
 
+/** v4's threads per workgroup side (16 × 16 = 256, WebGPU's guaranteed maximum) and k-slice per tile. */
+const V4_SIDE = 16;
+const V4_BK = 16;
+
+/**
+ * v4: the standard GPU design. A workgroup of 16 × 16 threads computes a (16·TM) × (16·TN) block of C: for
+ * each 16-wide slice of k, all threads cooperatively copy the A block [16·TM × 16] and the B block
+ * [16 × 16·TN] into workgroup memory (k-major, so the inner loop reads contiguous rows), wait at a barrier,
+ * then each thread accumulates its TM × TN results from registers. Global loads go through the strides, so
+ * transposed and batched views work unchanged; out-of-range rows, columns and k load zeros. On a GPU this
+ * turns 16·TN (or 16·TM) global reads of each value into one; on lavapipe workgroup memory and barriers are
+ * costly — the tuner (kernels/tune.ts) decides per adapter.
+ */
+function v4Source(tm: number, tn: number, bias: boolean, act: Activation): string {
+  const [BM, BN, BK, T] = [V4_SIDE * tm, V4_SIDE * tn, V4_BK, V4_SIDE * V4_SIDE];
+  const rows = [...Array(tm).keys()];
+  const cols = [...Array(tn).keys()];
+  const acc = rows.flatMap((i) => cols.map((j) => `var c${i}_${j} = 0.0;`));
+  const fmas = rows.flatMap((i) => cols.map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`));
+  const store: string[] = [];
+  for (const i of rows) {
+    store.push(`if (row0 + ${i}u < u.M) {`);
+    store.push(`  let base${i} = (batch * u.M + row0 + ${i}u) * u.N + col0;`);
+    for (const j of cols) {
+      const v = bias ? `(c${i}_${j} + bias[u.offBias + col0 + ${j}u])` : `c${i}_${j}`;
+      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${ACTIVATION[act](v)}; }`);
+    }
+    store.push('}');
+  }
+  return `${HELPERS}
+var<workgroup> As: array<f32, ${BK * BM}>;
+var<workgroup> Bs: array<f32, ${BK * BN}>;
+@compute @workgroup_size(${V4_SIDE}, ${V4_SIDE})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  // No early return: every thread takes part in the copies and reaches the barriers.
+  let blockRow = wid.y * ${BM}u;
+  let blockCol = wid.x * ${BN}u;
+  let row0 = blockRow + lid.y * ${tm}u;
+  let col0 = blockCol + lid.x * ${tn}u;
+  let batch = wid.z;
+  ${BATCH_OFFSETS}
+  ${acc.join('\n  ')}
+  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
+    for (var e = li; e < ${BK * BM}u; e += ${T}u) {
+      let m = e % ${BM}u;
+      let kk = e / ${BM}u;
+      let r = blockRow + m;
+      let k = k0 + kk;
+      As[e] = select(0.0, a[aOff + min(r, u.M - 1u) * u.sAm + min(k, u.K - 1u) * u.sAk], r < u.M && k < u.K);
+    }
+    for (var e = li; e < ${BK * BN}u; e += ${T}u) {
+      let n = e % ${BN}u;
+      let kk = e / ${BN}u;
+      let col = blockCol + n;
+      let k = k0 + kk;
+      Bs[e] = select(0.0, b[bOff + min(k, u.K - 1u) * u.sBk + min(col, u.N - 1u) * u.sBn], col < u.N && k < u.K);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      ${rows.map((i) => `let a${i} = As[kk * ${BM}u + lid.y * ${tm}u + ${i}u];`).join('\n      ')}
+      ${cols.map((j) => `let b${j} = Bs[kk * ${BN}u + lid.x * ${tn}u + ${j}u];`).join('\n      ')}
+      ${fmas.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${store.join('\n  ')}
+}`;
+}
+
 
 export interface MatmulOptions {
   /** Added to every row of the result: shape [N]. */
@@ -274,7 +368,7 @@ function foldRows(a: Tensor): Tensor | null {
 }
 
 /** The raw kernel launch (no autodiff). */
-export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, config = matmulConfig()): Tensor {
+export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, config?: MatmulConfig): Tensor {
   if (a.rank > 2 && b.rank === 2 && a.shape[a.rank - 1] === b.shape[0]) {
     const folded = foldRows(a);
     if (folded) {
@@ -288,7 +382,7 @@ export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, con
   return matmulLaunch(a, b, options, config);
 }
 
-function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: MatmulOptions, config: MatmulConfig): Tensor {
+function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: MatmulOptions, requested: MatmulConfig | undefined): Tensor {
   const op = 'matmul';
   a.bufferFor(op);
   b.bufferFor(op);
@@ -312,14 +406,15 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
+  const config = requested ?? matmulConfig(M, N, K);
   const reason = unsupported(config);
   if (reason) throw new GpuError(reason);
   const aBatch = batchStrides(a);
   const bBatch = batchStrides(b);
-  const modes = config.version === 'v1' ? { aLoad: 'scalar' as const, bLoad: 'scalar' as const } : loadModes(a, b, aBatch, bBatch, config);
+  const modes = config.version === 'v1' || config.version === 'v4' ? { aLoad: 'scalar' as const, bLoad: 'scalar' as const } : loadModes(a, b, aBatch, bBatch, config);
   // v3 reads A by rows and B by columns per lane, so only the k-contiguous vector modes apply.
   const { aLoad, bLoad } = config.version === 'v3' ? { aLoad: modes.aLoad === 'k4' ? 'k4' : 'scalar', bLoad: modes.bLoad === 'k4' ? 'k4' : 'scalar' } as const : modes;
-  const variant = config.version === 'v1' ? '' : `_${config.version === 'v3' ? '' : `${config.tm}x`}${config.tn}_a${aLoad}_b${bLoad}`;
+  const variant = config.version === 'v1' ? '' : config.version === 'v4' ? `_${config.tm}x${config.tn}` : `_${config.version === 'v3' ? '' : `${config.tm}x`}${config.tn}_a${aLoad}_b${bLoad}`;
   const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}`;
   const kernel = getEngine().kernel(name, () => ({
     name,
@@ -336,10 +431,12 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
         ? v1Source(!!bias, activation)
         : config.version === 'v2'
           ? v2Source(config.tm, config.tn, aLoad, bLoad, !!bias, activation)
-          : v3Source(config.tn, aLoad as 'k4' | 'scalar', bLoad as 'k4' | 'scalar', !!bias, activation),
+          : config.version === 'v3'
+            ? v3Source(config.tn, aLoad as 'k4' | 'scalar', bLoad as 'k4' | 'scalar', !!bias, activation)
+            : v4Source(config.tm, config.tn, !!bias, activation),
   }));
   // Rows and columns of C per workgroup.
-  const tile = config.version === 'v1' ? [WG, WG] : config.version === 'v2' ? [WG * config.tm, WG * config.tn] : [SUBGROUP * SUBGROUP, SUBGROUP * config.tn];
+  const tile = config.version === 'v1' ? [WG, WG] : config.version === 'v2' ? [WG * config.tm, WG * config.tn] : config.version === 'v3' ? [SUBGROUP * SUBGROUP, SUBGROUP * config.tn] : [V4_SIDE * config.tm, V4_SIDE * config.tn];
   const buffers: Record<string, GPUBuffer> = { c: out.bufferFor(op), a: a.bufferFor(op), b: b.bufferFor(op) };
   if (bias) buffers.bias = bias.bufferFor(op);
   getEngine().dispatch(

@@ -25,6 +25,7 @@ import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
 import './interop.test.ts';
+import './tune.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

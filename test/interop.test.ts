@@ -16,7 +16,7 @@ import { CLIP } from '../clip/model.ts';
 import { Tokenizer, trainBpe } from '../clip/tokenizer.ts';
 import { train } from '../clip/train.ts';
 import { toOpenAiLayout } from '../clip/weights.ts';
-import { FileError } from '../nn/io/files.ts';
+import { FileError } from '../core/io/files.ts';
 import { serializeSafetensorsHost } from '../nn/safetensors.ts';
 import { assertThrows, suite } from './harness.ts';
 import { metricsOf, tinyRun } from './train_helpers.ts';

@@ -14,7 +14,7 @@ import { decodeImage, encodePng } from '../clip/preprocess.ts';
 import { TrainingFailed, train } from '../clip/train.ts';
 import { loadClip, saveClip, tokenizerFor } from '../clip/io/weights.ts';
 import { CLIP } from '../clip/model.ts';
-import { FileError, lockDirectory, makeDirectory } from '../nn/io/files.ts';
+import { FileError, lockDirectory, makeDirectory } from '../core/io/files.ts';
 import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
 import { assertThrows, suite } from './harness.ts';
@@ -143,7 +143,7 @@ test('a save killed mid-write leaves the previous checkpoint or the new one, and
     console.log('writing');
     for (;;) writeFileAtomic(${JSON.stringify(target)}, big);
   `);
-  const built = spawnSync(process.execPath, ['-e', `require('esbuild').buildSync({ entryPoints: ['nn/io/files.ts'], outfile: '.build/writer-lib.mjs', format: 'esm', platform: 'node', bundle: true })`]);
+  const built = spawnSync(process.execPath, ['-e', `require('esbuild').buildSync({ entryPoints: ['core/io/files.ts'], outfile: '.build/writer-lib.mjs', format: 'esm', platform: 'node', bundle: true })`]);
   assert.is(built.status, 0, String(built.stderr));
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => child.stdout.once('data', () => setTimeout(resolve, 150)));

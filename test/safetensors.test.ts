@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as T from '../ops/index.ts';
 import { SafetensorsError, parseSafetensors, serializeSafetensors } from '../nn/safetensors.ts';
 import { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
-import { writeFileAtomic } from '../nn/io/files.ts';
+import { writeFileAtomic } from '../core/io/files.ts';
 import { FIXTURES, assertThrows, suite } from './harness.ts';
 
 const test = suite('safetensors');

@@ -3,6 +3,7 @@
 // frozen image features.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
+import { useTuning } from '../../kernels/io/tuning.ts';
 import { evaluateClip, linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, type LabelledImages } from '../data/index.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
@@ -17,6 +18,7 @@ try {
 if (!values.weights) exitWithError('eval', `--weights is required\n${USAGE}`, 2);
 await runTool('eval', async () => {
   await T.init();
+  await useTuning((line) => console.error(line));
   const { model, tokenizer } = loadModel('eval', values.weights!, values);
   const data = builtinSource(values.dataset!, Number(values.seed));
   const n = model.config.imageResolution;

@@ -8,9 +8,10 @@
 // signal exits at once.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
+import { useTuning } from '../../kernels/io/tuning.ts';
 import { CONFIGS } from '../config.ts';
 import { DEFAULT_DATA_LIMITS } from '../data/files.ts';
-import { TrainingInterrupted, train } from '../train.ts';
+import { TrainingInterrupted, checkOptions, train } from '../train.ts';
 import { exitWithError } from './common.ts';
 
 const FLAGS = {
@@ -112,8 +113,10 @@ const options = {
 };
 
 try {
+  checkOptions(options); // before the device opens or anything is tuned: a bad flag costs nothing
   await T.init();
   console.log(`adapter: ${T.gpu().name}`);
+  await useTuning(log);
   console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, out ${out}`);
   const began = performance.now();
   const result = await train(options);

@@ -6,6 +6,7 @@
 // get OpenAI's ImageNet prompt ensemble and CLIP's vocabulary.
 import { parseArgs } from 'node:util';
 import * as T from '../../ops/index.ts';
+import { useTuning } from '../../kernels/io/tuning.ts';
 import { defaultTemplates, textEncoderFor, zeroShotClassifier, zeroShotProbabilities } from '../evaluate.ts';
 import { readImage } from '../io/images.ts';
 import { l2normalize } from '../model.ts';
@@ -25,6 +26,7 @@ if (!values.weights || !values.image?.length) usage('--weights and at least one 
 if (values.templates !== undefined && !['run', 'ensemble', 'single'].includes(values.templates)) usage(`--templates must be run, ensemble or single, got '${values.templates}'`);
 await runTool('zeroshot', async () => {
   await T.init();
+  await useTuning((line) => console.error(line));
   const { model, tokenizer } = loadModel('zeroshot', values.weights!, values);
   model.eval();
   if (values.templates === 'run' && !model.prompts) usage(`--templates run: ${values.weights} records no prompts (only models trained here do)`);

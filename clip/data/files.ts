@@ -5,7 +5,7 @@
 // images that fail to decode at training time are reported with their path, counted, and replaced.
 import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
-import { readBytes } from '../../nn/io/files.ts';
+import { readBytes } from '../../core/io/files.ts';
 import { readImage } from '../io/images.ts';
 import { mulberry32 } from '../../core/random.ts';
 import { DEFAULT_IMAGE_LIMITS, ImageError, decodeImage, preprocess, randomResizedCrop, type ImageLimits } from '../preprocess.ts';

@@ -1,7 +1,7 @@
 // Images on disk (Node-only): reading PNG/JPEG files and writing PNGs; decoding and encoding are
 // clip/preprocess.ts, on bytes.
 import { writeFileSync } from 'node:fs';
-import { readBytes } from '../../nn/io/files.ts';
+import { readBytes } from '../../core/io/files.ts';
 import { DEFAULT_IMAGE_LIMITS, ImageError, decodeImage, encodePng, type ImageLimits, type RgbImage } from '../preprocess.ts';
 
 /** Decodes the PNG or JPEG file at `path` within `limits`; errors name the path. */

@@ -3,7 +3,7 @@
 // form) read back as a model and its tokenizer.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { FileError, makeDirectory, readBytes, writeFileAtomic } from '../../nn/io/files.ts';
+import { FileError, makeDirectory, readBytes, writeFileAtomic } from '../../core/io/files.ts';
 import { readSafetensors } from '../../nn/io/safetensors.ts';
 import { serializeSafetensorsHost } from '../../nn/safetensors.ts';
 import { ConfigError, type ClipConfig } from '../config.ts';

@@ -5,7 +5,7 @@
 // whole history.
 import { appendFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileError, lockDirectory, makeDirectory, removeStaleTemporaries, writeFileAtomic } from '../../nn/io/files.ts';
+import { FileError, lockDirectory, makeDirectory, removeStaleTemporaries, writeFileAtomic } from '../../core/io/files.ts';
 
 export interface RunFolder {
   dir: string;

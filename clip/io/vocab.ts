@@ -1,5 +1,5 @@
 // BPE vocabularies on disk (Node-only); the format is clip/tokenizer.ts, on bytes.
-import { readBytes, writeFileAtomic } from '../../nn/io/files.ts';
+import { readBytes, writeFileAtomic } from '../../core/io/files.ts';
 import { DEFAULT_VOCAB, OPENAI_VOCAB_SIZE, Tokenizer, TokenizerError, bpeBytes } from '../tokenizer.ts';
 
 /** The tokenizer of a gzipped BPE file (CLIP's own vocabulary by default). */

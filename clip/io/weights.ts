@@ -1,7 +1,7 @@
 // CLIP weights and vocabularies on disk (Node-only); the formats are clip/weights.ts and clip/tokenizer.ts.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../../nn/io/files.ts';
+import { writeFileAtomic } from '../../core/io/files.ts';
 import { readSafetensors } from '../../nn/io/safetensors.ts';
 import { ConfigError } from '../config.ts';
 import type { CLIP } from '../model.ts';

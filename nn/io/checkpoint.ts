@@ -1,7 +1,7 @@
 // Training checkpoints on disk (Node-only); the format is nn/checkpoint.ts.
 import { restoreCheckpoint, serializeCheckpoint, type CheckpointInfo, type HasState } from '../checkpoint.ts';
 import type { Module } from '../module.ts';
-import { writeFileAtomic } from './files.ts';
+import { writeFileAtomic } from '../../core/io/files.ts';
 import { readSafetensors } from './safetensors.ts';
 
 export type { CheckpointInfo } from '../checkpoint.ts';

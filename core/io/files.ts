@@ -1,4 +1,4 @@
-// Node-only file helpers shared by every format that touches disk (safetensors, BPE vocabularies, images,
+// Node-only file helpers shared by every layer that touches disk (safetensors, BPE vocabularies, images, tuning,
 // run folders): bounded reads of regular files with errors that name the path and the reason, atomic writes
 // that clean up after themselves, directories created without hanging, and a lock for a run folder.
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';

@@ -1,0 +1,18 @@
+// `npm run tune [-- --show]`: measures which kernel variants are fastest on this adapter, per shape bucket, and
+// caches the choices (kernels/io/tuning.ts) for every later run on it; --show prints the cached choices.
+import * as T from '../ops/index.ts';
+import { cachedTuning, tuneAndSave, tuningPath } from '../kernels/io/tuning.ts';
+import { variantName } from '../kernels/tune.ts';
+
+await T.init();
+console.log(`adapter: ${T.gpu().name}`);
+if (process.argv.includes('--show')) {
+  const tuning = cachedTuning();
+  if (!tuning) console.log(`no choices cached for this adapter in ${tuningPath()}: run npm run tune`);
+  else for (const [bucket, t] of Object.entries(tuning.matmul)) console.log(`matmul ${bucket}: ${variantName(t.choice)}  (${t.rates.map((r) => `${variantName(r.config)} ${r.gflops.toFixed(1)}`).join(', ')} GFLOP/s)`);
+} else {
+  const began = performance.now();
+  await tuneAndSave(console.log);
+  console.log(`tuned in ${((performance.now() - began) / 1000).toFixed(1)} s; choices cached in ${tuningPath()}`);
+}
+T.closeGpu();

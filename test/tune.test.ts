@@ -1,0 +1,66 @@
+// Kernel selection by measurement: the tuner times what the device can run in every bucket and keeps the
+// default unless another variant is clearly faster; the engine then runs the tuned variant for shapes of that
+// bucket (checked by GPU profile), falls back to the default elsewhere, and ignores choices for another adapter.
+import * as assert from 'uvu/assert';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { useTuning } from '../kernels/io/tuning.ts';
+import * as T from '../ops/index.ts';
+import * as R from '../kernels/reference.ts';
+import { defaultMatmulConfig, matmulBucket, matmulConfig, setMatmulTuning, unsupported } from '../kernels/matmul.ts';
+import { applyTuning, tuneMatmul, variantName, type Tuning } from '../kernels/tune.ts';
+import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
+
+const test = suite('tune');
+
+test('tuneMatmul: every bucket gets a runnable choice, the default unless another is ≥ 10% faster', async () => {
+  const tuning = await tuneMatmul(T.gpu().name);
+  assert.is(Object.keys(tuning.matmul).length, 27);
+  for (const [bucket, { choice, rates }] of Object.entries(tuning.matmul)) {
+    assert.is(unsupported(choice), null, bucket);
+    const fixed = rates.find((r) => variantName(r.config) === variantName(defaultMatmulConfig()))!;
+    const picked = rates.find((r) => variantName(r.config) === variantName(choice))!;
+    assert.ok(variantName(choice) === variantName(defaultMatmulConfig()) || picked.gflops >= 1.1 * fixed.gflops, `${bucket}: ${variantName(choice)} ${picked.gflops} vs default ${fixed.gflops}`);
+    assert.ok(rates.every((r) => r.gflops > 0 && Number.isFinite(r.gflops)), bucket);
+  }
+});
+
+test('the engine runs the tuned variant for its bucket, the default elsewhere, and ignores another adapter\'s choices', async () => {
+  const v2 = { version: 'v2', tm: 4, tn: 8 } as const;
+  const bucket = matmulBucket(300, 200, 100); // medium M and N, medium K
+  const tuning: Tuning = { adapter: T.gpu().name, matmul: { [bucket]: { choice: v2, rates: [] } } };
+  assert.is(applyTuning({ ...tuning, adapter: 'another adapter' }, T.gpu().name), null);
+  assert.equal(matmulConfig(300, 200, 100), defaultMatmulConfig());
+  applyTuning(tuning, T.gpu().name);
+  try {
+    assert.equal(matmulConfig(300, 200, 100), v2);
+    assert.equal(matmulConfig(30, 20, 10), defaultMatmulConfig());
+    const [a, b] = [randn([300, 100], 1), randn([100, 200], 2)];
+    let out: T.Tensor | null = null;
+    const kernels = await T.profile(() => (out = T.matmul(toTensor(a), toTensor(b))));
+    if (kernels) assert.ok(kernels.some((k) => k.name.startsWith('matmul_v2_4x8')), kernels.map((k) => k.name).join(', '));
+    await assertTensorClose(out!, R.matmul(a, b), 'tuned matmul', { atol: 1e-4, rtol: 1e-5 });
+  } finally {
+    setMatmulTuning({});
+  }
+});
+
+test('useTuning applies the choices cached for this adapter (CLIPGPU_TUNING names the cache file)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tuning-'));
+  const path = join(dir, 'tuning.json');
+  const v2 = { version: 'v2', tm: 8, tn: 8 } as const;
+  writeFileSync(path, JSON.stringify({ [T.gpu().name]: { adapter: T.gpu().name, matmul: { sss: { choice: v2, rates: [] } } } }));
+  const previous = process.env.CLIPGPU_TUNING;
+  process.env.CLIPGPU_TUNING = path;
+  try {
+    assert.ok(await useTuning());
+    assert.equal(matmulConfig(10, 10, 10), v2);
+  } finally {
+    setMatmulTuning({});
+    if (previous === undefined) delete process.env.CLIPGPU_TUNING;
+    else process.env.CLIPGPU_TUNING = previous;
+  }
+});
+
+test.run();
