@@ -2,7 +2,7 @@
 // floats. Rates are GB/s of compulsory traffic (each input read once, each output written once).
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { softmaxLanes } from '../kernels/rowwise.ts';
+import { rowKernelLanes } from '../kernels/rowwise.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result, type Tf } from './harness.ts';
 
 interface Case {
@@ -30,7 +30,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     {
       kernel: 'softmax',
       // The path this device takes for these rows, named in the results (one subgroup per row, or a thread).
-      impl: softmaxLanes(D, 4) ? `ours (${softmaxLanes(D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
+      impl: rowKernelLanes('softmax', D, 4) ? `ours (${rowKernelLanes('softmax', D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.softmax(x),
@@ -39,6 +39,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     },
     {
       kernel: 'layerNorm',
+      impl: rowKernelLanes('layerNorm', D, 4) ? `ours (${rowKernelLanes('layerNorm', D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.layerNorm(x, w, bias),

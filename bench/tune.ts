@@ -9,7 +9,10 @@ console.log(`adapter: ${T.gpu().name}`);
 if (process.argv.includes('--show')) {
   const tuning = cachedTuning();
   if (!tuning) console.log(`no choices cached for this adapter in ${tuningPath()}: run npm run tune`);
-  else for (const [bucket, t] of Object.entries(tuning.matmul)) console.log(`matmul ${bucket}: ${variantName(t.choice)}  (${t.rates.map((r) => `${variantName(r.config)} ${r.gflops.toFixed(1)}`).join(', ')} GFLOP/s)`);
+  else {
+    for (const [bucket, t] of Object.entries(tuning.matmul)) console.log(`matmul ${bucket}: ${variantName(t.choice)}  (${t.rates.map((r) => `${variantName(r.config)} ${r.gflops.toFixed(1)}`).join(', ')} GFLOP/s)`);
+    for (const [kernel, t] of Object.entries(tuning.rows ?? {})) console.log(`${kernel}: ${t.choice} per row  (${t.rates.map((r) => `${r.path} ${r.gbps.toFixed(2)}`).join(', ')} GB/s)`);
+  }
 } else {
   const began = performance.now();
   await tuneAndSave(console.log);

@@ -67,18 +67,43 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }
 const THREAD_ROW = { directives: [] as string[], entry: `${ROW_ID}\n  let first = 0u;\n  let step = 1u;`, sum: (v: string) => v, max: (v: string) => v };
 
-/** The subgroup width the wide-row path uses on this device, or null when rows go one per thread. */
-export function softmaxLanes(D: number, w: Width): number | null {
+/** How a row kernel walks a wide row: one thread, or one subgroup. */
+export type RowPath = 'thread' | 'subgroup';
+export type RowKernel = 'softmax' | 'layerNorm';
+
+/**
+ * The path for wide rows where the device can run both. Defaults measured on lavapipe: softmax gains from a
+ * subgroup per row (1.02–1.17×), layer norm ties (2.74–2.78 vs 2.77–2.97 GB/s), so it keeps a thread per row;
+ * kernels/tune.ts measures both per adapter.
+ */
+const rowPaths: Record<RowKernel, RowPath> = { softmax: 'subgroup', layerNorm: 'thread' };
+const DEFAULT_ROW_PATHS = { ...rowPaths };
+
+/** The fixed default path of a row kernel. */
+export const rowPathDefault = (kernel: RowKernel): RowPath => DEFAULT_ROW_PATHS[kernel];
+
+/** Installs measured row paths (an empty object restores the defaults). */
+export function setRowTuning(paths: Partial<Record<RowKernel, RowPath>>): void {
+  Object.assign(rowPaths, DEFAULT_ROW_PATHS, paths);
+}
+
+/** The subgroup width this device could walk a wide row with (rows ≥ 256 floats read as vec4), or null. */
+export function rowLanes(D: number, w: Width): number | null {
   const lanes = getEngine().gpu.subgroupSize;
   return w === 4 && D >= 256 && lanes !== null && WG % lanes === 0 ? lanes : null;
 }
 
-export function softmaxRaw(x: Tensor, log: boolean): Tensor {
+/** The subgroup width `kernel` walks rows of D floats with on this device (null: one thread per row). */
+export function rowKernelLanes(kernel: RowKernel, D: number, w: Width, path: RowPath = rowPaths[kernel]): number | null {
+  return path === 'subgroup' ? rowLanes(D, w) : null;
+}
+
+export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
   const { src, rows, D } = rowsOf(op, x);
   const out = Tensor.empty(x.shape);
   const w = widthFor(D, src.offset);
-  const lanes = softmaxLanes(D, w);
+  const lanes = rowKernelLanes('softmax', D, w, path);
   const row = lanes ? subgroupRow(lanes) : THREAD_ROW;
   const loop = 'for (var j = first; j < u.W; j += step)';
   // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
@@ -157,7 +182,7 @@ ${ROW_ID}
 // ---- layer norm ---------------------------------------------------------------------------------------------
 
 /** Forward: y = (x − mean) · rstd · weight + bias per row; also returns mean and rstd per row for backward. */
-export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: number): { y: Tensor; mean: Tensor; rstd: Tensor } {
+export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: number, path?: RowPath): { y: Tensor; mean: Tensor; rstd: Tensor } {
   const op = 'layerNorm';
   const { src, rows, D } = rowsOf(op, x);
   for (const [name, p] of [['weight', weight], ['bias', bias]] as const) {
@@ -169,30 +194,35 @@ export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   const mean = Tensor.empty([rows]);
   const rstd = Tensor.empty([rows]);
   const w = widthFor(D, src.offset, wc.offset, bc.offset);
+  // Wide rows may take one subgroup per row where subgroups have a fixed width, as softmax does.
+  const lanes = rowKernelLanes('layerNorm', D, w, path);
+  const walk = lanes ? subgroupRow(lanes) : THREAD_ROW;
+  const loop = 'for (var j = first; j < u.W; j += step)';
   launchRows(
-    `rows:layerNorm:${w}`,
+    `rows:layerNorm:${w}:${lanes ? `subgroup${lanes}` : 'thread'}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}`,
+      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}`,
       outputs: { y: vecType(w), meanOut: 'f32' as const, rstdOut: 'f32' as const },
       inputs: { x: vecType(w), w: vecType(w), b: vecType(w) },
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
+      directives: walk.directives,
       wgsl: `${prelude(w)}
-${ROW_ID}
+${walk.entry}
   let xb = u.off + base;
   var sv = V(0.0);
-  for (var j = 0u; j < u.W; j++) { sv += x[xb + j]; }
-  let mu = hsum(sv) / f32(u.D);
+  ${loop} { sv += x[xb + j]; }
+  let mu = ${walk.sum('hsum(sv)')} / f32(u.D);
   var vv = V(0.0);
-  for (var j = 0u; j < u.W; j++) { let d = x[xb + j] - mu; vv += d * d; }
-  let r = inverseSqrt(hsum(vv) / f32(u.D) + u.eps);
-  for (var j = 0u; j < u.W; j++) { y[base + j] = (x[xb + j] - mu) * r * w[u.offW + j] + b[u.offB + j]; }
+  ${loop} { let d = x[xb + j] - mu; vv += d * d; }
+  let r = inverseSqrt(${walk.sum('hsum(vv)')} / f32(u.D) + u.eps);
+  ${loop} { y[base + j] = (x[xb + j] - mu) * r * w[u.offW + j] + b[u.offB + j]; }
   meanOut[row] = mu;
   rstdOut[row] = r;
 }`,
     }),
     { y: y.bufferFor(op), meanOut: mean.bufferFor(op), rstdOut: rstd.bufferFor(op), x: src.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) },
     { rows, W: D / w, D, off: src.offset / w, offW: wc.offset / w, offB: bc.offset / w, eps },
-    rows,
+    lanes ? rows * lanes : rows,
   );
   src.dispose();
   wc.dispose();

@@ -1,5 +1,6 @@
 // Kernel selection by measurement, per adapter. For every matmul shape bucket (small / medium / large M, N, K)
-// the variants this device can run are timed on a shape of that bucket (GPU timestamps where the adapter has
+// the variants this device can run are timed on a shape of that bucket, and for softmax and layer norm the two
+// ways of walking a wide row (a thread or a subgroup per row) (GPU timestamps where the adapter has
 // them, else the wall clock; median of three after a warm-up), and the fastest is kept. The engine consults the
 // choices (kernels/matmul.ts matmulConfig) and falls back to the fixed default for anything not tuned. Tuning
 // takes seconds on lavapipe; kernels/io/tuning.ts caches the result per adapter and driver in Node, a page
@@ -7,6 +8,7 @@
 import { getEngine } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { randNormal } from './creation.ts';
+import { layerNormRaw, rowLanes, rowPathDefault, setRowTuning, softmaxRaw, type RowKernel, type RowPath } from './rowwise.ts';
 import { BUCKET_SIZES, MATMUL_VARIANTS, defaultMatmulConfig, matmulBucket, matmulRaw, setMatmulTuning, unsupported, type MatmulConfig } from './matmul.ts';
 
 export interface Tuning {
@@ -14,6 +16,8 @@ export interface Tuning {
   adapter: string;
   /** Per matmul bucket: the chosen variant and the rates (GFLOP/s) of every candidate, fastest first. */
   matmul: Record<string, { choice: MatmulConfig; rates: { config: MatmulConfig; gflops: number }[] }>;
+  /** Per row kernel (where the device can walk rows by subgroup): the chosen path and each path's GB/s. */
+  rows?: Partial<Record<RowKernel, { choice: RowPath; rates: { path: RowPath; gbps: number }[] }>>;
 }
 
 export const variantName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : `${c.version} ${c.tm}x${c.tn}`);
@@ -71,9 +75,41 @@ export async function tuneMatmul(adapter: string, log: (line: string) => void = 
   return result;
 }
 
+/** Times softmax and layer norm over wide rows ([4096, 1024]) with a thread and with a subgroup per row. */
+export async function tuneRows(log: (line: string) => void = () => {}): Promise<Tuning['rows']> {
+  const [rows, D] = [4096, 1024];
+  if (rowLanes(D, 4) === null) return {};
+  const x = randNormal([rows, D]);
+  const w = randNormal([D]);
+  const b = randNormal([D]);
+  const result: NonNullable<Tuning['rows']> = {};
+  const paths: RowPath[] = ['thread', 'subgroup'];
+  const kernels: [RowKernel, (path: RowPath) => Tensor][] = [
+    ['softmax', (path) => softmaxRaw(x, false, path)],
+    ['layerNorm', (path) => {
+      const { y, mean, rstd } = layerNormRaw(x, w, b, 1e-5, path);
+      mean.dispose();
+      rstd.dispose();
+      return y;
+    }],
+  ];
+  for (const [kernel, run] of kernels) {
+    const ms = await timeInterleaved(paths.map((path) => () => run(path)), 1);
+    const rates = paths.map((path, i) => ({ path, gbps: (2 * rows * D * 4) / ms[i] / 1e6 }));
+    const fixed = rates.find((r) => r.path === rowPathDefault(kernel))!;
+    const best = [...rates].sort((p, q) => q.gbps - p.gbps)[0];
+    const choice = best.gbps >= 1.1 * fixed.gbps ? best.path : fixed.path;
+    result[kernel] = { choice, rates };
+    log(`${kernel} [${rows}×${D}]: ${choice} per row (${rates.map((r) => `${r.path} ${r.gbps.toFixed(2)} GB/s`).join(', ')}; default ${fixed.path})`);
+  }
+  for (const t of [x, w, b]) t.dispose();
+  return result;
+}
+
 /** Makes the engine use `tuning`'s choices (ignored, with null returned, when it was measured on another adapter). */
 export function applyTuning(tuning: Tuning, adapter: string): Tuning | null {
   if (tuning.adapter !== adapter) return null;
   setMatmulTuning(Object.fromEntries(Object.entries(tuning.matmul).map(([bucket, t]) => [bucket, t.choice])));
+  setRowTuning(Object.fromEntries(Object.entries(tuning.rows ?? {}).map(([kernel, t]) => [kernel, t.choice])));
   return tuning;
 }

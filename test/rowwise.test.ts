@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { crossEntropyPerRow } from '../ops/rowwise.ts';
-import { softmaxLanes } from '../kernels/rowwise.ts';
+import { layerNormRaw, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
 import { assertTensorClose, randInt, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');
@@ -21,16 +21,33 @@ test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
   }
 });
 
-const lanes = softmaxLanes(1028, 4);
-if (lanes === null) skipTest(test, 'softmax: one subgroup per wide row', 'this device has no fixed-width subgroups');
-else {
-  test(`softmax: one ${lanes}-lane subgroup per wide row runs (profiled) and matches`, async () => {
+// Both paths for wide rows, each run by name (the default per kernel, or the tuned one, is only one of them).
+const lanes = rowLanes(1028, 4);
+for (const path of ['thread', 'subgroup'] as const) {
+  const title = `wide rows, ${path === 'thread' ? 'one thread' : `one ${lanes}-lane subgroup`} per row: softmax and layerNorm run that kernel (profiled) and match`;
+  if (path === 'subgroup' && lanes === null) {
+    skipTest(test, 'wide rows, one subgroup per row', 'this device has no fixed-width subgroups');
+    continue;
+  }
+  test(title, async () => {
+    const suffix = path === 'subgroup' ? `_subgroup${lanes}` : '';
     for (const [i, shape] of [[13, 256], [3, 1028], [70, 260]].entries()) {
-      const x = randn(shape, 850 + i, 3);
-      let y: T.Tensor | null = null;
-      const kernels = await T.profile(() => (y = T.softmax(toTensor(x))));
-      if (kernels) assert.ok(kernels.some((k) => k.name === `softmax_vec4_subgroup${lanes}`), kernels.map((k) => k.name).join(', '));
-      await assertTensorClose(y!, R.softmax(x), `softmax ${shape}`, { atol: 1e-6, rtol: 1e-5 });
+      const D = shape[1];
+      const x = R.map(randn(shape, 850 + i, 3), (v) => v + 1);
+      const [w, b] = [randn([D], 880 + i), randn([D], 890 + i)];
+      const [xt, wt, bt] = [toTensor(x), toTensor(w), toTensor(b)];
+      let soft: T.Tensor | null = null;
+      let norm: { y: T.Tensor; mean: T.Tensor; rstd: T.Tensor } | null = null;
+      const kernels = await T.profile(() => {
+        soft = softmaxRaw(xt, false, path);
+        norm = layerNormRaw(xt, wt, bt, 1e-5, path);
+      });
+      if (kernels) {
+        const names = kernels.map((k) => k.name);
+        assert.ok(names.includes(`softmax_vec4${suffix}`) && names.includes(`layerNorm_vec4${suffix}`), names.join(', '));
+      }
+      await assertTensorClose(soft!, R.softmax(x), `softmax ${shape} (${path})`, { atol: 1e-6, rtol: 1e-5 });
+      await assertTensorClose(norm!.y, R.layerNorm(x, w, b, 1e-5), `layerNorm ${shape} (${path})`, { atol: 1e-5, rtol: 1e-4 });
     }
   });
 }

@@ -9,7 +9,8 @@ import { useTuning } from '../kernels/io/tuning.ts';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { defaultMatmulConfig, matmulBucket, matmulConfig, setMatmulTuning, unsupported } from '../kernels/matmul.ts';
-import { applyTuning, tuneMatmul, variantName, type Tuning } from '../kernels/tune.ts';
+import { applyTuning, tuneMatmul, tuneRows, variantName, type Tuning } from '../kernels/tune.ts';
+import { rowLanes, rowPathDefault } from '../kernels/rowwise.ts';
 import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('tune');
@@ -23,6 +24,20 @@ test('tuneMatmul: every bucket gets a runnable choice, the default unless anothe
     const picked = rates.find((r) => variantName(r.config) === variantName(choice))!;
     assert.ok(variantName(choice) === variantName(defaultMatmulConfig()) || picked.gflops >= 1.1 * fixed.gflops, `${bucket}: ${variantName(choice)} ${picked.gflops} vs default ${fixed.gflops}`);
     assert.ok(rates.every((r) => r.gflops > 0 && Number.isFinite(r.gflops)), bucket);
+  }
+});
+
+test('tuneRows: softmax and layerNorm each get a row path, the default unless the other is ≥ 10% faster', async () => {
+  const rows = (await tuneRows()) ?? {};
+  if (rowLanes(1024, 4) === null) {
+    assert.equal(rows, {});
+    return;
+  }
+  for (const kernel of ['softmax', 'layerNorm'] as const) {
+    const t = rows[kernel]!;
+    const fixed = t.rates.find((r) => r.path === rowPathDefault(kernel))!;
+    const picked = t.rates.find((r) => r.path === t.choice)!;
+    assert.ok(t.choice === fixed.path || picked.gbps >= 1.1 * fixed.gbps, `${kernel}: ${JSON.stringify(t)}`);
   }
 });
 
