@@ -18,6 +18,7 @@
 // QKV projection [B, L, 3·E] are read in place; selfAttention() takes that packed tensor and returns the
 // gradient of the packed tensor in one buffer, so nothing is permuted, copied or zero-filled on the way.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { getEngine } from '../core/engine.ts';
 import { F32_MAX, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
@@ -26,9 +27,9 @@ const WG = 64;
 /** Widest head the kernels accept. */
 export const MAX_HEAD_DIM = 128;
 /**
- * Widest head for which the fused kernels beat the unfused path on lavapipe (`npm run bench -- --only
- * attention`): at 16 and 32 they are 3–4× faster forward + backward; at 64 a thread's rows no longer fit in
- * registers and batched matmuls win (2.2 vs 5.1 GFLOP/s at ViT-B/32's shape). nn/attention.ts picks by it.
+ * Widest head one thread owns whole (`npm run bench -- --only attention`): at 16 and 32 the fused kernels are
+ * 3–4× faster forward + backward than batched matmuls; at 64 a thread's rows no longer fit in registers, so
+ * wider heads share each row across a subgroup (attentionLanes) and useFusedAttention decides per case.
  */
 export const FUSED_HEAD_DIM = 32;
 
@@ -66,9 +67,40 @@ function widthOf(D: number, operands: HeadView[]): Width {
 // The head width is a compile-time constant (one pipeline per head width a model uses, not per batch or
 // sequence length): the loops over it unroll and the per-thread rows live in registers. With the width in a
 // uniform the rows were private arrays in scratch memory and the kernels ran 3× slower on lavapipe.
-function prelude(w: Width, D: number): string {
-  return `${vectorPrelude(w)}\nconst W = ${D / w}u;`;
+function prelude(w: Width, D: number, lanes: number): string {
+  return `${vectorPrelude(w)}\nconst W = ${D / w}u;\nconst LANES = ${lanes}u;\nconst C = ${D / w / lanes}u;`;
 }
+
+/**
+ * Threads per query (or key) row. Heads up to FUSED_HEAD_DIM wide: one thread owns a whole row, its values in
+ * registers. Wider heads (CLIP's 64) spill one thread's registers, so where the device has fixed-width
+ * subgroups a subgroup of lanes shares each row: lane ℓ owns the vec4 chunks ℓ, ℓ + lanes, … (neighbouring
+ * lanes read neighbouring memory) and dot products are finished with subgroupAdd. 1 where that is not possible.
+ */
+export function attentionLanes(D: number, w: Width): number {
+  const lanes = getEngine().gpu.subgroupSize;
+  const W = D / w;
+  return D > FUSED_HEAD_DIM && lanes !== null && lanes > 1 && W % lanes === 0 && WG % lanes === 0 ? lanes : 1;
+}
+
+/**
+ * Heads wider than FUSED_HEAD_DIM (a subgroup per row) against batched matmuls, fwd + bwd on lavapipe
+ * (bench/RESULTS.md): causal CLIP text [8, 77, 8 × 64] 3.53 vs 2.83 GFLOP/s, fused wins; ViT-B/32 image
+ * [8, 50, 12 × 64] 3.33 vs 5.41, batched matmuls win.
+ */
+const WIDE_FUSED = { causal: true, full: false };
+
+/** Whether attention over heads `D` wide takes the fused kernels on this device (else batched matmuls). */
+export function useFusedAttention(D: number, causal: boolean): boolean {
+  if (D <= FUSED_HEAD_DIM) return true;
+  if (D > MAX_HEAD_DIM || attentionLanes(D, 4) === 1) return false;
+  return causal ? WIDE_FUSED.causal : WIDE_FUSED.full;
+}
+
+/** A dot product's partial sum finished across the lanes that share a row. */
+const reduce = (lanes: number, v: string) => (lanes > 1 ? `subgroupAdd(${v})` : v);
+/** A loop over this lane's chunks of a head: `cc` indexes registers, `c` the head. */
+const CHUNKS = 'for (var cc = 0u; cc < C; cc++) { let c = lane + cc * LANES;';
 
 /** Uniform fields (and values, in units of V) for operands named by their one-letter prefixes. */
 function operandUniforms(w: number, named: Record<string, HeadView>): { types: Record<string, 'u32'>; values: Record<string, number> } {
@@ -91,8 +123,16 @@ function operandUniforms(w: number, named: Record<string, HeadView>): { types: R
 /** WGSL expression: the start of row (b, token, h) of operand p. */
 const rowAt = (p: string, token: string) => `u.${p}off + b * u.${p}B + ${token} * u.${p}T + h * u.${p}H`;
 
-// Every kernel's thread decodes its (batch, head, row) the same way; `rows` is B·H·(L or S).
-const ROW_ID = (len: string) => `${perItemEntry(WG)}
+// Every kernel decodes its (batch, head, row) the same way; `rows` is B·H·(L or S). With lanes > 1 the row
+// index is the subgroup's (a whole subgroup leaves together, so the early return is uniform).
+const ROW_ID = (len: string, lanes: number) => `${
+  lanes > 1
+    ? `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) local: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${WG / lanes}u + local / ${lanes}u;`
+    : `${perItemEntry(WG)}
+  let lane = 0u;`
+}
   if (t >= u.rows) { return; }
   let r = t % u.${len};
   let bh = t / u.${len};
@@ -101,17 +141,18 @@ const ROW_ID = (len: string) => `${perItemEntry(WG)}
 
 const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32', scale: 'f32' } as const;
 
-function launch(key: string, name: string, w: Width, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
+function launch(key: string, name: string, w: Width, lanes: number, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
   const { types, values } = operandUniforms(w, named);
   const spec = () => ({
-    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}`,
+    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}`,
     outputs,
     inputs,
     uniforms: { ...DIM_UNIFORMS, ...types },
-    wgsl: `${prelude(w, dims.D)}\n${body}`,
+    directives: lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
+    wgsl: `${prelude(w, dims.D, lanes)}\n${body}`,
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
-  launchPerItem(`attention:${key}:${w}:${dims.D}`, spec, buffers, uniforms, rows, WG);
+  launchPerItem(`attention:${key}:${w}:${dims.D}:${lanes}`, spec, buffers, uniforms, rows * lanes, WG);
 }
 
 /** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
@@ -122,18 +163,20 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   const lse = Tensor.empty([B, H, L]);
   const w = widthOf(D, [q, k, v]);
   const V = vecType(w);
+  const lanes = attentionLanes(D, w);
   launch(
     'forward',
     'attention',
     w,
+    lanes,
     { o: V, lse: 'f32' },
     { q: V, k: V, v: V },
     { q, k, v },
-    `${ROW_ID('L')}
+    `${ROW_ID('L', lanes)}
   let qb = ${rowAt('q', 'r')};
-  var qi: array<V, W>;
-  var acc: array<V, W>;
-  for (var c = 0u; c < W; c++) { qi[c] = q[qb + c] * u.scale; acc[c] = V(0.0); }
+  var qi: array<V, C>;
+  var acc: array<V, C>;
+  ${CHUNKS} qi[cc] = q[qb + c] * u.scale; acc[cc] = V(0.0); }
   let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
   // Online softmax: m is the running maximum, l the running sum of exp(s − m), acc the running Σ exp(s − m)·v.
   var m = -${F32_MAX};
@@ -141,19 +184,19 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   for (var j = 0u; j < end; j++) {
     let kb = ${rowAt('k', 'j')};
     var sv = V(0.0);
-    for (var c = 0u; c < W; c++) { sv += qi[c] * k[kb + c]; }
-    let s = hsum(sv);
+    ${CHUNKS} sv += qi[cc] * k[kb + c]; }
+    let s = ${reduce(lanes, 'hsum(sv)')};
     let mNew = max(m, s);
     let correction = exp(m - mNew);
     let p = exp(s - mNew);
     l = l * correction + p;
     let vb = ${rowAt('v', 'j')};
-    for (var c = 0u; c < W; c++) { acc[c] = acc[c] * correction + p * v[vb + c]; }
+    ${CHUNKS} acc[cc] = acc[cc] * correction + p * v[vb + c]; }
     m = mNew;
   }
   let inv = 1.0 / l;
   let ob = ((b * u.L + r) * u.H + h) * W;
-  for (var c = 0u; c < W; c++) { o[ob + c] = acc[c] * inv; }
+  ${CHUNKS} o[ob + c] = acc[cc] * inv; }
   lse[t] = m + log(l);
 }`,
     { o: o.bufferFor(op), lse: lse.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer },
@@ -181,23 +224,25 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
   const [o, go] = [denseOperand(op, oT, dims, L), denseOperand(op, gc, dims, L)];
   const w = widthOf(D, [q, k, v, o, go, dq, dkv.k, dkv.v]);
   const V = vecType(w);
+  const lanes = attentionLanes(D, w);
   launch(
     'backward:dq',
     'attentionBackward_dq',
     w,
+    lanes,
     { dq: V, delta: 'f32' },
     { q: V, k: V, v: V, o: V, g: V, lse: 'f32' },
     { q, k, v, o, g: go, d: dq },
-    `${ROW_ID('L')}
+    `${ROW_ID('L', lanes)}
   let qb = ${rowAt('q', 'r')};
   let gb = ${rowAt('g', 'r')};
   let ob = ${rowAt('o', 'r')};
-  var qi: array<V, W>;
-  var gi: array<V, W>;
-  var acc: array<V, W>;
+  var qi: array<V, C>;
+  var gi: array<V, C>;
+  var acc: array<V, C>;
   var dv = V(0.0);
-  for (var c = 0u; c < W; c++) { qi[c] = q[qb + c] * u.scale; gi[c] = g[gb + c]; acc[c] = V(0.0); dv += gi[c] * o[ob + c]; }
-  let di = hsum(dv);
+  ${CHUNKS} qi[cc] = q[qb + c] * u.scale; gi[cc] = g[gb + c]; acc[cc] = V(0.0); dv += gi[cc] * o[ob + c]; }
+  let di = ${reduce(lanes, 'hsum(dv)')};
   let li = lse[t];
   let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
   for (var j = 0u; j < end; j++) {
@@ -205,12 +250,12 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     let vb = ${rowAt('v', 'j')};
     var sv = V(0.0);
     var pv = V(0.0);
-    for (var c = 0u; c < W; c++) { sv += qi[c] * k[kb + c]; pv += gi[c] * v[vb + c]; }
-    let ds = exp(hsum(sv) - li) * (hsum(pv) - di);
-    for (var c = 0u; c < W; c++) { acc[c] += ds * k[kb + c]; }
+    ${CHUNKS} sv += qi[cc] * k[kb + c]; pv += gi[cc] * v[vb + c]; }
+    let ds = exp(${reduce(lanes, 'hsum(sv)')} - li) * (${reduce(lanes, 'hsum(pv)')} - di);
+    ${CHUNKS} acc[cc] += ds * k[kb + c]; }
   }
   let db = ${rowAt('d', 'r')};
-  for (var c = 0u; c < W; c++) { dq[db + c] = acc[c] * u.scale; }
+  ${CHUNKS} dq[db + c] = acc[cc] * u.scale; }
   delta[t] = di;
 }`,
     { dq: dq.buffer, delta: delta.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer, o: o.buffer, g: go.buffer, lse: lse.bufferFor(op) },
@@ -223,17 +268,18 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     'backward:dkv',
     'attentionBackward_dkdv',
     w,
+    lanes,
     { dkv: V },
     { q: V, k: V, v: V, g: V, lse: 'f32', delta: 'f32' },
     { q, k, v, g: go, e: dkv.k, f: dkv.v },
-    `${ROW_ID('S')}
+    `${ROW_ID('S', lanes)}
   let kb = ${rowAt('k', 'r')};
   let vb = ${rowAt('v', 'r')};
-  var kj: array<V, W>;
-  var vj: array<V, W>;
-  var dk: array<V, W>;
-  var dv: array<V, W>;
-  for (var c = 0u; c < W; c++) { kj[c] = k[kb + c] * u.scale; vj[c] = v[vb + c]; dk[c] = V(0.0); dv[c] = V(0.0); }
+  var kj: array<V, C>;
+  var vj: array<V, C>;
+  var dk: array<V, C>;
+  var dv: array<V, C>;
+  ${CHUNKS} kj[cc] = k[kb + c] * u.scale; vj[cc] = v[vb + c]; dk[cc] = V(0.0); dv[cc] = V(0.0); }
   let start = select(0u, r, u.causal != 0u);
   for (var i = start; i < u.L; i++) {
     let qb = ${rowAt('q', 'i')};
@@ -241,14 +287,14 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     let row = bh * u.L + i;
     var sv = V(0.0);
     var pv = V(0.0);
-    for (var c = 0u; c < W; c++) { sv += q[qb + c] * kj[c]; pv += g[gb + c] * vj[c]; }
-    let p = exp(hsum(sv) - lse[row]);
-    let ds = p * (hsum(pv) - delta[row]);
-    for (var c = 0u; c < W; c++) { dv[c] += p * g[gb + c]; dk[c] += ds * q[qb + c]; }
+    ${CHUNKS} sv += q[qb + c] * kj[cc]; pv += g[gb + c] * vj[cc]; }
+    let p = exp(${reduce(lanes, 'hsum(sv)')} - lse[row]);
+    let ds = p * (${reduce(lanes, 'hsum(pv)')} - delta[row]);
+    ${CHUNKS} dv[cc] += p * g[gb + c]; dk[cc] += ds * q[qb + c]; }
   }
   let eb = ${rowAt('e', 'r')};
   let fb = ${rowAt('f', 'r')};
-  for (var c = 0u; c < W; c++) { dkv[eb + c] = dk[c] * u.scale; dkv[fb + c] = dv[c]; }
+  ${CHUNKS} dkv[eb + c] = dk[cc] * u.scale; dkv[fb + c] = dv[cc]; }
 }`,
     { dkv: dkv.k.buffer, q: q.buffer, k: k.buffer, v: v.buffer, g: go.buffer, lse: lse.bufferFor(op), delta: delta.bufferFor(op) },
     dims,

@@ -3,7 +3,7 @@
 //
 // All heads run at once in the fused attention kernels (kernels/attention.ts): self-attention reads Q, K and V
 // straight out of the packed projection, and a causal mask is a flag, not a tensor. An arbitrary additive
-// mask, or a head wider than T.FUSED_HEAD_DIM (where batched matmuls are faster), takes the unfused path: Q,
+// mask, or heads for which T.useFusedAttention says batched matmuls are faster, take the unfused path: Q,
 // K, V viewed as [B, heads, L, d], the scores one batched matmul, the mask a broadcast add, then the softmax
 // kernel and a second batched matmul.
 import * as T from '../ops/index.ts';
@@ -49,9 +49,9 @@ export class MultiheadAttention extends Module {
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       const project = (x: T.Tensor, part: number) =>
         T.matmul(x, T.transpose(T.narrow(this.inProjWeight, 0, part * E, E)), { bias: T.narrow(this.inProjBias, 0, part * E, E) });
-      // Heads wider than the fused kernels take run unfused, where `causal` becomes a mask tensor: made once per
-      // sequence length and kept by the module rather than uploaded on every call.
-      const wide = this.headDim > T.FUSED_HEAD_DIM;
+      // Heads the fused kernels do not take here run unfused, where `causal` becomes a mask tensor: made once
+      // per sequence length and kept by the module rather than uploaded on every call.
+      const wide = !T.useFusedAttention(this.headDim, causal);
       const mask = attnMask ?? (causal && wide ? this.causalMaskFor(q.shape[1]) : undefined);
       let attended: T.Tensor;
       if (query === key && key === value) {
@@ -84,13 +84,13 @@ export class MultiheadAttention extends Module {
 
 /**
  * softmax(Q·Kᵀ/√d + mask)·V for projected Q [B, L, E], K and V [B, S, E], split into `heads` heads of
- * d = E / heads; returns [B, L, E] with the heads merged back. Fused unless an additive mask is given or the
- * heads are wider than T.FUSED_HEAD_DIM (then `causal` builds its mask tensor on each call).
+ * d = E / heads; returns [B, L, E] with the heads merged back. Fused unless an additive mask is given or
+ * T.useFusedAttention says batched matmuls are faster for these heads (then `causal` builds its mask tensor).
  */
 export function attend(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: number, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
   const [B, L, E] = Q.shape;
   const d = E / heads;
-  if (attnMask || d > T.FUSED_HEAD_DIM) return attendUnfused(Q, K, V, heads, attnMask ?? (causal ? causalMask(L) : undefined));
+  if (attnMask || !T.useFusedAttention(d, causal)) return attendUnfused(Q, K, V, heads, attnMask ?? (causal ? causalMask(L) : undefined));
   return T.tidy(() => {
     const split = (t: T.Tensor) => T.reshape(t, [B, t.shape[1], heads, d]);
     return T.reshape(T.attention(split(Q), split(K), split(V), { causal }), [B, L, E]);

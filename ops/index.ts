@@ -17,7 +17,7 @@ export { matmul } from './matmul.ts';
 export { matmulConfig, type Activation, type MatmulOptions } from '../kernels/matmul.ts';
 export { softmax, logSoftmax, layerNorm } from './rowwise.ts';
 export { attention, selfAttention } from './attention.ts';
-export { MAX_HEAD_DIM, FUSED_HEAD_DIM, type AttentionOptions } from '../kernels/attention.ts';
+export { MAX_HEAD_DIM, FUSED_HEAD_DIM, useFusedAttention, type AttentionOptions } from '../kernels/attention.ts';
 export { indexSelect, embedding } from './gather.ts';
 export { crossEntropy, variance, logSumExp } from './composite.ts';
 export { conv2d, im2col, avgPool2d, maxPool2d, adaptiveAvgPool2d, type Conv2dOptions, type PoolOptions } from './conv.ts';
