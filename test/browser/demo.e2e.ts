@@ -37,6 +37,8 @@ async function waitFor(page: Page, what: string, test: (d: Demo) => boolean, sec
 }
 const zeroshot = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', ...args], { encoding: 'utf8' });
 
+// The commands it compares with run the fixed kernel defaults, as the tests do (no tuning on this machine).
+process.env.CLIPGPU_TUNE ??= 'off';
 const screens = join(ROOT, '.build/demo-screens');
 mkdirSync(screens, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'demo-e2e-'));
