@@ -112,6 +112,39 @@ export function configFromHf(json: unknown, source: string): ClipConfig {
 }
 
 /**
+ * How OpenAI's keys map to transformers' CLIPModel keys, one table for both directions (toHfLayout here,
+ * toOpenAiLayout in weights.ts): tensors copied as they are, projections transposed into Linear weights,
+ * and per transformer layer (the packed in_proj is split into q/k/v separately).
+ */
+export const HF_KEYS = {
+  copied: [
+    ['visual.conv1.weight', 'vision_model.embeddings.patch_embedding.weight'],
+    ['visual.class_embedding', 'vision_model.embeddings.class_embedding'],
+    ['visual.positional_embedding', 'vision_model.embeddings.position_embedding.weight'],
+    // HF calls OpenAI's ln_pre "pre_layrnorm" (sic).
+    ...['weight', 'bias'].flatMap((p) => [[`visual.ln_pre.${p}`, `vision_model.pre_layrnorm.${p}`], [`visual.ln_post.${p}`, `vision_model.post_layernorm.${p}`], [`ln_final.${p}`, `text_model.final_layer_norm.${p}`]]),
+    ['token_embedding.weight', 'text_model.embeddings.token_embedding.weight'],
+    ['positional_embedding', 'text_model.embeddings.position_embedding.weight'],
+    ['logit_scale', 'logit_scale'],
+  ] as [string, string][],
+  transposed: [
+    ['visual.proj', 'visual_projection.weight'],
+    ['text_projection', 'text_projection.weight'],
+  ] as [string, string][],
+  /** Within one layer: ours under `resblocks.i.`, theirs under `encoder.layers.i.`. */
+  layer: ['weight', 'bias'].flatMap((p) => [['attn.out_proj', 'self_attn.out_proj'], ['ln_1', 'layer_norm1'], ['ln_2', 'layer_norm2'], ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2']].map(([o, h]) => [`${o}.${p}`, `${h}.${p}`])) as [string, string][],
+  towers: [['visual.transformer', 'vision_model'], ['transformer', 'text_model']] as [string, string][],
+};
+
+/** A 2-D host tensor transposed. */
+export function transposeHost(t: { shape: number[]; data: Float32Array | Int32Array }): { shape: number[]; data: Float32Array } {
+  const [r, c] = t.shape;
+  const data = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j];
+  return { shape: [c, r], data };
+}
+
+/**
  * OpenAI-layout tensors in transformers' CLIPModel layout: each packed in_proj split into q/k/v projections,
  * the projections transposed into Linear weights (the inverse of weights.ts's toOpenAiLayout).
  */
@@ -123,13 +156,6 @@ export function toHfLayout(tensors: HostTensors, c: ClipConfig): HostTensors {
     if (!t) throw new ConfigError(`OpenAI-layout CLIP state: key '${k}' is missing`);
     return t;
   };
-  const transposed = (k: string) => {
-    const t = get(k);
-    const [r, cols] = t.shape;
-    const data = new Float32Array(r * cols);
-    for (let i = 0; i < r; i++) for (let j = 0; j < cols; j++) data[j * r + i] = t.data[i * cols + j];
-    return { shape: [cols, r], data };
-  };
   /** Rows [part·n, (part+1)·n) of a packed [3n, …] tensor. */
   const third = (k: string, part: number) => {
     const t = get(k);
@@ -137,34 +163,19 @@ export function toHfLayout(tensors: HostTensors, c: ClipConfig): HostTensors {
     const per = t.data.length / 3;
     return { shape: [n, ...t.shape.slice(1)], data: t.data.slice(part * per, (part + 1) * per) };
   };
-  const tower = (ours: string, hf: string, layers: number) => {
+  for (const [ours, hf] of HF_KEYS.towers) {
+    const layers = ours === 'transformer' ? c.transformerLayers : (c.visionLayers as number);
     for (let i = 0; i < layers; i++) {
-      const a = `${ours}.resblocks.${i}`;
-      const b = `${hf}.encoder.layers.${i}`;
+      const [a, b] = [`${ours}.resblocks.${i}`, `${hf}.encoder.layers.${i}`];
       ['q', 'k', 'v'].forEach((p, part) => {
         out.set(`${b}.self_attn.${p}_proj.weight`, third(`${a}.attn.in_proj_weight`, part));
         out.set(`${b}.self_attn.${p}_proj.bias`, third(`${a}.attn.in_proj_bias`, part));
       });
-      for (const [o, h] of [['attn.out_proj', 'self_attn.out_proj'], ['ln_1', 'layer_norm1'], ['ln_2', 'layer_norm2'], ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2']]) {
-        out.set(`${b}.${h}.weight`, get(`${a}.${o}.weight`));
-        out.set(`${b}.${h}.bias`, get(`${a}.${o}.bias`));
-      }
+      for (const [o, h] of HF_KEYS.layer) out.set(`${b}.${h}`, get(`${a}.${o}`));
     }
-  };
-  tower('visual.transformer', 'vision_model', c.visionLayers as number);
-  tower('transformer', 'text_model', c.transformerLayers);
-  out.set('vision_model.embeddings.patch_embedding.weight', get('visual.conv1.weight'));
-  out.set('vision_model.embeddings.class_embedding', get('visual.class_embedding'));
-  out.set('vision_model.embeddings.position_embedding.weight', get('visual.positional_embedding'));
-  for (const [o, h] of [['visual.ln_pre', 'vision_model.pre_layrnorm'], ['visual.ln_post', 'vision_model.post_layernorm'], ['ln_final', 'text_model.final_layer_norm']]) {
-    out.set(`${h}.weight`, get(`${o}.weight`));
-    out.set(`${h}.bias`, get(`${o}.bias`));
   }
-  out.set('visual_projection.weight', transposed('visual.proj'));
-  out.set('text_projection.weight', transposed('text_projection'));
-  out.set('text_model.embeddings.token_embedding.weight', get('token_embedding.weight'));
-  out.set('text_model.embeddings.position_embedding.weight', get('positional_embedding'));
-  out.set('logit_scale', get('logit_scale'));
+  for (const [o, h] of HF_KEYS.copied) out.set(h, get(o));
+  for (const [o, h] of HF_KEYS.transposed) out.set(h, transposeHost(get(o)));
   return out;
 }
 

@@ -4,7 +4,7 @@
 import * as T from '../ops/index.ts';
 import { serializeSafetensors, type SafetensorsFile } from '../nn/safetensors.ts';
 import { ConfigError, inferConfig, type ClipConfig } from './config.ts';
-import type { HostTensors } from './interop.ts';
+import { HF_KEYS, transposeHost, type HostTensors } from './interop.ts';
 import { CLIP } from './model.ts';
 import type { Prompts } from './prompts.ts';
 
@@ -31,13 +31,6 @@ export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
     if (!t) throw new ConfigError(`Hugging Face CLIP checkpoint: key '${k}' is missing`);
     return t;
   };
-  const transposed = (k: string) => {
-    const t = get(k);
-    const [r, c] = t.shape;
-    const data = new Float32Array(r * c);
-    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j];
-    return { shape: [c, r], data };
-  };
   const concat = (keys: string[]) => {
     const parts = keys.map(get);
     const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
@@ -49,36 +42,16 @@ export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
     return { shape: [parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], data };
   };
   const layers = (prefix: string) => new Set([...file.tensors.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length).split('.')[0])).size;
-  const tower = (hf: string, ours: string) => {
+  for (const [ours, hf] of HF_KEYS.towers) {
     for (let i = 0; i < layers(`${hf}.encoder.layers.`); i++) {
-      const a = `${hf}.encoder.layers.${i}`;
-      const b = `${ours}.resblocks.${i}`;
+      const [a, b] = [`${hf}.encoder.layers.${i}`, `${ours}.resblocks.${i}`];
       out.set(`${b}.attn.in_proj_weight`, concat(['q', 'k', 'v'].map((p) => `${a}.self_attn.${p}_proj.weight`)));
       out.set(`${b}.attn.in_proj_bias`, concat(['q', 'k', 'v'].map((p) => `${a}.self_attn.${p}_proj.bias`)));
-      out.set(`${b}.attn.out_proj.weight`, get(`${a}.self_attn.out_proj.weight`));
-      out.set(`${b}.attn.out_proj.bias`, get(`${a}.self_attn.out_proj.bias`));
-      for (const [h, o] of [['layer_norm1', 'ln_1'], ['layer_norm2', 'ln_2'], ['mlp.fc1', 'mlp.c_fc'], ['mlp.fc2', 'mlp.c_proj']]) {
-        out.set(`${b}.${o}.weight`, get(`${a}.${h}.weight`));
-        out.set(`${b}.${o}.bias`, get(`${a}.${h}.bias`));
-      }
+      for (const [o, h] of HF_KEYS.layer) out.set(`${b}.${o}`, get(`${a}.${h}`));
     }
-  };
-  tower('vision_model', 'visual.transformer');
-  tower('text_model', 'transformer');
-  const patch = get('vision_model.embeddings.patch_embedding.weight');
-  out.set('visual.conv1.weight', patch);
-  out.set('visual.class_embedding', get('vision_model.embeddings.class_embedding'));
-  out.set('visual.positional_embedding', get('vision_model.embeddings.position_embedding.weight'));
-  // HF calls OpenAI's ln_pre "pre_layrnorm" (sic).
-  for (const [h, o] of [['vision_model.pre_layrnorm', 'visual.ln_pre'], ['vision_model.post_layernorm', 'visual.ln_post'], ['text_model.final_layer_norm', 'ln_final']]) {
-    out.set(`${o}.weight`, get(`${h}.weight`));
-    out.set(`${o}.bias`, get(`${h}.bias`));
   }
-  out.set('visual.proj', transposed('visual_projection.weight'));
-  out.set('text_projection', transposed('text_projection.weight'));
-  out.set('token_embedding.weight', get('text_model.embeddings.token_embedding.weight'));
-  out.set('positional_embedding', get('text_model.embeddings.position_embedding.weight'));
-  out.set('logit_scale', get('logit_scale'));
+  for (const [o, h] of HF_KEYS.copied) out.set(o, get(h));
+  for (const [o, h] of HF_KEYS.transposed) out.set(o, transposeHost(get(h)));
   return out;
 }
 

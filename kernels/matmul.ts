@@ -125,6 +125,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 /**
+ * WGSL that stores a thread's TM × TN block c{i}_{j} at rows row0 + i and columns col0 + j of C, skipping
+ * what lies outside it, with the fused bias and activation (the epilogue v2 and v4 share).
+ */
+function storeBlock(rows: number[], cols: number[], bias: boolean, act: Activation): string[] {
+  const store: string[] = [];
+  for (const i of rows) {
+    store.push(`if (row0 + ${i}u < u.M) {`);
+    store.push(`  let base${i} = (batch * u.M + row0 + ${i}u) * u.N + col0;`);
+    for (const j of cols) {
+      const v = bias ? `(c${i}_${j} + bias[u.offBias + col0 + ${j}u])` : `c${i}_${j}`;
+      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${ACTIVATION[act](v)}; }`);
+    }
+    store.push('}');
+  }
+  return store;
+}
+
+/**
  * How v2 loads an operand. A: 'k4' reads four consecutive k of a row as a vec4 (row-major A), 'm4' four
  * consecutive rows at one k (a transposed A view); B: 'n4' four consecutive columns (row-major B), 'k4' four
  * consecutive k of a column (a transposed B view, i.e. x·Wᵀ with PyTorch's [out, in] weights).
@@ -176,16 +194,7 @@ function v2Source(tm: number, tn: number, aLoad: ALoad, bLoad: BLoad, bias: bool
   for (const i of rows) for (const j of cols) setup.push(`var c${i}_${j} = 0.0;`);
   const fmas: string[] = [];
   for (const kk of steps) for (const i of rows) for (const j of cols) fmas.push(`c${i}_${j} = fma(${aAt(i, kk)}, ${bAt(kk, j)}, c${i}_${j});`);
-  const store: string[] = [];
-  for (const i of rows) {
-    store.push(`if (row0 + ${i}u < u.M) {`);
-    store.push(`  let base${i} = (batch * u.M + row0 + ${i}u) * u.N + col0;`);
-    for (const j of cols) {
-      const v = bias ? `(c${i}_${j} + bias[u.offBias + col0 + ${j}u])` : `c${i}_${j}`;
-      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${ACTIVATION[act](v)}; }`);
-    }
-    store.push('}');
-  }
+  const store = storeBlock(rows, cols, bias, act);
   return `${HELPERS}
 @compute @workgroup_size(${WG}, ${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -296,16 +305,7 @@ function v4Source(tm: number, tn: number, bias: boolean, act: Activation): strin
   const cols = [...Array(tn).keys()];
   const acc = rows.flatMap((i) => cols.map((j) => `var c${i}_${j} = 0.0;`));
   const fmas = rows.flatMap((i) => cols.map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`));
-  const store: string[] = [];
-  for (const i of rows) {
-    store.push(`if (row0 + ${i}u < u.M) {`);
-    store.push(`  let base${i} = (batch * u.M + row0 + ${i}u) * u.N + col0;`);
-    for (const j of cols) {
-      const v = bias ? `(c${i}_${j} + bias[u.offBias + col0 + ${j}u])` : `c${i}_${j}`;
-      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${ACTIVATION[act](v)}; }`);
-    }
-    store.push('}');
-  }
+  const store = storeBlock(rows, cols, bias, act);
   return `${HELPERS}
 var<workgroup> As: array<f32, ${BK * BM}>;
 var<workgroup> Bs: array<f32, ${BK * BN}>;
