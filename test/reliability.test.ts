@@ -128,6 +128,27 @@ test('SIGINT finishes the step, saves and exits 130; the run resumes from there'
   assert.match(resumed.stdout, new RegExp(`resumed from .* at step ${info.step}`));
 });
 
+test('a second SIGINT exits at once, without saving', async () => {
+  const out = tmp('sigint2');
+  const child = spawn(process.execPath, ['scripts/run.mjs', 'clip/cli/train.ts', '--model', 'ViT-tiny', '--batch-size', '8', '--steps', '5000', '--vocab-size', '600', '--eval-every', '10000', '--save-every', '10000', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (/step 10\/5000/.test(stdout) && !child.killed) {
+        child.kill('SIGINT');
+        setTimeout(() => child.kill('SIGINT'), 20);
+      }
+    });
+    child.on('close', resolve);
+  });
+  assert.is(code, 130, stderr);
+  assert.match(stderr, /SIGINT again: exiting without saving/);
+  assert.not.ok(existsSync(join(out, 'checkpoint.safetensors')), 'nothing was saved');
+});
+
 test('a save killed mid-write leaves the previous checkpoint or the new one, and the next start removes its temporary file', async () => {
   const dir = tmp('killed');
   const target = join(dir, 'checkpoint.safetensors');
