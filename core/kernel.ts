@@ -2,8 +2,8 @@
 // bindings and uniform struct are generated from the spec, so WGSL and JS cannot disagree on them.
 import { GpuError } from './errors.ts';
 
-/** Element type of a storage binding; vec4<f32> lets a kernel load four floats at once. */
-export type StorageType = 'f32' | 'i32' | 'u32' | 'vec4<f32>';
+/** Element type of a storage binding; vec4 lets a kernel load four values at once; f16 needs 'enable f16;'. */
+export type StorageType = 'f32' | 'i32' | 'u32' | 'vec4<f32>' | 'f16' | 'vec4<f16>';
 /** Scalars, or `vec8u`: eight u32 (shape / strides up to rank 8), packed as array<vec4<u32>, 2>. */
 export type UniformType = 'u32' | 'i32' | 'f32' | 'vec8u';
 

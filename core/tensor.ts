@@ -4,7 +4,7 @@
 // kernels read strided inputs directly, so most views never copy. Storage returns its buffer to the pool
 // when its last view is disposed. Tensors created inside tidy() are disposed when it returns, except the
 // result and anything passed to keep().
-import { BYTES_PER_ELEMENT, makeArray, type DType, type TypedArray } from './dtype.ts';
+import { bytesPerElement, fromHalfBits, makeArray, toHalfBits, type DType, type TypedArray } from './dtype.ts';
 import { DTypeError, DisposedError, ShapeError, fmtShape } from './errors.ts';
 import { getEngine } from './engine.ts';
 import { checkShape, contiguousStrides, sizeOf, type Shape } from './shape.ts';
@@ -116,16 +116,31 @@ export class Tensor {
 
   static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
     checkShape('empty', shape);
-    return new Tensor(Storage.allocate(sizeOf(shape) * BYTES_PER_ELEMENT), shape, dtype);
+    if (dtype === 'f16' && !getEngine().gpu.hasFeature('shader-f16')) {
+      throw new DTypeError(`f16 tensors need the WebGPU feature 'shader-f16', which this device (${getEngine().gpu.name}) lacks; use f32`);
+    }
+    // Buffers are sized in whole 4-byte words (an odd number of f16 values still copies and binds).
+    return new Tensor(Storage.allocate(Math.ceil((sizeOf(shape) * bytesPerElement(dtype)) / 4) * 4), shape, dtype);
   }
 
   /**
    * Uploads host data; the array's length must equal the shape's size. The dtype defaults to the array's
-   * (Int32Array → i32, anything else → f32); i32 from other arrays must hold integers.
+   * (Int32Array → i32, anything else → f32); i32 from other arrays must hold integers; f16 rounds each value
+   * to the nearest half (IEEE round-to-nearest-even).
    */
   static from(data: TypedArray | readonly number[], shape?: Shape, dtype?: DType): Tensor {
     const dt = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
     let typed: TypedArray;
+    if (dt === 'f16') {
+      const shp = shape ?? [data.length];
+      checkShape('tensor', shp);
+      if (sizeOf(shp) !== data.length) throw new ShapeError(`tensor: ${data.length} values do not fill shape ${fmtShape(shp)} (size ${sizeOf(shp)})`);
+      const t = Tensor.empty(shp, 'f16');
+      const halves = new Uint16Array(Math.ceil(data.length / 2) * 2); // whole 4-byte words
+      for (let i = 0; i < data.length; i++) halves[i] = toHalfBits(data[i]);
+      if (data.length) getEngine().upload(t.storage.buffer, 0, halves);
+      return t;
+    }
     if (dt === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
     else if (data instanceof Int32Array) typed = data;
     else {
@@ -196,8 +211,14 @@ export class Tensor {
       if (reach < 0) lo += reach;
       else hi += reach;
     }
-    const bytes = await getEngine().read(buffer, lo * BYTES_PER_ELEMENT, (hi - lo + 1) * BYTES_PER_ELEMENT);
-    const span = this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
+    // Reads start on a 4-byte boundary (an f16 span may begin mid-word); `skip` elements precede it.
+    const bpe = bytesPerElement(this.dtype);
+    const start = Math.floor((lo * bpe) / 4) * 4;
+    const skip = (lo * bpe - start) / bpe;
+    const bytes = await getEngine().read(buffer, start, (hi - lo + 1 + skip) * bpe);
+    const span: Float32Array | Int32Array =
+      this.dtype === 'f16' ? Float32Array.from(new Uint16Array(bytes, 0, Math.floor(bytes.byteLength / 2)), fromHalfBits) : this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
+    lo -= skip;
     if (this.isContiguous) {
       out.set(span.subarray(this.offset - lo, this.offset - lo + this.size));
       return out;

@@ -5,13 +5,14 @@
 // checkpoint that stores {seed, counter} resumes the exact stream.
 import type { DType } from '../core/dtype.ts';
 import { getEngine } from '../core/engine.ts';
+import { elementwise } from './elementwise.ts';
 import { grid, perItemEntry } from './wgsl.ts';
 import { checkShape, sizeOf, type Shape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 
 const WG = 256;
 
-function fillKernel(dtype: DType) {
+function fillKernel(dtype: 'f32' | 'i32') {
   return getEngine().kernel(`fill:${dtype}`, () => ({
     name: `fill(${dtype})`,
     outputs: { out: dtype },
@@ -26,6 +27,13 @@ ${perItemEntry(WG, 'i')}
 
 function affineFill(shape: Shape, start: number, step: number, dtype: DType): Tensor {
   checkShape('fill', shape);
+  if (dtype === 'f16') {
+    // Filled in f32, then rounded to f16 by the cast kernel.
+    const wide = affineFill(shape, start, step, 'f32');
+    const out = elementwise('toF16', [wide]);
+    wide.dispose();
+    return out;
+  }
   const out = Tensor.empty(shape, dtype);
   const n = out.size;
   if (n > 0) getEngine().dispatch(fillKernel(dtype), { out: out.bufferFor('fill') }, { n, start, step }, grid(Math.ceil(n / WG)));

@@ -69,6 +69,7 @@ export const EW = {
   quickgelu: { arity: 1, expr: 'a * sigmoid_(1.702 * a)', float: true },
   toF32: { arity: 1, expr: 'f32(a)', out: 'f32' },
   toI32: { arity: 1, expr: 'i32(a)', out: 'i32' },
+  toF16: { arity: 1, expr: 'f16(a)', out: 'f16' },
   // binary
   add: { arity: 2, expr: 'a + b' },
   sub: { arity: 2, expr: 'a - b' },
@@ -114,8 +115,11 @@ function resolveDTypes(op: EwOp, operands: readonly Operand[]): { inType: DType;
   return { inType, outType: def.out ?? inType };
 }
 
-/** The output's element type in WGSL and how a scalar of the input type reads from the uniform. */
-const wgslType = (d: DType): string => (d === 'f32' ? 'f32' : 'i32');
+/** The output's element type in WGSL. */
+const wgslType = (d: DType): string => d;
+/** One letter per dtype in kernel keys: f32, i32, and h for f16 (half). */
+const DTYPE_CODE: Record<DType, string> = { f32: 'f', i32: 'i', f16: 'h' };
+const CODE_TYPE: Record<string, DType> = { f: 'f32', i: 'i32', h: 'f16' };
 
 /**
  * Runs an elementwise op. `into`, when given, is the (possibly strided) view the result is written to; it must
@@ -141,7 +145,7 @@ export function elementwise(op: EwOp, operands: readonly Operand[], into?: Tenso
   // Operand kinds: t = tensor, s = scalar uniform; dtype per operand.
   const kinds = operands.map((v, i) => {
     const dt = def.cond && i === 0 ? operandDType(v, 'i32') : operandDType(v, inType);
-    return `${v instanceof Tensor ? 't' : 's'}${dt[0]}`;
+    return `${v instanceof Tensor ? 't' : 's'}${DTYPE_CODE[dt]}`;
   });
   if (!flat) {
     launch(op, 'strided', kinds, outType, operands, out, shape, n, 0);
@@ -194,15 +198,16 @@ function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType, rank:
   if (mode === 'strided') Object.assign(uniforms, { shape: 'vec8u', outStrides: 'vec8u' });
   const loads: string[] = [];
   kinds.forEach((k, i) => {
-    const ty = k[1] === 'f' ? 'f32' : 'i32';
+    const ty = CODE_TYPE[k[1]];
     if (k[0] === 't') {
-      inputs[`in${i}`] = mode === 'vec4' ? (`vec4<${ty}>` as StorageType) : ty;
+      inputs[`in${i}`] = (mode === 'vec4' ? `vec4<${ty}>` : ty) as StorageType;
       uniforms[`off${i}`] = 'u32';
       if (mode === 'strided') uniforms[`st${i}`] = 'vec8u';
       loads.push(`let ${NAMES[i]} = in${i}[${mode === 'strided' ? `o${i}` : `i + u.off${i}`}];`);
     } else {
-      uniforms[`k${i}`] = ty;
-      loads.push(`let ${NAMES[i]} = u.k${i};`);
+      // Uniforms have no f16: an f16 scalar travels as f32 and is rounded in the shader.
+      uniforms[`k${i}`] = ty === 'f16' ? 'f32' : ty;
+      loads.push(`let ${NAMES[i]} = ${ty === 'f16' ? `f16(u.k${i})` : `u.k${i}`};`);
     }
   });
   const outTy = wgslType(outType);
@@ -233,6 +238,7 @@ function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType, rank:
     outputs: { out: (mode === 'vec4' ? `vec4<${outTy}>` : outTy) as StorageType },
     inputs,
     uniforms,
+    directives: outType === 'f16' || kinds.some((k) => k[1] === 'h') ? ['enable f16;'] : [],
     wgsl: `${HELPERS}
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }

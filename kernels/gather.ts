@@ -32,14 +32,16 @@ export function indexSelectRaw(x: Tensor, axis: number, index: Tensor): Tensor {
   checkIndex(op, index, L);
   const inner = sizeOf(x.shape.slice(a + 1));
   const n = index.shape[0];
+  if (x.dtype === 'f16') throw new DTypeError(`${op}: f16 is not supported yet; cast to f32 first`);
+  const dtype = x.dtype;
   const [src, idx] = [contiguousCopy(x), contiguousCopy(index)];
-  const out = Tensor.empty([...x.shape.slice(0, a), n, ...x.shape.slice(a + 1)], x.dtype);
+  const out = Tensor.empty([...x.shape.slice(0, a), n, ...x.shape.slice(a + 1)], dtype);
   const total = out.size;
   const engine = getEngine();
-  const kernel = engine.kernel(`gather:${x.dtype}`, () => ({
-    name: `indexSelect(${x.dtype})`,
-    outputs: { out: x.dtype, flag: 'u32' as const },
-    inputs: { x: x.dtype, index: 'i32' as const },
+  const kernel = engine.kernel(`gather:${dtype}`, () => ({
+    name: `indexSelect(${dtype})`,
+    outputs: { out: dtype, flag: 'u32' as const },
+    inputs: { x: dtype, index: 'i32' as const },
     uniforms: { total: 'u32', n: 'u32', L: 'u32', inner: 'u32', off: 'u32', offI: 'u32', errCode: 'u32' } as const,
     wgsl: `
 ${perItemEntry(WG)}

@@ -6,7 +6,6 @@
 // last-axis reductions read rows and first-axis reductions (bias gradients) read coalesced columns.
 // When there are few outputs but long rows (a full sum), R is split into chunks in a first pass and the
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
-import type { DType } from '../core/dtype.ts';
 import { DTypeError } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
@@ -19,7 +18,7 @@ export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 const WG = 64;
 const CHUNK = 256; // elements per thread in the first pass of a split reduction
 
-const INIT: Record<ReduceOp, Record<DType, string>> = {
+const INIT: Record<ReduceOp, Record<'f32' | 'i32', string>> = {
   sum: { f32: '0.0', i32: '0' },
   max: { f32: `-${F32_MAX}`, i32: '-2147483647 - 1' },
   argmax: { f32: `-${F32_MAX}`, i32: '-2147483647 - 1' },
@@ -27,7 +26,7 @@ const INIT: Record<ReduceOp, Record<DType, string>> = {
   argmin: { f32: F32_MAX, i32: '2147483647' },
 };
 
-function reduceKernel(op: ReduceOp, dtype: DType) {
+function reduceKernel(op: ReduceOp, dtype: 'f32' | 'i32') {
   const isArg = op === 'argmax' || op === 'argmin';
   const better = op === 'max' || op === 'argmax' ? '>' : '<';
   const update =
@@ -74,7 +73,7 @@ function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: numbe
   const out = Tensor.empty([outer * chunks * inner], isArg ? 'i32' : x.dtype);
   const total = outer * chunks * inner;
   getEngine().dispatch(
-    reduceKernel(op, x.dtype),
+    reduceKernel(op, x.dtype as 'f32' | 'i32'), // f16 was refused by reduceRaw
     { out: out.bufferFor(op), x: x.bufferFor(op) },
     { total, R, inner, chunks, chunkLen, off: x.offset, scale: split ? 1 : scale },
     grid(Math.ceil(total / WG)),
@@ -88,6 +87,7 @@ function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: numbe
 /** The raw reduction (no autodiff); `scale` multiplies a sum (mean = sum with scale 1/R). */
 export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean, scale = 1): Tensor {
   x.bufferFor(op);
+  if (x.dtype === 'f16') throw new DTypeError(`${op}: f16 is not supported yet; cast to f32 first`);
   if (op === 'sum' && x.dtype === 'i32' && scale !== 1) throw new DTypeError(`mean: expects f32 input, got i32`);
   const rank = x.rank;
   const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));

@@ -31,6 +31,7 @@ export interface MathOps {
   pow: { a: Operand; b: Operand; y: Tensor };
   clamp: { x: Tensor; lo: number; hi: number };
   where: { cond: Tensor } & BinShapes;
+  cast: { from: DType };
 }
 const recordOp = recorder<MathOps>();
 
@@ -108,10 +109,15 @@ export const le = (a: Operand, b: Operand): Tensor => ew('le', [a, b]);
 export const gt = (a: Operand, b: Operand): Tensor => ew('gt', [a, b]);
 export const ge = (a: Operand, b: Operand): Tensor => ew('ge', [a, b]);
 
-/** Converts to another dtype (f32 → i32 truncates toward zero). Not differentiable. */
+/**
+ * Converts to another dtype: f32 → f16 rounds to nearest even, → i32 truncates toward zero. Casts between f32
+ * and f16 are differentiable (the gradient is cast back); casts to or from i32 are not.
+ */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x.view(x.shape, x.strides);
-  return ew(dtype === 'f32' ? 'toF32' : 'toI32', [x]);
+  const out = ew(dtype === 'f32' ? 'toF32' : dtype === 'f16' ? 'toF16' : 'toI32', [x]);
+  if (dtype !== 'i32' && x.dtype !== 'i32') recordOp('cast', [x], out, { from: x.dtype });
+  return out;
 }
 
 /** The gradient of a broadcast operand, or null when it is a plain number or needs none. */
@@ -141,5 +147,6 @@ export const mathRules: Rules<MathOps> = {
     reduceTo(nb, nb ? ew('mul', [ew('mul', [g, y]), typeof a === 'number' ? Math.log(a) : ew('log', [a])]) : g, shapeOf(b)),
   ],
   clamp: (g, { x, lo, hi }) => [ew('clampGrad', [x, g, lo, hi])],
+  cast: (g, { from }) => [g.dtype === from ? g : ew(from === 'f16' ? 'toF16' : 'toF32', [g])],
   where: (g, { cond, aShape, bShape }, [, na, nb]) => [null, reduceTo(na, na ? ew('where', [cond, g, 0]) : g, aShape), reduceTo(nb, nb ? ew('where', [cond, 0, g]) : g, bShape)],
 };

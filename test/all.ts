@@ -26,6 +26,7 @@ import './train.test.ts';
 import './reliability.test.ts';
 import './interop.test.ts';
 import './tune.test.ts';
+import './f16.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

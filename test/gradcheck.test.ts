@@ -7,7 +7,7 @@ import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import type { OpName } from '../ops/backward.ts';
 import { crossEntropyPerRow } from '../ops/rowwise.ts';
-import { assertClose, randn, suite, toNd, toTensor } from './harness.ts';
+import { assertClose, randn, skipTest, suite, toNd, toTensor } from './harness.ts';
 
 const test = suite('gradcheck');
 
@@ -18,6 +18,8 @@ interface Input {
 }
 interface GradCase {
   name?: string;
+  /** A WebGPU feature the case needs: skipped, with the reason, where the device lacks it. */
+  requires?: GPUFeatureName;
   inputs: Input[];
   gpu: (xs: T.Tensor[]) => T.Tensor;
   ref: (xs: R.Nd[]) => R.Nd;
@@ -182,6 +184,15 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: (xs) => R.attention(...(xs.map((x) => R.permute(x, [0, 2, 1, 3])) as [R.Nd, R.Nd, R.Nd]), false, 0.7),
     },
   ],
+  cast: [
+    {
+      name: 'f32 → f16 → f32, values exact in f16',
+      requires: 'shader-f16',
+      inputs: [{ shape: [3, 7], domain: (v) => Math.round(v * 64) / 64 }],
+      gpu: ([x]) => T.cast(T.cast(x, 'f16'), 'f32'),
+      ref: ([x]) => R.map(x, (v) => v),
+    },
+  ],
   selfAttention: [
     { name: 'packed, 2 heads of 4, causal', inputs: [{ shape: [2, 5, 24] }], gpu: ([x]) => T.selfAttention(x, 2, { causal: true }), ref: ([x]) => R.selfAttention(x, 2, true) },
     { name: 'packed, 3 heads of 3', inputs: [{ shape: [2, 4, 27] }], gpu: ([x]) => T.selfAttention(x, 3), ref: ([x]) => R.selfAttention(x, 3, false) },
@@ -198,7 +209,12 @@ test('every op in the backward table has a gradient case', () => {
 let seed = 5000;
 for (const [op, cases] of Object.entries(CASES) as [OpName, GradCase[]][]) {
   for (const c of cases) {
-    test(`${op}${c.name ? ` (${c.name})` : ''}: analytic gradient = finite differences`, async () => {
+    const title = `${op}${c.name ? ` (${c.name})` : ''}: analytic gradient = finite differences`;
+    if (c.requires && !T.gpu().hasFeature(c.requires)) {
+      skipTest(test, title, `the device lacks the WebGPU feature '${c.requires}'`);
+      continue;
+    }
+    test(title, async () => {
       const xs = c.inputs.map((inp) => R.map(randn(inp.shape, seed++), inp.domain ?? ((v) => v)));
       const params = xs.map((x) => T.param(toTensor(x)));
       const out = c.gpu(params);

@@ -13,5 +13,6 @@ import '../conv.test.ts';
 import '../gradcheck.test.ts';
 import '../autodiff.test.ts';
 import '../memory.test.ts';
+import '../f16.test.ts';
 import './parity.test.ts';
 import './train.test.ts';

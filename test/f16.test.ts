@@ -1,0 +1,107 @@
+// f16 as a storage type: the host conversion (round to nearest even, subnormals, overflow, NaN), uploads and
+// downloads at any offset, the casts both ways on the GPU (flat, vec4 and strided kernels), copies, half the
+// bytes, the arithmetic the elementwise template runs in f16, and clear errors for what does not take f16 yet.
+// On a device without shader-f16 every f16 test is reported skipped and the refusal itself is tested.
+import * as assert from 'uvu/assert';
+import * as T from '../ops/index.ts';
+import * as R from '../kernels/reference.ts';
+import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
+import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
+
+const test = suite('f16');
+const hasF16 = T.gpu().hasFeature('shader-f16');
+/** Each value rounded to the nearest half, as the host conversion defines it. */
+const roundHalf = (xs: ArrayLike<number>) => Array.from(xs, (v) => fromHalfBits(toHalfBits(v)));
+
+test('host conversion: exact values, round to nearest even, subnormals, overflow, NaN, signed zero', () => {
+  const cases: [number, number][] = [
+    [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [-1e6, 0xfc00], [2 ** -24, 0x0001], [2 ** -25, 0x0000],
+    [3 * 2 ** -26, 0x0001], [2 ** -14, 0x0400], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [Infinity, 0x7c00], [-0, 0x8000],
+  ];
+  for (const [value, bits] of cases) assert.is(toHalfBits(value), bits, `${value}`);
+  assert.ok(Number.isNaN(fromHalfBits(toHalfBits(NaN))));
+  for (let h = 0; h < 0x7c00; h += 37) assert.is(toHalfBits(fromHalfBits(h)), h, `bits ${h} round-trip`);
+});
+
+if (!hasF16) {
+  skipTest(test, 'f16 tensors, casts and arithmetic', `the device lacks the WebGPU feature 'shader-f16'`);
+  test('asking for f16 on a device without shader-f16 is refused, naming the feature', async () => {
+    await assertThrows(() => T.Tensor.from([1, 2, 3], [3], 'f16'), T.DTypeError, /f16 tensors need the WebGPU feature 'shader-f16', which this device .* lacks; use f32/);
+  });
+} else {
+  test('upload and download at odd sizes and offsets (spans that start mid-word)', async () => {
+    for (const n of [1, 3, 7, 33, 257]) {
+      const x = randn([n], 100 + n, 50);
+      const t = T.Tensor.from(Array.from(x.data), [n], 'f16');
+      assert.is(t.storage.bytes, Math.ceil((2 * n) / 4) * 4, 'two bytes per value, whole words');
+      assert.equal(Array.from(await t.data()), roundHalf(x.data), `n = ${n}`);
+      if (n > 2) {
+        const tail = T.slice(t, [1]); // offset 1: starts in the middle of a 4-byte word
+        assert.equal(Array.from(await tail.data()), roundHalf(x.data).slice(1));
+      }
+    }
+  });
+
+  test('casts on the GPU round exactly as the host does, both ways, through flat, vec4 and strided kernels', async () => {
+    for (const shape of [[1], [7], [33, 5], [4, 64], [3, 257]]) {
+      const base = randn(shape, 200 + shape[0], 30);
+      const x = R.Nd.from(Array.from(base.data, (v, i) => (i % 11 === 0 ? v * 1e-6 : i % 13 === 0 ? v * 3000 : v)), shape);
+      const half = T.cast(toTensor(x), 'f16');
+      assert.is(half.dtype, 'f16');
+      assert.equal(Array.from(await half.data()), roundHalf(x.data), `f32 → f16 ${shape}`);
+      const back = T.cast(half, 'f32');
+      assert.equal(Array.from(await back.data()), roundHalf(x.data), `f16 → f32 ${shape}`);
+      if (shape.length === 2) {
+        const transposed = T.contiguous(T.transpose(half));
+        assert.equal(Array.from(await transposed.data()), roundHalf(R.permute(x, [1, 0]).data), `transposed copy ${shape}`);
+      }
+    }
+  });
+
+  test('copies keep f16: concat, pad (fill in f16), stack; half the bytes of f32', async () => {
+    const [a, b] = [randn([3, 5], 301), randn([2, 5], 302)];
+    const [ha, hb] = [T.Tensor.from(Array.from(a.data), [3, 5], 'f16'), T.Tensor.from(Array.from(b.data), [2, 5], 'f16')];
+    const joined = T.concat([ha, hb], 0);
+    assert.equal([joined.dtype, ...joined.shape], ['f16', 5, 5]);
+    assert.equal(Array.from(await joined.data()), roundHalf([...a.data, ...b.data]));
+    const padded = T.pad(ha, [[1, 0], [0, 2]], 0.1);
+    const want = roundHalf(R.pad(a, [[1, 0], [0, 2]], 0.1).data);
+    assert.equal(Array.from(await padded.data()), want);
+    const before = T.memory().liveBytes;
+    const wide = T.zeros([1024, 1024]);
+    const f32Bytes = T.memory().liveBytes - before;
+    const narrow = T.zeros([1024, 1024], 'f16');
+    assert.is(T.memory().liveBytes - before - f32Bytes, f32Bytes / 2);
+    for (const t of [wide, narrow]) t.dispose();
+  });
+
+  test('elementwise arithmetic in f16 matches the float64 reference within f16 precision', async () => {
+    const [x, y] = [randn([9, 33], 401, 4), randn([33], 402, 4)];
+    const [hx, hy] = [T.Tensor.from(Array.from(x.data), x.shape, 'f16'), T.Tensor.from(Array.from(y.data), y.shape, 'f16')];
+    const xr = R.Nd.from(roundHalf(x.data), x.shape);
+    const yr = R.Nd.from(roundHalf(y.data), y.shape);
+    const tol = { atol: 1e-2, rtol: 2 ** -10 }; // one f16 rounding of the result
+    assertClose(await T.add(hx, hy).data(), R.zip([xr, yr], (p, q) => p + q).data, 'add (broadcast)', tol);
+    assertClose(await T.mul(hx, 0.5).data(), R.map(xr, (p) => p * 0.5).data, 'mul by a scalar', tol);
+    assertClose(await T.neg(hx).data(), R.map(xr, (p) => -p).data, 'neg', tol);
+  });
+
+  test('gradients flow through casts to f32 parameters (a model computing part of its work in f16)', async () => {
+    const w = T.param(T.Tensor.from([0.5, -1.25, 2, 0.75], [4]));
+    const loss = T.sum(T.mul(T.cast(T.mul(T.cast(w, 'f16'), 2), 'f32'), T.Tensor.from([1, 2, 3, 4], [4])));
+    T.backward(loss);
+    assert.equal(Array.from(await w.grad!.data()), [2, 4, 6, 8]);
+    for (const t of [w, loss]) t.dispose();
+  });
+
+  test('what does not take f16 yet says so, naming the op', async () => {
+    const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
+    await assertThrows(() => T.exp(h), T.DTypeError, /exp: expects f32 input, got f16/);
+    await assertThrows(() => T.sum(h), T.DTypeError, /sum: f16 is not supported yet; cast to f32 first/);
+    await assertThrows(() => T.matmul(h, h), T.DTypeError, /matmul: expects f32 operands, got f16 and f16/);
+    await assertThrows(() => T.softmax(h), T.DTypeError, /softmax: expects f32 input, got f16/);
+    await assertThrows(() => T.param(h), T.TensorError, /only f32 tensors can require grad/);
+  });
+}
+
+test.run();
