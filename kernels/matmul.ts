@@ -12,7 +12,7 @@
 //       gathering them (see v3Source). 1.8× v2 on lavapipe at 1024²; the default where subgroups are 8 wide.
 import { DTypeError, GpuError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { MAX_RANK } from '../core/kernel.ts';
+import { MAX_RANK, type StorageType } from '../core/kernel.ts';
 import { broadcastShapes, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { HELPERS } from './elementwise.ts';
@@ -140,6 +140,17 @@ function storeBlock(rows: number[], cols: number[], bias: boolean, act: Activati
     store.push('}');
   }
   return store;
+}
+
+/**
+ * A variant's source for f16 operands: every load of a, b and bias is widened to f32 where it is read, so the
+ * products accumulate in f32 whatever the storage, and every store to c rounds the f32 result to f16 once.
+ */
+function withHalfStorage(source: string, aLoad: string, bLoad: string): string {
+  const widen: Record<string, string> = { a: aLoad === 'scalar' ? 'f32' : 'vec4<f32>', b: bLoad === 'scalar' ? 'f32' : 'vec4<f32>', bias: 'f32' };
+  return source
+    .replace(/\b(a|b|bias)\[([^[\]]*)\]/g, (_, name: string, index: string) => `${widen[name]}(${name}[${index}])`)
+    .replace(/\bc\[([^[\]]*)\] = ([^;]*);/g, (_, index: string, value: string) => `c[${index}] = f16(${value});`);
 }
 
 /**
@@ -387,17 +398,18 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   a.bufferFor(op);
   b.bufferFor(op);
   if (a.rank < 2 || b.rank < 2) throw new ShapeError(`${op}: operands must have rank ≥ 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 operands, got ${a.dtype} and ${b.dtype}`);
+  const dtype = a.dtype;
+  if ((dtype !== 'f32' && dtype !== 'f16') || b.dtype !== dtype) throw new DTypeError(`${op}: expects two f32 or two f16 operands, got ${a.dtype} and ${b.dtype}`);
   const [M, K] = a.shape.slice(-2);
   const [K2, N] = b.shape.slice(-2);
   if (K !== K2) throw new ShapeError(`${op}: inner dimensions differ: ${fmtShape(a.shape)} · ${fmtShape(b.shape)} (${K} vs ${K2})`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== N || bias.dtype !== 'f32')) {
-    throw new ShapeError(`${op}: bias must be f32 of shape [${N}], got ${fmtShape(bias.shape)} ${bias.dtype}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N || bias.dtype !== dtype)) {
+    throw new ShapeError(`${op}: bias must be ${dtype} of shape [${N}], got ${fmtShape(bias.shape)} ${bias.dtype}`);
   }
   const batchShape = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
   if (batchShape.length > MAX_RANK) throw new ShapeError(`${op}: at most ${MAX_RANK} batch dimensions`);
   const batches = sizeOf(batchShape);
-  const out = Tensor.empty([...batchShape, M, N]);
+  const out = Tensor.empty([...batchShape, M, N], dtype);
   if (out.size === 0) return out;
   if (K === 0) throw new ShapeError(`${op}: inner dimension is 0`);
   const batchStrides = (t: Tensor) => {
@@ -415,26 +427,26 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   // v3 reads A by rows and B by columns per lane, so only the k-contiguous vector modes apply.
   const { aLoad, bLoad } = config.version === 'v3' ? { aLoad: modes.aLoad === 'k4' ? 'k4' : 'scalar', bLoad: modes.bLoad === 'k4' ? 'k4' : 'scalar' } as const : modes;
   const variant = config.version === 'v1' ? '' : config.version === 'v4' ? `_${config.tm}x${config.tn}` : `_${config.version === 'v3' ? '' : `${config.tm}x`}${config.tn}_a${aLoad}_b${bLoad}`;
-  const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}`;
-  const kernel = getEngine().kernel(name, () => ({
-    name,
-    outputs: { c: 'f32' as const },
-    inputs: {
-      a: aLoad === 'scalar' ? ('f32' as const) : ('vec4<f32>' as const),
-      b: bLoad === 'scalar' ? ('f32' as const) : ('vec4<f32>' as const),
-      ...(bias ? { bias: 'f32' as const } : {}),
-    },
-    uniforms: UNIFORMS,
-    directives: config.version === 'v3' ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
-    wgsl:
+  const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}${dtype === 'f16' ? '_f16' : ''}`;
+  const kernel = getEngine().kernel(name, () => {
+    const source =
       config.version === 'v1'
         ? v1Source(!!bias, activation)
         : config.version === 'v2'
           ? v2Source(config.tm, config.tn, aLoad, bLoad, !!bias, activation)
           : config.version === 'v3'
             ? v3Source(config.tn, aLoad as 'k4' | 'scalar', bLoad as 'k4' | 'scalar', !!bias, activation)
-            : v4Source(config.tm, config.tn, !!bias, activation),
-  }));
+            : v4Source(config.tm, config.tn, !!bias, activation);
+    const element = (load: string) => (load === 'scalar' ? dtype : `vec4<${dtype}>`) as StorageType;
+    return {
+      name,
+      outputs: { c: dtype },
+      inputs: { a: element(aLoad), b: element(bLoad), ...(bias ? { bias: dtype } : {}) },
+      uniforms: UNIFORMS,
+      directives: [...(config.version === 'v3' ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []), ...(dtype === 'f16' ? ['enable f16;'] : [])],
+      wgsl: dtype === 'f16' ? withHalfStorage(source, aLoad, bLoad) : source,
+    };
+  });
   // Rows and columns of C per workgroup.
   const tile = config.version === 'v1' ? [WG, WG] : config.version === 'v2' ? [WG * config.tm, WG * config.tn] : config.version === 'v3' ? [SUBGROUP * SUBGROUP, SUBGROUP * config.tn] : [V4_SIDE * config.tm, V4_SIDE * config.tn];
   const buffers: Record<string, GPUBuffer> = { c: out.bufferFor(op), a: a.bufferFor(op), b: b.bufferFor(op) };

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
+import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('f16');
@@ -94,11 +95,51 @@ if (!hasF16) {
     for (const t of [w, loss]) t.dispose();
   });
 
+  for (const config of MATMUL_VARIANTS) {
+    const name = `matmul ${config.version} ${config.tm}x${config.tn} in f16 (f32 accumulation)`;
+    const reason = unsupported(config);
+    if (reason) {
+      skipTest(test, name, reason);
+      continue;
+    }
+    test(`${name}: odd shapes, transposed views, bias and activation`, async () => {
+      let seed = 500;
+      for (const [M, K, N] of [[1, 7, 1], [7, 33, 5], [33, 12, 257], [64, 64, 64]]) {
+        const [a, b, bias] = [randn([M, K], seed++), randn([K, N], seed++), randn([N], seed++)];
+        const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
+        const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
+        // The float64 product of the rounded inputs, then one f16 rounding: what the kernel should return.
+        const want = (x: R.Nd) => roundHalf(x.data);
+        const tol = { atol: 2e-3 * Math.sqrt(K), rtol: 2 ** -10 };
+        const plain = matmulRaw(up(a), up(b), {}, config);
+        assert.is(plain.dtype, 'f16');
+        assertClose(await plain.data(), want(R.matmul(half(a), half(b))), `${name} ${M}x${K}x${N}`, tol);
+        const bt = T.transpose(T.Tensor.from(Array.from(R.permute(b, [1, 0]).data), [N, K], 'f16'));
+        const fused = matmulRaw(up(a), bt, { bias: up(bias), activation: 'relu' }, config);
+        const ref = R.map(R.zip([R.matmul(half(a), half(b)), R.Nd.from(roundHalf(bias.data), [N])], (p, q) => p + q), (v) => Math.max(v, 0));
+        assertClose(await fused.data(), want(ref), `${name} ${M}x${K}x${N} bᵀ + bias, relu`, tol);
+      }
+    });
+  }
+
+  test('a matmul in f16 inside an f32 model: forward and gradients through the casts', async () => {
+    const [x, w] = [randn([5, 12], 601), randn([12, 3], 602)];
+    const wp = T.param(toTensor(w));
+    const out = T.cast(T.matmul(T.Tensor.from(Array.from(x.data), [5, 12], 'f16'), T.cast(wp, 'f16')), 'f32');
+    const g = randn([5, 3], 603);
+    T.backward(out, toTensor(g));
+    const xr = R.Nd.from(roundHalf(x.data), x.shape);
+    assertClose(await out.data(), R.matmul(xr, R.Nd.from(roundHalf(w.data), w.shape)).data, 'forward', { atol: 1e-2, rtol: 2e-3 });
+    // d(out)/dw = xᵀ·g, computed by the backward in f16 (g rounded to f16) and cast back to f32.
+    assertClose(await wp.grad!.data(), R.matmul(R.permute(xr, [1, 0]), R.Nd.from(roundHalf(g.data), g.shape)).data, 'dw', { atol: 1e-2, rtol: 2e-3 });
+    for (const t of [wp, out]) t.dispose();
+  });
+
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.exp(h), T.DTypeError, /exp: expects f32 input, got f16/);
     await assertThrows(() => T.sum(h), T.DTypeError, /sum: f16 is not supported yet; cast to f32 first/);
-    await assertThrows(() => T.matmul(h, h), T.DTypeError, /matmul: expects f32 operands, got f16 and f16/);
+    await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
     await assertThrows(() => T.softmax(h), T.DTypeError, /softmax: expects f32 input, got f16/);
     await assertThrows(() => T.param(h), T.TensorError, /only f32 tensors can require grad/);
   });
