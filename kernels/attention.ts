@@ -4,15 +4,15 @@
 // Why a fused kernel: CLIP's sequences are short (17 tokens for the scene models, 50 for ViT-B/32, 77 for
 // text) and narrow heads are cheap for accuracy (the scene models use 8-wide ones), so the unfused path — a
 // batched matmul per head, a softmax, another batched matmul and the permutes between head-major and
-// token-major layouts — spends its time on thousands of tiny matrices that no matmul tiling fills. The kernels
-// serve heads up to FUSED_HEAD_DIM (32) wide by default: at 64 (the published CLIP models) a thread's rows
-// spill registers on lavapipe and batched matmuls win, so those keep the unfused path (nn/attention.ts
-// chooses). Here one thread owns one query row of one head (flash attention's online softmax,
-// without the tiling: on lavapipe barriers and workgroup memory cost more than re-reading K and V, which
-// stay in the core's cache for the threads of one head). The backward keeps only the log-sum-exp of each
-// row and recomputes the probabilities:
-//   kernel 1, one thread per query row i:  Δᵢ = dOᵢ·Oᵢ,  dQᵢ = scale · Σⱼ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Kⱼ
-//   kernel 2, one thread per key row j:    dVⱼ = Σᵢ Pᵢⱼ dOᵢ,  dKⱼ = scale · Σᵢ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Qᵢ
+// token-major layouts — spends its time on thousands of tiny matrices that no matmul tiling fills. For heads
+// up to FUSED_HEAD_DIM (32) wide one thread owns one query row of one head; wider heads (64 in the published
+// CLIP models) would spill one thread's registers, so a subgroup shares each row (attentionLanes), and
+// useFusedAttention says where that beats batched matmuls (causal text heads on lavapipe; not ViT-B/32's image
+// heads). Either way it is flash attention's online softmax without the tiling: on lavapipe barriers and
+// workgroup memory cost more than re-reading K and V, which stay in the core's cache for the rows of one head.
+// The backward keeps only the log-sum-exp of each row and recomputes the probabilities:
+//   kernel 1, per query row i:  Δᵢ = dOᵢ·Oᵢ,  dQᵢ = scale · Σⱼ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Kⱼ
+//   kernel 2, per key row j:    dVⱼ = Σᵢ Pᵢⱼ dOᵢ,  dKⱼ = scale · Σᵢ Pᵢⱼ (dOᵢ·Vⱼ − Δᵢ) Qᵢ
 //
 // q, k and v are [B, tokens, heads, headDim] with any strides whose last one is 1, so the thirds of a packed
 // QKV projection [B, L, 3·E] are read in place; selfAttention() takes that packed tensor and returns the
