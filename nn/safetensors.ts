@@ -3,6 +3,7 @@
 // Reading validates everything before trusting it (sizes, offsets inside the file, no overlaps, known dtype,
 // shape × dtype = byte length) and converts F32/F16/BF16/F64 to f32 and I64/I32/I16/I8/U8/BOOL to i32.
 // Bytes in, bytes out: nn/io/safetensors.ts reads and writes files (atomically) around this module.
+import { fromHalfBits } from '../core/dtype.ts';
 import * as T from '../ops/index.ts';
 
 export class SafetensorsError extends Error {
@@ -25,15 +26,6 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
-
 function decode(name: string, dtype: string, bytes: Uint8Array, count: number): Float32Array | Int32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
@@ -45,7 +37,7 @@ function decode(name: string, dtype: string, bytes: Uint8Array, count: number): 
     case 'F64':
       return Float32Array.from({ length: count }, (_, i) => view.getFloat64(8 * i, true));
     case 'F16':
-      return Float32Array.from({ length: count }, (_, i) => f16ToF32(view.getUint16(2 * i, true)));
+      return Float32Array.from({ length: count }, (_, i) => fromHalfBits(view.getUint16(2 * i, true)));
     case 'BF16': {
       const out = new Float32Array(count);
       const bits = new Uint32Array(out.buffer);

@@ -103,20 +103,31 @@ test('undecodable validation images are skipped and counted; the run finishes an
   assert.ok(existsSync(join(out, 'checkpoint.safetensors')) && existsSync(join(out, 'model.safetensors')));
 });
 
-test('SIGINT finishes the step, saves and exits 130; the run resumes from there', async () => {
-  const out = tmp('sigint');
-  const args = ['--model', 'ViT-tiny', '--batch-size', '8', '--steps', '500', '--vocab-size', '600', '--eval-every', '1000', '--save-every', '1000', '--out', out];
+/**
+ * Runs `npm run train` with `args` in a child process and sends it SIGINT once `step` appears in its output;
+ * `again` sends a second SIGINT that many milliseconds later. Resolves to the exit code and the output.
+ */
+function interruptTraining(args: string[], step: RegExp, again?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['scripts/run.mjs', 'clip/cli/train.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => {
+  return new Promise((resolve) => {
     child.stdout.on('data', (d) => {
       stdout += d;
-      if (/step 20\/500/.test(stdout) && !child.killed) child.kill('SIGINT');
+      if (step.test(stdout) && !child.killed) {
+        child.kill('SIGINT');
+        if (again !== undefined) setTimeout(() => child.kill('SIGINT'), again);
+      }
     });
-    child.on('close', resolve);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+test('SIGINT finishes the step, saves and exits 130; the run resumes from there', async () => {
+  const out = tmp('sigint');
+  const args = ['--model', 'ViT-tiny', '--batch-size', '8', '--steps', '500', '--vocab-size', '600', '--eval-every', '1000', '--save-every', '1000', '--out', out];
+  const { code, stderr } = await interruptTraining(args, /step 20\/500/);
   assert.is(code, 130, stderr);
   const stopped = /stopped at step (\d+) of 500: saved (.*checkpoint\.safetensors); continue with --resume/.exec(stderr);
   assert.ok(stopped, stderr);
@@ -130,20 +141,8 @@ test('SIGINT finishes the step, saves and exits 130; the run resumes from there'
 
 test('a second SIGINT exits at once, without saving', async () => {
   const out = tmp('sigint2');
-  const child = spawn(process.execPath, ['scripts/run.mjs', 'clip/cli/train.ts', '--model', 'ViT-tiny', '--batch-size', '8', '--steps', '5000', '--vocab-size', '600', '--eval-every', '10000', '--save-every', '10000', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => {
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (/step 10\/5000/.test(stdout) && !child.killed) {
-        child.kill('SIGINT');
-        setTimeout(() => child.kill('SIGINT'), 20);
-      }
-    });
-    child.on('close', resolve);
-  });
+  const args = ['--model', 'ViT-tiny', '--batch-size', '8', '--steps', '5000', '--vocab-size', '600', '--eval-every', '10000', '--save-every', '10000', '--out', out];
+  const { code, stderr } = await interruptTraining(args, /step 10\/5000/, 20);
   assert.is(code, 130, stderr);
   assert.match(stderr, /SIGINT again: exiting without saving/);
   assert.not.ok(existsSync(join(out, 'checkpoint.safetensors')), 'nothing was saved');
