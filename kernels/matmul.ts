@@ -16,6 +16,7 @@ import { MAX_RANK, type StorageType } from '../core/kernel.ts';
 import { broadcastShapes, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { HELPERS } from './elementwise.ts';
+import { halfStorage } from './wgsl.ts';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'quickgelu';
 
@@ -147,10 +148,7 @@ function storeBlock(rows: number[], cols: number[], bias: boolean, act: Activati
  * products accumulate in f32 whatever the storage, and every store to c rounds the f32 result to f16 once.
  */
 function withHalfStorage(source: string, aLoad: string, bLoad: string): string {
-  const widen: Record<string, string> = { a: aLoad === 'scalar' ? 'f32' : 'vec4<f32>', b: bLoad === 'scalar' ? 'f32' : 'vec4<f32>', bias: 'f32' };
-  return source
-    .replace(/\b(a|b|bias)\[([^[\]]*)\]/g, (_, name: string, index: string) => `${widen[name]}(${name}[${index}])`)
-    .replace(/\bc\[([^[\]]*)\] = ([^;]*);/g, (_, index: string, value: string) => `c[${index}] = f16(${value});`);
+  return halfStorage(source, { a: aLoad === 'scalar' ? 'f32' : 'vec4<f32>', b: bLoad === 'scalar' ? 'f32' : 'vec4<f32>', bias: 'f32' }, { c: 'f16' });
 }
 
 /**

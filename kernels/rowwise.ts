@@ -7,12 +7,23 @@
 // horizontal helpers hsum / hmax / onehot.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import type { KernelSpec } from '../core/kernel.ts';
+import type { DType } from '../core/dtype.ts';
+import type { KernelSpec, StorageType } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
-import { F32_MAX, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
+import { F32_MAX, halfStorage, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
 
 const WG = 64;
+
+/** The kernels that have no f16 form yet refuse it by name (never a silent misread of f16 bytes as f32). */
+function onlyF32(op: string, ...tensors: Tensor[]): void {
+  const other = tensors.find((t) => t.dtype !== 'f32');
+  if (other) throw new DTypeError(`${op}: f16 is not supported yet (got ${other.dtype}); compute this part in f32`);
+}
+
+/** The storage type of a row buffer of `dtype` read `w` values at a time. */
+const storageOf = (w: Width, dtype: DType): StorageType => (dtype === 'f16' ? (w === 4 ? 'vec4<f16>' : 'f16') : vecType(w));
+const halfType = (w: Width) => (w === 4 ? 'vec4<f16>' : 'f16');
 
 /** 4 when a row of D floats and every offset allow vec4 loads. */
 const widthFor = (D: number, ...offsets: number[]): Width => (D % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1);
@@ -35,8 +46,8 @@ const ROW_ID = `${perItemEntry(WG, 'row')}
   let base = row * u.W;`;
 
 /** A contiguous f32 view of x as [rows, D] over its last axis. */
-function rowsOf(op: string, x: Tensor): { src: Tensor; rows: number; D: number } {
-  if (x.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${x.dtype}`);
+function rowsOf(op: string, x: Tensor, half = false): { src: Tensor; rows: number; D: number } {
+  if (x.dtype !== 'f32' && !(half && x.dtype === 'f16')) throw new DTypeError(`${op}: expects ${half ? 'f32 or f16' : 'f32'} input, got ${x.dtype}`);
   if (x.rank === 0) throw new ShapeError(`${op}: expects at least one axis, got a scalar`);
   const D = x.shape[x.rank - 1];
   return { src: contiguousCopy(x), rows: D === 0 ? 0 : x.size / D, D };
@@ -100,8 +111,9 @@ export function rowKernelLanes(kernel: RowKernel, D: number, w: Width, path: Row
 
 export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
-  const { src, rows, D } = rowsOf(op, x);
-  const out = Tensor.empty(x.shape);
+  const { src, rows, D } = rowsOf(op, x, true);
+  const half = x.dtype === 'f16';
+  const out = Tensor.empty(x.shape, x.dtype);
   const w = widthFor(D, src.offset);
   const lanes = rowKernelLanes('softmax', D, w, path);
   const row = lanes ? subgroupRow(lanes) : THREAD_ROW;
@@ -115,23 +127,25 @@ export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
     : `var sv = V(0.0);
   ${loop} { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
   let inv = 1.0 / ${row.sum('hsum(sv)')};
-  ${loop} { y[base + j] *= inv; }`;
-  launchRows(
-    `rows:${op}:${w}:${lanes ? `subgroup${lanes}` : 'thread'}`,
-    () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}`,
-      outputs: { y: vecType(w) },
-      inputs: { x: vecType(w) },
-      uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
-      directives: row.directives,
-      wgsl: `${prelude(w)}
+  ${loop} { y[base + j] = y[base + j] * inv; }`;
+  const source = `${prelude(w)}
 ${row.entry}
   let xb = u.off + base;
   var mv = V(-${F32_MAX});
   ${loop} { mv = max(mv, x[xb + j]); }
   let m = ${row.max('hmax(mv)')};
   ${body}
-}`,
+}`;
+  launchRows(
+    `rows:${op}:${w}:${lanes ? `subgroup${lanes}` : 'thread'}:${x.dtype}`,
+    () => ({
+      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}${half ? '_f16' : ''}`,
+      outputs: { y: storageOf(w, x.dtype) },
+      inputs: { x: storageOf(w, x.dtype) },
+      uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
+      directives: [...row.directives, ...(half ? ['enable f16;'] : [])],
+      // f16 rows: values are read as f32, the statistics stay f32, each store rounds once.
+      wgsl: half ? halfStorage(source, { x: vecType(w), y: vecType(w) }, { y: halfType(w) }) : source,
     }),
     { y: out.bufferFor(op), x: src.bufferFor(op) },
     { rows, W: D / w, off: src.offset / w },
@@ -144,6 +158,7 @@ ${row.entry}
 /** Backward of softmax (y = softmax(x)): dx = y·(g − Σ g·y); of log-softmax: dx = g − exp(y)·Σ g. */
 export function softmaxBackwardRaw(y: Tensor, g: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmaxBackward' : 'softmaxBackward';
+  onlyF32(op, y, g);
   const gc = contiguousCopy(g);
   const yc = contiguousCopy(y);
   const D = y.shape[y.rank - 1];
@@ -184,13 +199,13 @@ ${ROW_ID}
 /** Forward: y = (x − mean) · rstd · weight + bias per row; also returns mean and rstd per row for backward. */
 export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: number, path?: RowPath): { y: Tensor; mean: Tensor; rstd: Tensor } {
   const op = 'layerNorm';
-  const { src, rows, D } = rowsOf(op, x);
+  const { src, rows, D } = rowsOf(op, x, true);
   for (const [name, p] of [['weight', weight], ['bias', bias]] as const) {
-    if (p.rank !== 1 || p.shape[0] !== D || p.dtype !== 'f32') throw new ShapeError(`${op}: ${name} must be f32 of shape [${D}], got ${fmtShape(p.shape)} ${p.dtype}`);
+    if (p.rank !== 1 || p.shape[0] !== D || (p.dtype !== 'f32' && p.dtype !== 'f16')) throw new ShapeError(`${op}: ${name} must be f32 or f16 of shape [${D}], got ${fmtShape(p.shape)} ${p.dtype}`);
   }
   const wc = contiguousCopy(weight);
   const bc = contiguousCopy(bias);
-  const y = Tensor.empty(x.shape);
+  const y = Tensor.empty(x.shape, x.dtype);
   const mean = Tensor.empty([rows]);
   const rstd = Tensor.empty([rows]);
   const w = widthFor(D, src.offset, wc.offset, bc.offset);
@@ -198,15 +213,9 @@ export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   const lanes = rowKernelLanes('layerNorm', D, w, path);
   const walk = lanes ? subgroupRow(lanes) : THREAD_ROW;
   const loop = 'for (var j = first; j < u.W; j += step)';
-  launchRows(
-    `rows:layerNorm:${w}:${lanes ? `subgroup${lanes}` : 'thread'}`,
-    () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}`,
-      outputs: { y: vecType(w), meanOut: 'f32' as const, rstdOut: 'f32' as const },
-      inputs: { x: vecType(w), w: vecType(w), b: vecType(w) },
-      uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
-      directives: walk.directives,
-      wgsl: `${prelude(w)}
+  const dtypes = { x: x.dtype, w: wc.dtype, b: bc.dtype };
+  const half = Object.values(dtypes).includes('f16');
+  const source = `${prelude(w)}
 ${walk.entry}
   let xb = u.off + base;
   var sv = V(0.0);
@@ -218,7 +227,18 @@ ${walk.entry}
   ${loop} { y[base + j] = (x[xb + j] - mu) * r * w[u.offW + j] + b[u.offB + j]; }
   meanOut[row] = mu;
   rstdOut[row] = r;
-}`,
+}`;
+  const widen = Object.fromEntries(Object.entries(dtypes).filter(([, d]) => d === 'f16').map(([name]) => [name, vecType(w)]));
+  launchRows(
+    `rows:layerNorm:${w}:${lanes ? `subgroup${lanes}` : 'thread'}:${dtypes.x}${dtypes.w}${dtypes.b}`,
+    () => ({
+      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}${half ? `_${dtypes.x}_${dtypes.w}` : ''}`,
+      outputs: { y: storageOf(w, dtypes.x), meanOut: 'f32' as const, rstdOut: 'f32' as const },
+      inputs: { x: storageOf(w, dtypes.x), w: storageOf(w, dtypes.w), b: storageOf(w, dtypes.b) },
+      uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
+      directives: [...walk.directives, ...(half ? ['enable f16;'] : [])],
+      // f16 operands are read as f32 (statistics in f32); an f16 output is rounded once per store.
+      wgsl: half ? halfStorage(source, widen, dtypes.x === 'f16' ? { y: halfType(w) } : {}) : source,
     }),
     { y: y.bufferFor(op), meanOut: mean.bufferFor(op), rstdOut: rstd.bufferFor(op), x: src.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) },
     { rows, W: D / w, D, off: src.offset / w, offW: wc.offset / w, offB: bc.offset / w, eps },
@@ -237,6 +257,7 @@ ${walk.entry}
  */
 export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
   const op = 'layerNormBackward';
+  onlyF32(op, g, x, weight);
   const D = x.shape[x.rank - 1];
   const rows = x.size / D;
   const [gc, xc, wc] = [contiguousCopy(g), contiguousCopy(x), contiguousCopy(weight)];
@@ -329,6 +350,7 @@ function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number
 /** Per-row loss −log softmax(logits)[label]; an out-of-range label sets the engine's error flag. */
 export function crossEntropyRaw(logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropy';
+  onlyF32(op, logits);
   const { rows, C } = checkLabels(op, logits, labels);
   const [x, lab] = [contiguousCopy(logits), contiguousCopy(labels)];
   const out = Tensor.empty([rows]);
@@ -367,6 +389,7 @@ ${ROW_ID}
 /** Backward: dlogits[r, j] = g[r] · (softmax(logits)[r, j] − [j = label[r]]). */
 export function crossEntropyBackwardRaw(g: Tensor, logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropyBackward';
+  onlyF32(op, g, logits);
   const [rows, C] = logits.shape;
   const [x, lab, gc] = [contiguousCopy(logits), contiguousCopy(labels), contiguousCopy(g)];
   const out = Tensor.empty(logits.shape);

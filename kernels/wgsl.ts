@@ -49,3 +49,18 @@ export function launchPerItem(key: string, spec: () => KernelSpec, buffers: Reco
   const engine = getEngine();
   engine.dispatch(engine.kernel(key, spec), buffers, uniforms, grid(Math.ceil(items / workgroupSize)));
 }
+
+/**
+ * A kernel source rewritten for f16 buffers: every read of a buffer in `widen` becomes its f32 form (`f32` or
+ * `vec4<f32>`) where it is read, and every `buffer[i] = value;` store to a buffer in `round` rounds the f32 value
+ * to its f16 form once, so arithmetic and accumulation stay in f32 whatever the storage.
+ */
+export function halfStorage(source: string, widen: Record<string, string>, round: Record<string, string>): string {
+  const names = Object.keys(widen).join('|');
+  const reads = new RegExp(`\\b(${names})\\[([^[\\]]*)\\](?!\\s*=[^=])`, 'g');
+  let out = names ? source.replace(reads, (_, name: string, index: string) => `${widen[name]}(${name}[${index}])`) : source;
+  for (const [name, type] of Object.entries(round)) {
+    out = out.replace(new RegExp(`\\b${name}\\[([^[\\]]*)\\] = ([^;]*);`, 'g'), (_, index: string, value: string) => `${name}[${index}] = ${type}(${value});`);
+  }
+  return out;
+}

@@ -7,6 +7,7 @@ import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
+import { layerNormRaw, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('f16');
@@ -135,12 +136,39 @@ if (!hasF16) {
     for (const t of [wp, out]) t.dispose();
   });
 
+  test('softmax, logSoftmax and layerNorm read f16 rows, keep their statistics in f32, store f16 (both row paths)', async () => {
+    const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
+    const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
+    const tol = { atol: 2e-3, rtol: 2 ** -9 }; // an f16 result: about one rounding
+    const paths = rowLanes(1028, 4) === null ? (['thread'] as const) : (['thread', 'subgroup'] as const);
+    for (const path of paths) {
+      for (const [i, shape] of [[7], [3, 33], [5, 64], [13, 256], [3, 1028]].entries()) {
+        const D = shape[shape.length - 1];
+        const x = half(randn(shape, 700 + i, 3));
+        const soft = softmaxRaw(up(x), false, path);
+        assert.is(soft.dtype, 'f16');
+        assertClose(await soft.data(), R.softmax(x).data, `softmax ${shape} (${path})`, tol);
+        assertClose(await softmaxRaw(up(x), true, path).data(), R.logSoftmax(x).data, `logSoftmax ${shape} (${path})`, { atol: 1e-2, rtol: 2 ** -9 });
+        const [w, b] = [half(randn([D], 720 + i)), half(randn([D], 740 + i))];
+        const want = R.layerNorm(x, w, b, 1e-5).data;
+        const f32Params = layerNormRaw(up(x), toTensor(w), toTensor(b), 1e-5, path);
+        assert.equal([f32Params.y.dtype, f32Params.mean.dtype], ['f16', 'f32']);
+        assertClose(await f32Params.y.data(), want, `layerNorm ${shape}, f32 weights (${path})`, { atol: 1e-2, rtol: 2 ** -9 });
+        assertClose(await layerNormRaw(up(x), up(w), up(b), 1e-5, path).y.data(), want, `layerNorm ${shape}, f16 weights (${path})`, { atol: 1e-2, rtol: 2 ** -9 });
+      }
+    }
+  });
+
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.exp(h), T.DTypeError, /exp: expects f32 input, got f16/);
     await assertThrows(() => T.sum(h), T.DTypeError, /sum: f16 is not supported yet; cast to f32 first/);
     await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
-    await assertThrows(() => T.softmax(h), T.DTypeError, /softmax: expects f32 input, got f16/);
+    await assertThrows(() => T.crossEntropy(h, T.Tensor.from(Int32Array.from([0, 1]))), T.DTypeError, /crossEntropy: f16 is not supported yet/);
+    const p = T.param(T.Tensor.from([1, 2, 3, 4], [2, 2]));
+    const y = T.cast(T.softmax(T.cast(p, 'f16')), 'f32');
+    await assertThrows(() => T.backward(T.sum(y)), T.DTypeError, /softmaxBackward: f16 is not supported yet \(got f16\); compute this part in f32/);
+    for (const t of [p, y]) t.dispose();
     await assertThrows(() => T.param(h), T.TensorError, /only f32 tensors can require grad/);
   });
 }
