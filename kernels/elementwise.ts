@@ -69,7 +69,7 @@ export const EW = {
   quickgelu: { arity: 1, expr: 'a * sigmoid_(1.702 * a)', float: true },
   toF32: { arity: 1, expr: 'f32(a)', out: 'f32' },
   toI32: { arity: 1, expr: 'i32(a)', out: 'i32' },
-  toF16: { arity: 1, expr: 'f16(a)', out: 'f16' },
+  toF16: { arity: 1, expr: 'a', out: 'f16' }, // computed in f32, rounded by the f16 store
   // binary
   add: { arity: 2, expr: 'a + b' },
   sub: { arity: 2, expr: 'a - b' },
@@ -111,7 +111,7 @@ function resolveDTypes(op: EwOp, operands: readonly Operand[]): { inType: DType;
   if (tensorTypes.some((t) => t !== inType)) {
     throw new DTypeError(`${op}: operands have dtypes ${tensorTypes.join(' and ')}; cast one so they match`);
   }
-  if (def.float && inType !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${inType}`);
+  if (def.float && inType === 'i32') throw new DTypeError(`${op}: expects f32 or f16 input, got ${inType}`);
   return { inType, outType: def.out ?? inType };
 }
 
@@ -197,26 +197,29 @@ function kernelSpec(op: EwOp, mode: Mode, kinds: string[], outType: DType, rank:
   const uniforms: Record<string, UniformType> = { n: 'u32', outOff: 'u32' };
   if (mode === 'strided') Object.assign(uniforms, { shape: 'vec8u', outStrides: 'vec8u' });
   const loads: string[] = [];
+  // f16 values are computed on in f32 (every helper is written for f32) and rounded once when stored.
   kinds.forEach((k, i) => {
     const ty = CODE_TYPE[k[1]];
     if (k[0] === 't') {
       inputs[`in${i}`] = (mode === 'vec4' ? `vec4<${ty}>` : ty) as StorageType;
       uniforms[`off${i}`] = 'u32';
       if (mode === 'strided') uniforms[`st${i}`] = 'vec8u';
-      loads.push(`let ${NAMES[i]} = in${i}[${mode === 'strided' ? `o${i}` : `i + u.off${i}`}];`);
+      const load = `in${i}[${mode === 'strided' ? `o${i}` : `i + u.off${i}`}]`;
+      loads.push(`let ${NAMES[i]} = ${ty === 'f16' ? `${mode === 'vec4' ? 'vec4<f32>' : 'f32'}(${load})` : load};`);
     } else {
-      // Uniforms have no f16: an f16 scalar travels as f32 and is rounded in the shader.
-      uniforms[`k${i}`] = ty === 'f16' ? 'f32' : ty;
-      loads.push(`let ${NAMES[i]} = ${ty === 'f16' ? `f16(u.k${i})` : `u.k${i}`};`);
+      uniforms[`k${i}`] = ty === 'f16' ? 'f32' : ty; // an f16 operand's scalar travels (and is used) as f32
+      loads.push(`let ${NAMES[i]} = u.k${i};`);
     }
   });
   const outTy = wgslType(outType);
-  let store = `out[oo] = ${def.expr};`;
+  const computeTy = outType === 'f16' ? 'f32' : outTy;
+  const rounded = (v: string) => (outType === 'f16' ? `${mode === 'vec4' ? 'vec4<f16>' : 'f16'}(${v})` : v);
+  let store = `out[oo] = ${rounded(def.expr)};`;
   if (mode === 'vec4') {
     // Apply the scalar expression per component: a → a0…a3 (scalars are shared by all four).
     const component = (c: number) => def.expr.replace(/\b([abcd])\b/g, `$1${c}`);
     const split = kinds.flatMap((k, i) => [0, 1, 2, 3].map((c) => `let ${NAMES[i]}${c} = ${NAMES[i]}${k[0] === 't' ? `[${c}]` : ''};`));
-    store = `${split.join(' ')}\n  out[oo] = vec4<${outTy}>(${[0, 1, 2, 3].map(component).join(', ')});`;
+    store = `${split.join(' ')}\n  out[oo] = ${rounded(`vec4<${computeTy}>(${[0, 1, 2, 3].map(component).join(', ')})`)};`;
   }
   const tensorIdx = kinds.map((k, i) => (k[0] === 't' ? i : -1)).filter((i) => i >= 0);
   const decode =
