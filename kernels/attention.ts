@@ -19,7 +19,9 @@
 // gradient of the packed tensor in one buffer, so nothing is permuted, copied or zero-filled on the way.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
+import type { DType } from '../core/dtype.ts';
+import type { StorageType } from '../core/kernel.ts';
+import { F32_MAX, halfStorage, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -53,6 +55,8 @@ interface Dims {
   L: number;
   S: number;
   D: number;
+  /** f32, or f16 (forward only so far). */
+  dtype: DType;
 }
 
 function operand(op: string, t: Tensor): HeadView {
@@ -141,25 +145,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32', scale: 'f32' } as const;
 
-function launch(key: string, name: string, w: Width, lanes: number, outputs: Record<string, 'f32' | 'vec4<f32>'>, inputs: Record<string, 'f32' | 'vec4<f32>'>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number): void {
+/**
+ * Compiles (once) and dispatches one of the kernels. `half` names the buffers held in f16: their storage type
+ * becomes f16, every read of them is widened to f32 and every store rounded once (kernels/wgsl.ts halfStorage),
+ * so the arithmetic and the online-softmax statistics stay in f32.
+ */
+function launch(key: string, name: string, w: Width, lanes: number, outputs: Record<string, StorageType>, inputs: Record<string, StorageType>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number, half: string[] = []): void {
   const { types, values } = operandUniforms(w, named);
+  const toHalf = (m: Record<string, StorageType>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, half.includes(k) ? (w === 4 ? 'vec4<f16>' : 'f16') : t])) as Record<string, StorageType>;
+  const source = `${prelude(w, dims.D, lanes)}\n${body}`;
   const spec = () => ({
-    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}`,
-    outputs,
-    inputs,
+    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}${half.length ? '_f16' : ''}`,
+    outputs: toHalf(outputs),
+    inputs: toHalf(inputs),
     uniforms: { ...DIM_UNIFORMS, ...types },
-    directives: lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
-    wgsl: `${prelude(w, dims.D, lanes)}\n${body}`,
+    directives: [...(lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []), ...(half.length ? ['enable f16;'] : [])],
+    wgsl: half.length
+      ? halfStorage(source, Object.fromEntries(half.map((b) => [b, vecType(w)])), Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, w === 4 ? 'vec4<f16>' : 'f16'])))
+      : source,
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
-  launchPerItem(`attention:${key}:${w}:${dims.D}:${lanes}`, spec, buffers, uniforms, rows * lanes, WG);
+  launchPerItem(`attention:${key}:${w}:${dims.D}:${lanes}:${half.join('')}`, spec, buffers, uniforms, rows * lanes, WG);
 }
 
 /** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
 function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: boolean, scale: number): { o: Tensor; lse: Tensor } {
   const op = 'attention';
   const { B, H, L, D } = dims;
-  const o = Tensor.empty([B, L, H, D]);
+  const o = Tensor.empty([B, L, H, D], dims.dtype);
   const lse = Tensor.empty([B, H, L]);
   const w = widthOf(D, [q, k, v]);
   const V = vecType(w);
@@ -204,6 +217,7 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
     B * H * L,
     causal,
     scale,
+    dims.dtype === 'f16' ? ['q', 'k', 'v', 'o'] : [],
   );
   return { o, lse };
 }
@@ -217,6 +231,7 @@ function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): HeadVi
 function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Tensor, g: Tensor, dq: HeadView, dkv: { k: HeadView; v: HeadView }, dims: Dims, causal: boolean, scale: number): void {
   const op = 'attentionBackward';
   const { B, H, L, S, D } = dims;
+  if (dims.dtype !== 'f32' || g.dtype !== 'f32') throw new DTypeError(`${op}: f16 is not supported yet; compute attention in f32 where gradients are needed`);
   // dK and dV share one output binding (one buffer, two views): a dispatch binds each writable buffer once.
   if (dkv.k.buffer !== dkv.v.buffer) throw new ShapeError('attention backward: dK and dV must be views of one buffer');
   const gc = contiguousCopy(g);
@@ -310,7 +325,7 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
 function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (t.rank !== 4) throw new ShapeError(`attention: ${name} must be [batch, tokens, heads, headDim], got ${fmtShape(t.shape)}`);
-    if (t.dtype !== 'f32') throw new DTypeError(`attention: ${name} must be f32, got ${t.dtype}`);
+    if ((t.dtype !== 'f32' && t.dtype !== 'f16') || t.dtype !== q.dtype) throw new DTypeError(`attention: q, k and v must all be f32 or all f16, got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   }
   const [B, L, H, D] = q.shape;
   const S = k.shape[1];
@@ -320,7 +335,7 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   }
   if (D > MAX_HEAD_DIM) throw new ShapeError(`attention: head dim ${D} exceeds the fused kernel's ${MAX_HEAD_DIM}`);
   if (S === 0) throw new ShapeError('attention: no keys (S = 0)');
-  return { B, H, L, S, D };
+  return { B, H, L, S, D, dtype: q.dtype };
 }
 
 /** A view with unit last stride (the kernels read rows as runs of floats), copying only when needed. */

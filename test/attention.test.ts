@@ -60,7 +60,7 @@ test('bad shapes and dtypes are named', () => {
   assert.throws(() => T.attention(t([2, 3, 4]), t([2, 3, 4]), t([2, 3, 4])), /q must be \[batch, tokens, heads, headDim\], got \[2, 3, 4\]/);
   assert.throws(() => T.attention(t([2, 3, 1, 4]), t([2, 5, 1, 4]), t([2, 6, 1, 4])), /k and v must both be \[2,5,1,4\]/);
   assert.throws(() => T.attention(t([1, 2, 1, 129]), t([1, 2, 1, 129]), t([1, 2, 1, 129])), /head dim 129 exceeds/);
-  assert.throws(() => T.attention(T.zeros([1, 2, 1, 4], 'i32'), t([1, 2, 1, 4]), t([1, 2, 1, 4])), /q must be f32, got i32/);
+  assert.throws(() => T.attention(T.zeros([1, 2, 1, 4], 'i32'), t([1, 2, 1, 4]), t([1, 2, 1, 4])), /q, k and v must all be f32 or all f16, got i32, f32, f32/);
   assert.throws(() => T.selfAttention(t([2, 3, 10]), 2), /qkv must be \[batch, tokens, 3 · heads · headDim\] with 2 heads, got \[2, 3, 10\]/);
 });
 

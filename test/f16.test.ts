@@ -1,7 +1,7 @@
 // f16 as a storage type: the host conversion (round to nearest even, subnormals, overflow, NaN), uploads and
 // downloads at any offset, the casts both ways on the GPU (flat, vec4 and strided kernels), copies, half the
-// bytes, every elementwise op on f16 values (computed in f32, rounded once), and clear errors for what does not
-// take f16 yet.
+// bytes, every elementwise op on f16 values (computed in f32, rounded once), matmuls, row kernels and fused
+// attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
 // On a device without shader-f16 every f16 test is reported skipped and the refusal itself is tested.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
@@ -164,6 +164,22 @@ if (!hasF16) {
     }
   });
 
+  test('fused attention forward on f16 q, k, v: f32 scores and online softmax, f16 output (thread and subgroup rows)', async () => {
+    const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
+    const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
+    // [B, L, S, H, D, causal]: head widths 5 and 16 take a thread per row, 64 a subgroup per row where one fits.
+    const shapes: [number, number, number, number, number, boolean][] = [[1, 1, 1, 1, 5, false], [2, 7, 7, 3, 5, true], [3, 17, 9, 2, 16, false], [2, 13, 13, 2, 64, true]];
+    let seed = 800;
+    for (const [B, L, S, H, D, causal] of shapes) {
+      const [q, k, v] = [half(randn([B, L, H, D], seed++)), half(randn([B, S, H, D], seed++)), half(randn([B, S, H, D], seed++))];
+      const got = T.attention(up(q), up(k), up(v), { causal });
+      assert.equal([got.dtype, ...got.shape], ['f16', B, L, H, D]);
+      assertClose(await got.data(), R.attention(q, k, v, causal).data, `B ${B}, L ${L}, S ${S}, ${H} × ${D}${causal ? ', causal' : ''}`, { atol: 2e-3, rtol: 2 ** -9 });
+      got.dispose();
+    }
+    await assertThrows(() => T.attention(up(randn([1, 2, 1, 4], 1)), toTensor(randn([1, 2, 1, 4], 2)), up(randn([1, 2, 1, 4], 3))), T.DTypeError, /attention: q, k and v must all be f32 or all f16, got f16, f32, f16/);
+  });
+
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.sum(h), T.DTypeError, /sum: f16 is not supported yet; cast to f32 first/);
@@ -173,6 +189,11 @@ if (!hasF16) {
     const y = T.cast(T.softmax(T.cast(p, 'f16')), 'f32');
     await assertThrows(() => T.backward(T.sum(y)), T.DTypeError, /softmaxBackward: f16 is not supported yet \(got f16\); compute this part in f32/);
     for (const t of [p, y]) t.dispose();
+    const pq = T.param(toTensor(randn([1, 3, 1, 4], 5)));
+    const kv = T.Tensor.from(Array.from(randn([1, 3, 1, 4], 6).data), [1, 3, 1, 4], 'f16');
+    const att = T.cast(T.attention(T.cast(pq, 'f16'), kv, kv), 'f32');
+    await assertThrows(() => T.backward(T.sum(att)), T.DTypeError, /attentionBackward: f16 is not supported yet; compute attention in f32 where gradients are needed/);
+    for (const t of [pq, kv, att]) t.dispose();
     await assertThrows(() => T.param(h), T.TensorError, /only f32 tensors can require grad/);
   });
 }
