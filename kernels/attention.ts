@@ -21,7 +21,7 @@ import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import type { DType } from '../core/dtype.ts';
 import type { StorageType } from '../core/kernel.ts';
-import { F32_MAX, halfStorage, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
+import { F32_MAX, halfStorage, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -152,7 +152,7 @@ const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32',
  */
 function launch(key: string, name: string, w: Width, lanes: number, outputs: Record<string, StorageType>, inputs: Record<string, StorageType>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number, half: string[] = []): void {
   const { types, values } = operandUniforms(w, named);
-  const toHalf = (m: Record<string, StorageType>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, half.includes(k) ? (w === 4 ? 'vec4<f16>' : 'f16') : t])) as Record<string, StorageType>;
+  const toHalf = (m: Record<string, StorageType>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, half.includes(k) ? halfVecType(w) : t])) as Record<string, StorageType>;
   const source = `${prelude(w, dims.D, lanes)}\n${body}`;
   const spec = () => ({
     name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}${half.length ? '_f16' : ''}`,
@@ -161,7 +161,7 @@ function launch(key: string, name: string, w: Width, lanes: number, outputs: Rec
     uniforms: { ...DIM_UNIFORMS, ...types },
     directives: [...(lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []), ...(half.length ? ['enable f16;'] : [])],
     wgsl: half.length
-      ? halfStorage(source, Object.fromEntries(half.map((b) => [b, vecType(w)])), Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, w === 4 ? 'vec4<f16>' : 'f16'])))
+      ? halfStorage(source, Object.fromEntries(half.map((b) => [b, vecType(w)])), Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, halfVecType(w)])))
       : source,
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };

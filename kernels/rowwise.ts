@@ -11,7 +11,7 @@ import type { DType } from '../core/dtype.ts';
 import type { KernelSpec, StorageType } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
-import { F32_MAX, halfStorage, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
+import { F32_MAX, halfStorage, halfVecType, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
 
 const WG = 64;
 
@@ -22,8 +22,7 @@ function onlyF32(op: string, ...tensors: Tensor[]): void {
 }
 
 /** The storage type of a row buffer of `dtype` read `w` values at a time. */
-const storageOf = (w: Width, dtype: DType): StorageType => (dtype === 'f16' ? (w === 4 ? 'vec4<f16>' : 'f16') : vecType(w));
-const halfType = (w: Width) => (w === 4 ? 'vec4<f16>' : 'f16');
+const storageOf = (w: Width, dtype: DType): StorageType => (dtype === 'f16' ? halfVecType(w) : vecType(w));
 
 /** 4 when a row of D floats and every offset allow vec4 loads. */
 const widthFor = (D: number, ...offsets: number[]): Width => (D % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1);
@@ -145,7 +144,7 @@ ${row.entry}
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
       directives: [...row.directives, ...(half ? ['enable f16;'] : [])],
       // f16 rows: values are read as f32, the statistics stay f32, each store rounds once.
-      wgsl: half ? halfStorage(source, { x: vecType(w), y: vecType(w) }, { y: halfType(w) }) : source,
+      wgsl: half ? halfStorage(source, { x: vecType(w), y: vecType(w) }, { y: halfVecType(w) }) : source,
     }),
     { y: out.bufferFor(op), x: src.bufferFor(op) },
     { rows, W: D / w, off: src.offset / w },
@@ -238,7 +237,7 @@ ${walk.entry}
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
       directives: [...walk.directives, ...(half ? ['enable f16;'] : [])],
       // f16 operands are read as f32 (statistics in f32); an f16 output is rounded once per store.
-      wgsl: half ? halfStorage(source, widen, dtypes.x === 'f16' ? { y: halfType(w) } : {}) : source,
+      wgsl: half ? halfStorage(source, widen, dtypes.x === 'f16' ? { y: halfVecType(w) } : {}) : source,
     }),
     { y: y.bufferFor(op), meanOut: mean.bufferFor(op), rstdOut: rstd.bufferFor(op), x: src.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) },
     { rows, W: D / w, D, off: src.offset / w, offW: wc.offset / w, offB: bc.offset / w, eps },

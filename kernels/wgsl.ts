@@ -9,6 +9,8 @@ export const F32_MAX = '3.4028234663852886e38';
 /** Elements per load: 4 when rows and offsets allow vec4 loads (3× faster on lavapipe), else 1. */
 export type Width = 1 | 4;
 export const vecType = (w: Width) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
+/** The f16 storage type of a value `w` wide (kernels that hold a buffer in f16 read it as vecType(w)). */
+export const halfVecType = (w: Width) => (w === 4 ? ('vec4<f16>' as const) : ('f16' as const));
 
 /**
  * `V` (f32 or vec4<f32>) and its horizontal sum and max, so one kernel source serves both widths: a row of D
