@@ -1,7 +1,7 @@
 // Attention: the fused kernels (kernels/attention.ts) against the unfused path they replaced (batched matmuls,
 // softmax and permutes, nn/attention.ts attendUnfused) and against tfjs-webgpu's matMul → softmax → matMul,
 // on CLIP's shapes. Forward alone, then forward + backward (ours only: tfjs has no fused attention gradient
-// to compare with). Rates count the useful FLOPs of the math (4·D per query–key pair forward; the backward
+// to compare with); where the device has shader-f16, also the fused forward on f16 q, k, v. Rates count the useful FLOPs of the math (4·D per query–key pair forward; the backward
 // recomputes the scores: 4·D in the dQ kernel, 8·D in the dK/dV kernel), the same for every implementation.
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
@@ -61,6 +61,19 @@ export async function benchAttention({ quick, peer }: { quick: boolean; peer: bo
         { inner: 2, reps: 3 },
       );
       results.push({ kernel: 'attention fwd+bwd', shape: label, impl, ms: step.ms, gpuMs: step.gpuMs, rate: trainFlops / step.ms / 1e6, unit: 'GFLOP/s' });
+    }
+    if (T.gpu().hasFeature('shader-f16')) {
+      // The same forward on f16 copies of q, k, v (f32 scores and softmax, f16 output), validated against the
+      // float64 attention of the rounded inputs; forward only (the backward takes f32).
+      const [fq, fk, fv] = [q, k, v].map((t) => T.keep(T.noGrad(() => T.cast(t, 'f16'))));
+      const half = async (t: T.Tensor) => R.Nd.from(await T.noGrad(() => T.cast(t, 'f32')).data(), t.shape);
+      const wantHalf = R.attention(await half(fq), await half(fk), await half(fv), causal);
+      const halfAttention = () => T.attention(fq, fk, fv, { causal });
+      const gotHalf = await T.noGrad(halfAttention).data();
+      validate(`attention f16 ${label}`, Array.from({ length: 256 }, (_, s) => (s * 7919) % gotHalf.length).map((i) => ({ got: gotHalf[i], want: wantHalf.data[i] })), 4e-3);
+      const fwd = await timeOurs(() => T.noGrad(halfAttention), { inner: 3, reps: 3 });
+      results.push({ kernel: 'attention', shape: label, impl: 'ours (fused, f16)', ms: fwd.ms, gpuMs: fwd.gpuMs, rate: forwardFlops / fwd.ms / 1e6, unit: 'GFLOP/s' });
+      for (const t of [fq, fk, fv]) t.dispose();
     }
     if (tf) {
       // Head-major [B·H, L, D] inputs (the layout tfjs' batched matMul wants; the permute is not timed).
