@@ -69,7 +69,7 @@ export const EW = {
   quickgelu: { arity: 1, expr: 'a * sigmoid_(1.702 * a)', float: true },
   toF32: { arity: 1, expr: 'f32(a)', out: 'f32' },
   toI32: { arity: 1, expr: 'i32(a)', out: 'i32' },
-  toF16: { arity: 1, expr: 'a', out: 'f16' }, // computed in f32, rounded by the f16 store
+  toF16: { arity: 1, expr: 'f32(a)', out: 'f16' }, // to f32 (i32 too), rounded once by the f16 store
   // binary
   add: { arity: 2, expr: 'a + b' },
   sub: { arity: 2, expr: 'a - b' },

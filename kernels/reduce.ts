@@ -1,4 +1,5 @@
-// Reductions over any set of axes: sum (and mean through a fused scale), max, min, argmax, argmin.
+// Reductions over any set of axes: sum (and mean through a fused scale), max, min, argmax, argmin; on f32, i32
+// and f16 (read as f32, accumulated in f32, rounded once to an f16 result).
 //
 // The input is viewed as [outer, R, inner] where R is the product of the reduced axes. That view exists
 // without a copy when the reduced axes are adjacent in a contiguous tensor; otherwise the tensor is permuted
@@ -8,7 +9,8 @@
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
 import { DTypeError } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
+import { F32_MAX, grid, halfStorage, perItemEntry } from './wgsl.ts';
+import type { DType } from '../core/dtype.ts';
 import { sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
@@ -26,7 +28,13 @@ const INIT: Record<ReduceOp, Record<'f32' | 'i32', string>> = {
   argmin: { f32: F32_MAX, i32: '2147483647' },
 };
 
-function reduceKernel(op: ReduceOp, dtype: 'f32' | 'i32') {
+/**
+ * One pass over [outer, R, inner]. f16 input is read widened to f32 and accumulated in f32 (kernels/wgsl.ts
+ * halfStorage); an f16 output is rounded once at the store. The first pass of a split f16 reduction writes f32
+ * partials, so the chunks are not rounded on the way.
+ */
+function reduceKernel(op: ReduceOp, inType: DType, outType: DType) {
+  const acc = inType === 'i32' ? 'i32' : 'f32';
   const isArg = op === 'argmax' || op === 'argmin';
   const better = op === 'max' || op === 'argmax' ? '>' : '<';
   const update =
@@ -35,13 +43,8 @@ function reduceKernel(op: ReduceOp, dtype: 'f32' | 'i32') {
       : isArg
         ? `if (v ${better} acc || (v != v && acc == acc)) { acc = v; best = r; }` // the first NaN wins, like PyTorch
         : `if (v ${better} acc || v != v) { acc = v; }`;
-  const result = isArg ? 'i32(best)' : op === 'sum' && dtype === 'f32' ? 'acc * u.scale' : 'acc';
-  return getEngine().kernel(`reduce:${op}:${dtype}`, () => ({
-    name: `${op}(${dtype})`,
-    outputs: { out: isArg ? ('i32' as const) : dtype },
-    inputs: { x: dtype },
-    uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
-    wgsl: `
+  const result = isArg ? 'i32(best)' : op === 'sum' && acc === 'f32' ? 'acc * u.scale' : 'acc';
+  const source = `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let per = u.chunks * u.inner;
@@ -50,7 +53,7 @@ ${perItemEntry(WG)}
   let i = t % u.inner;
   let r0 = c * u.chunkLen;
   let r1 = min(u.R, r0 + u.chunkLen);
-  var acc: ${dtype} = ${INIT[op][dtype]};
+  var acc: ${acc} = ${INIT[op][acc]};
   var best = r0;
   var at = u.off + (o * u.R + r0) * u.inner + i;
   for (var r = r0; r < r1; r++) {
@@ -59,27 +62,40 @@ ${perItemEntry(WG)}
     at += u.inner;
   }
   out[t] = ${result};
-}`,
+}`;
+  const roundOut = !isArg && outType === 'f16';
+  const half = inType === 'f16' || roundOut;
+  return getEngine().kernel(`reduce:${op}:${inType}:${outType}`, () => ({
+    name: `${op}(${inType}${outType !== inType ? ` → ${outType}` : ''})`,
+    outputs: { out: isArg ? ('i32' as const) : outType },
+    inputs: { x: inType },
+    uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
+    directives: half ? ['enable f16;'] : [],
+    wgsl: half ? halfStorage(source, inType === 'f16' ? { x: 'f32' } : {}, roundOut ? { out: 'f16' } : {}) : source,
   }));
 }
 
-/** Reduces a contiguous [outer, R, inner] view of x (starting at x.offset); returns a contiguous [outer * inner]. */
-function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: number, scale: number): Tensor {
+/**
+ * Reduces a contiguous [outer, R, inner] view of x (starting at x.offset) into a contiguous [outer * inner]
+ * of `dtype` (x's own dtype, or f32 for the partials of an f16 reduction).
+ */
+function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: number, scale: number, dtype: DType = x.dtype): Tensor {
   const isArg = op === 'argmax' || op === 'argmin';
   const outputs = outer * inner;
   const split = !isArg && R > 4 * CHUNK && outputs < 8192;
   const chunks = split ? Math.ceil(R / CHUNK) : 1;
   const chunkLen = split ? CHUNK : Math.max(R, 1);
-  const out = Tensor.empty([outer * chunks * inner], isArg ? 'i32' : x.dtype);
+  const passType = split && dtype === 'f16' ? 'f32' : dtype;
+  const out = Tensor.empty([outer * chunks * inner], isArg ? 'i32' : passType);
   const total = outer * chunks * inner;
   getEngine().dispatch(
-    reduceKernel(op, x.dtype as 'f32' | 'i32'), // f16 was refused by reduceRaw
+    reduceKernel(op, x.dtype, passType),
     { out: out.bufferFor(op), x: x.bufferFor(op) },
     { total, R, inner, chunks, chunkLen, off: x.offset, scale: split ? 1 : scale },
     grid(Math.ceil(total / WG)),
   );
   if (!split) return out;
-  const rest = reduce3(op, out, outer, chunks, inner, scale);
+  const rest = reduce3(op, out, outer, chunks, inner, scale, dtype);
   out.dispose();
   return rest;
 }
@@ -87,7 +103,6 @@ function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: numbe
 /** The raw reduction (no autodiff); `scale` multiplies a sum (mean = sum with scale 1/R). */
 export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean, scale = 1): Tensor {
   x.bufferFor(op);
-  if (x.dtype === 'f16') throw new DTypeError(`${op}: f16 is not supported yet; cast to f32 first`);
   if (op === 'sum' && x.dtype === 'i32' && scale !== 1) throw new DTypeError(`mean: expects f32 input, got i32`);
   const rank = x.rank;
   const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));

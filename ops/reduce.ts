@@ -75,7 +75,7 @@ function unreduce(g: Tensor, shape: Shape, axes: readonly number[]): Tensor {
 
 function extremumGrad(g: Tensor, { x, axes, out }: Extremum): (Tensor | null)[] {
   const mask = ew('eq', [x, unreduce(out, x.shape, axes)]);
-  const maskF = ew('toF32', [mask]);
+  const maskF = ew(g.dtype === 'f16' ? 'toF16' : 'toF32', [mask]); // in g's dtype: the share is g / count
   const count = reduceRaw('sum', maskF, axes, true);
   const share = ew('div', [unreduce(g, x.shape, axes), count]);
   return [ew('mul', [share, maskF])];

@@ -1,7 +1,7 @@
 // f16 as a storage type: the host conversion (round to nearest even, subnormals, overflow, NaN), uploads and
 // downloads at any offset, the casts both ways on the GPU (flat, vec4 and strided kernels), copies, half the
-// bytes, every elementwise op on f16 values (computed in f32, rounded once), matmuls, row kernels and fused
-// attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
+// bytes, every elementwise op on f16 values (computed in f32, rounded once), reductions, matmuls, row kernels
+// and fused attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
 // On a device without shader-f16 every f16 test is reported skipped and the refusal itself is tested.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
@@ -58,6 +58,16 @@ if (!hasF16) {
         const transposed = T.contiguous(T.transpose(half));
         assert.equal(Array.from(await transposed.data()), roundHalf(R.permute(x, [1, 0]).data), `transposed copy ${shape}`);
       }
+    }
+  });
+
+  test('casts between i32 and f16, both ways, flat and vec4 (integers rounded to the nearest half)', async () => {
+    for (const n of [3, 8, 13]) {
+      const ints = Array.from({ length: n }, (_, i) => (i % 2 ? -1 : 1) * (i * 977 + (i % 3)));
+      const h = T.cast(T.Tensor.from(Int32Array.from(ints)), 'f16');
+      assert.is(h.dtype, 'f16');
+      assert.equal(Array.from(await h.data()), roundHalf(ints), `i32 → f16, n = ${n}`);
+      assert.equal(Array.from(await T.cast(h, 'i32').data()), roundHalf(ints).map(Math.trunc), `f16 → i32, n = ${n}`);
     }
   });
 
@@ -180,9 +190,46 @@ if (!hasF16) {
     await assertThrows(() => T.attention(up(randn([1, 2, 1, 4], 1)), toTensor(randn([1, 2, 1, 4], 2)), up(randn([1, 2, 1, 4], 3))), T.DTypeError, /attention: q, k and v must all be f32 or all f16, got f16, f32, f16/);
   });
 
+  test('reductions on f16: read as f32, accumulated in f32, one rounding (rows, columns, permuted axes, split sums)', async () => {
+    const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
+    const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
+    // [shape, axes]: last axis, first axis (columns), non-adjacent axes (a permuted copy), and a full sum long
+    // enough to take the two-pass split (its partials stay f32).
+    const cases: [number[], number[]][] = [[[7, 33], [1]], [[33, 5], [0]], [[3, 4, 5], [0, 2]], [[4099], [0]], [[9, 1031], [0, 1]]];
+    let seed = 900;
+    for (const [shape, axes] of cases) {
+      const x = half(randn(shape, seed++, 2));
+      const label = `${shape} over ${axes}`;
+      const s = T.sum(up(x), axes);
+      assert.is(s.dtype, 'f16');
+      const want = R.reduce(x, axes, false, 0, (a, v) => a + v);
+      // f32 accumulation, then one rounding: the error is the rounding of the result, however long the sum.
+      assertClose(await s.data(), want.data, `sum ${label}`, { atol: 1e-3, rtol: 2 ** -10 });
+      assertClose(await T.mean(up(x), axes).data(), R.map(want, (v) => v / axes.reduce((n, a) => n * shape[a], 1)).data, `mean ${label}`, { atol: 1e-3, rtol: 2 ** -10 });
+      assert.equal(Array.from(await T.max(up(x), axes).data()), Array.from(R.reduce(x, axes, false, -Infinity, Math.max).data), `max ${label} (exact: a value of x)`);
+      assert.equal(Array.from(await T.min(up(x), axes).data()), Array.from(R.reduce(x, axes, false, Infinity, Math.min).data), `min ${label}`);
+    }
+    const x = half(randn([5, 9], 950));
+    assert.equal(Array.from(await T.argmax(up(x), 1).data()), Array.from(R.argReduce(x, 1, (a, b) => a > b).data), 'argmax (i32 indices)');
+  });
+
+  test('gradients through f16 reductions and broadcasts (sum, max, a broadcast bias) reach f32 parameters', async () => {
+    const x = randn([3, 4], 960);
+    const p = T.param(toTensor(x));
+    const bias = T.param(T.Tensor.from([0.5, -1, 2, 0.25], [4]));
+    const h = T.add(T.cast(p, 'f16'), T.cast(bias, 'f16')); // the bias gradient is summed over rows in f16
+    const loss = T.add(T.sum(T.cast(T.sum(h, 1), 'f32')), T.sum(T.cast(T.max(h, 0), 'f32')));
+    T.backward(loss);
+    const xb = R.Nd.from(roundHalf(R.zip([x, R.Nd.from([0.5, -1, 2, 0.25], [4])], (a, b) => a + b).data), [3, 4]);
+    const argmaxRows = R.argReduce(R.permute(xb, [1, 0]), 1, (a, b) => a > b).data; // per column, the row of its largest value
+    const want = Array.from({ length: 12 }, (_, i) => 1 + (argmaxRows[i % 4] === Math.floor(i / 4) ? 1 : 0));
+    assert.equal(Array.from(await p.grad!.data()), want, 'x: 1 from the sum, +1 where the column max was');
+    assert.equal(Array.from(await bias.grad!.data()), [4, 4, 4, 4], 'bias: summed over the 3 rows (+1 from each max)');
+    for (const t of [p, bias, loss]) t.dispose();
+  });
+
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
-    await assertThrows(() => T.sum(h), T.DTypeError, /sum: f16 is not supported yet; cast to f32 first/);
     await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
     await assertThrows(() => T.crossEntropy(h, T.Tensor.from(Int32Array.from([0, 1]))), T.DTypeError, /crossEntropy: f16 is not supported yet/);
     const p = T.param(T.Tensor.from([1, 2, 3, 4], [2, 2]));
