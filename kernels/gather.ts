@@ -1,4 +1,5 @@
-// Gathers along one axis (index_select, embedding lookup) and the matching scatter-add for the backward.
+// Gathers along one axis (index_select, embedding lookup) and the matching scatter-add for the backward; on
+// f32, i32 and f16 (copied as is; its scatter-add accumulates in f32 and rounds once).
 //
 // x is viewed as [outer, L, inner] around the indexed axis. The forward is one thread per output element.
 // The backward has no float atomics in WGSL, so instead of racing, one thread owns one (outer, inner)
@@ -6,11 +7,11 @@
 // (outer = 1, inner = width) it is `width` threads each streaming through the batch once.
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { grid, perItemEntry } from './wgsl.ts';
+import { grid, halfStorage, perItemEntry } from './wgsl.ts';
 import { normalizeAxis, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { zeros } from './creation.ts';
-import { contiguousCopy } from './elementwise.ts';
+import { contiguousCopy, elementwise } from './elementwise.ts';
 
 const WG = 64;
 
@@ -32,8 +33,7 @@ export function indexSelectRaw(x: Tensor, axis: number, index: Tensor): Tensor {
   checkIndex(op, index, L);
   const inner = sizeOf(x.shape.slice(a + 1));
   const n = index.shape[0];
-  if (x.dtype === 'f16') throw new DTypeError(`${op}: f16 is not supported yet; cast to f32 first`);
-  const dtype = x.dtype;
+  const dtype = x.dtype; // f16 is copied as f16: a gather does no arithmetic
   const [src, idx] = [contiguousCopy(x), contiguousCopy(index)];
   const out = Tensor.empty([...x.shape.slice(0, a), n, ...x.shape.slice(a + 1)], dtype);
   const total = out.size;
@@ -43,6 +43,7 @@ export function indexSelectRaw(x: Tensor, axis: number, index: Tensor): Tensor {
     outputs: { out: dtype, flag: 'u32' as const },
     inputs: { x: dtype, index: 'i32' as const },
     uniforms: { total: 'u32', n: 'u32', L: 'u32', inner: 'u32', off: 'u32', offI: 'u32', errCode: 'u32' } as const,
+    directives: dtype === 'f16' ? ['enable f16;'] : [],
     wgsl: `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
@@ -77,12 +78,8 @@ export function indexSelectBackwardRaw(g: Tensor, shape: readonly number[], axis
   const [gc, idx] = [contiguousCopy(g), contiguousCopy(index)];
   const dx = zeros(shape);
   const columns = outer * inner;
-  const kernel = getEngine().kernel('scatterAdd', () => ({
-    name: 'scatterAdd',
-    outputs: { dx: 'f32' as const },
-    inputs: { g: 'f32' as const, index: 'i32' as const },
-    uniforms: { columns: 'u32', n: 'u32', L: 'u32', inner: 'u32', offG: 'u32', offI: 'u32' } as const,
-    wgsl: `
+  const half = g.dtype === 'f16';
+  const source = `
 ${perItemEntry(WG, 'c')}
   if (c >= u.columns) { return; }
   let o = c / u.inner;
@@ -92,12 +89,22 @@ ${perItemEntry(WG, 'c')}
     let at = (o * u.L + k) * u.inner + i;
     dx[at] = dx[at] + g[u.offG + (o * u.n + j) * u.inner + i];
   }
-}`,
+}`;
+  const kernel = getEngine().kernel(`scatterAdd:${g.dtype}`, () => ({
+    name: `scatterAdd(${g.dtype})`,
+    outputs: { dx: 'f32' as const },
+    inputs: { g: g.dtype, index: 'i32' as const },
+    uniforms: { columns: 'u32', n: 'u32', L: 'u32', inner: 'u32', offG: 'u32', offI: 'u32' } as const,
+    directives: half ? ['enable f16;'] : [],
+    wgsl: half ? halfStorage(source, { g: 'f32' }, {}) : source,
   }));
   if (columns > 0 && n > 0) {
     getEngine().dispatch(kernel, { dx: dx.bufferFor(op), g: gc.bufferFor(op), index: idx.bufferFor(op) }, { columns, n, L, inner, offG: gc.offset, offI: idx.offset }, grid(Math.ceil(columns / WG)));
   }
   gc.dispose();
   idx.dispose();
-  return dx;
+  if (!half) return dx;
+  const rounded = elementwise('toF16', [dx]); // accumulated in f32, rounded once
+  dx.dispose();
+  return rounded;
 }

@@ -1,7 +1,7 @@
 // f16 as a storage type: the host conversion (round to nearest even, subnormals, overflow, NaN), uploads and
 // downloads at any offset, the casts both ways on the GPU (flat, vec4 and strided kernels), copies, half the
-// bytes, every elementwise op on f16 values (computed in f32, rounded once), reductions, matmuls, row kernels
-// and fused attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
+// bytes, every elementwise op on f16 values (computed in f32, rounded once), reductions, gathers, matmuls, row
+// kernels and fused attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
 // On a device without shader-f16 every f16 test is reported skipped and the refusal itself is tested.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
@@ -226,6 +226,28 @@ if (!hasF16) {
     assert.equal(Array.from(await p.grad!.data()), want, 'x: 1 from the sum, +1 where the column max was');
     assert.equal(Array.from(await bias.grad!.data()), [4, 4, 4, 4], 'bias: summed over the 3 rows (+1 from each max)');
     for (const t of [p, bias, loss]) t.dispose();
+  });
+
+  test('gathers on f16 copy exactly (embedding, index_select on an inner axis); the scatter-add backward sums in f32', async () => {
+    const table = randn([11, 6], 970);
+    const rows = roundHalf(table.data);
+    const ids = [3, 0, 10, 3, 7, 3, 5];
+    const emb = T.embedding(T.Tensor.from(Array.from(table.data), [11, 6], 'f16'), T.Tensor.from(Int32Array.from(ids), [7]));
+    assert.equal([emb.dtype, ...emb.shape], ['f16', 7, 6]);
+    assert.equal(Array.from(await emb.data()), ids.flatMap((r) => rows.slice(r * 6, r * 6 + 6)));
+    const cols = T.indexSelect(T.Tensor.from(Array.from(table.data), [11, 6], 'f16'), 1, T.Tensor.from(Int32Array.from([5, 0, 5])));
+    assert.equal(Array.from(await cols.data()), Array.from({ length: 33 }, (_, i) => rows[Math.floor(i / 3) * 6 + [5, 0, 5][i % 3]]));
+
+    const p = T.param(toTensor(table));
+    const g = randn([7, 6], 971, 3);
+    const out = T.cast(T.embedding(T.cast(p, 'f16'), T.Tensor.from(Int32Array.from(ids), [7])), 'f32');
+    T.backward(out, toTensor(g));
+    const gh = roundHalf(g.data); // the gradient reaches the gather in f16
+    const want = new Array(66).fill(0);
+    ids.forEach((r, j) => { for (let c = 0; c < 6; c++) want[r * 6 + c] += gh[j * 6 + c]; });
+    // Row 3 sums three rows of g: summed in f32, one rounding to f16 at the end.
+    assertClose(await p.grad!.data(), roundHalf(want), 'embedding gradient', { atol: 1e-6, rtol: 1e-6 });
+    for (const t of [emb, cols, p, out]) t.dispose();
   });
 
   test('what does not take f16 yet says so, naming the op', async () => {
