@@ -154,27 +154,24 @@ ${row.entry}
   return out;
 }
 
-/** Backward of softmax (y = softmax(x)): dx = y·(g − Σ g·y); of log-softmax: dx = g − exp(y)·Σ g. */
+/**
+ * Backward of softmax (y = softmax(x)): dx = y·(g − Σ g·y); of log-softmax: dx = g − exp(y)·Σ g. On f16 y and g
+ * the sum and the arithmetic are f32 and dx is rounded once.
+ */
 export function softmaxBackwardRaw(y: Tensor, g: Tensor, log: boolean): Tensor {
   const op = log ? 'logSoftmaxBackward' : 'softmaxBackward';
-  onlyF32(op, y, g);
+  if (y.dtype !== g.dtype) throw new DTypeError(`${op}: the output and its gradient must share a dtype, got ${y.dtype} and ${g.dtype}`);
+  const half = y.dtype === 'f16';
   const gc = contiguousCopy(g);
   const yc = contiguousCopy(y);
   const D = y.shape[y.rank - 1];
   const rows = y.size / D;
-  const out = Tensor.empty(y.shape);
+  const out = Tensor.empty(y.shape, y.dtype);
   const w = widthFor(D, gc.offset, yc.offset);
   const [reduce, write] = log
     ? ['sv += g[gb + j];', 'dx[base + j] = g[gb + j] - exp(y[yb + j]) * s;']
     : ['sv += g[gb + j] * y[yb + j];', 'dx[base + j] = y[yb + j] * (g[gb + j] - s);'];
-  launchRows(
-    `rows:${op}:${w}`,
-    () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}`,
-      outputs: { dx: vecType(w) },
-      inputs: { y: vecType(w), g: vecType(w) },
-      uniforms: { rows: 'u32', W: 'u32', offY: 'u32', offG: 'u32' } as const,
-      wgsl: `${prelude(w)}
+  const source = `${prelude(w)}
 ${ROW_ID}
   let yb = u.offY + base;
   let gb = u.offG + base;
@@ -182,7 +179,16 @@ ${ROW_ID}
   for (var j = 0u; j < u.W; j++) { ${reduce} }
   let s = hsum(sv);
   for (var j = 0u; j < u.W; j++) { ${write} }
-}`,
+}`;
+  launchRows(
+    `rows:${op}:${w}:${y.dtype}`,
+    () => ({
+      name: `${op}${w === 4 ? '_vec4' : ''}${half ? '_f16' : ''}`,
+      outputs: { dx: storageOf(w, y.dtype) },
+      inputs: { y: storageOf(w, y.dtype), g: storageOf(w, y.dtype) },
+      uniforms: { rows: 'u32', W: 'u32', offY: 'u32', offG: 'u32' } as const,
+      directives: half ? ['enable f16;'] : [],
+      wgsl: half ? halfStorage(source, { y: vecType(w), g: vecType(w) }, { dx: halfVecType(w) }) : source,
     }),
     { dx: out.bufferFor(op), y: yc.bufferFor(op), g: gc.bufferFor(op) },
     { rows, W: D / w, offY: yc.offset / w, offG: gc.offset / w },
