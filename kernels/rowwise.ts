@@ -262,26 +262,34 @@ ${walk.entry}
  */
 export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor; db: Tensor } {
   const op = 'layerNormBackward';
-  onlyF32(op, g, x, weight);
+  if (g.dtype !== x.dtype) throw new DTypeError(`${op}: the input and its gradient must share a dtype, got ${x.dtype} and ${g.dtype}`);
+  // f16 g, x or weight are read as f32; dx (x's dtype) and dw, db (the weight's) are rounded once at the store.
+  const half = [g, x, weight].filter((t) => t.dtype === 'f16').length > 0;
   const D = x.shape[x.rank - 1];
   const rows = x.size / D;
   const [gc, xc, wc] = [contiguousCopy(g), contiguousCopy(x), contiguousCopy(weight)];
-  const dx = Tensor.empty(x.shape);
-  const dw = Tensor.empty([D]);
-  const db = Tensor.empty([D]);
+  const dx = Tensor.empty(x.shape, x.dtype);
+  const dw = Tensor.empty([D], weight.dtype);
+  const db = Tensor.empty([D], weight.dtype);
   const w = widthFor(D, gc.offset, xc.offset, wc.offset);
-  const inputs = { g: vecType(w), x: vecType(w), w: vecType(w), mean: 'f32' as const, rstd: 'f32' as const };
+  const inputs = { g: storageOf(w, g.dtype), x: storageOf(w, x.dtype), w: storageOf(w, weight.dtype), mean: 'f32' as const, rstd: 'f32' as const };
+  const widen = Object.fromEntries(Object.entries({ g, x, w: weight }).filter(([, t]) => t.dtype === 'f16').map(([name]) => [name, vecType(w)]));
+  const rounded = (names: string[], dtype: DType) => (dtype === 'f16' ? Object.fromEntries(names.map((n) => [n, halfVecType(w)])) : {});
+  const compile = (source: string, round: Record<string, string>) => (half ? halfStorage(source, widen, round) : source);
+  const directives = half ? ['enable f16;'] : [];
+  const key = `${w}:${g.dtype}:${weight.dtype}`;
   const uniforms = { rows: 'u32', W: 'u32', D: 'u32', offG: 'u32', offX: 'u32', offW: 'u32' } as const;
   const uniformValues = { rows, W: D / w, D, offG: gc.offset / w, offX: xc.offset / w, offW: wc.offset / w };
   const inputBuffers = { g: gc.bufferFor(op), x: xc.bufferFor(op), w: wc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op) };
   launchRows(
-    `rows:layerNormBackward:dx:${w}`,
+    `rows:layerNormBackward:dx:${key}`,
     () => ({
-      name: `${op}_dx${w === 4 ? '_vec4' : ''}`,
-      outputs: { dx: vecType(w) },
+      name: `${op}_dx${w === 4 ? '_vec4' : ''}${half ? '_f16' : ''}`,
+      outputs: { dx: storageOf(w, x.dtype) },
       inputs,
       uniforms,
-      wgsl: `${prelude(w)}
+      directives,
+      wgsl: compile(`${prelude(w)}
 ${ROW_ID}
   let mu = mean[row];
   let r = rstd[row];
@@ -300,20 +308,21 @@ ${ROW_ID}
     let xh = (x[u.offX + base + j] - mu) * r;
     dx[base + j] = r * (gh - mg - xh * mgx);
   }
-}`,
+}`, rounded(['dx'], x.dtype)),
     }),
     { dx: dx.bufferFor(op), ...inputBuffers },
     uniformValues,
     rows,
   );
   launchRows(
-    `rows:layerNormBackward:dwdb:${w}`,
+    `rows:layerNormBackward:dwdb:${key}`,
     () => ({
-      name: `${op}_dw_db${w === 4 ? '_vec4' : ''}`,
-      outputs: { dw: vecType(w), db: vecType(w) },
+      name: `${op}_dw_db${w === 4 ? '_vec4' : ''}${half ? '_f16' : ''}`,
+      outputs: { dw: storageOf(w, weight.dtype), db: storageOf(w, weight.dtype) },
       inputs,
       uniforms,
-      wgsl: `${prelude(w)}
+      directives,
+      wgsl: compile(`${prelude(w)}
 ${perItemEntry(WG, 'col')}
   if (col >= u.W) { return; }
   var sw = V(0.0);
@@ -325,7 +334,7 @@ ${perItemEntry(WG, 'col')}
   }
   dw[col] = sw;
   db[col] = sb;
-}`,
+}`, rounded(['dw', 'db'], weight.dtype)),
     }),
     { dw: dw.bufferFor(op), db: db.bufferFor(op), ...inputBuffers },
     uniformValues,

@@ -274,14 +274,46 @@ if (!hasF16) {
     }
   });
 
+  test('layerNorm backward on f16 (f32 or f16 weights): sums in f32, dx, dw and db rounded once to their dtypes', async () => {
+    for (const [i, [N, D]] of [[3, 7], [4, 64], [5, 33]].entries()) {
+      for (const halfWeights of [false, true]) {
+        const x = R.Nd.from(roundHalf(randn([N, D], 1000 + i, 2).data), [N, D]);
+        const g = R.Nd.from(roundHalf(randn([N, D], 1010 + i).data), [N, D]);
+        const wv = roundHalf(randn([D], 1020 + i).data);
+        const [px, pw, pb] = [T.param(toTensor(x)), T.param(T.Tensor.from(wv, [D])), T.param(T.zeros([D]))];
+        const weights = halfWeights ? [T.cast(pw, 'f16'), T.cast(pb, 'f16')] : [pw, pb];
+        const y = T.layerNorm(T.cast(px, 'f16'), weights[0], weights[1]);
+        assert.is(y.dtype, 'f16');
+        const out = T.cast(y, 'f32');
+        T.backward(out, toTensor(g));
+        // float64: x̂ = (x − μ)·rstd, ĝ = g·w, dx = rstd·(ĝ − mean ĝ − x̂·mean(ĝ·x̂)), dw = Σ g·x̂, db = Σ g.
+        const dx: number[] = [];
+        const [dw, db] = [new Array(D).fill(0), new Array(D).fill(0)];
+        for (let r = 0; r < N; r++) {
+          const row = Array.from(x.data.subarray(r * D, r * D + D));
+          const gr = Array.from(g.data.subarray(r * D, r * D + D));
+          const mu = row.reduce((a, v) => a + v, 0) / D;
+          const rstd = 1 / Math.sqrt(row.reduce((a, v) => a + (v - mu) ** 2, 0) / D + 1e-5);
+          const xh = row.map((v) => (v - mu) * rstd);
+          const gh = gr.map((v, j) => v * wv[j]);
+          const mg = gh.reduce((a, v) => a + v, 0) / D;
+          const mgx = gh.reduce((a, v, j) => a + v * xh[j], 0) / D;
+          dx.push(...gh.map((v, j) => rstd * (v - mg - xh[j] * mgx)));
+          gr.forEach((v, j) => ((dw[j] += v * xh[j]), (db[j] += v)));
+        }
+        const label = `[${N}, ${D}], ${halfWeights ? 'f16' : 'f32'} weights`;
+        assertClose(await px.grad!.data(), dx, `dx ${label}`, { atol: 1e-2, rtol: 2 ** -8 });
+        assertClose(await pw.grad!.data(), dw, `dw ${label}`, { atol: 1e-2, rtol: 2 ** -8 });
+        assertClose(await pb.grad!.data(), db, `db ${label}`, { atol: 1e-3, rtol: 2 ** -9 });
+        for (const t of [px, pw, pb, y, out, ...weights]) t.dispose();
+      }
+    }
+  });
+
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
     await assertThrows(() => T.crossEntropy(h, T.Tensor.from(Int32Array.from([0, 1]))), T.DTypeError, /crossEntropy: f16 is not supported yet/);
-    const p = T.param(T.Tensor.from([1, 2, 3, 4], [2, 2]));
-    const y = T.cast(T.layerNorm(T.cast(p, 'f16'), T.ones([2]), T.zeros([2])), 'f32');
-    await assertThrows(() => T.backward(T.sum(y)), T.DTypeError, /layerNormBackward: f16 is not supported yet \(got f16\); compute this part in f32/);
-    for (const t of [p, y]) t.dispose();
     const pq = T.param(toTensor(randn([1, 3, 1, 4], 5)));
     const kv = T.Tensor.from(Array.from(randn([1, 3, 1, 4], 6).data), [1, 3, 1, 4], 'f16');
     const att = T.cast(T.attention(T.cast(pq, 'f16'), kv, kv), 'f32');
