@@ -106,7 +106,9 @@ export function attendUnfused(Q: T.Tensor, K: T.Tensor, V: T.Tensor, heads: numb
     const d = E / heads;
     const split = (t: T.Tensor, len: number) => T.permute(T.reshape(t, [B, len, heads, d]), [0, 2, 1, 3]);
     const scores = T.matmul(T.mul(split(Q, L), 1 / Math.sqrt(d)), T.transpose(split(K, S)));
-    const attn = T.softmax(attnMask ? T.add(scores, attnMask) : scores);
+    // An f32 mask (−inf is exact in f16) is cast to f16 scores' dtype: mixed-dtype adds are refused.
+    const mask = attnMask && attnMask.dtype !== scores.dtype ? T.cast(attnMask, scores.dtype) : attnMask;
+    const attn = T.softmax(mask ? T.add(scores, mask) : scores);
     const out = T.matmul(attn, split(V, S)); // [B, heads, L, d]
     return T.reshape(T.permute(out, [0, 2, 1, 3]), [B, L, E]);
   });

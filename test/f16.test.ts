@@ -9,6 +9,7 @@ import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
 import { layerNormRaw, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
+import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('f16');
@@ -308,6 +309,22 @@ if (!hasF16) {
         for (const t of [px, pw, pb, y, out, ...weights]) t.dispose();
       }
     }
+  });
+
+  test('unfused attention (batched matmuls, f32 causal mask, softmax) runs in f16 forward and backward', async () => {
+    const [B, L, H, D] = [2, 6, 2, 4];
+    const xs = [0, 1, 2].map((n) => R.Nd.from(roundHalf(randn([B, L, H * D], 1030 + n).data), [B, L, H * D]));
+    const ps = xs.map((x) => T.param(toTensor(x)));
+    const out = T.cast(attendUnfused(T.cast(ps[0], 'f16'), T.cast(ps[1], 'f16'), T.cast(ps[2], 'f16'), H, causalMask(L)), 'f32');
+    const heads = (x: R.Nd) => R.reshape(x, [B, L, H, D]);
+    assertClose(await out.data(), R.attention(heads(xs[0]), heads(xs[1]), heads(xs[2]), true).data, 'forward', { atol: 4e-3, rtol: 2 ** -8 });
+    T.backward(T.sum(T.mul(out, out)));
+    // The same gradients through the f32 fused path, within f16 precision.
+    const fs = xs.map((x) => T.param(toTensor(x)));
+    const ref = T.reshape(T.attention(...(fs.map((f) => T.reshape(f, [B, L, H, D])) as [T.Tensor, T.Tensor, T.Tensor]), { causal: true }), [B, L, H * D]);
+    T.backward(T.sum(T.mul(ref, ref)));
+    for (const [n, name] of ['dq', 'dk', 'dv'].entries()) assertClose(await ps[n].grad!.data(), await fs[n].grad!.data(), name, { atol: 2e-2, rtol: 2 ** -7 });
+    for (const t of [...ps, ...fs, out, ref]) t.dispose();
   });
 
   test('what does not take f16 yet says so, naming the op', async () => {
