@@ -8,7 +8,7 @@ import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
-import { layerNormRaw, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
+import { layerNormBackwardRaw, layerNormRaw, rowLanes, softmaxBackwardRaw, softmaxRaw } from '../kernels/rowwise.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
@@ -336,6 +336,12 @@ if (!hasF16) {
     const att = T.cast(T.attention(T.cast(pq, 'f16'), kv, kv), 'f32');
     await assertThrows(() => T.backward(T.sum(att)), T.DTypeError, /attentionBackward: f16 is not supported yet; compute attention in f32 where gradients are needed/);
     for (const t of [pq, kv, att]) t.dispose();
+    // The f16 backwards take an output and its gradient of one dtype, and say so when they differ.
+    const g32 = T.ones([2, 2]);
+    await assertThrows(() => softmaxBackwardRaw(h, g32, false), T.DTypeError, /softmaxBackward: the output and its gradient must share a dtype, got f16 and f32/);
+    const stats = T.zeros([2]);
+    await assertThrows(() => layerNormBackwardRaw(g32, h, T.ones([2]), stats, stats), T.DTypeError, /layerNormBackward: the input and its gradient must share a dtype, got f16 and f32/);
+    for (const t of [g32, stats]) t.dispose();
     await assertThrows(() => T.param(h), T.TensorError, /only f32 tensors can require grad/);
   });
 }
