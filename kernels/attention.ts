@@ -21,7 +21,7 @@ import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import type { DType } from '../core/dtype.ts';
 import type { StorageType } from '../core/kernel.ts';
-import { F32_MAX, halfStorage, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
+import { F32_MAX, halfKernel, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -55,7 +55,7 @@ interface Dims {
   L: number;
   S: number;
   D: number;
-  /** f32, or f16 (forward only so far). */
+  /** f32, or f16 (read as f32, statistics in f32). */
   dtype: DType;
 }
 
@@ -159,10 +159,12 @@ function launch(key: string, name: string, w: Width, lanes: number, outputs: Rec
     outputs: toHalf(outputs),
     inputs: toHalf(inputs),
     uniforms: { ...DIM_UNIFORMS, ...types },
-    directives: [...(lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []), ...(half.length ? ['enable f16;'] : [])],
-    wgsl: half.length
-      ? halfStorage(source, Object.fromEntries(half.map((b) => [b, vecType(w)])), Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, halfVecType(w)])))
-      : source,
+    ...halfKernel(
+      source,
+      Object.fromEntries(half.map((b) => [b, vecType(w)])),
+      Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, halfVecType(w)])),
+      lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
+    ),
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
   launchPerItem(`attention:${key}:${w}:${dims.D}:${lanes}:${half.join('')}`, spec, buffers, uniforms, rows * lanes, WG);
@@ -231,9 +233,11 @@ function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): HeadVi
 function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Tensor, g: Tensor, dq: HeadView, dkv: { k: HeadView; v: HeadView }, dims: Dims, causal: boolean, scale: number): void {
   const op = 'attentionBackward';
   const { B, H, L, S, D } = dims;
-  if (dims.dtype !== 'f32' || g.dtype !== 'f32') throw new DTypeError(`${op}: f16 is not supported yet; compute attention in f32 where gradients are needed`);
+  if (g.dtype !== dims.dtype) throw new DTypeError(`${op}: the output and its gradient must share a dtype, got ${dims.dtype} and ${g.dtype}`);
   // dK and dV share one output binding (one buffer, two views): a dispatch binds each writable buffer once.
   if (dkv.k.buffer !== dkv.v.buffer) throw new ShapeError('attention backward: dK and dV must be views of one buffer');
+  // f16 operands are read as f32 (scores, probabilities, δ and the sums in f32); dQ, dK, dV round once.
+  const half = dims.dtype === 'f16';
   const gc = contiguousCopy(g);
   const delta = Tensor.empty([B, H, L]);
   const [o, go] = [denseOperand(op, oT, dims, L), denseOperand(op, gc, dims, L)];
@@ -278,6 +282,7 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     B * H * L,
     causal,
     scale,
+    half ? ['q', 'k', 'v', 'o', 'g', 'dq'] : [],
   );
   launch(
     'backward:dkv',
@@ -316,6 +321,7 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     B * H * S,
     causal,
     scale,
+    half ? ['q', 'k', 'v', 'g', 'dkv'] : [],
   );
   delta.dispose();
   gc.dispose();
@@ -377,11 +383,10 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, { causal = fal
 /** Backward of attentionForward(): [dq, dk, dv], dk and dv two halves of one buffer. */
 export function attentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionSaved, needs: readonly boolean[]): (Tensor | null)[] {
   const dims = dimsOf(q, k, v);
-  const dq = Tensor.empty(q.shape);
-  const dkv = Tensor.empty([2, ...k.shape]);
-  const half = k.size;
+  const dq = Tensor.empty(q.shape, dims.dtype);
+  const dkv = Tensor.empty([2, ...k.shape], dims.dtype);
   const dk = dkv.view(k.shape, undefined, 0);
-  const dv = dkv.view(k.shape, undefined, half);
+  const dv = dkv.view(k.shape, undefined, k.size);
   const op = 'attentionBackward';
   backwardRaw(operand(op, q), operand(op, k), operand(op, v), o, lse, g, operand(op, dq), { k: operand(op, dk), v: operand(op, dv) }, dims, causal, scale);
   dkv.dispose();
@@ -409,7 +414,7 @@ export function selfAttentionForward(qkv: Tensor, heads: number, { causal = fals
 /** Backward of selfAttentionForward(): d(qkv) [B, L, 3·E], its thirds written in place by the two kernels. */
 export function selfAttentionBackward(g: Tensor, { q, k, v, o, lse, causal, scale }: AttentionSaved): Tensor {
   const dims = dimsOf(q, k, v);
-  const dqkv = Tensor.empty([dims.B, dims.L, 3 * dims.H * dims.D]);
+  const dqkv = Tensor.empty([dims.B, dims.L, 3 * dims.H * dims.D], dims.dtype);
   const [dq, dk, dv] = splitPacked(dqkv, dims.H);
   const op = 'selfAttentionBackward';
   backwardRaw(operand(op, q), operand(op, k), operand(op, v), o, lse, g, operand(op, dq), { k: operand(op, dk), v: operand(op, dv) }, dims, causal, scale);

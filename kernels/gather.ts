@@ -7,7 +7,7 @@
 // (outer = 1, inner = width) it is `width` threads each streaming through the batch once.
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { grid, halfStorage, perItemEntry } from './wgsl.ts';
+import { grid, halfKernel, perItemEntry } from './wgsl.ts';
 import { normalizeAxis, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { zeros } from './creation.ts';
@@ -95,8 +95,7 @@ ${perItemEntry(WG, 'c')}
     outputs: { dx: 'f32' as const },
     inputs: { g: g.dtype, index: 'i32' as const },
     uniforms: { columns: 'u32', n: 'u32', L: 'u32', inner: 'u32', offG: 'u32', offI: 'u32' } as const,
-    directives: half ? ['enable f16;'] : [],
-    wgsl: half ? halfStorage(source, { g: 'f32' }, {}) : source,
+    ...halfKernel(source, half ? { g: 'f32' } : {}, {}),
   }));
   if (columns > 0 && n > 0) {
     getEngine().dispatch(kernel, { dx: dx.bufferFor(op), g: gc.bufferFor(op), index: idx.bufferFor(op) }, { columns, n, L, inner, offG: gc.offset, offI: idx.offset }, grid(Math.ceil(columns / WG)));

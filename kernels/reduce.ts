@@ -9,7 +9,7 @@
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
 import { DTypeError } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, grid, halfStorage, perItemEntry } from './wgsl.ts';
+import { F32_MAX, grid, halfKernel, perItemEntry } from './wgsl.ts';
 import type { DType } from '../core/dtype.ts';
 import { sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
@@ -64,14 +64,12 @@ ${perItemEntry(WG)}
   out[t] = ${result};
 }`;
   const roundOut = !isArg && outType === 'f16';
-  const half = inType === 'f16' || roundOut;
   return getEngine().kernel(`reduce:${op}:${inType}:${outType}`, () => ({
     name: `${op}(${inType}${outType !== inType ? ` → ${outType}` : ''})`,
     outputs: { out: isArg ? ('i32' as const) : outType },
     inputs: { x: inType },
     uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
-    directives: half ? ['enable f16;'] : [],
-    wgsl: half ? halfStorage(source, inType === 'f16' ? { x: 'f32' } : {}, roundOut ? { out: 'f16' } : {}) : source,
+    ...halfKernel(source, inType === 'f16' ? { x: 'f32' } : {}, roundOut ? { out: 'f16' } : {}),
   }));
 }
 

@@ -11,15 +11,9 @@ import type { DType } from '../core/dtype.ts';
 import type { KernelSpec, StorageType } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
-import { F32_MAX, halfStorage, halfVecType, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
+import { F32_MAX, halfKernel, halfVecType, launchPerItem, perItemEntry, vectorPrelude, vecType, type Width } from './wgsl.ts';
 
 const WG = 64;
-
-/** The kernels that have no f16 form yet refuse it by name (never a silent misread of f16 bytes as f32). */
-function onlyF32(op: string, ...tensors: Tensor[]): void {
-  const other = tensors.find((t) => t.dtype !== 'f32');
-  if (other) throw new DTypeError(`${op}: f16 is not supported yet (got ${other.dtype}); compute this part in f32`);
-}
 
 /** The storage type of a row buffer of `dtype` read `w` values at a time. */
 const storageOf = (w: Width, dtype: DType): StorageType => (dtype === 'f16' ? halfVecType(w) : vecType(w));
@@ -142,9 +136,8 @@ ${row.entry}
       outputs: { y: storageOf(w, x.dtype) },
       inputs: { x: storageOf(w, x.dtype) },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
-      directives: [...row.directives, ...(half ? ['enable f16;'] : [])],
       // f16 rows: values are read as f32, the statistics stay f32, each store rounds once.
-      wgsl: half ? halfStorage(source, { x: vecType(w), y: vecType(w) }, { y: halfVecType(w) }) : source,
+      ...halfKernel(source, half ? { x: vecType(w), y: vecType(w) } : {}, half ? { y: halfVecType(w) } : {}, row.directives),
     }),
     { y: out.bufferFor(op), x: src.bufferFor(op) },
     { rows, W: D / w, off: src.offset / w },
@@ -187,8 +180,7 @@ ${ROW_ID}
       outputs: { dx: storageOf(w, y.dtype) },
       inputs: { y: storageOf(w, y.dtype), g: storageOf(w, y.dtype) },
       uniforms: { rows: 'u32', W: 'u32', offY: 'u32', offG: 'u32' } as const,
-      directives: half ? ['enable f16;'] : [],
-      wgsl: half ? halfStorage(source, { y: vecType(w), g: vecType(w) }, { dx: halfVecType(w) }) : source,
+      ...halfKernel(source, half ? { y: vecType(w), g: vecType(w) } : {}, half ? { dx: halfVecType(w) } : {}),
     }),
     { dx: out.bufferFor(op), y: yc.bufferFor(op), g: gc.bufferFor(op) },
     { rows, W: D / w, offY: yc.offset / w, offG: gc.offset / w },
@@ -241,9 +233,8 @@ ${walk.entry}
       outputs: { y: storageOf(w, dtypes.x), meanOut: 'f32' as const, rstdOut: 'f32' as const },
       inputs: { x: storageOf(w, dtypes.x), w: storageOf(w, dtypes.w), b: storageOf(w, dtypes.b) },
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offW: 'u32', offB: 'u32', eps: 'f32' } as const,
-      directives: [...walk.directives, ...(half ? ['enable f16;'] : [])],
       // f16 operands are read as f32 (statistics in f32); an f16 output is rounded once per store.
-      wgsl: half ? halfStorage(source, widen, dtypes.x === 'f16' ? { y: halfVecType(w) } : {}) : source,
+      ...halfKernel(source, widen, dtypes.x === 'f16' ? { y: halfVecType(w) } : {}, walk.directives),
     }),
     { y: y.bufferFor(op), meanOut: mean.bufferFor(op), rstdOut: rstd.bufferFor(op), x: src.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) },
     { rows, W: D / w, D, off: src.offset / w, offW: wc.offset / w, offB: bc.offset / w, eps },
@@ -275,8 +266,7 @@ export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   const inputs = { g: storageOf(w, g.dtype), x: storageOf(w, x.dtype), w: storageOf(w, weight.dtype), mean: 'f32' as const, rstd: 'f32' as const };
   const widen = Object.fromEntries(Object.entries({ g, x, w: weight }).filter(([, t]) => t.dtype === 'f16').map(([name]) => [name, vecType(w)]));
   const rounded = (names: string[], dtype: DType) => (dtype === 'f16' ? Object.fromEntries(names.map((n) => [n, halfVecType(w)])) : {});
-  const compile = (source: string, round: Record<string, string>) => (half ? halfStorage(source, widen, round) : source);
-  const directives = half ? ['enable f16;'] : [];
+  const compile = (source: string, round: Record<string, string>) => halfKernel(source, widen, round);
   const key = `${w}:${g.dtype}:${weight.dtype}`;
   const uniforms = { rows: 'u32', W: 'u32', D: 'u32', offG: 'u32', offX: 'u32', offW: 'u32' } as const;
   const uniformValues = { rows, W: D / w, D, offG: gc.offset / w, offX: xc.offset / w, offW: wc.offset / w };
@@ -288,8 +278,7 @@ export function layerNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
       outputs: { dx: storageOf(w, x.dtype) },
       inputs,
       uniforms,
-      directives,
-      wgsl: compile(`${prelude(w)}
+      ...compile(`${prelude(w)}
 ${ROW_ID}
   let mu = mean[row];
   let r = rstd[row];
@@ -321,8 +310,7 @@ ${ROW_ID}
       outputs: { dw: storageOf(w, weight.dtype), db: storageOf(w, weight.dtype) },
       inputs,
       uniforms,
-      directives,
-      wgsl: compile(`${prelude(w)}
+      ...compile(`${prelude(w)}
 ${perItemEntry(WG, 'col')}
   if (col >= u.W) { return; }
   var sw = V(0.0);
@@ -350,6 +338,7 @@ ${perItemEntry(WG, 'col')}
 
 function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number; C: number } {
   if (logits.rank !== 2) throw new ShapeError(`${op}: logits must be [N, C], got ${fmtShape(logits.shape)}`);
+  if (logits.dtype === 'i32') throw new DTypeError(`${op}: logits must be f32 or f16, got i32`);
   if (labels.dtype !== 'i32') throw new DTypeError(`${op}: labels must be i32, got ${labels.dtype}`);
   const [rows, C] = logits.shape;
   if (labels.rank !== 1 || labels.shape[0] !== rows) throw new ShapeError(`${op}: labels must be [${rows}] for logits ${fmtShape(logits.shape)}, got ${fmtShape(labels.shape)}`);
@@ -364,20 +353,21 @@ function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number
 /** Per-row loss −log softmax(logits)[label]; an out-of-range label sets the engine's error flag. */
 export function crossEntropyRaw(logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropy';
-  onlyF32(op, logits);
   const { rows, C } = checkLabels(op, logits, labels);
+  const half = logits.dtype === 'f16';
   const [x, lab] = [contiguousCopy(logits), contiguousCopy(labels)];
   const out = Tensor.empty([rows]);
   const engine = getEngine();
   const w = widthFor(C, x.offset);
   launchRows(
-    `rows:crossEntropy:${w}`,
+    `rows:crossEntropy:${w}:${logits.dtype}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}`,
+      name: `${op}${w === 4 ? '_vec4' : ''}${half ? '_f16' : ''}`,
       outputs: { loss: 'f32' as const, flag: 'u32' as const },
-      inputs: { x: vecType(w), labels: 'i32' as const },
+      inputs: { x: storageOf(w, logits.dtype), labels: 'i32' as const },
       uniforms: { rows: 'u32', W: 'u32', D: 'u32', off: 'u32', offL: 'u32', errCode: 'u32' } as const,
-      wgsl: `${prelude(w)}
+      // f16 logits are read as f32 (open_clip's amp upcasts them too): the loss is f32 either way.
+      ...halfKernel(`${prelude(w)}
 ${ROW_ID}
   let xb = u.off + base;
   let label = labels[u.offL + row];
@@ -389,7 +379,7 @@ ${ROW_ID}
   var picked = V(0.0);
   for (var j = 0u; j < u.W; j++) { sv += exp(x[xb + j] - m); picked += onehot(j, u32(label)) * x[xb + j]; }
   loss[row] = m + log(hsum(sv)) - hsum(picked);
-}`,
+}`, half ? { x: vecType(w) } : {}, {}),
     }),
     { loss: out.bufferFor(op), flag: engine.errorFlag, x: x.bufferFor(op), labels: lab.bufferFor(op) },
     { rows, W: C / w, D: C, off: x.offset / w, offL: lab.offset, errCode: engine.errorCode(`${op}: a label is outside [0, ${C})`) },
@@ -403,19 +393,21 @@ ${ROW_ID}
 /** Backward: dlogits[r, j] = g[r] · (softmax(logits)[r, j] − [j = label[r]]). */
 export function crossEntropyBackwardRaw(g: Tensor, logits: Tensor, labels: Tensor): Tensor {
   const op = 'crossEntropyBackward';
-  onlyF32(op, g, logits);
+  if (g.dtype !== 'f32') throw new DTypeError(`${op}: the loss gradient must be f32 (the loss is), got ${g.dtype}`);
   const [rows, C] = logits.shape;
+  const half = logits.dtype === 'f16';
   const [x, lab, gc] = [contiguousCopy(logits), contiguousCopy(labels), contiguousCopy(g)];
-  const out = Tensor.empty(logits.shape);
+  const out = Tensor.empty(logits.shape, logits.dtype);
   const w = widthFor(C, x.offset);
   launchRows(
-    `rows:crossEntropyBackward:${w}`,
+    `rows:crossEntropyBackward:${w}:${logits.dtype}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}`,
-      outputs: { dx: vecType(w) },
-      inputs: { x: vecType(w), labels: 'i32' as const, g: 'f32' as const },
+      name: `${op}${w === 4 ? '_vec4' : ''}${half ? '_f16' : ''}`,
+      outputs: { dx: storageOf(w, logits.dtype) },
+      inputs: { x: storageOf(w, logits.dtype), labels: 'i32' as const, g: 'f32' as const },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32', offL: 'u32', offG: 'u32' } as const,
-      wgsl: `${prelude(w)}
+      // f16 logits: read as f32, the softmax in f32, dlogits rounded once to f16.
+      ...halfKernel(`${prelude(w)}
 ${ROW_ID}
   let xb = u.off + base;
   let label = u32(labels[u.offL + row]);
@@ -427,7 +419,7 @@ ${ROW_ID}
   let gr = g[u.offG + row];
   let scale = gr / hsum(sv);
   for (var j = 0u; j < u.W; j++) { dx[base + j] = exp(x[xb + j] - m) * scale - onehot(j, label) * gr; }
-}`,
+}`, half ? { x: vecType(w) } : {}, half ? { dx: halfVecType(w) } : {}),
     }),
     { dx: out.bufferFor(op), x: x.bufferFor(op), labels: lab.bufferFor(op), g: gc.bufferFor(op) },
     { rows, W: C / w, off: x.offset / w, offL: lab.offset, offG: gc.offset },

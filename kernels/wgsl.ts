@@ -66,3 +66,13 @@ export function halfStorage(source: string, widen: Record<string, string>, round
   }
   return out;
 }
+
+/**
+ * The `directives` and `wgsl` of a kernel spec whose buffers named in `widen` / `round` are f16 (halfStorage
+ * above, plus `enable f16;`); with none named, the source and directives unchanged, so an f32 kernel stays byte
+ * for byte what it was.
+ */
+export function halfKernel(source: string, widen: Record<string, string>, round: Record<string, string>, directives: string[] = []): { directives: string[]; wgsl: string } {
+  const half = Object.keys(widen).length + Object.keys(round).length > 0;
+  return half ? { directives: [...directives, 'enable f16;'], wgsl: halfStorage(source, widen, round) } : { directives, wgsl: source };
+}

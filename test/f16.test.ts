@@ -8,8 +8,9 @@ import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
-import { layerNormBackwardRaw, layerNormRaw, rowLanes, softmaxBackwardRaw, softmaxRaw } from '../kernels/rowwise.ts';
+import { crossEntropyBackwardRaw, crossEntropyRaw, layerNormBackwardRaw, layerNormRaw, rowLanes, softmaxBackwardRaw, softmaxRaw } from '../kernels/rowwise.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
+import { attentionBackward, attentionForward, selfAttentionBackward, selfAttentionForward } from '../kernels/attention.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('f16');
@@ -191,6 +192,71 @@ if (!hasF16) {
     await assertThrows(() => T.attention(up(randn([1, 2, 1, 4], 1)), toTensor(randn([1, 2, 1, 4], 2)), up(randn([1, 2, 1, 4], 3))), T.DTypeError, /attention: q, k and v must all be f32 or all f16, got f16, f32, f16/);
   });
 
+  test('fused attention backward on f16: f32 scores, δ and sums, dq, dk, dv rounded once (thread and subgroup rows, packed QKV)', async () => {
+    const up = (x: R.Nd, dtype: 'f32' | 'f16') => T.Tensor.from(roundHalf(x.data), x.shape, dtype);
+    // [B, L, S, H, D, causal]; the f16 gradients are compared with the f32 kernels' on the same (f16-exact) inputs.
+    const shapes: [number, number, number, number, number, boolean][] = [[1, 1, 1, 1, 5, false], [2, 7, 7, 3, 5, true], [3, 9, 17, 2, 16, false], [2, 13, 13, 2, 64, true]];
+    let seed = 900;
+    for (const [B, L, S, H, D, causal] of shapes) {
+      const xs = [randn([B, L, H, D], seed++), randn([B, S, H, D], seed++), randn([B, S, H, D], seed++), randn([B, L, H, D], seed++)];
+      const grads = [];
+      for (const dtype of ['f16', 'f32'] as const) {
+        const [q, k, v, g] = xs.map((x) => up(x, dtype));
+        const saved = attentionForward(q, k, v, { causal });
+        const got = attentionBackward(g, saved, [true, true, true]);
+        assert.equal(got.map((t) => t!.dtype), [dtype, dtype, dtype]);
+        grads.push(await Promise.all(got.map((t) => t!.data())));
+        for (const t of [q, k, v, g, saved.q, saved.k, saved.v, saved.o, saved.lse, ...got]) t!.dispose();
+      }
+      const label = `B ${B}, L ${L}, S ${S}, ${H} × ${D}${causal ? ', causal' : ''}`;
+      for (const [n, name] of ['dq', 'dk', 'dv'].entries()) assertClose(grads[0][n], grads[1][n], `${label} ${name}`, { atol: 1e-2, rtol: 2 ** -8 });
+      if (L !== S) continue;
+      // The packed self-attention path reads Q, K, V out of one projection and writes d(qkv) in place.
+      const packed = R.concat([0, 1, 2].map((n) => R.reshape(xs[n], [B, L, H * D])), 2);
+      const dqkv = [];
+      for (const dtype of ['f16', 'f32'] as const) {
+        const qkv = up(packed, dtype);
+        const g = up(R.reshape(xs[3], [B, L, H * D]), dtype);
+        const { out, saved } = selfAttentionForward(qkv, H, { causal });
+        const d = selfAttentionBackward(g, saved);
+        assert.equal(d.dtype, dtype);
+        dqkv.push(await d.data());
+        for (const t of [qkv, g, out, saved.q, saved.k, saved.v, saved.o, saved.lse, d]) t.dispose();
+      }
+      assertClose(dqkv[0], dqkv[1], `${label} packed d(qkv)`, { atol: 1e-2, rtol: 2 ** -8 });
+    }
+  });
+
+  test('cross-entropy on f16 logits: read as f32, an f32 loss; dlogits rounded once to f16 (vec4 and scalar rows)', async () => {
+    for (const [N, C] of [[5, 7], [6, 12], [1, 1]]) {
+      const x = R.Nd.from(roundHalf(randn([N, C], 1100 + C).data), [N, C]);
+      const labels = Array.from({ length: N }, (_, i) => (i * 5) % C);
+      const logits = T.Tensor.from(Array.from(x.data), [N, C], 'f16');
+      const lab = T.Tensor.from(Int32Array.from(labels));
+      const loss = crossEntropyRaw(logits, lab);
+      assert.equal(loss.dtype, 'f32');
+      assertClose(await loss.data(), R.crossEntropyPerRow(x, labels).data, `loss [${N}, ${C}]`, { atol: 1e-5, rtol: 1e-5 });
+      const g = toTensor(randn([N], 1200 + C));
+      const dx = crossEntropyBackwardRaw(g, logits, lab);
+      assert.equal(dx.dtype, 'f16');
+      // d/dx of g · (logsumexp(x) − x[label]) = g · (softmax(x) − onehot(label)).
+      const gv = await g.data();
+      const want = R.rows(x, (row, r) => {
+        const m = Math.max(...row);
+        const e = Array.from(row, (v) => Math.exp(v - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        return e.map((v, j) => gv[r] * (v / z - (j === labels[r] ? 1 : 0)));
+      });
+      assertClose(await dx.data(), want.data, `dlogits [${N}, ${C}]`, { atol: 1e-3, rtol: 2 ** -10 });
+      for (const t of [logits, lab, loss, g, dx]) t.dispose();
+    }
+    const logits = T.Tensor.from([1, 2], [1, 2], 'f16');
+    const lab = T.Tensor.from(Int32Array.from([0]));
+    const g16 = T.Tensor.from([1], [1], 'f16');
+    await assertThrows(() => crossEntropyBackwardRaw(g16, logits, lab), T.DTypeError, /crossEntropyBackward: the loss gradient must be f32 \(the loss is\), got f16/);
+    for (const t of [logits, lab, g16]) t.dispose();
+  });
+
   test('reductions on f16: read as f32, accumulated in f32, one rounding (rows, columns, permuted axes, split sums)', async () => {
     const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
     const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
@@ -330,12 +396,10 @@ if (!hasF16) {
   test('what does not take f16 yet says so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
-    await assertThrows(() => T.crossEntropy(h, T.Tensor.from(Int32Array.from([0, 1]))), T.DTypeError, /crossEntropy: f16 is not supported yet/);
-    const pq = T.param(toTensor(randn([1, 3, 1, 4], 5)));
     const kv = T.Tensor.from(Array.from(randn([1, 3, 1, 4], 6).data), [1, 3, 1, 4], 'f16');
-    const att = T.cast(T.attention(T.cast(pq, 'f16'), kv, kv), 'f32');
-    await assertThrows(() => T.backward(T.sum(att)), T.DTypeError, /attentionBackward: f16 is not supported yet; compute attention in f32 where gradients are needed/);
-    for (const t of [pq, kv, att]) t.dispose();
+    const saved = attentionForward(kv, kv, kv);
+    await assertThrows(() => attentionBackward(toTensor(randn([1, 3, 1, 4], 7)), saved, [true, true, true]), T.DTypeError, /attentionBackward: the output and its gradient must share a dtype, got f16 and f32/);
+    for (const t of [kv, saved.q, saved.k, saved.v, saved.o, saved.lse]) t.dispose();
     // The f16 backwards take an output and its gradient of one dtype, and say so when they differ.
     const g32 = T.ones([2, 2]);
     await assertThrows(() => softmaxBackwardRaw(h, g32, false), T.DTypeError, /softmaxBackward: the output and its gradient must share a dtype, got f16 and f32/);
