@@ -9,7 +9,8 @@
 // over the windows that contain it.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
+import { F32_MAX, grid, halfKernel, perItemEntry } from './wgsl.ts';
+import type { DType } from '../core/dtype.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -30,7 +31,7 @@ export interface ConvGeometry {
 
 export function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number, padding: number): ConvGeometry {
   if (x.rank !== 4) throw new ShapeError(`${op}: input must be NCHW (rank 4), got ${fmtShape(x.shape)}`);
-  if (x.dtype !== 'f32') throw new DTypeError(`${op}: expects f32 input, got ${x.dtype}`);
+  if (x.dtype === 'i32') throw new DTypeError(`${op}: expects f32 or f16 input, got i32`);
   if (!(stride >= 1 && padding >= 0 && Number.isInteger(stride) && Number.isInteger(padding))) throw new ShapeError(`${op}: stride must be ≥ 1 and padding ≥ 0 (integers), got ${stride} and ${padding}`);
   const [N, C, H, W] = x.shape;
   const Ho = Math.floor((H + 2 * padding - kh) / stride) + 1;
@@ -40,6 +41,15 @@ export function geometry(op: string, x: Tensor, kh: number, kw: number, stride: 
 }
 
 const GEOMETRY_UNIFORMS = { N: 'u32', C: 'u32', H: 'u32', W: 'u32', kh: 'u32', kw: 'u32', stride: 'u32', padding: 'u32', Ho: 'u32', Wo: 'u32' } as const;
+/**
+ * The spec fields of a kernel that reads buffer `read` and writes `write`, both of `dtype`: for f16, values are
+ * read as f32 (sums in f32) and each store rounds once (kernels/wgsl.ts halfKernel).
+ */
+function storage<Out extends string>(dtype: DType, read: string, write: Out, source: string) {
+  const half = dtype === 'f16';
+  return { outputs: { [write]: dtype } as Record<Out, DType>, ...halfKernel(source, half ? { [read]: 'f32' } : {}, half ? { [write]: 'f16' } : {}) };
+}
+
 const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, kh: g.kh, kw: g.kw, stride: g.stride, padding: g.padding, Ho: g.Ho, Wo: g.Wo });
 
 /**
@@ -50,14 +60,13 @@ const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, k
 export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
   const op = 'im2col';
   const src = contiguousCopy(x);
-  const out = Tensor.empty([g.N, g.C * g.kh * g.kw, g.Ho * g.Wo]);
+  const out = Tensor.empty([g.N, g.C * g.kh * g.kw, g.Ho * g.Wo], x.dtype);
   const total = g.N * g.C * g.Ho * g.Wo;
-  const kernel = getEngine().kernel('conv:im2col', () => ({
-    name: op,
-    outputs: { cols: 'f32' as const },
-    inputs: { x: 'f32' as const },
+  const kernel = getEngine().kernel(`conv:im2col:${x.dtype}`, () => ({
+    name: `${op}(${x.dtype})`,
+    inputs: { x: x.dtype },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
-    wgsl: `
+    ...storage(x.dtype, 'x', 'cols', `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let P = u.Ho * u.Wo;
@@ -78,7 +87,7 @@ ${perItemEntry(WG)}
       row++;
     }
   }
-}`,
+}`),
   }));
   if (total > 0) getEngine().dispatch(kernel, { cols: out.bufferFor(op), x: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
   src.dispose();
@@ -89,14 +98,13 @@ ${perItemEntry(WG)}
 export function col2imRaw(dcols: Tensor, g: ConvGeometry): Tensor {
   const op = 'col2im';
   const src = contiguousCopy(dcols);
-  const out = Tensor.empty([g.N, g.C, g.H, g.W]);
+  const out = Tensor.empty([g.N, g.C, g.H, g.W], dcols.dtype);
   const total = out.size;
-  const kernel = getEngine().kernel('conv:col2im', () => ({
-    name: op,
-    outputs: { dx: 'f32' as const },
-    inputs: { cols: 'f32' as const },
+  const kernel = getEngine().kernel(`conv:col2im:${dcols.dtype}`, () => ({
+    name: `${op}(${dcols.dtype})`,
+    inputs: { cols: dcols.dtype },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
-    wgsl: `
+    ...storage(dcols.dtype, 'cols', 'dx', `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
@@ -117,7 +125,7 @@ ${perItemEntry(WG)}
     }
   }
   dx[t] = acc;
-}`,
+}`),
   }));
   if (total > 0) getEngine().dispatch(kernel, { dx: out.bufferFor(op), cols: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
   src.dispose();
@@ -159,15 +167,10 @@ const poolValues = (g: PoolGeometry, total: number, off: number) => ({ ...geomet
 export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor } {
   const op = `${g.kind}Pool2d`;
   const src = contiguousCopy(x);
-  const y = Tensor.empty([g.N, g.C, g.Ho, g.Wo]);
+  const y = Tensor.empty([g.N, g.C, g.Ho, g.Wo], x.dtype);
   const argmax = Tensor.empty(g.kind === 'max' ? y.shape : [1], 'i32');
   const total = y.size;
-  const kernel = getEngine().kernel('pool:forward', () => ({
-    name: 'pool2d',
-    outputs: { y: 'f32' as const, argmax: 'i32' as const },
-    inputs: { x: 'f32' as const },
-    uniforms: POOL_UNIFORMS,
-    wgsl: `${WINDOW}
+  const spec = storage(x.dtype, 'x', 'y', `${WINDOW}
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let ow = t % u.Wo;
@@ -187,7 +190,13 @@ ${perItemEntry(WG)}
     }
   }
   if (u.isMax == 1u) { y[t] = acc; argmax[t] = best; } else { y[t] = acc / divisor(win); }
-}`,
+}`);
+  const kernel = getEngine().kernel(`pool:forward:${x.dtype}`, () => ({
+    name: `pool2d(${x.dtype})`,
+    inputs: { x: x.dtype },
+    uniforms: POOL_UNIFORMS,
+    ...spec,
+    outputs: { ...spec.outputs, argmax: 'i32' as const },
   }));
   if (total > 0) getEngine().dispatch(kernel, { y: y.bufferFor(op), argmax: argmax.bufferFor(op), x: src.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
   src.dispose();
@@ -198,14 +207,13 @@ ${perItemEntry(WG)}
 export function poolBackwardRaw(gy: Tensor, argmax: Tensor, g: PoolGeometry): Tensor {
   const op = `${g.kind}Pool2dBackward`;
   const src = contiguousCopy(gy);
-  const dx = Tensor.empty([g.N, g.C, g.H, g.W]);
+  const dx = Tensor.empty([g.N, g.C, g.H, g.W], gy.dtype);
   const total = dx.size;
-  const kernel = getEngine().kernel('pool:backward', () => ({
-    name: 'pool2d_backward',
-    outputs: { dx: 'f32' as const },
-    inputs: { gy: 'f32' as const, argmax: 'i32' as const },
+  const kernel = getEngine().kernel(`pool:backward:${gy.dtype}`, () => ({
+    name: `pool2d_backward(${gy.dtype})`,
+    inputs: { gy: gy.dtype, argmax: 'i32' as const },
     uniforms: POOL_UNIFORMS,
-    wgsl: `${WINDOW}
+    ...storage(gy.dtype, 'gy', 'dx', `${WINDOW}
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
@@ -236,7 +244,7 @@ ${perItemEntry(WG)}
     }
   }
   dx[t] = acc;
-}`,
+}`),
   }));
   if (total > 0) getEngine().dispatch(kernel, { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
   src.dispose();

@@ -1,7 +1,8 @@
 // f16 as a storage type: the host conversion (round to nearest even, subnormals, overflow, NaN), uploads and
 // downloads at any offset, the casts both ways on the GPU (flat, vec4 and strided kernels), copies, half the
 // bytes, every elementwise op on f16 values (computed in f32, rounded once), reductions, gathers, matmuls, row
-// kernels and fused attention in f16 with f32 arithmetic, and clear errors for what does not take f16 yet.
+// kernels, cross-entropy, convolution, pooling and fused attention (forward and backward) in f16 with f32
+// arithmetic, and clear errors for what does not take f16 (batch norm) or mixes dtypes.
 // On a device without shader-f16 every f16 test is reported skipped and the refusal itself is tested.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
@@ -257,6 +258,46 @@ if (!hasF16) {
     for (const t of [logits, lab, g16]) t.dispose();
   });
 
+  test('convolution and pooling on f16: im2col, col2im and the pools read f32, sum in f32, round once (odd shapes, strides, padding)', async () => {
+    const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
+    // [N, C, H, W, O, k, stride, padding]: a 3×3 conv with padding, a strided patch conv (ViT's), a 1×1 conv.
+    const convs = [[2, 3, 7, 5, 4, 3, 1, 1], [1, 3, 9, 9, 5, 3, 3, 0], [2, 5, 3, 4, 3, 1, 1, 0]];
+    let seed = 1300;
+    for (const [N, C, H, W, O, k, stride, padding] of convs) {
+      const label = `conv ${k}×${k} /${stride} pad ${padding} on [${N}, ${C}, ${H}, ${W}]`;
+      const [x, w] = [half(randn([N, C, H, W], seed++)), half(randn([O, C, k, k], seed++))];
+      const [xp, wp] = [T.param(toTensor(x)), T.param(toTensor(w))];
+      const y = T.conv2d(T.cast(xp, 'f16'), T.cast(wp, 'f16'), { stride, padding });
+      assert.equal(y.dtype, 'f16');
+      assertClose(await y.data(), R.conv2d(x, w, stride, padding).data, label, { atol: 1e-2, rtol: 2 ** -9 });
+      const gy = half(randn(y.shape, seed++));
+      T.backward(T.sum(T.mul(T.cast(y, 'f32'), toTensor(gy))));
+      // The same gradients from the f32 path (f16-exact inputs): dx passes through col2im, dw through the matmul.
+      const [xr, wr] = [T.param(toTensor(x)), T.param(toTensor(w))];
+      T.backward(T.sum(T.mul(T.conv2d(xr, wr, { stride, padding }), toTensor(gy))));
+      assertClose(await xp.grad!.data(), await xr.grad!.data(), `${label} dx`, { atol: 3e-2, rtol: 2 ** -8 });
+      assertClose(await wp.grad!.data(), await wr.grad!.data(), `${label} dw`, { atol: 6e-2, rtol: 2 ** -8 });
+      for (const t of [xp, wp, xr, wr, y]) t.dispose();
+    }
+    const x = half(randn([2, 3, 7, 6], seed++));
+    const pools: [string, (t: T.Tensor) => T.Tensor, R.Nd][] = [
+      ['avg 3 /2 pad 1', (t) => T.avgPool2d(t, 3, { stride: 2, padding: 1 }), R.pool2d(x, 'avg', 3, 2, 1, true)],
+      ['max 2', (t) => T.maxPool2d(t, 2), R.pool2d(x, 'max', 2, 2, 0, false)],
+      ['adaptive [3, 4]', (t) => T.adaptiveAvgPool2d(t, [3, 4]), R.pool2d(x, 'adaptive', 1, 1, 0, false, [3, 4])],
+    ];
+    for (const [label, pool, want] of pools) {
+      const [p16, p32] = [T.param(toTensor(x)), T.param(toTensor(x))];
+      const y = pool(T.cast(p16, 'f16'));
+      assert.equal(y.dtype, 'f16');
+      assertClose(await y.data(), want.data, label, { atol: 1e-3, rtol: 2 ** -10 });
+      const gy = half(randn(y.shape, seed++));
+      T.backward(T.sum(T.mul(T.cast(y, 'f32'), toTensor(gy))));
+      T.backward(T.sum(T.mul(pool(p32), toTensor(gy))));
+      assertClose(await p16.grad!.data(), await p32.grad!.data(), `${label} backward`, { atol: 1e-3, rtol: 2 ** -10 });
+      for (const t of [p16, p32, y]) t.dispose();
+    }
+  });
+
   test('reductions on f16: read as f32, accumulated in f32, one rounding (rows, columns, permuted axes, split sums)', async () => {
     const half = (x: R.Nd) => R.Nd.from(roundHalf(x.data), x.shape);
     const up = (x: R.Nd) => T.Tensor.from(Array.from(x.data), x.shape, 'f16');
@@ -393,9 +434,12 @@ if (!hasF16) {
     for (const t of [...ps, ...fs, out, ref]) t.dispose();
   });
 
-  test('what does not take f16 yet says so, naming the op', async () => {
+  test('mixed dtypes and what does not take f16 (batch norm) say so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
     await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
+    const img = T.Tensor.from([1, 2, 3, 4], [1, 1, 2, 2], 'f16');
+    await assertThrows(() => T.batchNorm2dTrain(img, T.ones([1]), T.zeros([1]), 1e-5), T.DTypeError, /expects f32 input, got f16/);
+    img.dispose();
     const kv = T.Tensor.from(Array.from(randn([1, 3, 1, 4], 6).data), [1, 3, 1, 4], 'f16');
     const saved = attentionForward(kv, kv, kv);
     await assertThrows(() => attentionBackward(toTensor(randn([1, 3, 1, 4], 7)), saved, [true, true, true]), T.DTypeError, /attentionBackward: the output and its gradient must share a dtype, got f16 and f32/);
