@@ -6,6 +6,7 @@ import { MultiheadAttention, attend, type AttentionOptions } from '../nn/attenti
 import * as init from '../nn/init.ts';
 import { AvgPool2d, BatchNorm2d, Conv2d, Embedding, LayerNorm, Layer, Linear, ModuleList, QuickGELU, Sequential } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
+import { autocast, castLike, toCompute } from '../nn/precision.ts';
 import { visionHeads, type ClipConfig } from './config.ts';
 import type { Prompts } from './prompts.ts';
 
@@ -25,7 +26,10 @@ class Mlp extends Layer {
   }
 }
 
-/** Pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). */
+/**
+ * Pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). The residual stream keeps its dtype; under
+ * autocast the f16 branches are cast up to it where they are added.
+ */
 export class ResidualAttentionBlock extends Module {
   readonly attn: MultiheadAttention;
   readonly ln1: LayerNorm;
@@ -41,8 +45,8 @@ export class ResidualAttentionBlock extends Module {
   }
   forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     return T.tidy(() => {
-      const h = T.add(x, this.attn.forward(this.ln1.forward(x), undefined, undefined, mask));
-      return T.add(h, this.mlp.forward(this.ln2.forward(h)));
+      const h = T.add(x, castLike(this.attn.forward(this.ln1.forward(x), undefined, undefined, mask), x));
+      return T.add(h, castLike(this.mlp.forward(this.ln2.forward(h)), h));
     });
   }
 }
@@ -90,9 +94,9 @@ export class VisionTransformer extends Module {
     this.proj = this.param('proj', T.randNormal([width, outputDim], 0, scale));
   }
 
-  /** images [N, 3, R, R] → features [N, outputDim]. */
+  /** images [N, 3, R, R] → features [N, outputDim] (in the compute dtype). */
   forward(images: T.Tensor): T.Tensor {
-    return T.tidy(() => T.matmul(this.representation(images), this.proj));
+    return T.tidy(() => T.matmul(toCompute(this.representation(images)), toCompute(this.proj)));
   }
 
   /** The class token after ln_post, before the projection to the joint embedding ([N, width]; the paper's
@@ -101,7 +105,8 @@ export class VisionTransformer extends Module {
     return T.tidy(() => {
       const N = images.shape[0];
       const patches = this.conv1.forward(images); // [N, width, grid, grid]
-      const tokens = T.permute(T.reshape(patches, [N, this.width, -1]), [0, 2, 1]); // [N, grid², width]
+      // The residual stream takes the embeddings' dtype (f32 master weights under autocast; f16 weights in f16).
+      const tokens = castLike(T.permute(T.reshape(patches, [N, this.width, -1]), [0, 2, 1]), this.classEmbedding); // [N, grid², width]
       const cls = T.expand(T.reshape(this.classEmbedding, [1, 1, this.width]), [N, 1, this.width]);
       const x = this.lnPre.forward(T.add(T.concat([cls, tokens], 1), this.positionalEmbedding));
       const h = this.transformer.forward(x);
@@ -175,7 +180,7 @@ class AttentionPool2d extends Module {
     return T.tidy(() => {
       const [N, C] = x.shape;
       const tokens = T.permute(T.reshape(x, [N, C, -1]), [0, 2, 1]); // [N, HW, C]
-      const seq = T.add(T.concat([T.mean(tokens, 1, { keepDims: true }), tokens], 1), this.positionalEmbedding);
+      const seq = T.add(T.concat([T.mean(tokens, 1, { keepDims: true }), tokens], 1), castLike(this.positionalEmbedding, tokens));
       const query = T.narrow(seq, 1, 0, 1);
       const out = attend(this.qProj.forward(query), this.kProj.forward(seq), this.vProj.forward(seq), this.numHeads);
       return T.reshape(this.cProj.forward(out), [N, -1]);
@@ -242,6 +247,8 @@ export class CLIP extends Module {
    * records them in the weights' metadata); zero-shot classification uses these templates by default.
    */
   prompts: Prompts | null = null;
+  /** The weights' precision: 'f16' after half() (inference only), which also makes the encoders compute in f16. */
+  precision: 'f32' | 'f16' = 'f32';
 
   constructor(readonly config: ClipConfig) {
     super();
@@ -284,26 +291,48 @@ export class CLIP extends Module {
     init.normal(this.textProjection, 0, w ** -0.5);
   }
 
-  encodeImage(images: T.Tensor): T.Tensor {
-    return this.visual.forward(images);
+  /**
+   * The weights in f16 for inference, converted in place as openai/CLIP's convert_weights does for its GPU
+   * models: every parameter but the norms' (layer- and batch-norm weights and statistics stay f32, as their
+   * kernels read them) and the logit scale; about half the bytes. From then on the encoders compute in f16
+   * (autocast) and the model cannot be trained (its f16 weights take no gradient).
+   */
+  half(): this {
+    const norms = new Set(this.namedModules().filter(([, m]) => m instanceof LayerNorm || m instanceof BatchNorm2d).map(([name]) => name));
+    this.convertParameters('f16', (name) => name !== 'logit_scale' && !norms.has(name.slice(0, name.lastIndexOf('.'))));
+    this.precision = 'f16';
+    return this;
   }
 
-  /** Image features for linear probes (Appendix A.3): a ViT's representation before its projection; a
+  /** fn under autocast('f16') when the weights are f16; else under the caller's policy. */
+  private inPrecision<R>(fn: () => R): R {
+    return this.precision === 'f16' ? autocast('f16', fn) : fn();
+  }
+
+  /** Image features [N, embedDim], in the compute dtype (f16 under autocast or after half()). */
+  encodeImage(images: T.Tensor): T.Tensor {
+    return this.inPrecision(() => this.visual.forward(images));
+  }
+
+  /** Image features for linear probes (Appendix A.3), in f32: a ViT's representation before its projection; a
    * ResNet's attention-pool output (its last layer, which has no separate projection). */
   imageRepresentation(images: T.Tensor): T.Tensor {
-    return this.visual instanceof VisionTransformer ? this.visual.representation(images) : this.visual.forward(images);
+    return this.inPrecision(() => T.tidy(() => T.cast(this.visual instanceof VisionTransformer ? this.visual.representation(images) : this.visual.forward(images), 'f32')));
   }
 
-  /** tokens [B, L] (i32) → features [B, embedDim], taken at each text's end-of-text token (its largest id). */
+  /**
+   * tokens [B, L] (i32) → features [B, embedDim], taken at each text's end-of-text token (its largest id), in the
+   * compute dtype.
+   */
   encodeText(tokens: T.Tensor): T.Tensor {
-    return T.tidy(() => {
+    return this.inPrecision(() => T.tidy(() => {
       const [B, L] = tokens.shape;
       const x = T.add(this.tokenEmbedding.forward(tokens), this.positionalEmbedding);
       const h = this.lnFinal.forward(this.transformer.forward(x, { causal: true }));
       const rows = T.add(T.mul(T.arange(B), L), T.argmax(tokens, -1));
       const eot = T.indexSelect(T.reshape(h, [B * L, this.config.transformerWidth]), 0, rows);
-      return T.matmul(eot, this.textProjection);
-    });
+      return T.matmul(toCompute(eot), toCompute(this.textProjection));
+    }));
   }
 
   /** exp(logit_scale), clamped at 100 as in training. */
@@ -311,6 +340,7 @@ export class CLIP extends Module {
     return T.exp(T.clamp(this.logitScale, -Infinity, Math.log(100)));
   }
 
+  /** Features in the compute dtype; logits (from f32 normalised features) in f32. */
   forward(images: T.Tensor, tokens: T.Tensor): ClipOutput {
     return T.tidy(() => {
       const imageFeatures = this.encodeImage(images);
@@ -326,9 +356,12 @@ export function contrastiveLogits(imageFeatures: T.Tensor, textFeatures: T.Tenso
   return T.tidy(() => T.mul(T.matmul(imageFeatures, T.transpose(textFeatures)), scale));
 }
 
-/** x / ‖x‖ along the last axis. */
-export function l2normalize(x: T.Tensor): T.Tensor {
-  return T.tidy(() => T.mul(x, T.rsqrt(T.sum(T.mul(x, x), -1, { keepDims: true }))));
+/** x / ‖x‖ along the last axis, in f32 (f16 features are cast up: the logits and the loss stay f32). */
+export function l2normalize(features: T.Tensor): T.Tensor {
+  return T.tidy(() => {
+    const x = T.cast(features, 'f32');
+    return T.mul(x, T.rsqrt(T.sum(T.mul(x, x), -1, { keepDims: true })));
+  });
 }
 
 /** The symmetric contrastive loss (§2.5, Figure 3): mean of image→text and text→image cross-entropy. */

@@ -1,11 +1,21 @@
 // Parity with OpenAI's reference outputs: build the model from a weights file alone, run an io file's images
-// and tokens, and measure the worst relative error max|ours − ref| / max|ref| per group.
+// and tokens, and measure the worst relative error max|ours − ref| / max|ref| per group. In f16 (`precision`)
+// the same comparison runs against the same f32 reference: openai/CLIP's own outputs.
 import * as T from '../ops/index.ts';
+import { GradScaler, autocast } from '../nn/precision.ts';
 import type { SafetensorsFile } from '../nn/safetensors.ts';
 import { lossAndGradients } from './step.ts';
 import { clipFromSafetensors } from './weights.ts';
 
+/**
+ * fp32: everything in f32. f16: the weights converted to f16 (CLIP.half()) for the features and logits, and the
+ * training step's loss and gradients in amp. amp: f32 weights, everything under autocast (the step's loss scaled).
+ */
+export type ParityPrecision = 'fp32' | 'f16' | 'amp';
+
 export const TOLERANCE = { features: 1e-4, logits: 1e-4, loss: 1e-5, grads: 1e-3 };
+/** In f16 (an f16 value carries 11 significant bits: 2⁻¹¹ ≈ 5e-4 relative per rounding, which layers compound). */
+export const HALF_TOLERANCE = { features: 1e-2, logits: 1e-2, loss: 1e-2, grads: 5e-2 };
 
 export interface ParityResult {
   features: number;
@@ -34,8 +44,10 @@ function relError(ours: ArrayLike<number>, ref: ArrayLike<number>, name: string,
  * Runs a weights file's model on an io file's inputs and compares: eval features and logits, the train-mode
  * loss, every parameter's gradient. Files are parsed safetensors; the paths name them in errors.
  */
-export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weightsPath = 'weights', ioPath = 'io'): Promise<ParityResult> {
-  const model = clipFromSafetensors(weights, weightsPath);
+export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weightsPath = 'weights', ioPath = 'io', precision: ParityPrecision = 'fp32'): Promise<ParityResult> {
+  let model = clipFromSafetensors(weights, weightsPath);
+  if (precision === 'f16') model.half();
+  const amp = <R>(fn: () => R): R => (precision === 'fp32' ? fn() : autocast('f16', fn));
   const ref = (k: string) => {
     const t = io.tensors.get(k);
     if (!t) throw new Error(`${ioPath}: missing '${k}'`);
@@ -45,14 +57,19 @@ export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weig
   const tokens = T.keep(T.Tensor.from(Int32Array.from(ref('tokens').data), ref('tokens').shape, 'i32'));
   try {
     model.eval();
-    const evalOut = T.noGrad(() => model.forward(images, tokens));
+    const evalOut = T.noGrad(() => amp(() => model.forward(images, tokens)));
     const features = Math.max(relError(await evalOut.imageFeatures.data(), ref('image_features').data, 'image_features'), relError(await evalOut.textFeatures.data(), ref('text_features').data, 'text_features'));
     const logits = Math.max(relError(await evalOut.logitsPerImage.data(), ref('logits_per_image').data, 'logits_per_image'), relError(await evalOut.logitsPerText.data(), ref('logits_per_text').data, 'logits_per_text'));
     for (const t of Object.values(evalOut)) t.dispose();
 
     // Train mode: batch-norm statistics from the batch, as the reference's training step.
+    if (precision === 'f16') {
+      // f16 weights take no gradient: the training step runs in amp on the f32 weights.
+      model.dispose();
+      model = clipFromSafetensors(weights, weightsPath);
+    }
     model.train();
-    const lossT = lossAndGradients(model, images, tokens);
+    const lossT = precision === 'fp32' ? lossAndGradients(model, images, tokens) : await scaledStep(model.parameters(), (scale) => amp(() => lossAndGradients(model, images, tokens, 1, scale)));
     const loss = relError([await lossT.item()], ref('train_loss').data, 'train_loss');
     lossT.dispose();
     // Some gradients are exactly zero in exact arithmetic (the key bias of attention pooling: softmax ignores a
@@ -81,5 +98,21 @@ export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weig
   }
 }
 
-export const withinTolerance = (r: ParityResult): boolean =>
-  r.features <= TOLERANCE.features && r.logits <= TOLERANCE.logits && r.loss <= TOLERANCE.loss && r.grads <= TOLERANCE.grads;
+/**
+ * The loss and unscaled gradients of a mixed-precision step (`run(scale)`: the backward of the loss × scale),
+ * the scale lowered until the gradients of `params` are finite, as training does when it skips a step.
+ */
+async function scaledStep(params: T.Tensor[], run: (scale: number) => T.Tensor): Promise<T.Tensor> {
+  const scaler = new GradScaler();
+  for (;;) {
+    const loss = run(scaler.scale);
+    if (await scaler.unscale(params)) return loss;
+    loss.dispose();
+    if (scaler.scale < 1) throw new Error('parity: the mixed-precision gradients are not finite even unscaled');
+  }
+}
+
+export const withinTolerance = (r: ParityResult, precision: ParityPrecision = 'fp32'): boolean => {
+  const tol = precision === 'fp32' ? TOLERANCE : HALF_TOLERANCE;
+  return r.features <= tol.features && r.logits <= tol.logits && r.loss <= tol.loss && r.grads <= tol.grads;
+};

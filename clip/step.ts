@@ -1,9 +1,11 @@
 // One CLIP training step, shared by the trainer, the step benchmark, the parity check and the tests:
 // the symmetric contrastive loss (§2.5) and its gradients, optionally over micro-batches with cached features
 // (open_clip's --accum-freq), then global-norm clipping, the AdamW update, and the logit scale clamped at
-// ln 100 as the paper does after every step.
+// ln 100 as the paper does after every step. Under mixed precision (trainStepAmp) the forward and backward
+// run under autocast with a scaled loss, and a step whose gradients overflowed is skipped (nn/precision.ts).
 import * as T from '../ops/index.ts';
 import { clipGradNorm, type AdamW } from '../nn/optim.ts';
+import { autocast, type GradScaler } from '../nn/precision.ts';
 import { clipLoss, contrastiveLogits, l2normalize, type CLIP } from './model.ts';
 
 /**
@@ -16,18 +18,22 @@ import { clipLoss, contrastiveLogits, l2normalize, type CLIP } from './model.ts'
  * accumulates into .grad, so the sum over slices is the full-batch gradient. The logit scale takes part with
  * gradients in the first pass only, so its gradient is counted once (open_clip's loop counts it every pass).
  * Batch-norm statistics are per slice.
+ *
+ * `lossScale` multiplies the loss before each backward pass (mixed precision's loss scaling): the gradients
+ * come out that many times too large, the returned loss does not.
  */
-export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor, microBatches = 1): T.Tensor {
+export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor, microBatches = 1, lossScale = 1): T.Tensor {
   const B = images.shape[0];
   if (!Number.isInteger(microBatches) || microBatches < 1 || B % microBatches !== 0) {
     throw new RangeError(`micro-batches: ${microBatches} must be a positive integer dividing the batch size ${B}`);
   }
+  const backward = (loss: T.Tensor) => T.tidy(() => T.backward(lossScale === 1 ? loss : T.mul(loss, lossScale)));
   if (microBatches === 1) {
     const loss = T.tidy(() => {
       const out = model.forward(images, tokens);
       return clipLoss(out.logitsPerImage, out.logitsPerText);
     });
-    T.backward(loss);
+    backward(loss);
     return loss;
   }
   const m = B / microBatches;
@@ -43,7 +49,7 @@ export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor
       const scale = j === 0 ? model.scale() : T.detach(model.scale());
       const logits = contrastiveLogits(T.concat(imageRows, 0), T.concat(textRows, 0), scale);
       const l = clipLoss(logits, T.transpose(logits));
-      T.backward(l);
+      backward(l);
       return l;
     });
   }
@@ -65,9 +71,27 @@ export interface StepOptions {
  */
 export function trainStep(model: CLIP, optimizer: AdamW, images: T.Tensor, tokens: T.Tensor, { microBatches = 1, clipGrad = 0 }: StepOptions = {}): T.Tensor {
   const loss = lossAndGradients(model, images, tokens, microBatches);
+  update(model, optimizer, clipGrad);
+  return loss;
+}
+
+/**
+ * trainStep in mixed precision (open_clip's --precision amp): forward and backward under autocast('f16') with
+ * the loss multiplied by the scaler's scale; then the gradients are unscaled and, when all are finite, the update
+ * runs as in trainStep; when not, the step is skipped and the scale lowered. Knowing which waits for the GPU (one
+ * readback of a finiteness flag), as PyTorch's GradScaler does.
+ */
+export async function trainStepAmp(model: CLIP, optimizer: AdamW, scaler: GradScaler, images: T.Tensor, tokens: T.Tensor, { microBatches = 1, clipGrad = 0 }: StepOptions = {}): Promise<{ loss: T.Tensor; skipped: boolean }> {
+  const loss = autocast('f16', () => lossAndGradients(model, images, tokens, microBatches, scaler.scale));
+  const finite = await scaler.unscale(model.parameters());
+  if (finite) update(model, optimizer, clipGrad);
+  return { loss, skipped: !finite };
+}
+
+/** Clipping, the optimizer's update, zeroed gradients, and the logit scale clamped to [0, ln 100]. */
+function update(model: CLIP, optimizer: AdamW, clipGrad: number): void {
   if (clipGrad > 0) clipGradNorm(model.parameters(), clipGrad).dispose();
   optimizer.step();
   optimizer.zeroGrad();
   T.noGrad(() => T.tidy(() => T.assign(model.logitScale, T.clamp(model.logitScale, 0, Math.log(100)))));
-  return loss;
 }

@@ -2,7 +2,8 @@
 // uses is defined elsewhere — data sources in clip/data/, the step in clip/step.ts, evaluation in
 // clip/evaluate.ts, plots in clip/plot.ts, the run folder's rules in clip/io/run.ts. AdamW with the paper's
 // β2 = 0.98 and ε = 1e-6, weight decay on weight matrices only, cosine schedule with warmup; periodic zero-shot
-// and retrieval evaluation, JSONL metrics, SVG curves, atomic checkpoints, exact resume.
+// and retrieval evaluation, JSONL metrics, SVG curves, atomic checkpoints, exact resume; fp32 or mixed
+// precision (`amp`: f32 master weights, f16 compute, dynamic loss scaling — nn/precision.ts).
 //
 // What a user has is never lost: every option is checked before the run folder is touched; the folder of
 // another run is refused; a checkpoint is only written from finite weights, and before any evaluation that
@@ -13,6 +14,7 @@ import { allFinite, checkpointInfo, restoreCheckpoint } from '../nn/checkpoint.t
 import { saveCheckpoint } from '../nn/io/checkpoint.ts';
 import { readSafetensors } from '../nn/io/safetensors.ts';
 import { AdamW, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
+import { GradScaler } from '../nn/precision.ts';
 import { CONFIGS, type ClipConfig } from './config.ts';
 import { DEFAULT_DATA_LIMITS, type DataLimits } from './data/files.ts';
 import { trainingData } from './data/index.ts';
@@ -20,7 +22,7 @@ import { evaluateClip, type EvalResult } from './evaluate.ts';
 import { appendMetrics, openRunFolder, resumeMetrics, startMetrics } from './io/run.ts';
 import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
-import { trainStep } from './step.ts';
+import { trainStep, trainStepAmp } from './step.ts';
 import { readTokenizer, saveBpe } from './io/vocab.ts';
 import { OPENAI_VOCAB_SIZE, trainBpe, type Tokenizer } from './tokenizer.ts';
 import { isExportFolder, loadExport } from './io/interop.ts';
@@ -52,6 +54,12 @@ export interface TrainOptions {
   clipGrad: number;
   /** Micro-batches per step (open_clip's --accum-freq): the contrastive batch is batchSize, memory that of one micro-batch. */
   accumFreq: number;
+  /**
+   * 'fp32' (the default), or 'amp' (open_clip's meaning): f32 master weights and optimizer state, the matmul-class
+   * layers in f16, norms, softmax statistics, the loss and the logit scale in f32, dynamic loss scaling (a step
+   * whose gradients overflow is skipped and the scale halved; both logged in metrics.jsonl).
+   */
+  precision?: 'fp32' | 'amp';
   /** BPE vocabulary size trained on the captions (the shipped CLIP vocabulary when 0). */
   vocabSize: number;
   /** A CSV/TSV of filepath,caption, a folder of images with .txt captions, or webdataset shards (overrides `dataset`). */
@@ -77,6 +85,7 @@ export class TrainingFailed extends Error {
 
 export async function train(o: TrainOptions): Promise<EvalResult> {
   checkOptions(o);
+  checkDevice(o);
   const data = trainingData({ dataset: o.dataset, trainData: o.trainData, seed: o.seed, log: o.log, limits: o.dataLimits ?? DEFAULT_DATA_LIMITS });
   const run = openRunFolder(o.out, { resume: o.resume, overwrite: o.overwrite ?? false, log: o.log });
   try {
@@ -126,11 +135,17 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     const { decay, noDecay } = decayGroups(model.namedParameters());
     const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
     const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
+    const scaler = o.precision === 'amp' ? new GradScaler() : null;
+    let skipped = 0;
     const history: { step: number; loss: number }[] = [];
     const evals: { step: number; metrics: Record<string, number> }[] = [];
     let start = 0;
     if (resumed) {
-      start = restoreCheckpoint(resumed, run.checkpoint, model, optimizer).step;
+      const restored = restoreCheckpoint(resumed, run.checkpoint, model, optimizer);
+      start = restored.step;
+      // The loss scale continues where it was (a run resumed in another precision starts its own schedule).
+      const lossScale = (restored.extra as { lossScale?: { scale: number; goodSteps: number } } | undefined)?.lossScale;
+      if (scaler && lossScale) scaler.load(lossScale);
       for (const r of resumeMetrics(run.metrics, start, o.log)) {
         if (typeof r.loss === 'number') history.push({ step: r.step - 1, loss: r.loss });
         if (r.eval) evals.push({ step: r.step, metrics: chartMetrics(r.eval as EvalResult) });
@@ -145,7 +160,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       if (!(await allFinite([...model.parameters(), ...optimizer.stateDict().tensors.values()]))) {
         throw new TrainingFailed(`the weights are not finite after step ${step} (diverged; try a lower --lr or --clip-grad): stopping; ${kept()}`);
       }
-      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config } });
+      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config, ...(scaler ? { lossScale: scaler.state() } : {}) } });
       savedStep = step;
     };
     const writePlots = () => {
@@ -165,14 +180,21 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       const tokens = T.Tensor.from(next!.tokens, [o.batchSize, L], 'i32');
       const lr = schedule(step);
       optimizer.setLr(lr);
-      const loss = trainStep(model, optimizer, images, tokens, { microBatches: o.accumFreq, clipGrad: o.clipGrad });
+      const stepOptions = { microBatches: o.accumFreq, clipGrad: o.clipGrad };
+      const lossScale = scaler?.scale;
+      const amp = scaler ? await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions) : null;
+      const loss = amp ? amp.loss : trainStep(model, optimizer, images, tokens, stepOptions);
+      if (amp?.skipped) skipped++;
       images.dispose();
       tokens.dispose();
       // Draw the next batch on the CPU while the GPU runs this step; the loss readback waits for both.
       if (step + 1 < o.steps) next = batchAt(step + 1);
       const value = await loss.item();
       loss.dispose();
-      if (!Number.isFinite(value)) throw new TrainingFailed(`loss is ${value} at step ${step}: stopping; ${kept()}`);
+      if (!Number.isFinite(value)) {
+        const hint = scaler ? ' (the f16 forward overflowed: try --precision fp32 or a lower --lr)' : '';
+        throw new TrainingFailed(`loss is ${value} at step ${step}${hint}: stopping; ${kept()}`);
+      }
       history.push({ step, loss: value });
 
       // Metrics every step (the logit scale only when a progress line is printed: it costs a readback).
@@ -181,10 +203,13 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       const scale = logged ? Math.exp(await model.logitScale.item()) : null;
       const seconds = (performance.now() - began) / 1000;
       const imagesPerSecond = ((done - start) * o.batchSize) / seconds;
-      appendMetrics(run.metrics, { step: done, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), images_per_s: imagesPerSecond, gpu_live_bytes: T.memory().liveBytes });
+      // Under amp: the loss scale this step ran with, and whether its update was skipped (overflowed gradients).
+      const ampFields = amp ? { loss_scale: lossScale, ...(amp.skipped ? { skipped: true } : {}) } : {};
+      appendMetrics(run.metrics, { step: done, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), ...ampFields, images_per_s: imagesPerSecond, gpu_live_bytes: T.memory().liveBytes });
       if (logged) {
         const eta = ((o.steps - done) * seconds) / (done - start);
-        o.log(progressLine({ step: `${done}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), 'img/s': imagesPerSecond.toFixed(0), eta: `${Math.round(eta)}s` }));
+        const ampLine: Record<string, string> = scaler ? { 'loss scale': String(scaler.scale), skipped: String(skipped) } : {};
+        o.log(progressLine({ step: `${done}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), ...ampLine, 'img/s': imagesPerSecond.toFixed(0), eta: `${Math.round(eta)}s` }));
       }
 
       // Save before evaluating: an evaluation that fails never costs the trained weights.
@@ -254,6 +279,14 @@ export function checkOptions(o: TrainOptions): void {
   if (o.resume && o.overwrite) throw new RangeError('--resume and --overwrite contradict each other: choose one');
   if (o.resume && o.initFrom) throw new RangeError('--resume continues the run\'s checkpoint; --init-from starts a new run from other weights: choose one');
   if (o.initFrom && !existsSync(o.initFrom)) throw new RangeError(`--init-from ${o.initFrom}: no such file or folder`);
+  if (o.precision !== undefined && o.precision !== 'fp32' && o.precision !== 'amp') throw new RangeError(`--precision must be fp32 or amp, got '${o.precision}'`);
+}
+
+/** What the options need of the opened device: amp needs shader-f16 (the f32 path runs everywhere). */
+export function checkDevice(o: TrainOptions): void {
+  if (o.precision === 'amp' && !T.gpu().hasFeature('shader-f16')) {
+    throw new RangeError(`--precision amp needs the WebGPU feature 'shader-f16', which this device (${T.gpu().name}) lacks: train with --precision fp32`);
+  }
 }
 
 /** The evaluation numbers drawn in accuracy.svg. */

@@ -181,6 +181,27 @@ export class Tensor {
     return this.storage.buffer;
   }
 
+  /**
+   * Takes over `source`'s storage, dtype and layout (PyTorch's `param.data = …`, which module.half() does): how
+   * a model's weights are converted in place without the modules that hold them noticing. `source` must have
+   * this shape; it is consumed (disposed). Views taken earlier keep the old values. Not recorded for autodiff.
+   */
+  adopt(source: Tensor): void {
+    this.bufferFor('adopt');
+    source.bufferFor('adopt');
+    if (source.shape.length !== this.shape.length || source.shape.some((d, i) => d !== this.shape[i])) {
+      throw new ShapeError(`adopt: source ${fmtShape(source.shape)} does not match ${fmtShape(this.shape)}`);
+    }
+    const self = this as { -readonly [K in 'storage' | 'dtype' | 'strides' | 'offset']: Tensor[K] };
+    const old = this.storage;
+    self.storage = source.storage.retain();
+    self.dtype = source.dtype;
+    self.strides = source.strides;
+    self.offset = source.offset;
+    old.release();
+    source.dispose();
+  }
+
   /** A new view of the same storage (no copy). Views are separate tensors: each must be disposed. */
   view(shape: Shape, strides: Shape = contiguousStrides(shape), offset = this.offset): Tensor {
     this.bufferFor('view');

@@ -2,13 +2,14 @@
 import * as T from '../ops/index.ts';
 import * as init from './init.ts';
 import { Module } from './module.ts';
+import { toCompute } from './precision.ts';
 
 /** A module that maps one tensor to one tensor. */
 export abstract class Layer extends Module {
   abstract forward(x: T.Tensor): T.Tensor;
 }
 
-/** y = x·Wᵀ + b with weight [out, in] (PyTorch's layout; the transpose is a view). */
+/** y = x·Wᵀ + b with weight [out, in] (PyTorch's layout; the transpose is a view), in the compute dtype (nn/precision.ts). */
 export class Linear extends Layer {
   readonly weight: T.Tensor;
   readonly bias: T.Tensor | null;
@@ -20,10 +21,7 @@ export class Linear extends Layer {
     this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outFeatures]), -bound, bound)) : null;
   }
   forward(x: T.Tensor, activation: T.Activation = 'none'): T.Tensor {
-    const wt = T.transpose(this.weight);
-    const y = T.matmul(x, wt, { bias: this.bias ?? undefined, activation });
-    wt.dispose();
-    return y;
+    return T.tidy(() => T.matmul(toCompute(x), T.transpose(toCompute(this.weight)), { bias: this.bias ? toCompute(this.bias) : undefined, activation }));
   }
 }
 
@@ -38,7 +36,10 @@ export class Embedding extends Module {
   }
 }
 
-/** Layer norm over the last axis, computed in f32 (CLIP's LayerNorm subclass casts to f32 for the same reason). */
+/**
+ * Layer norm over the last axis: statistics in f32 whatever the storage (CLIP's LayerNorm subclass casts to f32
+ * for the same reason); the result has the input's dtype.
+ */
 export class LayerNorm extends Layer {
   readonly weight: T.Tensor;
   readonly bias: T.Tensor;
@@ -71,14 +72,16 @@ export class Conv2d extends Layer {
     const bound = 1 / Math.sqrt(inChannels * kernelSize * kernelSize);
     this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outChannels]), -bound, bound)) : null;
   }
+  /** In the compute dtype (nn/precision.ts). */
   forward(x: T.Tensor): T.Tensor {
-    return T.conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias ?? undefined });
+    return T.tidy(() => T.conv2d(toCompute(x), toCompute(this.weight), { stride: this.stride, padding: this.padding, bias: this.bias ? toCompute(this.bias) : undefined }));
   }
 }
 
 /**
  * Batch norm over NCHW. Training: batch statistics, and running averages updated with `momentum`, the
- * running variance unbiased (× M/(M−1)) as PyTorch does. Eval: the running statistics.
+ * running variance unbiased (× M/(M−1)) as PyTorch does. Eval: the running statistics. Computed in f32: an f16
+ * input (a convolution under autocast) is cast up first.
  */
 export class BatchNorm2d extends Layer {
   readonly weight: T.Tensor;
@@ -92,7 +95,10 @@ export class BatchNorm2d extends Layer {
     this.runningMean = this.buffer('running_mean', T.zeros([numFeatures]));
     this.runningVar = this.buffer('running_var', T.ones([numFeatures]));
   }
-  forward(x: T.Tensor): T.Tensor {
+  forward(input: T.Tensor): T.Tensor {
+    return T.tidy(() => this.normalize(T.cast(input, 'f32')));
+  }
+  private normalize(x: T.Tensor): T.Tensor {
     if (!this.training) {
       return T.tidy(() => {
         const shape = [this.numFeatures, 1, 1];

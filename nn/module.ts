@@ -85,6 +85,24 @@ export class Module {
     return { missing, unexpected };
   }
 
+  /**
+   * Converts parameters in place to `dtype` (PyTorch's module.half() / .float()), those for which `which` says
+   * so. f16 parameters are for inference: they stop requiring grad (training keeps f32 master weights and
+   * computes in f16 under autocast, nn/precision.ts); converted back to f32 they require it again.
+   */
+  convertParameters(dtype: 'f32' | 'f16', which: (name: string) => boolean = () => true): this {
+    T.noGrad(() => {
+      for (const [name, p] of this.namedParameters()) {
+        if (p.dtype === dtype || !which(name)) continue;
+        p.adopt(T.cast(p, dtype));
+        p.requiresGrad = dtype === 'f32';
+        p.grad?.dispose();
+        p.grad = null;
+      }
+    });
+    return this;
+  }
+
   /** Training mode (batch statistics, dropout) for this module and its children. */
   train(mode = true): this {
     for (const [, m] of this.namedModules()) m.training = mode;

@@ -114,8 +114,8 @@ export const ge = (a: Operand, b: Operand): Tensor => ew('ge', [a, b]);
  * and f16 are differentiable (the gradient is cast back); casts to or from i32 are not.
  */
 export function cast(x: Tensor, dtype: DType): Tensor {
-  if (x.dtype === dtype) return x.view(x.shape, x.strides);
-  const out = ew(dtype === 'f32' ? 'toF32' : dtype === 'f16' ? 'toF16' : 'toI32', [x]);
+  // To its own dtype: a view that keeps the gradient's path (autocast casts whatever it is given).
+  const out = x.dtype === dtype ? x.view(x.shape, x.strides) : ew(dtype === 'f32' ? 'toF32' : dtype === 'f16' ? 'toF16' : 'toI32', [x]);
   if (dtype !== 'i32' && x.dtype !== 'i32') recordOp('cast', [x], out, { from: x.dtype });
   return out;
 }

@@ -231,7 +231,7 @@ export const movementRules: Rules<MovementOps> = {
   permute: (g, { dims }) => [permute(g, dims.map((_, i) => dims.indexOf(i)))],
   expand: (g, { shape }) => [sumToRaw(g, shape)],
   slice: (g, { shape, begin }) => {
-    const dx = zeros(shape);
+    const dx = zeros(shape, g.dtype);
     const window = dx.view(g.shape, dx.strides, begin.reduce((acc, b, i) => acc + b * dx.strides[i], 0));
     elementwise('identity', [g], window);
     return [dx];

@@ -27,6 +27,7 @@ import './reliability.test.ts';
 import './interop.test.ts';
 import './tune.test.ts';
 import './f16.test.ts';
+import './amp.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -270,7 +270,7 @@ if (!hasF16) {
       const y = T.conv2d(T.cast(xp, 'f16'), T.cast(wp, 'f16'), { stride, padding });
       assert.equal(y.dtype, 'f16');
       assertClose(await y.data(), R.conv2d(x, w, stride, padding).data, label, { atol: 1e-2, rtol: 2 ** -9 });
-      const gy = half(randn(y.shape, seed++));
+      const gy = half(randn([...y.shape], seed++));
       T.backward(T.sum(T.mul(T.cast(y, 'f32'), toTensor(gy))));
       // The same gradients from the f32 path (f16-exact inputs): dx passes through col2im, dw through the matmul.
       const [xr, wr] = [T.param(toTensor(x)), T.param(toTensor(w))];
@@ -290,7 +290,7 @@ if (!hasF16) {
       const y = pool(T.cast(p16, 'f16'));
       assert.equal(y.dtype, 'f16');
       assertClose(await y.data(), want.data, label, { atol: 1e-3, rtol: 2 ** -10 });
-      const gy = half(randn(y.shape, seed++));
+      const gy = half(randn([...y.shape], seed++));
       T.backward(T.sum(T.mul(T.cast(y, 'f32'), toTensor(gy))));
       T.backward(T.sum(T.mul(pool(p32), toTensor(gy))));
       assertClose(await p16.grad!.data(), await p32.grad!.data(), `${label} backward`, { atol: 1e-3, rtol: 2 ** -10 });

@@ -1,20 +1,34 @@
-// `npm run -s parity -- <weights.safetensors> <io.safetensors>`: one JSON line with the worst errors
-// ({"features", "logits", "loss", "grads", "worst_grad"}); exits 1 when a tolerance is exceeded.
+// `npm run -s parity -- [--precision fp32|f16|amp] <weights.safetensors> <io.safetensors>`: one JSON line with
+// the worst errors ({"features", "logits", "loss", "grads", "worst_grad"}); exits 1 when a tolerance (f32's, or
+// f16's for the others: clip/parity.ts) is exceeded.
 import * as T from '../../ops/index.ts';
 import { readSafetensors } from '../../nn/io/safetensors.ts';
-import { parity, withinTolerance } from '../parity.ts';
+import { parity, withinTolerance, type ParityPrecision } from '../parity.ts';
 import { runTool } from './common.ts';
 
-const [weightsPath, ioPath] = process.argv.slice(2);
-if (!weightsPath || !ioPath) {
-  console.error('usage: npm run -s parity -- <weights.safetensors> <io.safetensors>');
+const usage = 'usage: npm run -s parity -- [--precision fp32|f16|amp] <weights.safetensors> <io.safetensors>';
+const args = process.argv.slice(2);
+let precision: ParityPrecision = 'fp32';
+const at = args.indexOf('--precision');
+if (at >= 0) {
+  const value = args[at + 1];
+  if (value !== 'fp32' && value !== 'f16' && value !== 'amp') {
+    console.error(`parity: --precision must be fp32, f16 or amp, got ${value === undefined ? 'nothing' : `'${value}'`}\n${usage}`);
+    process.exit(2);
+  }
+  precision = value;
+  args.splice(at, 2);
+}
+const [weightsPath, ioPath] = args;
+if (!weightsPath || !ioPath || args.length > 2) {
+  console.error(usage);
   process.exit(2);
 }
 let ok = false;
 await runTool('parity', async () => {
   await T.init();
-  const result = await parity(readSafetensors(weightsPath), readSafetensors(ioPath), weightsPath, ioPath);
+  const result = await parity(readSafetensors(weightsPath), readSafetensors(ioPath), weightsPath, ioPath, precision);
   console.log(JSON.stringify(result));
-  ok = withinTolerance(result);
+  ok = withinTolerance(result, precision);
 });
 process.exit(ok ? 0 : 1);

@@ -11,7 +11,7 @@ import * as T from '../../ops/index.ts';
 import { useTuning } from '../../kernels/io/tuning.ts';
 import { CONFIGS } from '../config.ts';
 import { DEFAULT_DATA_LIMITS } from '../data/files.ts';
-import { TrainingInterrupted, checkOptions, train } from '../train.ts';
+import { TrainingInterrupted, checkOptions, checkDevice, train, type TrainOptions } from '../train.ts';
 import { exitWithError } from './common.ts';
 
 const FLAGS = {
@@ -27,6 +27,7 @@ const FLAGS = {
   'save-every': { type: 'string', default: '1400' },
   'clip-grad': { type: 'string', default: '0' },
   'accum-freq': { type: 'string', default: '1' },
+  precision: { type: 'string', default: 'fp32' },
   'vocab-size': { type: 'string', default: '1000' },
   resume: { type: 'boolean', default: false },
   overwrite: { type: 'boolean', default: false },
@@ -104,6 +105,7 @@ const options = {
   initFrom: values['init-from'] as string | undefined,
   clipGrad: number('clip-grad'),
   accumFreq: number('accum-freq'),
+  precision: values.precision as TrainOptions['precision'],
   vocabSize: number('vocab-size'),
   trainData: values['train-data'] as string | undefined,
   dataset: values.dataset as string,
@@ -116,8 +118,9 @@ try {
   checkOptions(options); // before the device opens or anything is tuned: a bad flag costs nothing
   await T.init();
   console.log(`adapter: ${T.gpu().name}`);
+  checkDevice(options);
   await useTuning(log);
-  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, out ${out}`);
+  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, precision ${options.precision}, out ${out}`);
   const began = performance.now();
   const result = await train(options);
   log('');

@@ -1,0 +1,113 @@
+// Mixed precision: open_clip's `--precision amp` (PyTorch's autocast + GradScaler), written as an explicit
+// policy the layers follow rather than a rule hidden in every op.
+//
+// autocast('f16', fn): inside fn the layers that multiply — Linear, Conv2d, attention and its projections, CLIP's
+// output projections — cast their inputs and weights to f16 where they use them and return f16. The casts are
+// differentiable, so the gradients reach the f32 master weights in f32, and the optimizer state stays f32.
+// Everything else keeps the dtype of its input: a residual stream that starts in f32 stays f32 (f16 branch
+// outputs are cast up where they are added), layer norm and batch norm compute their statistics in f32, softmax
+// and attention keep theirs in f32 whatever the storage, and the loss and logit scale are f32 (CLIP casts the
+// features up before normalising them).
+//
+// f16 activations overflow above 65504 and small gradients vanish below 2⁻²⁴, so a training step scales the
+// loss before the backward pass (GradScaler): gradients are unscaled before the update, and a step whose
+// gradients are not all finite is skipped and the scale halved; after `growthInterval` good steps in a row the
+// scale doubles. PyTorch's defaults: 2¹⁶, ×2, ×½, 2000 steps.
+import * as T from '../ops/index.ts';
+import { allFinite } from './checkpoint.ts';
+
+/** The dtype the matmul-class layers compute in. */
+export type ComputeDType = 'f32' | 'f16';
+
+let compute: ComputeDType = 'f32';
+
+/** Runs fn with the matmul-class layers computing in `dtype` (see above); restores the previous policy after. */
+export function autocast<R>(dtype: ComputeDType, fn: () => R): R {
+  const previous = compute;
+  compute = dtype;
+  try {
+    return fn();
+  } finally {
+    compute = previous;
+  }
+}
+
+/** The dtype the matmul-class layers compute in now ('f32' outside autocast). */
+export const computeDType = (): ComputeDType => compute;
+
+/** x in the compute dtype: a differentiable cast, or a view of x when it already is. */
+export const toCompute = (x: T.Tensor): T.Tensor => T.cast(x, compute);
+
+/** y cast to the dtype of `like` (a residual stream): how an f16 branch joins an f32 stream. */
+export const castLike = (y: T.Tensor, like: T.Tensor): T.Tensor => T.cast(y, like.dtype);
+
+export interface LossScaleOptions {
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  /** Good steps in a row before the scale grows. */
+  growthInterval?: number;
+}
+
+/** Dynamic loss scaling (torch.cuda.amp.GradScaler's rules). */
+export class GradScaler {
+  scale: number;
+  /** Good steps since the scale last changed. */
+  goodSteps = 0;
+  readonly growthFactor: number;
+  readonly backoffFactor: number;
+  readonly growthInterval: number;
+
+  constructor({ initScale = 2 ** 16, growthFactor = 2, backoffFactor = 0.5, growthInterval = 2000 }: LossScaleOptions = {}) {
+    if (!(initScale > 0 && growthFactor > 1 && backoffFactor > 0 && backoffFactor < 1 && Number.isInteger(growthInterval) && growthInterval >= 1)) {
+      throw new RangeError(`GradScaler: needs initScale > 0, growthFactor > 1, 0 < backoffFactor < 1 and an integer growthInterval ≥ 1, got ${initScale}, ${growthFactor}, ${backoffFactor}, ${growthInterval}`);
+    }
+    this.scale = initScale;
+    this.growthFactor = growthFactor;
+    this.backoffFactor = backoffFactor;
+    this.growthInterval = growthInterval;
+  }
+
+  /**
+   * After a backward pass of the scaled loss: whether every gradient of `params` is finite (one GPU readback).
+   * If so the gradients are divided by the scale in place and true returned; if not they are dropped, the scale
+   * lowered, and false returned (the caller skips the update). Then the scale's schedule advances.
+   */
+  async unscale(params: Iterable<T.Tensor>): Promise<boolean> {
+    const withGrad = [...params].filter((p) => p.grad);
+    const finite = await allFinite(withGrad.map((p) => p.grad!));
+    if (!finite) {
+      for (const p of withGrad) {
+        p.grad!.dispose();
+        p.grad = null;
+      }
+      this.scale *= this.backoffFactor;
+      this.goodSteps = 0;
+      return false;
+    }
+    const inverse = 1 / this.scale;
+    T.noGrad(() => {
+      for (const p of withGrad) {
+        const g = T.keep(T.mul(p.grad!, inverse));
+        p.grad!.dispose();
+        p.grad = g;
+      }
+    });
+    if (++this.goodSteps >= this.growthInterval) {
+      this.scale *= this.growthFactor;
+      this.goodSteps = 0;
+    }
+    return true;
+  }
+
+  /** What a checkpoint keeps to resume the schedule exactly. */
+  state(): { scale: number; goodSteps: number } {
+    return { scale: this.scale, goodSteps: this.goodSteps };
+  }
+
+  load({ scale, goodSteps }: { scale: number; goodSteps: number }): void {
+    if (!(scale > 0) || !Number.isInteger(goodSteps) || goodSteps < 0) throw new RangeError(`GradScaler: a saved state needs scale > 0 and goodSteps ≥ 0, got ${scale} and ${goodSteps}`);
+    this.scale = scale;
+    this.goodSteps = goodSteps;
+  }
+}
