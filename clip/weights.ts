@@ -62,6 +62,8 @@ export interface LoadOptions {
   transformerHeads?: number;
   /** Hears what could not be known from the file (heads assumed 64 wide, as OpenAI's build_model does). */
   note?: (line: string) => void;
+  /** 'f16': the weights converted for f16 inference (CLIP.half()) whatever the file holds (F32, F16, BF16). */
+  precision?: 'f32' | 'f16';
 }
 
 /**
@@ -109,7 +111,7 @@ export function clipFromTensors(tensors: HostTensors, config: ClipConfig, path: 
 export function clipFromSafetensors(file: SafetensorsFile, path: string, options: LoadOptions = {}): CLIP {
   const model = clipFromTensors(toOpenAiLayout(file), configOf(file, path, options), path);
   model.prompts = metadataPrompts(path, file.metadata.zeroshot);
-  return model;
+  return options.precision === 'f16' ? model.half() : model;
 }
 
 /** The heads a config in the metadata records (`recorded`: there is such a config). */

@@ -3,7 +3,7 @@
 // Reading validates everything before trusting it (sizes, offsets inside the file, no overlaps, known dtype,
 // shape × dtype = byte length) and converts F32/F16/BF16/F64 to f32 and I64/I32/I16/I8/U8/BOOL to i32.
 // Bytes in, bytes out: nn/io/safetensors.ts reads and writes files (atomically) around this module.
-import { fromHalfBits } from '../core/dtype.ts';
+import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import * as T from '../ops/index.ts';
 
 export class SafetensorsError extends Error {
@@ -120,22 +120,29 @@ export function toTensors(file: SafetensorsFile): Map<string, T.Tensor> {
   return new Map([...file.tensors].map(([k, t]) => [k, T.keep(T.Tensor.from(t.data, t.shape, t.dtype))]));
 }
 
-/** Serialises tensors (f32 as F32, i32 as I32) with optional string metadata (reads them back from the GPU). */
+/** Serialises tensors (f32 as F32, f16 as F16, i32 as I32) with optional string metadata (reads them back from the GPU). */
 export async function serializeSafetensors(tensors: Map<string, T.Tensor> | [string, T.Tensor][], metadata: Record<string, string> = {}): Promise<Uint8Array> {
-  const host: [string, { shape: readonly number[]; data: Float32Array | Int32Array }][] = [];
-  for (const [name, t] of tensors) host.push([name, { shape: t.shape, data: (await t.data()) as Float32Array | Int32Array }]);
+  const host: [string, { shape: readonly number[]; data: HostData }][] = [];
+  for (const [name, t] of tensors) {
+    const data = (await t.data()) as Float32Array | Int32Array;
+    // f16 values come back as f32 and convert to their own bits exactly.
+    host.push([name, { shape: t.shape, data: t.dtype === 'f16' ? Uint16Array.from(data, toHalfBits) : data }]);
+  }
   return serializeSafetensorsHost(host, metadata);
 }
 
-/** Serialises host arrays (Float32Array as F32, Int32Array as I32) with optional string metadata. */
-export function serializeSafetensorsHost(tensors: Iterable<[string, { shape: readonly number[]; data: Float32Array | Int32Array }]>, metadata: Record<string, string> = {}): Uint8Array {
+/** Host arrays a file can hold: Float32Array (F32), Int32Array (I32), Uint16Array of half-float bits (F16). */
+type HostData = Float32Array | Int32Array | Uint16Array;
+
+/** Serialises host arrays (see HostData) with optional string metadata. */
+export function serializeSafetensorsHost(tensors: Iterable<[string, { shape: readonly number[]; data: HostData }]>, metadata: Record<string, string> = {}): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, { shape, data }] of tensors) {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype: data instanceof Float32Array ? 'F32' : 'I32', shape, data_offsets: [offset, offset + bytes.byteLength] };
+    header[name] = { dtype: data instanceof Float32Array ? 'F32' : data instanceof Uint16Array ? 'F16' : 'I32', shape, data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
   }

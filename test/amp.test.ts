@@ -11,6 +11,7 @@ import { CLIP } from '../clip/model.ts';
 import { HALF_TOLERANCE, parity } from '../clip/parity.ts';
 import { lossAndGradients, trainStepAmp } from '../clip/step.ts';
 import { checkDevice, train } from '../clip/train.ts';
+import { loadClip, saveClip } from '../clip/io/weights.ts';
 import { clipFromSafetensors } from '../clip/weights.ts';
 import { Linear, LayerNorm } from '../nn/layers.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
@@ -150,8 +151,17 @@ if (!hasF16) {
     const got = T.noGrad(() => model.encodeImage(images));
     assert.equal(got.dtype, 'f16');
     assertClose(await got.data(), full, 'image features of the f16 model', { atol: 2e-2, rtol: 2e-2 });
-    for (const t of [images, got]) t.dispose();
+    // Saved, the f16 weights are F16 in the file; loaded back as f16 they give the same features bit for bit.
+    const path = join(dir, 'half.safetensors');
+    await saveClip(path, model);
+    const file = readSafetensors(path);
+    assert.equal([file.tensors.get('visual.conv1.weight')!.fileDtype, file.tensors.get('visual.ln_pre.weight')!.fileDtype], ['F16', 'F32']);
+    const again = loadClip(path, { precision: 'f16' });
+    const same = T.noGrad(() => again.encodeImage(images));
+    assertClose(await same.data(), await got.data(), 'reloaded', { atol: 0, rtol: 0 });
+    for (const t of [images, got, same]) t.dispose();
     model.dispose();
+    again.dispose();
   });
 
   test('trainStepAmp: an overflowing step is skipped (weights unchanged, scale halved); the next one updates in f32', async () => {

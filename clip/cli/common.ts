@@ -25,19 +25,40 @@ export async function runTool(tool: string, body: () => Promise<void>): Promise<
   }
 }
 
-/** Flags that say what a weights file's metadata may not: the attention heads. */
+/** Flags that say what a weights file's metadata may not (the attention heads), and the precision to run in. */
 export const HEAD_FLAGS = {
   'vision-head-width': { type: 'string' },
   'text-heads': { type: 'string' },
+  precision: { type: 'string', default: 'fp32' },
   debug: { type: 'boolean' },
 } as const;
 
 /**
- * The model at `path` — a weights file (loadClip with the head flags, telling the user on stderr when the heads
+ * The weights' precision for --precision: fp32, f16 (CLIP.half(): f16 weights, f16 compute; refused on a device
+ * without shader-f16, naming it), or auto (f16 where the device has shader-f16, else fp32, saying so).
+ */
+export function inferencePrecision(tool: string, flag: string | undefined): 'fp32' | 'f16' {
+  const value = flag ?? 'fp32';
+  if (value !== 'fp32' && value !== 'f16' && value !== 'auto') throw new RangeError(`--precision must be fp32, f16 or auto, got '${value}'`);
+  const hasF16 = T.gpu().hasFeature('shader-f16');
+  if (value === 'f16' && !hasF16) throw new RangeError(`--precision f16 needs the WebGPU feature 'shader-f16', which this device (${T.gpu().name}) lacks: use --precision fp32 (or auto)`);
+  if (value === 'auto' && !hasF16) console.error(`${tool}: note: this device lacks 'shader-f16'; running in fp32`);
+  return value === 'fp32' || !hasF16 ? 'fp32' : 'f16';
+}
+
+/**
+ * The model at `path` in the precision --precision asks for — a weights file (loadClip with the head flags, telling the user on stderr when the heads
  * had to be assumed) or an open_clip / Hugging Face export folder (config, weights and tokenizer) — and its
  * tokenizer: `vocab` when given, else the folder's, else the one beside the weights file, else CLIP's.
  */
-export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string }): { model: CLIP; tokenizer: Tokenizer } {
+export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string; precision?: string }): { model: CLIP; tokenizer: Tokenizer } {
+  const precision = inferencePrecision(tool, values.precision);
+  const loaded = loadWeights(tool, path, values);
+  if (precision === 'f16') loaded.model.half();
+  return loaded;
+}
+
+function loadWeights(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string }): { model: CLIP; tokenizer: Tokenizer } {
   if (isExportFolder(path)) {
     const loaded = loadExport(path);
     return values.vocab ? { model: loaded.model, tokenizer: tokenizerFor(path, loaded.model.config.vocabSize, values.vocab) } : loaded;

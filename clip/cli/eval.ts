@@ -1,4 +1,4 @@
-// `npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab V] [--seed 0]`:
+// `npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab V] [--seed 0] [--precision fp32|f16|auto]`:
 // zero-shot top-1 on the dataset's evaluation sets, retrieval recall on validation pairs, and a linear probe on
 // frozen image features.
 import { parseArgs } from 'node:util';
@@ -8,8 +8,8 @@ import { evaluateClip, linearProbe, probeFeatures } from '../evaluate.ts';
 import { builtinSource, type LabelledImages } from '../data/index.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
-const USAGE = 'usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab runs/scenes/vocab.txt.gz] [--seed 0] [--vision-head-width W] [--text-heads H]';
-let values: { weights?: string; vocab?: string; dataset?: string; seed?: string; 'vision-head-width'?: string; 'text-heads'?: string };
+const USAGE = 'usage: npm run eval -- --weights runs/scenes/model.safetensors [--dataset scenes|mnist|fashion-mnist|mnist-scenes|fashion-scenes] [--vocab runs/scenes/vocab.txt.gz] [--seed 0] [--vision-head-width W] [--text-heads H] [--precision fp32|f16|auto]';
+let values: { weights?: string; vocab?: string; dataset?: string; seed?: string; 'vision-head-width'?: string; 'text-heads'?: string; precision?: string };
 try {
   values = parseArgs({ options: { weights: { type: 'string' }, vocab: { type: 'string' }, dataset: { type: 'string', default: 'scenes' }, seed: { type: 'string', default: '0' }, ...HEAD_FLAGS } }).values;
 } catch (e) {

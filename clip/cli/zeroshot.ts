@@ -14,8 +14,8 @@ import { preprocess } from '../preprocess.ts';
 import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
-const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--json]';
-let values: { weights?: string; image?: string[]; labels?: string; templates?: string; vocab?: string; json?: boolean; 'vision-head-width'?: string; 'text-heads'?: string };
+const USAGE = 'usage: npm run zeroshot -- --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--precision fp32|f16|auto] [--json]';
+let values: { weights?: string; image?: string[]; labels?: string; templates?: string; vocab?: string; json?: boolean; 'vision-head-width'?: string; 'text-heads'?: string; precision?: string };
 try {
   values = parseArgs({ options: { weights: { type: 'string' }, image: { type: 'string', multiple: true }, labels: { type: 'string' }, templates: { type: 'string' }, vocab: { type: 'string' }, json: { type: 'boolean' }, ...HEAD_FLAGS } }).values;
 } catch (e) {
