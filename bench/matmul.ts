@@ -1,5 +1,6 @@
 // Matmul benchmark: every kernel version / tile on square and ViT-B/32 transformer shapes, validated on
-// sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes.
+// sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes; where the device has
+// shader-f16, T.matmul's choice again on f16 copies (f32 accumulation), validated on the rounded inputs.
 import * as T from '../ops/index.ts';
 import { MATMUL_VARIANTS, defaultMatmulConfig, matmulConfig, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
 import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
@@ -51,6 +52,25 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
     const chosen = matmulConfig(M, N, K);
     const chosenRow = results.find((r) => r.shape === label && r.impl === `ours ${configName(chosen)}`);
     if (chosenRow) results.push({ ...chosenRow, impl: `ours → T.matmul picks ${configName(chosen)}${configName(chosen) === configName(defaultMatmulConfig()) ? ' (the default)' : ` (default ${configName(defaultMatmulConfig())})`}` });
+    if (T.gpu().hasFeature('shader-f16')) {
+      const [a16, b16] = [a, b].map((t) => T.keep(T.cast(t, 'f16')));
+      const [ra, rb] = [await a16.data(), await b16.data()];
+      const out = T.matmul(a16, b16);
+      const got = await out.data();
+      out.dispose();
+      // Against float64 products of the rounded inputs: only the f32 accumulation and the final rounding differ.
+      const samples = Array.from({ length: 64 }, (_, s) => {
+        const [i, j] = [(s * 7919) % M, (s * 104729) % N];
+        let want = 0;
+        for (let k = 0; k < K; k++) want += ra[i * K + k] * rb[k * N + j];
+        return { got: got[i * N + j], want };
+      });
+      validate(`matmul f16 ${label}`, samples, 2e-3 * Math.sqrt(K));
+      const { ms, gpuMs } = await timeOurs(() => T.matmul(a16, b16), { inner });
+      results.push({ kernel: 'matmul', shape: label, impl: `ours → T.matmul ${configName(chosen)}, f16`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
+      a16.dispose();
+      b16.dispose();
+    }
     if (tf) {
       const [ta, tb] = [tf.tensor2d(ha as Float32Array, [M, K]), tf.tensor2d(hb as Float32Array, [K, N])];
       const ms = await timeTfjs(tf, () => tf.matMul(ta, tb), { inner });

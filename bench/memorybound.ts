@@ -1,5 +1,6 @@
 // Memory-bound kernels: softmax and layer norm over [4096, 1024] rows and an elementwise add over 16M
-// floats. Rates are GB/s of compulsory traffic (each input read once, each output written once).
+// floats. Rates are GB/s of compulsory traffic (each input read once, each output written once). Where the
+// device has shader-f16, softmax and layer norm also run on f16 rows (half the bytes; statistics in f32).
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { rowKernelLanes } from '../kernels/rowwise.ts';
@@ -15,6 +16,8 @@ interface Case {
   tfjs: (tf: Tf, x: import('@tensorflow/tfjs-core').Tensor) => import('@tensorflow/tfjs-core').Tensor;
   /** Sampled reference check of ours(x) given the host input. */
   check: (x: Float32Array, y: Float32Array) => { got: number; want: number }[];
+  /** Also run on f16 rows (the bytes halve; the check runs on the rounded input). */
+  half?: boolean;
 }
 
 const rowsOf = (D: number, rows: number[]) => (x: Float32Array) => rows.map((r) => new R.Nd([1, D], Float64Array.from(x.subarray(r * D, (r + 1) * D))));
@@ -36,6 +39,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
       ours: (x) => T.softmax(x),
       tfjs: (tf, x) => tf.softmax(x),
       check: (x, y) => rowsOf(D, sampleRows)(x).flatMap((row, k) => Array.from(R.softmax(row).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want }))),
+      half: true,
     },
     {
       kernel: 'layerNorm',
@@ -52,6 +56,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
         const [wn, bn] = [R.Nd.from(hw, [D]), R.Nd.from(hb, [D])];
         return rowsOf(D, sampleRows)(x).flatMap((row, k) => Array.from(R.layerNorm(row, wn, bn, 1e-5).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want })));
       },
+      half: true,
     },
     {
       kernel: 'add',
@@ -78,6 +83,16 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
       const tms = await timeTfjs(tf, () => tf.tidy(() => c.tfjs(tf, tx)), { inner: 5 });
       results.push({ kernel: c.kernel, shape: label, impl: 'tfjs-webgpu', ms: tms, gpuMs: null, rate: c.bytes / tms / 1e6, unit: 'GB/s' });
       tx.dispose();
+    }
+    if (c.half && T.gpu().hasFeature('shader-f16')) {
+      const x16 = T.keep(T.cast(x, 'f16'));
+      const y16 = c.ours(x16);
+      // Output rounded once to f16: 2⁻¹¹ relative, and layer norm's outputs reach ~4.
+      validate(`${c.kernel} f16 [${c.shape}]`, c.check((await x16.data()) as Float32Array, (await y16.data()) as Float32Array), 4e-3);
+      y16.dispose();
+      const half = await timeOurs(() => c.ours(x16), { inner: 5 });
+      results.push({ kernel: c.kernel, shape: label, impl: `${c.impl ?? 'ours'}, f16`, ms: half.ms, gpuMs: half.gpuMs, rate: c.bytes / 2 / half.ms / 1e6, unit: 'GB/s' });
+      x16.dispose();
     }
     x.dispose();
   }

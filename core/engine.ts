@@ -251,6 +251,11 @@ export class Engine {
   stats(): EngineStats {
     return { ...this.pool.snapshot(), pipelinesCompiled: this.kernels.size, ...this.counters };
   }
+
+  /** memory().peakBytes restarts from the bytes live now. */
+  resetPeak(): void {
+    this.pool.resetPeak();
+  }
 }
 
 let engine: Engine | null = null;

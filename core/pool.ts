@@ -65,6 +65,11 @@ export class BufferPool {
     return { ...this.stats };
   }
 
+  /** Starts a new peak from what is live now (to measure the peak of one piece of work). */
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.liveBytes;
+  }
+
   /** Takes every pooled buffer out of the pool; the caller destroys them once queued work is done. */
   drain(): GPUBuffer[] {
     const all = [...this.free.values()].flat();

@@ -31,6 +31,8 @@ export async function init(): Promise<void> {
 
 /** GPU memory, pool and pipeline statistics. */
 export const memory = () => getEngine().stats();
+/** Restarts memory().peakBytes from the bytes live now, to measure the peak of what follows. */
+export const resetPeakMemory = () => getEngine().resetPeak();
 
 /** GPU time per kernel over what `record` dispatches (timestamp queries; null without timestamp-query). */
 export const profile = (record: () => unknown, options?: { byGrid?: boolean }) => getEngine().profile(record, options);
