@@ -6,7 +6,7 @@ import { MultiheadAttention, attend, type AttentionOptions } from '../nn/attenti
 import * as init from '../nn/init.ts';
 import { AvgPool2d, BatchNorm2d, Conv2d, Embedding, LayerNorm, Layer, Linear, ModuleList, QuickGELU, Sequential } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
-import { autocast, castLike, toCompute } from '../nn/precision.ts';
+import { autocast, castLike, computeDType, toCompute } from '../nn/precision.ts';
 import { visionHeads, type ClipConfig } from './config.ts';
 import type { Prompts } from './prompts.ts';
 
@@ -96,7 +96,7 @@ export class VisionTransformer extends Module {
 
   /** images [N, 3, R, R] → features [N, outputDim] (in the compute dtype). */
   forward(images: T.Tensor): T.Tensor {
-    return T.tidy(() => T.matmul(toCompute(this.representation(images)), toCompute(this.proj)));
+    return T.tidy(() => T.matmul(toCompute(this.representation(images)), this.proj, { dtype: computeDType() }));
   }
 
   /** The class token after ln_post, before the projection to the joint embedding ([N, width]; the paper's
@@ -331,7 +331,7 @@ export class CLIP extends Module {
       const h = this.lnFinal.forward(this.transformer.forward(x, { causal: true }));
       const rows = T.add(T.mul(T.arange(B), L), T.argmax(tokens, -1));
       const eot = T.indexSelect(T.reshape(h, [B * L, this.config.transformerWidth]), 0, rows);
-      return T.matmul(toCompute(eot), toCompute(this.textProjection));
+      return T.matmul(toCompute(eot), this.textProjection, { dtype: computeDType() });
     }));
   }
 

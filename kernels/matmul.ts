@@ -16,7 +16,8 @@ import { MAX_RANK, type StorageType } from '../core/kernel.ts';
 import { broadcastShapes, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { HELPERS } from './elementwise.ts';
-import { halfStorage } from './wgsl.ts';
+import { halfKernel } from './wgsl.ts';
+import type { DType } from '../core/dtype.ts';
 
 export type Activation = 'none' | 'relu' | 'gelu' | 'quickgelu';
 
@@ -144,11 +145,14 @@ function storeBlock(rows: number[], cols: number[], bias: boolean, act: Activati
 }
 
 /**
- * A variant's source for f16 operands: every load of a, b and bias is widened to f32 where it is read, so the
- * products accumulate in f32 whatever the storage, and every store to c rounds the f32 result to f16 once.
+ * A variant's source for its f16 buffers (`dtypes` names each buffer's): every load of an f16 a, b or bias is
+ * widened to f32 where it is read, so the products accumulate in f32 whatever the storage, and an f16 c gets the
+ * f32 result rounded once at each store. All f32: the source unchanged.
  */
-function withHalfStorage(source: string, aLoad: string, bLoad: string): string {
-  return halfStorage(source, { a: aLoad === 'scalar' ? 'f32' : 'vec4<f32>', b: bLoad === 'scalar' ? 'f32' : 'vec4<f32>', bias: 'f32' }, { c: 'f16' });
+function withHalfStorage(source: string, aLoad: string, bLoad: string, dtypes: Record<'a' | 'b' | 'bias' | 'c', DType>, directives: string[]) {
+  const widened = { a: aLoad === 'scalar' ? 'f32' : 'vec4<f32>', b: bLoad === 'scalar' ? 'f32' : 'vec4<f32>', bias: 'f32' };
+  const widen = Object.fromEntries(Object.entries(widened).filter(([name]) => dtypes[name as 'a' | 'b' | 'bias'] === 'f16'));
+  return halfKernel(source, widen, dtypes.c === 'f16' ? { c: 'f16' } : {}, directives);
 }
 
 /**
@@ -361,6 +365,11 @@ export interface MatmulOptions {
   bias?: Tensor;
   /** Applied after the bias, in the same kernel. */
   activation?: Activation;
+  /**
+   * The result's dtype; needed when the operands' dtypes differ (autocast's f16 activations times f32 weights).
+   * Each operand is read in its own dtype and widened to f32; the result is rounded once.
+   */
+  dtype?: 'f32' | 'f16';
 }
 
 /**
@@ -391,18 +400,22 @@ export function matmulRaw(a: Tensor, b: Tensor, options: MatmulOptions = {}, con
   return matmulLaunch(a, b, options, config);
 }
 
-function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: MatmulOptions, requested: MatmulConfig | undefined): Tensor {
+function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: MatmulConfig | undefined): Tensor {
   const op = 'matmul';
   a.bufferFor(op);
   b.bufferFor(op);
   if (a.rank < 2 || b.rank < 2) throw new ShapeError(`${op}: operands must have rank ≥ 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
-  const dtype = a.dtype;
-  if ((dtype !== 'f32' && dtype !== 'f16') || b.dtype !== dtype) throw new DTypeError(`${op}: expects two f32 or two f16 operands, got ${a.dtype} and ${b.dtype}`);
+  const float = (t: Tensor) => t.dtype === 'f32' || t.dtype === 'f16';
+  if (!float(a) || !float(b) || (a.dtype !== b.dtype && !options.dtype)) {
+    throw new DTypeError(`${op}: expects two f32 or two f16 operands (or a result dtype to mix them), got ${a.dtype} and ${b.dtype}`);
+  }
+  const { bias, activation = 'none' } = options;
+  const dtype = options.dtype ?? a.dtype;
   const [M, K] = a.shape.slice(-2);
   const [K2, N] = b.shape.slice(-2);
   if (K !== K2) throw new ShapeError(`${op}: inner dimensions differ: ${fmtShape(a.shape)} · ${fmtShape(b.shape)} (${K} vs ${K2})`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== N || bias.dtype !== dtype)) {
-    throw new ShapeError(`${op}: bias must be ${dtype} of shape [${N}], got ${fmtShape(bias.shape)} ${bias.dtype}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N || !float(bias))) {
+    throw new ShapeError(`${op}: bias must be f32 or f16 of shape [${N}], got ${fmtShape(bias.shape)} ${bias.dtype}`);
   }
   const batchShape = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
   if (batchShape.length > MAX_RANK) throw new ShapeError(`${op}: at most ${MAX_RANK} batch dimensions`);
@@ -425,7 +438,12 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
   // v3 reads A by rows and B by columns per lane, so only the k-contiguous vector modes apply.
   const { aLoad, bLoad } = config.version === 'v3' ? { aLoad: modes.aLoad === 'k4' ? 'k4' : 'scalar', bLoad: modes.bLoad === 'k4' ? 'k4' : 'scalar' } as const : modes;
   const variant = config.version === 'v1' ? '' : config.version === 'v4' ? `_${config.tm}x${config.tn}` : `_${config.version === 'v3' ? '' : `${config.tm}x`}${config.tn}_a${aLoad}_b${bLoad}`;
-  const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}${dtype === 'f16' ? '_f16' : ''}`;
+  const dtypes = { a: a.dtype, b: b.dtype, bias: bias?.dtype ?? dtype, c: dtype };
+  // Kernel names carry the dtypes when any is f16: _f16 when all are, else each buffer's (a16_b32_c16).
+  const allHalf = Object.values(dtypes).every((d) => d === 'f16');
+  const anyHalf = Object.values(dtypes).some((d) => d === 'f16');
+  const dtypeName = allHalf ? '_f16' : anyHalf ? `_a${dtypes.a.slice(1)}_b${dtypes.b.slice(1)}${bias ? `_bias${dtypes.bias.slice(1)}` : ''}_c${dtypes.c.slice(1)}` : '';
+  const name = `matmul_${config.version}${variant}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}${dtypeName}`;
   const kernel = getEngine().kernel(name, () => {
     const source =
       config.version === 'v1'
@@ -435,14 +453,13 @@ function matmulLaunch(a: Tensor, b: Tensor, { bias, activation = 'none' }: Matmu
           : config.version === 'v3'
             ? v3Source(config.tn, aLoad as 'k4' | 'scalar', bLoad as 'k4' | 'scalar', !!bias, activation)
             : v4Source(config.tm, config.tn, !!bias, activation);
-    const element = (load: string) => (load === 'scalar' ? dtype : `vec4<${dtype}>`) as StorageType;
+    const element = (load: string, t: DType) => (load === 'scalar' ? t : `vec4<${t}>`) as StorageType;
     return {
       name,
       outputs: { c: dtype },
-      inputs: { a: element(aLoad), b: element(bLoad), ...(bias ? { bias: dtype } : {}) },
+      inputs: { a: element(aLoad, dtypes.a), b: element(bLoad, dtypes.b), ...(bias ? { bias: dtypes.bias } : {}) },
       uniforms: UNIFORMS,
-      directives: [...(config.version === 'v3' ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []), ...(dtype === 'f16' ? ['enable f16;'] : [])],
-      wgsl: dtype === 'f16' ? withHalfStorage(source, aLoad, bLoad) : source,
+      ...withHalfStorage(source, aLoad, bLoad, dtypes, config.version === 'v3' ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []),
     };
   });
   // Rows and columns of C per workgroup.

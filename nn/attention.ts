@@ -10,7 +10,7 @@ import * as T from '../ops/index.ts';
 import * as init from './init.ts';
 import { Linear } from './layers.ts';
 import { Module } from './module.ts';
-import { toCompute } from './precision.ts';
+import { computeDType, toCompute } from './precision.ts';
 
 export interface AttentionOptions {
   /** Additive mask broadcast to [B, heads, L, S], e.g. [L, S] with −inf where attention is forbidden. */
@@ -49,8 +49,8 @@ export class MultiheadAttention extends Module {
       const toBatchFirst = (t: T.Tensor) => (this.batchFirst ? t : T.transpose(t, 0, 1));
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       // The projections and attention run in the compute dtype (nn/precision.ts); so does the result.
-      const [weight, bias] = [toCompute(this.inProjWeight), toCompute(this.inProjBias)];
-      const project = (x: T.Tensor, part: number) => T.matmul(toCompute(x), T.transpose(T.narrow(weight, 0, part * E, E)), { bias: T.narrow(bias, 0, part * E, E) });
+      const [weight, bias, dtype] = [this.inProjWeight, this.inProjBias, computeDType()];
+      const project = (x: T.Tensor, part: number) => T.matmul(toCompute(x), T.transpose(T.narrow(weight, 0, part * E, E)), { bias: T.narrow(bias, 0, part * E, E), dtype });
       // Heads the fused kernels do not take here run unfused, where `causal` becomes a mask tensor: made once
       // per sequence length and kept by the module rather than uploaded on every call.
       const wide = !T.useFusedAttention(this.headDim, causal);
@@ -58,7 +58,7 @@ export class MultiheadAttention extends Module {
       let attended: T.Tensor;
       if (query === key && key === value) {
         // One matmul for all three projections; the fused kernel reads its thirds in place.
-        const qkv = T.matmul(toCompute(q), T.transpose(weight), { bias });
+        const qkv = T.matmul(toCompute(q), T.transpose(weight), { bias, dtype });
         attended =
           mask || wide
             ? attend(T.narrow(qkv, 2, 0, E), T.narrow(qkv, 2, E, E), T.narrow(qkv, 2, 2 * E, E), this.numHeads, { attnMask: mask })

@@ -2,7 +2,7 @@
 import * as T from '../ops/index.ts';
 import * as init from './init.ts';
 import { Module } from './module.ts';
-import { toCompute } from './precision.ts';
+import { computeDType, toCompute } from './precision.ts';
 
 /** A module that maps one tensor to one tensor. */
 export abstract class Layer extends Module {
@@ -21,7 +21,8 @@ export class Linear extends Layer {
     this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outFeatures]), -bound, bound)) : null;
   }
   forward(x: T.Tensor, activation: T.Activation = 'none'): T.Tensor {
-    return T.tidy(() => T.matmul(toCompute(x), T.transpose(toCompute(this.weight)), { bias: this.bias ? toCompute(this.bias) : undefined, activation }));
+    // The weight is read in its own dtype by the kernel (no f16 copy of it is made or kept for the backward).
+    return T.tidy(() => T.matmul(toCompute(x), T.transpose(this.weight), { bias: this.bias ?? undefined, activation, dtype: computeDType() }));
   }
 }
 
@@ -74,7 +75,7 @@ export class Conv2d extends Layer {
   }
   /** In the compute dtype (nn/precision.ts). */
   forward(x: T.Tensor): T.Tensor {
-    return T.tidy(() => T.conv2d(toCompute(x), toCompute(this.weight), { stride: this.stride, padding: this.padding, bias: this.bias ? toCompute(this.bias) : undefined }));
+    return T.tidy(() => T.conv2d(toCompute(x), this.weight, { stride: this.stride, padding: this.padding, bias: this.bias ? toCompute(this.bias) : undefined, dtype: computeDType() }));
   }
 }
 

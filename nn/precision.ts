@@ -2,8 +2,10 @@
 // policy the layers follow rather than a rule hidden in every op.
 //
 // autocast('f16', fn): inside fn the layers that multiply — Linear, Conv2d, attention and its projections, CLIP's
-// output projections — cast their inputs and weights to f16 where they use them and return f16. The casts are
-// differentiable, so the gradients reach the f32 master weights in f32, and the optimizer state stays f32.
+// output projections — cast their inputs to f16 and return f16. Their f32 master weights are read as they are by
+// mixed-dtype matmuls (f16 activations × f32 weights, f32 accumulation, the result rounded to f16 once): no f16
+// copy of a weight is made, nor kept for the backward, and the weights' gradients come out in f32 directly (the
+// input casts are differentiable too). The optimizer state stays f32.
 // Everything else keeps the dtype of its input: a residual stream that starts in f32 stays f32 (f16 branch
 // outputs are cast up where they are added), layer norm and batch norm compute their statistics in f32, softmax
 // and attention keep theirs in f32 whatever the storage, and the loss and logit scale are f32 (CLIP casts the

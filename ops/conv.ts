@@ -26,10 +26,12 @@ export interface Conv2dOptions {
   stride?: number;
   padding?: number;
   bias?: Tensor;
+  /** The result's dtype when the input's and the weight's differ (autocast: f16 images, f32 weights). */
+  dtype?: 'f32' | 'f16';
 }
 
 /** 2-D convolution (cross-correlation, as PyTorch) of x [N, C, H, W] with weight [O, C, kh, kw]. */
-export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bias }: Conv2dOptions = {}): Tensor {
+export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bias, dtype }: Conv2dOptions = {}): Tensor {
   if (weight.rank !== 4) throw new ShapeError(`conv2d: weight must be [O, C, kh, kw], got ${fmtShape(weight.shape)}`);
   const [O, Cw, kh, kw] = weight.shape;
   const g = geometry('conv2d', x, kh, kw, stride, padding);
@@ -38,7 +40,7 @@ export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bia
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padding === 0;
   const cols = pointwise ? reshape(x, [g.N, g.C, g.H * g.W]) : im2col(x, kh, kw, stride, padding);
   const w2 = reshape(weight, [O, Cw * kh * kw]);
-  const y = matmul(w2, cols); // [N, O, Ho·Wo]: W broadcast over the batch
+  const y = matmul(w2, cols, { dtype }); // [N, O, Ho·Wo]: W broadcast over the batch
   cols.dispose();
   w2.dispose();
   const shaped = reshape(y, [g.N, O, g.Ho, g.Wo]);

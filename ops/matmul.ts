@@ -1,6 +1,9 @@
 // Differentiable matmul with an optional fused bias and activation, and its backward rule (two more matmuls
-// on transposed views, no copies; a bias gradient is a column sum).
+// on transposed views, no copies; a bias gradient is a column sum). Operands of different dtypes (autocast's
+// f16 activations times f32 weights) get their gradients in their own dtypes.
+import type { DType } from '../core/dtype.ts';
 import { Tensor } from '../core/tensor.ts';
+import { elementwise } from '../kernels/elementwise.ts';
 import { matmulRaw, type MatmulOptions } from '../kernels/matmul.ts';
 import { reduceRaw, sumToRaw } from '../kernels/reduce.ts';
 import { unary } from './math.ts';
@@ -8,7 +11,7 @@ import { reshape, transpose } from './movement.ts';
 import { isGradEnabled, recorder, type Rules } from './tape.ts';
 
 export interface MatmulOps {
-  matmul: { a: Tensor; b: Tensor };
+  matmul: { a: Tensor; b: Tensor; biasType: DType | null };
 }
 const recordOp = recorder<MatmulOps>();
 
@@ -20,8 +23,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const { bias, activation = 'none' } = options;
   const tracked = isGradEnabled() && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
   // With autodiff on, the activation runs as its own recorded op: its backward needs the pre-activation.
-  const out = matmulRaw(a, b, { bias, activation: tracked ? 'none' : activation });
-  recordOp('matmul', bias ? [a, b, bias] : [a, b], out, { a, b });
+  const out = matmulRaw(a, b, { ...options, activation: tracked ? 'none' : activation });
+  recordOp('matmul', bias ? [a, b, bias] : [a, b], out, { a, b, biasType: bias?.dtype ?? null });
   if (!tracked || activation === 'none') return out;
   const activated = unary(activation, out);
   out.dispose();
@@ -29,10 +32,20 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 }
 
 export const matmulRules: Rules<MatmulOps> = {
-  matmul: (g, { a, b }, [na, nb, nbias]) => [
-    na ? sumToRaw(matmulRaw(g, transpose(b)), a.shape) : null,
+  matmul: (g, { a, b, biasType }, [na, nb, nbias]) => [
+    na ? sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape) : null,
     // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
-    nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]])) : sumToRaw(matmulRaw(transpose(a), g), b.shape)) : null,
-    nbias ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false) : null,
+    nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]), { dtype: floatType(b) }) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
+    nbias ? castTo(reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false), biasType!) : null,
   ],
 };
+
+const floatType = (t: Tensor): 'f32' | 'f16' => (t.dtype === 'f16' ? 'f16' : 'f32');
+
+/** g in `dtype` (an f16 sum for an f32 bias is cast up; the gradient reaches the bias in its own dtype). */
+function castTo(g: Tensor, dtype: DType): Tensor {
+  if (g.dtype === dtype) return g;
+  const out = elementwise(dtype === 'f16' ? 'toF16' : 'toF32', [g]);
+  g.dispose();
+  return out;
+}

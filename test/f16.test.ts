@@ -137,9 +137,35 @@ if (!hasF16) {
         const fused = matmulRaw(up(a), bt, { bias: up(bias), activation: 'relu' }, config);
         const ref = R.map(R.zip([R.matmul(half(a), half(b)), R.Nd.from(roundHalf(bias.data), [N])], (p, q) => p + q), (v) => Math.max(v, 0));
         assertClose(await fused.data(), want(ref), `${name} ${M}x${K}x${N} bᵀ + bias, relu`, tol);
+        // Mixed (autocast: f16 activations times f32 weights): each operand read in its own dtype, one rounding.
+        const mixed = matmulRaw(up(a), T.transpose(toTensor(R.permute(b, [1, 0]))), { bias: toTensor(bias), activation: 'relu', dtype: 'f16' }, config);
+        const mixedRef = R.map(R.zip([R.matmul(half(a), b), bias], (p, q) => p + q), (v) => Math.max(v, 0));
+        assert.is(mixed.dtype, 'f16');
+        assertClose(await mixed.data(), want(mixedRef), `${name} ${M}x${K}x${N} f16 · f32ᵀ + f32 bias → f16`, tol);
+        const wide = matmulRaw(toTensor(a), up(b), { dtype: 'f32' }, config);
+        assert.is(wide.dtype, 'f32');
+        assertClose(await wide.data(), R.matmul(a, half(b)).data, `${name} ${M}x${K}x${N} f32 · f16 → f32`, { atol: 1e-4 * Math.sqrt(K), rtol: 1e-5 });
+        for (const t of [plain, fused, bt, mixed, wide]) t.dispose();
       }
     });
   }
+
+  test('a mixed matmul (f16 activations, f32 weight and bias) differentiates into each operand\'s own dtype', async () => {
+    const [x, w, bias, g] = [randn([2, 5, 12], 611), randn([7, 12], 612), randn([7], 613), randn([2, 5, 7], 614)];
+    const [xp, wp, bp] = [x, w, bias].map((t) => T.param(toTensor(t)));
+    const out = T.matmul(T.cast(xp, 'f16'), T.transpose(wp), { bias: bp, dtype: 'f16' });
+    assert.is(out.dtype, 'f16');
+    T.backward(out, T.Tensor.from(roundHalf(g.data), g.shape, 'f16'));
+    assert.equal([xp, wp, bp].map((p) => p.grad!.dtype), ['f32', 'f32', 'f32']);
+    const [xr, gr] = [R.Nd.from(roundHalf(x.data), x.shape), R.Nd.from(roundHalf(g.data), g.shape)];
+    const flat = (t: R.Nd) => R.reshape(t, [10, t.shape[2]]);
+    // dx = g·W (f16), dW = gᵀ·x over all rows (straight into f32), db = Σ g (rounded to f16, cast up).
+    assertClose(await xp.grad!.data(), R.matmul(gr, R.Nd.from(w.data, w.shape)).data, 'dx', { atol: 1e-2, rtol: 2 ** -9 });
+    assertClose(await wp.grad!.data(), R.matmul(R.permute(flat(gr), [1, 0]), flat(xr)).data, 'dW', { atol: 1e-4, rtol: 1e-5 });
+    assertClose(await bp.grad!.data(), R.reduce(flat(gr), [0], false, 0, (p, q) => p + q).data, 'db', { atol: 1e-2, rtol: 2 ** -9 });
+    await assertThrows(() => T.matmul(T.cast(xp, 'f16'), wp), T.DTypeError, /matmul: expects two f32 or two f16 operands \(or a result dtype to mix them\), got f16 and f32/);
+    for (const t of [xp, wp, bp, out]) t.dispose();
+  });
 
   test('a matmul in f16 inside an f32 model: forward and gradients through the casts', async () => {
     const [x, w] = [randn([5, 12], 601), randn([12, 3], 602)];
@@ -436,7 +462,6 @@ if (!hasF16) {
 
   test('mixed dtypes and what does not take f16 (batch norm) say so, naming the op', async () => {
     const h = T.Tensor.from([1, 2, 3, 4], [2, 2], 'f16');
-    await assertThrows(() => T.matmul(h, T.ones([2, 2])), T.DTypeError, /matmul: expects two f32 or two f16 operands, got f16 and f32/);
     const img = T.Tensor.from([1, 2, 3, 4], [1, 1, 2, 2], 'f16');
     await assertThrows(() => T.batchNorm2dTrain(img, T.ones([1]), T.zeros([1]), 1e-5), T.DTypeError, /expects f32 input, got f16/);
     img.dispose();
