@@ -3,11 +3,11 @@
 // f16 activations times f32 weights) get their gradients in their own dtypes.
 import type { DType } from '../core/dtype.ts';
 import { Tensor } from '../core/tensor.ts';
-import { elementwise } from '../kernels/elementwise.ts';
+import { contiguousCopy, elementwise } from '../kernels/elementwise.ts';
 import { matmulRaw, type MatmulOptions } from '../kernels/matmul.ts';
 import { reduceRaw, sumToRaw } from '../kernels/reduce.ts';
 import { unary } from './math.ts';
-import { reshape, transpose } from './movement.ts';
+import { permute, reshape, transpose } from './movement.ts';
 import { isGradEnabled, recorder, type Rules } from './tape.ts';
 
 export interface MatmulOps {
@@ -33,7 +33,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 
 export const matmulRules: Rules<MatmulOps> = {
   matmul: (g, { a, b, biasType }, [na, nb, nbias]) => [
-    na ? sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape) : null,
+    na ? (a.rank === 2 && b.rank > 2 ? sharedLeftGrad(g, b, floatType(a)) : sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape)) : null,
     // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
     nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]), { dtype: floatType(b) }) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
     nbias ? castTo(reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false), biasType!) : null,
@@ -47,5 +47,22 @@ function castTo(g: Tensor, dtype: DType): Tensor {
   if (g.dtype === dtype) return g;
   const out = elementwise(dtype === 'f16' ? 'toF16' : 'toF32', [g]);
   g.dispose();
+  return out;
+}
+
+/**
+ * d(a) for a 2-D `a` shared across the batch of `b` (a convolution's weight times its columns): one
+ * [M, rows]·[rows, K] product over every batch's columns, never a [batch, M, K] stack of per-batch products
+ * summed afterwards (which for ViT-B/32's patch embedding at batch 32 is 300 MB, over many devices' binding limit).
+ */
+function sharedLeftGrad(g: Tensor, b: Tensor, dtype: 'f32' | 'f16'): Tensor {
+  const r = g.rank;
+  const batch = [...Array(r - 2).keys()];
+  const [gv, bv] = [permute(g, [r - 2, ...batch, r - 1]), permute(b, [...batch, r - 1, r - 2])]; // [M, …, N], [… , N, K]
+  const [gc, bc] = [contiguousCopy(gv), contiguousCopy(bv)];
+  const [M, K] = [g.shape[r - 2], b.shape[r - 2]];
+  const [gRows, bRows] = [gc.view([M, gc.size / M]), bc.view([bc.size / K, K])];
+  const out = matmulRaw(gRows, bRows, { dtype });
+  for (const t of [gv, bv, gc, bc, gRows, bRows]) t.dispose();
   return out;
 }
