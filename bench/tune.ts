@@ -12,6 +12,7 @@ if (process.argv.includes('--show')) {
   else {
     for (const [bucket, t] of Object.entries(tuning.matmul)) console.log(`matmul ${bucket}: ${variantName(t.choice)}  (${t.rates.map((r) => `${variantName(r.config)} ${r.gflops.toFixed(1)}`).join(', ')} GFLOP/s)`);
     for (const [kernel, t] of Object.entries(tuning.rows ?? {})) console.log(`${kernel}: ${t.choice} per row  (${t.rates.map((r) => `${r.path} ${r.gbps.toFixed(2)}`).join(', ')} GB/s)`);
+    for (const [kind, t] of Object.entries(tuning.attention ?? {})) console.log(`attention ${kind}, 64-wide heads: ${t.fused ? 'fused' : 'batched matmuls'}  (${t.rates.map((r) => `${r.fused ? 'fused' : 'matmuls'} ${r.gflops.toFixed(2)}`).join(', ')} GFLOP/s)`);
   }
 } else {
   const began = performance.now();

@@ -87,18 +87,29 @@ export function attentionLanes(D: number, w: Width): number {
   return D > FUSED_HEAD_DIM && lanes !== null && lanes > 1 && W % lanes === 0 && WG % lanes === 0 ? lanes : 1;
 }
 
+/** The two kinds of attention the choice for wide heads is made for. */
+export type AttentionKind = 'causal' | 'full';
+
 /**
- * Heads wider than FUSED_HEAD_DIM (a subgroup per row) against batched matmuls, fwd + bwd on lavapipe
- * (bench/RESULTS.md): causal CLIP text [8, 77, 8 × 64] 3.53 vs 2.83 GFLOP/s, fused wins; ViT-B/32 image
- * [8, 50, 12 × 64] 3.33 vs 5.41, batched matmuls win.
+ * The default for heads wider than FUSED_HEAD_DIM (a subgroup per row) against batched matmuls, fwd + bwd on
+ * lavapipe (bench/RESULTS.md): causal CLIP text [8, 77, 8 × 64] 3.53 vs 2.83 GFLOP/s, fused wins; ViT-B/32
+ * image [8, 50, 12 × 64] 3.33 vs 5.41, batched matmuls win. `npm run tune` measures it per adapter.
  */
-const WIDE_FUSED = { causal: true, full: false };
+const WIDE_FUSED_DEFAULT: Record<AttentionKind, boolean> = { causal: true, full: false };
+const wideFused = { ...WIDE_FUSED_DEFAULT };
+
+export const wideFusedDefault = (kind: AttentionKind): boolean => WIDE_FUSED_DEFAULT[kind];
+
+/** Installs measured choices for wide heads (kernels/tune.ts); an empty object restores the defaults. */
+export function setAttentionTuning(choices: Partial<Record<AttentionKind, boolean>>): void {
+  Object.assign(wideFused, WIDE_FUSED_DEFAULT, choices);
+}
 
 /** Whether attention over heads `D` wide takes the fused kernels on this device (else batched matmuls). */
 export function useFusedAttention(D: number, causal: boolean): boolean {
   if (D <= FUSED_HEAD_DIM) return true;
   if (D > MAX_HEAD_DIM || attentionLanes(D, 4) === 1) return false;
-  return causal ? WIDE_FUSED.causal : WIDE_FUSED.full;
+  return wideFused[causal ? 'causal' : 'full'];
 }
 
 /** A dot product's partial sum finished across the lanes that share a row. */

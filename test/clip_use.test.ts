@@ -165,6 +165,27 @@ test('the zeroshot command prints probabilities for each image', async () => {
   const noRunPrompts = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--templates', 'run', '--labels', 'cat'], { encoding: 'utf8' });
   assert.is(noRunPrompts.status, 2);
   assert.match(noRunPrompts.stderr, /--templates run: .*w\.safetensors records no prompts/);
+  // --precision: f16 weights give the fp32 probabilities to f16 precision (or, without shader-f16, a refusal
+  // naming the feature; auto falls back to fp32 saying so); a value it does not know is one line.
+  const probabilities = (precision: string) => {
+    const r = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--labels', 'cat,dog,car', '--json', '--precision', precision], { encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr, json: r.status === 0 ? (JSON.parse(r.stdout) as unknown) : null };
+  };
+  const [full, half, auto] = ['fp32', 'f16', 'auto'].map(probabilities);
+  assert.is(full.status, 0, full.stderr);
+  if (T.gpu().hasFeature('shader-f16')) {
+    assert.is(half.status, 0, half.stderr);
+    const flat = (j: unknown): number[] => JSON.stringify(j).match(/-?\d+\.\d+(e-?\d+)?/g)!.map(Number);
+    assertClose(flat(half.json), flat(full.json), 'f16 probabilities', { atol: 2e-3, rtol: 0 });
+    assert.equal(auto.json, half.json, 'auto takes f16 where the device has it');
+  } else {
+    assert.is(half.status, 1);
+    assert.match(half.stderr, /--precision f16 needs the WebGPU feature 'shader-f16'/);
+    assert.match(auto.stderr, /lacks 'shader-f16'; running in fp32/);
+  }
+  const bad = probabilities('bf16');
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /^zeroshot: --precision must be fp32, f16 or auto, got 'bf16'\n$/);
 });
 
 test('a model\'s recorded prompts survive saving and are what zero-shot uses by default', async () => {

@@ -9,9 +9,10 @@ import { useTuning } from '../kernels/io/tuning.ts';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { defaultMatmulConfig, matmulBucket, matmulConfig, setMatmulTuning, unsupported } from '../kernels/matmul.ts';
-import { applyTuning, tuneMatmul, tuneRows, variantName, type Tuning } from '../kernels/tune.ts';
+import { applyTuning, tuneAttention, tuneMatmul, tuneRows, unfusedAttention, variantName, type Tuning } from '../kernels/tune.ts';
+import { attentionBackward, attentionForward, attentionLanes, setAttentionTuning, wideFusedDefault } from '../kernels/attention.ts';
 import { rowLanes, rowPathDefault } from '../kernels/rowwise.ts';
-import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
+import { assertClose, assertTensorClose, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('tune');
 
@@ -39,6 +40,38 @@ test('tuneRows: softmax and layerNorm each get a row path, the default unless th
     const picked = t.rates.find((r) => r.path === t.choice)!;
     assert.ok(t.choice === fixed.path || picked.gbps >= 1.1 * fixed.gbps, `${kernel}: ${JSON.stringify(t)}`);
   }
+});
+
+test('tuneAttention: 64-wide heads, causal and not, fused or batched matmuls — the default unless the other is ≥ 10% faster; the choice is what attention then runs', async () => {
+  const tuned = (await tuneAttention()) ?? {};
+  if (attentionLanes(64, 4) === 1) {
+    assert.equal(tuned, {}, 'no subgroup can share a 64-wide row here: nothing to choose');
+    return;
+  }
+  for (const kind of ['causal', 'full'] as const) {
+    const t = tuned[kind]!;
+    assert.ok(t.rates.every((r) => r.gflops > 0 && Number.isFinite(r.gflops)), kind);
+    const fixed = t.rates.find((r) => r.fused === wideFusedDefault(kind))!;
+    const picked = t.rates.find((r) => r.fused === t.fused)!;
+    assert.ok(t.fused === fixed.fused || picked.gflops >= 1.1 * fixed.gflops, `${kind}: ${JSON.stringify(t)}`);
+  }
+  // What the tuner times as the unfused path computes the fused path's gradient (the same work, timed fairly).
+  for (const causal of [true, false]) {
+    const [q, k, v, g] = [1, 2, 3, 4].map((seed) => toTensor(randn([2, 5, 3, 8], seed)));
+    const L = 5;
+    const mask = causal ? toTensor(R.Nd.from(Array.from({ length: L * L }, (_, i) => (i % L > Math.floor(i / L) ? -Infinity : 0)), [L, L])) : null;
+    const saved = attentionForward(q, k, v, { causal });
+    const [dq] = attentionBackward(g, saved, [true, false, false]);
+    assertClose(await unfusedAttention(q, k, v, g, mask).data(), await dq!.data(), `tuner's unfused dq${causal ? ', causal' : ''}`, { atol: 1e-5, rtol: 1e-4 });
+  }
+  // A choice applied is the path taken; an empty one restores the defaults.
+  applyTuning({ adapter: T.gpu().name, matmul: {}, attention: { full: { fused: true, rates: [] }, causal: { fused: false, rates: [] } } }, T.gpu().name);
+  try {
+    assert.equal([T.useFusedAttention(64, false), T.useFusedAttention(64, true), T.useFusedAttention(16, true)], [true, false, true]);
+  } finally {
+    setAttentionTuning({});
+  }
+  assert.equal([T.useFusedAttention(64, false), T.useFusedAttention(64, true)], [wideFusedDefault('full'), wideFusedDefault('causal')]);
 });
 
 test('the engine runs the tuned variant for its bucket, the default elsewhere, and ignores another adapter\'s choices', async () => {

@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gpu } from '../../core/device.ts';
 import { makeDirectory, writeFileAtomic } from '../../core/io/files.ts';
-import { applyTuning, tuneMatmul, tuneRows, type Tuning } from '../tune.ts';
+import { applyTuning, tuneAttention, tuneMatmul, tuneRows, type Tuning } from '../tune.ts';
 
 export function tuningPath(): string {
   return process.env.CLIPGPU_TUNING ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'clipgpu', 'tuning.json');
@@ -30,6 +30,7 @@ export function cachedTuning(): Tuning | null {
 export async function tuneAndSave(log: (line: string) => void): Promise<Tuning> {
   const tuning = await tuneMatmul(gpu().name, log);
   tuning.rows = await tuneRows(log);
+  tuning.attention = await tuneAttention(log);
   const cache = readCache();
   cache[gpu().name] = tuning;
   makeDirectory(dirname(tuningPath()));
