@@ -406,9 +406,8 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   b.bufferFor(op);
   if (a.rank < 2 || b.rank < 2) throw new ShapeError(`${op}: operands must have rank ≥ 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const float = (t: Tensor) => t.dtype === 'f32' || t.dtype === 'f16';
-  if (!float(a) || !float(b) || (a.dtype !== b.dtype && !options.dtype)) {
-    throw new DTypeError(`${op}: expects two f32 or two f16 operands (or a result dtype to mix them), got ${a.dtype} and ${b.dtype}`);
-  }
+  if (!float(a) || !float(b)) throw new DTypeError(`${op}: expects f32 or f16 operands, got ${a.dtype} and ${b.dtype}`);
+  if (a.dtype !== b.dtype && !options.dtype) throw new DTypeError(`${op}: operands are ${a.dtype} and ${b.dtype}; pass { dtype } (the result's) to mix them`);
   const { bias, activation = 'none' } = options;
   const dtype = options.dtype ?? a.dtype;
   const [M, K] = a.shape.slice(-2);
