@@ -14,6 +14,8 @@ export interface Result {
   /** GFLOP/s, GB/s or images/s from the wall-clock time, per `unit`. */
   rate: number;
   unit: 'GFLOP/s' | 'GB/s' | 'images/s';
+  /** Ours against the peer measured interleaved (A B A B …): the median of the per-round speed ratios and their range. */
+  vsPeer?: { median: number; lo: number; hi: number };
 }
 
 export interface TimeOptions {
@@ -94,6 +96,25 @@ export async function timeTfjs(tf: Tf, op: () => import('@tensorflow/tfjs-core')
     times.push((performance.now() - t0) / inner);
   }
   return median(times);
+}
+
+/**
+ * Ours and the peer timed in alternating rounds (A B A B …, so a slow moment of a shared machine hits both):
+ * each side's median milliseconds per launch, and the median, lowest and highest of the per-round ratios
+ * peer ms / our ms (how many times faster ours is).
+ */
+export async function timeAgainstPeer(ours: () => T.Tensor, tf: Tf, peer: () => import('@tensorflow/tfjs-core').Tensor, { inner = 5, reps = 7 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null; peerMs: number; vsPeer: { median: number; lo: number; hi: number } }> {
+  await timeOurs(ours, { inner, reps: 1, warmup: 1 });
+  await timeTfjs(tf, peer, { inner, reps: 1, warmup: 1 });
+  const [mine, theirs, gpu] = [[] as number[], [] as number[], [] as number[]];
+  for (let r = 0; r < reps; r++) {
+    const a = await timeOurs(ours, { inner, reps: 1, warmup: 0 });
+    mine.push(a.ms);
+    if (a.gpuMs !== null) gpu.push(a.gpuMs);
+    theirs.push(await timeTfjs(tf, peer, { inner, reps: 1, warmup: 0 }));
+  }
+  const ratios = mine.map((m, i) => theirs[i] / m).sort((x, y) => x - y);
+  return { ms: median(mine), gpuMs: gpu.length === reps ? median(gpu) : null, peerMs: median(theirs), vsPeer: { median: median(ratios), lo: ratios[0], hi: ratios[reps - 1] } };
 }
 
 /** Throws when sampled outputs differ from their float64 reference values beyond the tolerance. */

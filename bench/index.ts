@@ -46,7 +46,7 @@ if (args.has('--json')) {
   const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
   for (const r of results) {
     const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
-    const ratio = other && !isPeer(r) ? `${(r.rate / other.rate).toFixed(2)}×` : '';
+    const ratio = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : other && !isPeer(r) && !r.impl.endsWith('f16') ? `${(r.rate / other.rate).toFixed(2)}×` : '';
     rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));

@@ -3,8 +3,8 @@
 // device has shader-f16, softmax and layer norm also run on f16 rows (half the bytes; statistics in f32).
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { rowKernelLanes } from '../kernels/rowwise.ts';
-import { loadTfjs, timeOurs, timeTfjs, validate, type Result, type Tf } from './harness.ts';
+import { registerChunks, rowKernelLanes, rowPath } from '../kernels/rowwise.ts';
+import { loadTfjs, timeAgainstPeer, timeOurs, validate, type Result, type Tf } from './harness.ts';
 
 interface Case {
   kernel: string;
@@ -33,7 +33,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     {
       kernel: 'softmax',
       // The path this device takes for these rows, named in the results (one subgroup per row, or a thread).
-      impl: rowKernelLanes('softmax', D, 4) ? `ours (${rowKernelLanes('softmax', D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
+      impl: rowKernelLanes('softmax', D, 4) ? `ours (${rowKernelLanes('softmax', D, 4)}-lane subgroup per row${rowPath('softmax') === 'registers' && registerChunks(D, 4) !== null ? ', in registers' : ''})` : 'ours (thread per row)',
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.softmax(x),
@@ -76,13 +76,16 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     validate(`${c.kernel} [${c.shape}]`, c.check(hx, (await y.data()) as Float32Array), 1e-5);
     y.dispose();
     const label = `[${c.shape.join(',')}]`;
-    const { ms, gpuMs } = await timeOurs(() => c.ours(x), { inner: 5 });
-    results.push({ kernel: c.kernel, shape: label, impl: c.impl ?? 'ours', ms, gpuMs, rate: c.bytes / ms / 1e6, unit: 'GB/s' });
     if (tf) {
+      // Interleaved with the peer: the ratio is the median of per-round ratios, with its range.
       const tx = tf.tensor(hx, c.shape);
-      const tms = await timeTfjs(tf, () => tf.tidy(() => c.tfjs(tf, tx)), { inner: 5 });
-      results.push({ kernel: c.kernel, shape: label, impl: 'tfjs-webgpu', ms: tms, gpuMs: null, rate: c.bytes / tms / 1e6, unit: 'GB/s' });
+      const { ms, gpuMs, peerMs, vsPeer } = await timeAgainstPeer(() => c.ours(x), tf, () => tf.tidy(() => c.tfjs(tf, tx)), { inner: 10, reps: 9 });
+      results.push({ kernel: c.kernel, shape: label, impl: c.impl ?? 'ours', ms, gpuMs, rate: c.bytes / ms / 1e6, unit: 'GB/s', vsPeer });
+      results.push({ kernel: c.kernel, shape: label, impl: 'tfjs-webgpu', ms: peerMs, gpuMs: null, rate: c.bytes / peerMs / 1e6, unit: 'GB/s' });
       tx.dispose();
+    } else {
+      const { ms, gpuMs } = await timeOurs(() => c.ours(x), { inner: 5 });
+      results.push({ kernel: c.kernel, shape: label, impl: c.impl ?? 'ours', ms, gpuMs, rate: c.bytes / ms / 1e6, unit: 'GB/s' });
     }
     if (c.half && T.gpu().hasFeature('shader-f16')) {
       const x16 = T.keep(T.cast(x, 'f16'));

@@ -71,17 +71,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }
 const THREAD_ROW = { directives: [] as string[], entry: `${ROW_ID}\n  let first = 0u;\n  let step = 1u;`, sum: (v: string) => v, max: (v: string) => v };
 
-/** How a row kernel walks a wide row: one thread, or one subgroup. */
-export type RowPath = 'thread' | 'subgroup';
+/**
+ * How a row kernel walks a wide row: one thread, or one subgroup; softmax also has 'registers', a subgroup whose
+ * lanes hold the whole row in registers (see softmaxRaw).
+ */
+export type RowPath = 'thread' | 'subgroup' | 'registers';
 export type RowKernel = 'softmax' | 'layerNorm';
 
 /**
- * The path for wide rows where the device can run both. Defaults measured on lavapipe: softmax gains from a
- * subgroup per row (1.02–1.17×), layer norm ties (2.74–2.78 vs 2.77–2.97 GB/s), so it keeps a thread per row;
- * kernels/tune.ts measures both per adapter.
+ * The path for wide rows where the device can run them. Defaults measured on lavapipe at [4096, 1024]: softmax
+ * gains from a subgroup per row (1.02–1.17×) and more from one holding the row in registers (8.1 vs 10.9 ms GPU,
+ * thread 11.7); layer norm ties (2.74–2.78 vs 2.77–2.97 GB/s), so it keeps a thread per row; kernels/tune.ts
+ * measures them per adapter.
  */
-const rowPaths: Record<RowKernel, RowPath> = { softmax: 'subgroup', layerNorm: 'thread' };
+const rowPaths: Record<RowKernel, RowPath> = { softmax: 'registers', layerNorm: 'thread' };
 const DEFAULT_ROW_PATHS = { ...rowPaths };
+
+/** The path a row kernel takes now (tuned, or the default). */
+export const rowPath = (kernel: RowKernel): RowPath => rowPaths[kernel];
 
 /** The fixed default path of a row kernel. */
 export const rowPathDefault = (kernel: RowKernel): RowPath => DEFAULT_ROW_PATHS[kernel];
@@ -99,7 +106,21 @@ export function rowLanes(D: number, w: Width): number | null {
 
 /** The subgroup width `kernel` walks rows of D floats with on this device (null: one thread per row). */
 export function rowKernelLanes(kernel: RowKernel, D: number, w: Width, path: RowPath = rowPaths[kernel]): number | null {
-  return path === 'subgroup' ? rowLanes(D, w) : null;
+  return path === 'thread' ? null : rowLanes(D, w);
+}
+
+/** Most values of V each lane of a 'registers' row keeps (a 1024-wide row over 8 lanes: 32 vec4s). */
+const MAX_REGISTER_CHUNKS = 64;
+
+/**
+ * How many values of V each lane holds when a subgroup keeps a row of D floats in registers, or null where that
+ * path cannot serve the row (no fixed subgroup width, a row that does not split evenly, or too many registers).
+ */
+export function registerChunks(D: number, w: Width): number | null {
+  const lanes = rowLanes(D, w);
+  if (lanes === null || (D / w) % lanes !== 0) return null;
+  const chunks = D / w / lanes;
+  return chunks <= MAX_REGISTER_CHUNKS ? chunks : null;
 }
 
 export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
@@ -108,7 +129,10 @@ export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
   const half = x.dtype === 'f16';
   const out = Tensor.empty(x.shape, x.dtype);
   const w = widthFor(D, src.offset);
-  const lanes = rowKernelLanes('softmax', D, w, path);
+  const chosen = path ?? rowPaths.softmax;
+  // Rows that the register path cannot hold take the subgroup path.
+  const chunks = chosen === 'registers' ? registerChunks(D, w) : null;
+  const lanes = rowKernelLanes('softmax', D, w, chosen === 'registers' && chunks === null ? 'subgroup' : chosen);
   const row = lanes ? subgroupRow(lanes) : THREAD_ROW;
   const loop = 'for (var j = first; j < u.W; j += step)';
   // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
@@ -121,7 +145,7 @@ export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
   ${loop} { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
   let inv = 1.0 / ${row.sum('hsum(sv)')};
   ${loop} { y[base + j] = y[base + j] * inv; }`;
-  const source = `${prelude(w)}
+  const source = chunks !== null ? registerSoftmax(w, chunks, row, log) : `${prelude(w)}
 ${row.entry}
   let xb = u.off + base;
   var mv = V(-${F32_MAX});
@@ -129,10 +153,11 @@ ${row.entry}
   let m = ${row.max('hmax(mv)')};
   ${body}
 }`;
+  const walk = chunks !== null ? `registers${lanes}x${chunks}` : lanes ? `subgroup${lanes}` : 'thread';
   launchRows(
-    `rows:${op}:${w}:${lanes ? `subgroup${lanes}` : 'thread'}:${x.dtype}`,
+    `rows:${op}:${w}:${walk}:${x.dtype}`,
     () => ({
-      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}${half ? '_f16' : ''}`,
+      name: `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_${walk}` : ''}${half ? '_f16' : ''}`,
       outputs: { y: storageOf(w, x.dtype) },
       inputs: { x: storageOf(w, x.dtype) },
       uniforms: { rows: 'u32', W: 'u32', off: 'u32' } as const,
@@ -145,6 +170,34 @@ ${row.entry}
   );
   src.dispose();
   return out;
+}
+
+/**
+ * Softmax with the row held in registers: each of a subgroup's lanes loads its `chunks` values of V once, and the
+ * maximum, the exponentials and their sum are taken there; the row is read once and written once (the
+ * streaming kernel reads it twice and writes it twice, rescaling its stored exponentials in place). One
+ * pipeline per row width (the chunk count is a compile-time constant, so the array stays in registers).
+ */
+function registerSoftmax(w: Width, chunks: number, row: ReturnType<typeof subgroupRow>, log: boolean): string {
+  const each = `for (var c = 0u; c < ${chunks}u; c++)`;
+  return `${prelude(w)}
+${row.entry}
+  let xb = u.off + base;
+  var r: array<V, ${chunks}>;
+  var mv = V(-${F32_MAX});
+  ${each} { let v = x[xb + first + c * step]; r[c] = v; mv = max(mv, v); }
+  let m = ${row.max('hmax(mv)')};
+  var sv = V(0.0);
+  ${
+    log
+      ? `${each} { sv += exp(r[c] - m); }
+  let lse = m + log(${row.sum('hsum(sv)')});
+  ${each} { y[base + first + c * step] = r[c] - lse; }`
+      : `${each} { let e = exp(r[c] - m); r[c] = e; sv += e; }
+  let inv = 1.0 / ${row.sum('hsum(sv)')};
+  ${each} { y[base + first + c * step] = r[c] * inv; }`
+  }
+}`;
 }
 
 /**

@@ -80,7 +80,8 @@ export async function tuneMatmul(adapter: string, log: (line: string) => void = 
   return result;
 }
 
-/** Times softmax and layer norm over wide rows ([4096, 1024]) with a thread and with a subgroup per row. */
+/** Times softmax and layer norm over wide rows ([4096, 1024]) with a thread and a subgroup per row, and softmax also
+ * with a subgroup holding the row in registers. */
 export async function tuneRows(log: (line: string) => void = () => {}): Promise<Tuning['rows']> {
   const [rows, D] = [4096, 1024];
   if (rowLanes(D, 4) === null) return {};
@@ -88,17 +89,16 @@ export async function tuneRows(log: (line: string) => void = () => {}): Promise<
   const w = randNormal([D]);
   const b = randNormal([D]);
   const result: NonNullable<Tuning['rows']> = {};
-  const paths: RowPath[] = ['thread', 'subgroup'];
-  const kernels: [RowKernel, (path: RowPath) => Tensor][] = [
-    ['softmax', (path) => softmaxRaw(x, false, path)],
-    ['layerNorm', (path) => {
+  const kernels: [RowKernel, RowPath[], (path: RowPath) => Tensor][] = [
+    ['softmax', ['thread', 'subgroup', 'registers'], (path) => softmaxRaw(x, false, path)],
+    ['layerNorm', ['thread', 'subgroup'], (path) => {
       const { y, mean, rstd } = layerNormRaw(x, w, b, 1e-5, path);
       mean.dispose();
       rstd.dispose();
       return y;
     }],
   ];
-  for (const [kernel, run] of kernels) {
+  for (const [kernel, paths, run] of kernels) {
     const ms = await timeInterleaved(paths.map((path) => () => run(path)), 1);
     const rates = paths.map((path, i) => ({ path, gbps: (2 * rows * D * 4) / ms[i] / 1e6 }));
     const fixed = rates.find((r) => r.path === rowPathDefault(kernel))!;

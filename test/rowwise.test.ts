@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { crossEntropyPerRow } from '../ops/rowwise.ts';
-import { layerNormRaw, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
+import { layerNormRaw, registerChunks, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
 import { assertTensorClose, randInt, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');
@@ -21,17 +21,21 @@ test('softmax and logSoftmax on odd shapes and large magnitudes', async () => {
   }
 });
 
-// Both paths for wide rows, each run by name (the default per kernel, or the tuned one, is only one of them).
+// Every path for wide rows, each run by name (the default per kernel, or the tuned one, is only one of them).
+// 'registers' (softmax only; layer norm walks it as 'subgroup') holds rows that split evenly over the lanes
+// into at most 64 values of vec4 each; the others ([3, 1028], [70, 260], [2, 4096]) fall back to 'subgroup'.
 const lanes = rowLanes(1028, 4);
-for (const path of ['thread', 'subgroup'] as const) {
-  const title = `wide rows, ${path === 'thread' ? 'one thread' : `one ${lanes}-lane subgroup`} per row: softmax and layerNorm run that kernel (profiled) and match`;
-  if (path === 'subgroup' && lanes === null) {
-    skipTest(test, 'wide rows, one subgroup per row', 'this device has no fixed-width subgroups');
+for (const path of ['thread', 'subgroup', 'registers'] as const) {
+  const title = `wide rows, ${path === 'thread' ? 'one thread' : `one ${lanes}-lane subgroup${path === 'registers' ? ' holding the row in registers' : ''}`} per row: softmax and layerNorm run that kernel (profiled) and match`;
+  if (path !== 'thread' && lanes === null) {
+    skipTest(test, `wide rows, path ${path}`, 'this device has no fixed-width subgroups');
     continue;
   }
   test(title, async () => {
-    const suffix = path === 'subgroup' ? `_subgroup${lanes}` : '';
-    for (const [i, shape] of [[13, 256], [3, 1028], [70, 260]].entries()) {
+    for (const [i, shape] of [[13, 256], [3, 1028], [70, 260], [5, 2048], [2, 4096]].entries()) {
+      const chunks = registerChunks(shape[1], 4);
+      const suffix = path === 'thread' ? '' : `_subgroup${lanes}`;
+      const softSuffix = path === 'registers' && chunks !== null ? `_registers${lanes}x${chunks}` : suffix;
       const D = shape[1];
       const x = R.map(randn(shape, 850 + i, 3), (v) => v + 1);
       const [w, b] = [randn([D], 880 + i), randn([D], 890 + i)];
@@ -44,9 +48,10 @@ for (const path of ['thread', 'subgroup'] as const) {
       });
       if (kernels) {
         const names = kernels.map((k) => k.name);
-        assert.ok(names.includes(`softmax_vec4${suffix}`) && names.includes(`layerNorm_vec4${suffix}`), names.join(', '));
+        assert.ok(names.includes(`softmax_vec4${softSuffix}`) && names.includes(`layerNorm_vec4${suffix}`), names.join(', '));
       }
       await assertTensorClose(soft!, R.softmax(x), `softmax ${shape} (${path})`, { atol: 1e-6, rtol: 1e-5 });
+      await assertTensorClose(softmaxRaw(xt, true, path), R.logSoftmax(x), `logSoftmax ${shape} (${path})`, { atol: 1e-5, rtol: 1e-5 });
       await assertTensorClose(norm!.y, R.layerNorm(x, w, b, 1e-5), `layerNorm ${shape} (${path})`, { atol: 1e-5, rtol: 1e-4 });
     }
   });
