@@ -8,10 +8,13 @@ import { CONFIGS } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
 import { trainStep } from '../clip/step.ts';
 import { AdamW } from '../nn/optim.ts';
+import { useTuning } from '../kernels/io/tuning.ts';
 
 const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' } } });
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
+// The kernels a training run would use: this adapter's tuned choices (npm run tune), as the trainer applies them.
+await useTuning(console.log);
 const config = { ...CONFIGS[values.model!], vocabSize: 1000 };
 const B = Number(values.batch);
 const model = new CLIP(config);

@@ -46,8 +46,21 @@ export function defaultMatmulConfig(): MatmulConfig {
 /** Size class of a matmul dimension for tuning: small (≤ 96), medium (≤ 384) or large. */
 const sizeClass = (d: number) => (d <= 96 ? 's' : d <= 384 ? 'm' : 'l');
 
-/** The tuning bucket of an [M, K] · [K, N] product: one size class per dimension ("sml" = small M, …). */
-export const matmulBucket = (M: number, N: number, K: number): string => `${sizeClass(M)}${sizeClass(N)}${sizeClass(K)}`;
+/**
+ * How the operands lie in memory, which decides the loads a variant can vectorise: A is 'n' when its rows are
+ * contiguous along k (row-major) and 't' otherwise (a transposed view: the xᵀ·g of a weight gradient); B is 'n'
+ * when contiguous along n and 't' otherwise (x·Wᵀ with PyTorch's [out, in] weights). A forward linear layer is
+ * 'nt', its input gradient g·W 'nn', its weight gradient xᵀ·g 'tn'.
+ */
+export type MatmulLayout = 'nn' | 'nt' | 'tn' | 'tt';
+export const TUNED_LAYOUTS: MatmulLayout[] = ['nn', 'nt', 'tn'];
+export const layoutOf = (a: Tensor, b: Tensor): MatmulLayout => `${a.strides[a.rank - 1] === 1 ? 'n' : 't'}${b.strides[b.rank - 1] === 1 ? 'n' : 't'}` as MatmulLayout;
+
+/**
+ * The tuning bucket of an [M, K] · [K, N] product: one size class per dimension ("sml" = small M, …), and the
+ * layout when it is not 'nn' ("sml:tn").
+ */
+export const matmulBucket = (M: number, N: number, K: number, layout: MatmulLayout = 'nn'): string => `${sizeClass(M)}${sizeClass(N)}${sizeClass(K)}${layout === 'nn' ? '' : `:${layout}`}`;
 
 /** A shape of each bucket, what the tuner times. */
 export const BUCKET_SIZES: Record<string, number> = { s: 64, m: 256, l: 512 };
@@ -61,8 +74,8 @@ export function setMatmulTuning(choices: Record<string, MatmulConfig>): void {
 }
 
 /** The variant for an [M, K] · [K, N] product: the tuned one for its bucket when the device can run it, else the default. */
-export function matmulConfig(M = 0, N = 0, K = 0): MatmulConfig {
-  const choice = tuned[matmulBucket(M, N, K)];
+export function matmulConfig(M = 0, N = 0, K = 0, layout: MatmulLayout = 'nn'): MatmulConfig {
+  const choice = tuned[matmulBucket(M, N, K, layout)];
   return choice && unsupported(choice) === null ? choice : defaultMatmulConfig();
 }
 
@@ -428,7 +441,7 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   };
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
-  const config = requested ?? matmulConfig(M, N, K);
+  const config = requested ?? matmulConfig(M, N, K, layoutOf(a, b));
   const reason = unsupported(config);
   if (reason) throw new GpuError(reason);
   const aBatch = batchStrides(a);

@@ -12,7 +12,7 @@ import { randNormal } from './creation.ts';
 import { attentionBackward, attentionForward, attentionLanes, setAttentionTuning, wideFusedDefault, type AttentionKind } from './attention.ts';
 import { contiguousCopy, elementwise } from './elementwise.ts';
 import { layerNormRaw, rowLanes, rowPathDefault, setRowTuning, softmaxBackwardRaw, softmaxRaw, type RowKernel, type RowPath } from './rowwise.ts';
-import { BUCKET_SIZES, MATMUL_VARIANTS, defaultMatmulConfig, matmulBucket, matmulRaw, setMatmulTuning, unsupported, type MatmulConfig } from './matmul.ts';
+import { BUCKET_SIZES, MATMUL_VARIANTS, TUNED_LAYOUTS, defaultMatmulConfig, matmulBucket, matmulRaw, setMatmulTuning, unsupported, type MatmulConfig } from './matmul.ts';
 
 export interface Tuning {
   /** The adapter (with its driver) the choices were measured on. */
@@ -52,32 +52,45 @@ async function timeInterleaved(runs: (() => Tensor)[], inner: number, reps = 5):
   return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(reps / 2)]);
 }
 
-/** Times every runnable matmul variant (the naive v1 excluded) in every bucket; `log` hears each bucket's choice. */
+/**
+ * Times every runnable matmul variant (the naive v1 excluded) in every bucket, for each layout a layer's
+ * products take (forward x·Wᵀ, input gradient g·W, weight gradient xᵀ·g: the loads a variant can vectorise
+ * differ); `log` hears each bucket's choice.
+ */
 export async function tuneMatmul(adapter: string, log: (line: string) => void = () => {}): Promise<Tuning> {
   // The default first: timings this close are noise, and the default stays unless another variant wins clearly.
   const fixed = defaultMatmulConfig();
   const candidates = [fixed, ...MATMUL_VARIANTS.filter((c) => c.version !== 'v1' && unsupported(c) === null && variantName(c) !== variantName(fixed))];
   const result: Tuning = { adapter, matmul: {} };
   const classes = Object.keys(BUCKET_SIZES);
-  for (const m of classes) for (const n of classes) for (const k of classes) {
+  for (const layout of TUNED_LAYOUTS) for (const m of classes) for (const n of classes) for (const k of classes) {
     const [M, N, K] = [BUCKET_SIZES[m], BUCKET_SIZES[n], BUCKET_SIZES[k]];
-    const a = randNormal([M, K]);
-    const b = randNormal([K, N]);
+    const a = operand(M, K, layout[0] === 't');
+    const b = operand(K, N, layout[1] === 't');
     const flops = 2 * M * N * K;
     const inner = Math.min(64, Math.max(1, Math.ceil(3e7 / flops)));
-    const ms = await timeInterleaved(candidates.map((config) => () => matmulRaw(a, b, {}, config)), inner);
+    const ms = await timeInterleaved(candidates.map((config) => () => matmulRaw(a, b, {}, config)), inner, 3);
     const rates = candidates.map((config, i) => ({ config, gflops: flops / ms[i] / 1e6 }));
     a.dispose();
     b.dispose();
     const baseline = rates[0].gflops;
     rates.sort((x, y) => y.gflops - x.gflops);
-    const bucket = matmulBucket(M, N, K);
+    const bucket = matmulBucket(M, N, K, layout);
     // Another variant replaces the default only when it is at least 10% faster (closer than that is noise here).
     const choice = rates[0].gflops >= 1.1 * baseline ? rates[0].config : fixed;
     result.matmul[bucket] = { choice, rates };
     log(`matmul ${bucket} [${M}×${K}]·[${K}×${N}]: ${variantName(choice)} (best ${variantName(rates[0].config)} ${rates[0].gflops.toFixed(1)} GFLOP/s, default ${variantName(fixed)} ${baseline.toFixed(1)})`);
   }
   return result;
+}
+
+/** A [rows, cols] operand, row-major or (transposed) a view of a [cols, rows] one. */
+function operand(rows: number, cols: number, transposed: boolean): Tensor {
+  if (!transposed) return randNormal([rows, cols]);
+  const base = randNormal([cols, rows]);
+  const view = base.view([rows, cols], [1, rows]);
+  base.dispose();
+  return view;
 }
 
 /** Times softmax and layer norm over wide rows ([4096, 1024]) with a thread and a subgroup per row, and softmax also

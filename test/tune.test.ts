@@ -18,7 +18,8 @@ const test = suite('tune');
 
 test('tuneMatmul: every bucket gets a runnable choice, the default unless another is ≥ 10% faster', async () => {
   const tuning = await tuneMatmul(T.gpu().name);
-  assert.is(Object.keys(tuning.matmul).length, 27);
+  assert.is(Object.keys(tuning.matmul).length, 81, 'every bucket in each of the three layouts');
+  assert.ok(['sml', 'sml:nt', 'sml:tn'].every((b) => b in tuning.matmul));
   for (const [bucket, { choice, rates }] of Object.entries(tuning.matmul)) {
     assert.is(unsupported(choice), null, bucket);
     const fixed = rates.find((r) => variantName(r.config) === variantName(defaultMatmulConfig()))!;
@@ -84,11 +85,22 @@ test('the engine runs the tuned variant for its bucket, the default elsewhere, a
   try {
     assert.equal(matmulConfig(300, 200, 100), v2);
     assert.equal(matmulConfig(30, 20, 10), defaultMatmulConfig());
+    assert.equal(matmulConfig(300, 200, 100, 'tn'), defaultMatmulConfig(), 'a choice holds for its layout only');
     const [a, b] = [randn([300, 100], 1), randn([100, 200], 2)];
     let out: T.Tensor | null = null;
     const kernels = await T.profile(() => (out = T.matmul(toTensor(a), toTensor(b))));
     if (kernels) assert.ok(kernels.some((k) => k.name.startsWith('matmul_v2_4x8')), kernels.map((k) => k.name).join(', '));
     await assertTensorClose(out!, R.matmul(a, b), 'tuned matmul', { atol: 1e-4, rtol: 1e-5 });
+    // The same product with A as a transposed view (a weight gradient's layout) takes that layout's choice.
+    const v3wide = { version: 'v3', tm: 8, tn: 8 } as const;
+    if (unsupported(v3wide) === null) {
+      setMatmulTuning({ [matmulBucket(300, 200, 100, 'tn')]: v3wide });
+      let outT: T.Tensor | null = null;
+      const at = T.transpose(toTensor(R.permute(a, [1, 0])));
+      const kernelsT = await T.profile(() => (outT = T.matmul(at, toTensor(b))));
+      if (kernelsT) assert.ok(kernelsT.some((k) => k.name.startsWith('matmul_v3_8_ascalar')), kernelsT.map((k) => k.name).join(', '));
+      await assertTensorClose(outT!, R.matmul(a, b), 'tuned matmul, transposed A', { atol: 1e-4, rtol: 1e-5 });
+    }
   } finally {
     setMatmulTuning({});
   }
