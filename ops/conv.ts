@@ -1,11 +1,12 @@
 // Differentiable convolution and pooling: im2col (its backward is col2im), conv2d as im2col + one matmul
-// (a 1×1 convolution skips im2col), average / max / adaptive-average pooling.
+// (a 1×1 convolution skips im2col; a patch convolution — stride equal to the kernel, no padding, ViT's patch
+// embedding — gets its columns by one strided copy), average / max / adaptive-average pooling.
 import { ShapeError, fmtShape } from '../core/errors.ts';
 import { Tensor } from '../core/tensor.ts';
 import { col2imRaw, geometry, im2colRaw, poolBackwardRaw, poolRaw, type ConvGeometry, type PoolGeometry } from '../kernels/conv.ts';
 import { add } from './math.ts';
 import { matmul } from './matmul.ts';
-import { reshape } from './movement.ts';
+import { contiguous, permute, reshape } from './movement.ts';
 import { recorder, type Rules } from './tape.ts';
 
 export interface ConvOps {
@@ -38,7 +39,8 @@ export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bia
   if (Cw !== g.C) throw new ShapeError(`conv2d: weight ${fmtShape(weight.shape)} expects ${Cw} input channels, input ${fmtShape(x.shape)} has ${g.C}`);
   if (bias && (bias.rank !== 1 || bias.shape[0] !== O)) throw new ShapeError(`conv2d: bias must be [${O}], got ${fmtShape(bias.shape)}`);
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padding === 0;
-  const cols = pointwise ? reshape(x, [g.N, g.C, g.H * g.W]) : im2col(x, kh, kw, stride, padding);
+  const patches = !pointwise && kh === kw && stride === kh && padding === 0 && g.H % kh === 0 && g.W % kw === 0;
+  const cols = pointwise ? reshape(x, [g.N, g.C, g.H * g.W]) : patches ? patchColumns(x, g) : im2col(x, kh, kw, stride, padding);
   const w2 = reshape(weight, [O, Cw * kh * kw]);
   const y = matmul(w2, cols, { dtype }); // [N, O, Ho·Wo]: W broadcast over the batch
   cols.dispose();
@@ -51,6 +53,20 @@ export function conv2d(x: Tensor, weight: Tensor, { stride = 1, padding = 0, bia
   b.dispose();
   shaped.dispose();
   return out;
+}
+
+/**
+ * im2col's columns for non-overlapping patches that tile the image: x [N, C, Ho·kh, Wo·kw] viewed as
+ * [N, C, Ho, kh, Wo, kw], permuted to [N, C, kh, kw, Ho, Wo] and copied once — a reshuffle with no index
+ * decoding per element (its gradient is the inverse reshuffle, through the view ops' rules).
+ */
+function patchColumns(x: Tensor, g: ConvGeometry): Tensor {
+  const grid = reshape(x, [g.N, g.C, g.Ho, g.kh, g.Wo, g.kw]);
+  const ordered = permute(grid, [0, 1, 3, 5, 2, 4]);
+  const copy = contiguous(ordered);
+  const cols = reshape(copy, [g.N, g.C * g.kh * g.kw, g.Ho * g.Wo]);
+  for (const t of [grid, ordered, copy]) t.dispose();
+  return cols;
 }
 
 function pool(x: Tensor, g: PoolGeometry): Tensor {

@@ -139,6 +139,13 @@ const CASES: { [K in OpName]: GradCase[] } = {
   im2col: [
     { name: '3×3 stride 2 pad 1', inputs: [{ shape: [2, 2, 5, 4] }], gpu: ([x]) => T.im2col(x, 3, 3, 2, 1), ref: ([x]) => R.im2col(x, 3, 3, 2, 1) },
     {
+      // Stride equal to the kernel, no padding: the columns come from one strided copy (ViT's patch embedding).
+      name: 'conv2d over patches',
+      inputs: [{ shape: [2, 3, 4, 6] }, { shape: [5, 3, 2, 2] }],
+      gpu: ([x, w]) => T.conv2d(x, w, { stride: 2 }),
+      ref: ([x, w]) => R.conv2d(x, w, 2, 0),
+    },
+    {
       name: 'conv2d with bias',
       inputs: [{ shape: [2, 3, 5, 6] }, { shape: [4, 3, 3, 2] }, { shape: [4] }],
       gpu: ([x, w, b]) => T.conv2d(x, w, { stride: 2, padding: 1, bias: b }),
