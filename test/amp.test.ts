@@ -13,6 +13,9 @@ import { lossAndGradients, trainStepAmp } from '../clip/step.ts';
 import { checkDevice, train } from '../clip/train.ts';
 import { loadClip, saveClip } from '../clip/io/weights.ts';
 import { clipFromSafetensors } from '../clip/weights.ts';
+import { evaluateClip } from '../clip/evaluate.ts';
+import { builtinSource } from '../clip/data/index.ts';
+import { readTokenizer } from '../clip/io/vocab.ts';
 import { Linear, LayerNorm } from '../nn/layers.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
 import { AdamW } from '../nn/optim.ts';
@@ -187,6 +190,24 @@ if (!hasF16) {
     for (const t of [first.loss, second.loss, images, tokens]) t.dispose();
     model.dispose();
     optimizer.dispose();
+  });
+
+  test('GPU memory stays flat in amp: training steps with evaluations and saves, and a half model evaluated again and again', async () => {
+    const out = join(dir, 'amp-flat');
+    await train(tinyRun(out, 24, { precision: 'amp', saveEvery: 4, evalEvery: 2 }));
+    const live = metricsOf(out).filter((r) => 'loss' in r).map((r) => r.gpu_live_bytes);
+    // From the second evaluation on (the first compiles and pools its buffers), every step ends at the same bytes.
+    assert.ok(live.slice(4).every((b) => b === live[4]), `live bytes per step: ${live.join(', ')}`);
+    const model = loadClip(join(out, 'model.safetensors'), { precision: 'f16' });
+    const tokenizer = readTokenizer(join(out, 'vocab.txt.gz'), model.config.vocabSize);
+    const data = builtinSource('scenes', 3);
+    const after: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await evaluateClip(model, tokenizer, data);
+      after.push(T.memory().liveBytes);
+    }
+    assert.ok(after.every((b) => b === after[0]), `live bytes after each evaluation: ${after.join(', ')}`);
+    model.dispose();
   });
 
   test('train --precision amp: the loss falls, the loss scale is logged every step and resumes from the checkpoint', async () => {
