@@ -1,16 +1,18 @@
 // Kernel micro-benchmarking on your own workload: profile one CLIP training step kernel by kernel with GPU
 // timestamps, and time one matmul shape against its FLOP count.
 //
-//   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64] [--rows 20]
+//   node scripts/run.mjs examples/profile_step.ts [--model ViT-scenes] [--batch 64] [--rows 20] [--precision fp32|amp]
 import { parseArgs } from 'node:util';
 import * as T from '../ops/index.ts';
 import { CONFIGS } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
-import { trainStep } from '../clip/step.ts';
+import { trainStep, trainStepAmp } from '../clip/step.ts';
 import { AdamW } from '../nn/optim.ts';
+import { GradScaler } from '../nn/precision.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' } } });
+const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' }, precision: { type: 'string', default: 'fp32' } } });
+if (values.precision !== 'fp32' && values.precision !== 'amp') throw new RangeError(`--precision must be fp32 or amp, got '${values.precision}'`);
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 // The kernels a training run would use: this adapter's tuned choices (npm run tune), as the trainer applies them.
@@ -23,10 +25,11 @@ const images = T.keep(T.randNormal([B, 3, config.imageResolution, config.imageRe
 const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) => (i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97)));
 const tokens = T.keep(T.Tensor.from(ids, [B, config.contextLength], 'i32'));
 
-const step = () => trainStep(model, optimizer, images, tokens);
-for (let i = 0; i < 3; i++) (await step().item()); // warm up: compile every pipeline once
+const scaler = new GradScaler();
+const step = async () => (values.precision === 'amp' ? (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss : trainStep(model, optimizer, images, tokens));
+for (let i = 0; i < 3; i++) await (await step()).item(); // warm up: compile every pipeline once
 
-const rows = await T.profile(async () => (await step().item()), { byGrid: true });
+const rows = await T.profile(async () => await (await step()).item(), { byGrid: true });
 if (!rows) {
   console.log('this adapter has no timestamp-query; profiling needs it');
 } else {
