@@ -26,6 +26,10 @@ export class Storage {
   release(): void {
     if (--this.refs === 0) getEngine().pool.release(this.buffer);
   }
+  /** Whether more than one tensor (views included) holds this storage: writing it in place would show through. */
+  get shared(): boolean {
+    return this.refs > 1;
+  }
 }
 
 // ---- scopes -------------------------------------------------------------------------------------------------

@@ -90,3 +90,32 @@ ${perItemEntry(WG, 'i')}
     grid(Math.ceil(n / WG)),
   );
 }
+
+/**
+ * Mixed precision's unscale (nn/precision.ts GradScaler): g ← g · inverse in place, and `flag` [1] (i32) set to 1
+ * when any result is ±Inf or NaN — told by its exponent bits (all ones), which no compiler's fast-math
+ * assumptions can fold away. Every thread that finds one writes the same 1, so the race is benign (as the
+ * engine's error flag). One pass over the gradient instead of a multiply, a finiteness sum and their combining.
+ */
+export function unscaleRaw(g: Tensor, inverse: number, flag: Tensor): void {
+  const op = 'unscale';
+  check(op, g);
+  if (flag.dtype !== 'i32' || flag.size !== 1) throw new ShapeError(`${op}: the flag must be one i32, got ${fmtShape(flag.shape)} ${flag.dtype}`);
+  const w = width(g);
+  const kernel = getEngine().kernel(`optim:unscale:${w}`, () => ({
+    name: `unscale${w === 4 ? '_vec4' : ''}`,
+    outputs: { g: ty(w), flag: 'i32' as const },
+    inputs: {},
+    uniforms: { n: 'u32', offG: 'u32', offF: 'u32', inverse: 'f32' } as const,
+    wgsl: `
+${perItemEntry(WG, 'i')}
+  if (i >= u.n) { return; }
+  let v = g[u.offG + i] * u.inverse;
+  g[u.offG + i] = v;
+  let exponent = ${w === 4 ? 'bitcast<vec4<u32>>(v)' : 'bitcast<u32>(v)'} & ${w === 4 ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'};
+  if (${w === 4 ? 'any(exponent == vec4<u32>(0x7f800000u))' : 'exponent == 0x7f800000u'}) { flag[u.offF] = 1; }
+}`,
+  }));
+  const n = g.size / w;
+  if (n > 0) getEngine().dispatch(kernel, { g: g.bufferFor(op), flag: flag.bufferFor(op) }, { n, offG: g.offset / w, offF: flag.offset, inverse }, grid(Math.ceil(n / WG)));
+}

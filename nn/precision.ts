@@ -16,7 +16,8 @@
 // gradients are not all finite is skipped and the scale halved; after `growthInterval` good steps in a row the
 // scale doubles. PyTorch's defaults: 2¹⁶, ×2, ×½, 2000 steps.
 import * as T from '../ops/index.ts';
-import { allFinite } from './checkpoint.ts';
+import { elementwise } from '../kernels/elementwise.ts';
+import { unscaleRaw } from '../kernels/optimizer.ts';
 
 /** The dtype the matmul-class layers compute in. */
 export type ComputeDType = 'f32' | 'f16';
@@ -71,13 +72,26 @@ export class GradScaler {
   }
 
   /**
-   * After a backward pass of the scaled loss: whether every gradient of `params` is finite (one GPU readback).
-   * If so the gradients are divided by the scale in place and true returned; if not they are dropped, the scale
-   * lowered, and false returned (the caller skips the update). Then the scale's schedule advances.
+   * After a backward pass of the scaled loss: divides every gradient of `params` by the scale in place, one
+   * kernel per gradient that also flags any non-finite result, then reads the flag back (one readback). All
+   * finite: returns true. Else the gradients are dropped, the scale lowered, and false returned (the caller skips
+   * the update). Then the scale's schedule advances.
    */
   async unscale(params: Iterable<T.Tensor>): Promise<boolean> {
     const withGrad = [...params].filter((p) => p.grad);
-    const finite = await allFinite(withGrad.map((p) => p.grad!));
+    const flag = T.zeros([1], 'i32');
+    for (const p of withGrad) {
+      // Written in place: a gradient whose storage another tensor also holds (two leaves' gradients may be views
+      // of one upstream gradient; a leaf root's is the caller's seed) or that is not contiguous is copied first.
+      if (p.grad!.storage.shared || !p.grad!.isContiguous) {
+        const copy = T.keep(elementwise('identity', [p.grad!]));
+        p.grad!.dispose();
+        p.grad = copy;
+      }
+      unscaleRaw(p.grad!, 1 / this.scale, flag);
+    }
+    const finite = (await flag.item()) === 0;
+    flag.dispose();
     if (!finite) {
       for (const p of withGrad) {
         p.grad!.dispose();
@@ -87,14 +101,6 @@ export class GradScaler {
       this.goodSteps = 0;
       return false;
     }
-    const inverse = 1 / this.scale;
-    T.noGrad(() => {
-      for (const p of withGrad) {
-        const g = T.keep(T.mul(p.grad!, inverse));
-        p.grad!.dispose();
-        p.grad = g;
-      }
-    });
     if (++this.goodSteps >= this.growthInterval) {
       this.scale *= this.growthFactor;
       this.goodSteps = 0;

@@ -18,6 +18,7 @@ import { builtinSource } from '../clip/data/index.ts';
 import { readTokenizer } from '../clip/io/vocab.ts';
 import { Linear, LayerNorm } from '../nn/layers.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
+import { unscaleRaw } from '../kernels/optimizer.ts';
 import { AdamW } from '../nn/optim.ts';
 import { GradScaler, autocast, computeDType } from '../nn/precision.ts';
 import { readSafetensors } from '../nn/io/safetensors.ts';
@@ -58,6 +59,34 @@ test('GradScaler: an overflow drops the gradients and halves the scale; good ste
   await assertThrows(() => new GradScaler({ backoffFactor: 2 }), RangeError, /0 < backoffFactor < 1/);
   await assertThrows(() => copy.load({ scale: 0, goodSteps: 1 }), RangeError, /scale > 0/);
   p.dispose();
+});
+
+test('the unscale kernel divides in place and flags ±Inf and NaN by their exponent bits, never large finite values (vec4 and scalar)', async () => {
+  for (const n of [8, 7]) {
+    for (const [bad, value] of [[false, 3e38], [false, 1e-45], [true, Infinity], [true, -Infinity], [true, NaN]] as const) {
+      const values = Array.from({ length: n }, (_, i) => (i === n - 2 ? value : i - 3));
+      const base = T.Tensor.from([0, ...values]);
+      const g = base.view([n], [1], 1); // at an offset: the kernel honours it
+      const flag = T.zeros([1], 'i32');
+      unscaleRaw(g, 0.5, flag);
+      assert.is(await flag.item(), bad ? 1 : 0, `${value} among ${n}`);
+      const got = await base.data();
+      const want = [0, ...values.map((v) => v * 0.5)];
+      for (let i = 0; i <= n; i++) assert.ok(Object.is(got[i], Math.fround(want[i])) || (Number.isNaN(got[i]) && Number.isNaN(want[i])), `element ${i}: ${got[i]} vs ${want[i]}`);
+      for (const t of [base, g, flag]) t.dispose();
+    }
+  }
+});
+
+test('GradScaler.unscale divides each gradient once, also when two leaves\' gradients share one storage', async () => {
+  const [a, b] = [T.param(T.zeros([6])), T.param(T.zeros([6]))];
+  T.backward(T.sum(T.mul(T.add(a, b), 8))); // add's rule hands both leaves views of one gradient
+  assert.ok(a.grad!.storage === b.grad!.storage, 'the two gradients alias (what this test is about)');
+  const scaler = new GradScaler({ initScale: 4 });
+  assert.equal(await scaler.unscale([a, b]), true);
+  assertClose(await a.grad!.data(), [2, 2, 2, 2, 2, 2], 'a');
+  assertClose(await b.grad!.data(), [2, 2, 2, 2, 2, 2], 'b');
+  for (const t of [a, b]) t.dispose();
 });
 
 if (!hasF16) {
