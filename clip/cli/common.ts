@@ -47,9 +47,10 @@ export function inferencePrecision(tool: string, flag: string | undefined): 'fp3
 }
 
 /**
- * The model at `path` in the precision --precision asks for — a weights file (loadClip with the head flags, telling the user on stderr when the heads
- * had to be assumed) or an open_clip / Hugging Face export folder (config, weights and tokenizer) — and its
- * tokenizer: `vocab` when given, else the folder's, else the one beside the weights file, else CLIP's.
+ * The model at `path`, in the precision --precision asks for — a weights file (loadClip with the head flags,
+ * telling the user on stderr when the heads had to be assumed) or an open_clip / Hugging Face export folder
+ * (config, weights and tokenizer) — and its tokenizer: `vocab` when given, else the folder's, else the one beside
+ * the weights file, else CLIP's.
  */
 export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string; precision?: string }): { model: CLIP; tokenizer: Tokenizer } {
   const precision = inferencePrecision(tool, values.precision);
