@@ -4,7 +4,8 @@
 //   node scripts/run.mjs examples/zeroshot_images.ts --run runs/scenes --labels "red circle,blue square" a.png b.jpg
 //
 // --run is a training output folder (model.safetensors + vocab.txt.gz). Without image paths, four scenes are
-// drawn, saved as PNGs in a temporary folder and classified among all colour–shape classes.
+// drawn, saved as PNGs in a temporary folder and classified among all colour–shape classes. --f16 loads the
+// weights in half precision (half the bytes, f16 compute; needs the WebGPU feature shader-f16).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { readImage, writePng } from '../clip/io/images.ts';
 import { denormalize, preprocess } from '../clip/preprocess.ts';
 import { loadClip, tokenizerFor } from '../clip/io/weights.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' }, f16: { type: 'boolean', default: false } } });
 
 /** Draws scene `i` (a held-out colour–shape pair) at 128×128 and saves it as a PNG. */
 function demoImage(dir: string, i: number): string {
@@ -34,8 +35,9 @@ const demoDir = () => mkdtempSync(join(tmpdir(), 'zeroshot-'));
 const images = positionals.length > 0 ? positionals : ((dir) => [0, 1, 2, 3].map((i) => demoImage(dir, i)))(demoDir());
 
 await T.init();
-// 1. The model and the vocabulary it was trained with.
-const model = loadClip(join(values.run!, 'model.safetensors'));
+// 1. The model and the vocabulary it was trained with (in f16 if asked: CLIP.half() converts the weights, and the
+//    encoders then compute in f16; features are normalised, and compared, in f32).
+const model = loadClip(join(values.run!, 'model.safetensors'), { precision: values.f16 ? 'f16' : 'f32' });
 model.eval();
 const tokenizer = tokenizerFor(join(values.run!, 'model.safetensors'), model.config.vocabSize);
 // 2. One text embedding per label: the normalised mean over the prompt templates the model was evaluated
