@@ -134,25 +134,7 @@ export function softmaxRaw(x: Tensor, log: boolean, path?: RowPath): Tensor {
   const chunks = chosen === 'registers' ? registerChunks(D, w) : null;
   const lanes = rowKernelLanes('softmax', D, w, chosen === 'registers' && chunks === null ? 'subgroup' : chosen);
   const row = lanes ? subgroupRow(lanes) : THREAD_ROW;
-  const loop = 'for (var j = first; j < u.W; j += step)';
-  // Softmax stores exp(x − m) while summing, then rescales in place: one exp per element instead of two.
-  const body = log
-    ? `var sv = V(0.0);
-  ${loop} { sv += exp(x[xb + j] - m); }
-  let lse = m + log(${row.sum('hsum(sv)')});
-  ${loop} { y[base + j] = x[xb + j] - lse; }`
-    : `var sv = V(0.0);
-  ${loop} { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
-  let inv = 1.0 / ${row.sum('hsum(sv)')};
-  ${loop} { y[base + j] = y[base + j] * inv; }`;
-  const source = chunks !== null ? registerSoftmax(w, chunks, row, log) : `${prelude(w)}
-${row.entry}
-  let xb = u.off + base;
-  var mv = V(-${F32_MAX});
-  ${loop} { mv = max(mv, x[xb + j]); }
-  let m = ${row.max('hmax(mv)')};
-  ${body}
-}`;
+  const source = chunks !== null ? registerSoftmax(w, chunks, row, log) : streamingSoftmax(w, row, log);
   const walk = chunks !== null ? `registers${lanes}x${chunks}` : lanes ? `subgroup${lanes}` : 'thread';
   launchRows(
     `rows:${op}:${w}:${walk}:${x.dtype}`,
@@ -173,12 +155,38 @@ ${row.entry}
 }
 
 /**
+ * Softmax streaming the row (a thread or a subgroup per row): a pass for the maximum, then one that stores
+ * exp(x − m) while summing, then an in-place rescale — one exp per element instead of two. Log-softmax sums
+ * in its second pass and writes x − logsumexp in its third.
+ */
+function streamingSoftmax(w: Width, row: typeof THREAD_ROW, log: boolean): string {
+  const loop = 'for (var j = first; j < u.W; j += step)';
+  const body = log
+    ? `var sv = V(0.0);
+  ${loop} { sv += exp(x[xb + j] - m); }
+  let lse = m + log(${row.sum('hsum(sv)')});
+  ${loop} { y[base + j] = x[xb + j] - lse; }`
+    : `var sv = V(0.0);
+  ${loop} { let e = exp(x[xb + j] - m); y[base + j] = e; sv += e; }
+  let inv = 1.0 / ${row.sum('hsum(sv)')};
+  ${loop} { y[base + j] = y[base + j] * inv; }`;
+  return `${prelude(w)}
+${row.entry}
+  let xb = u.off + base;
+  var mv = V(-${F32_MAX});
+  ${loop} { mv = max(mv, x[xb + j]); }
+  let m = ${row.max('hmax(mv)')};
+  ${body}
+}`;
+}
+
+/**
  * Softmax with the row held in registers: each of a subgroup's lanes loads its `chunks` values of V once, and the
  * maximum, the exponentials and their sum are taken there; the row is read once and written once (the
  * streaming kernel reads it twice and writes it twice, rescaling its stored exponentials in place). One
  * pipeline per row width (the chunk count is a compile-time constant, so the array stays in registers).
  */
-function registerSoftmax(w: Width, chunks: number, row: ReturnType<typeof subgroupRow>, log: boolean): string {
+function registerSoftmax(w: Width, chunks: number, row: typeof THREAD_ROW, log: boolean): string {
   const each = `for (var c = 0u; c < ${chunks}u; c++)`;
   return `${prelude(w)}
 ${row.entry}
