@@ -137,8 +137,6 @@ export function gpu(): Gpu {
   return current;
 }
 
-export const gpuIsOpen = (): boolean => current !== null;
-
 /** Destroys the device so Node can exit; the next initGpu() opens a fresh one. */
 export function closeGpu(): void {
   current?.device.destroy();

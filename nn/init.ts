@@ -46,17 +46,8 @@ export function kaimingUniform(t: T.Tensor, { a = 0, mode = 'fanIn', nonlinearit
   return uniform(t, -bound, bound, gen);
 }
 
-export function kaimingNormal(t: T.Tensor, { a = 0, mode = 'fanIn', nonlinearity = 'leaky_relu' }: KaimingOptions = {}, gen?: T.Generator): T.Tensor {
-  return normal(t, 0, gain(nonlinearity, a) / Math.sqrt(fans(t.shape)[mode]), gen);
-}
-
 export function xavierUniform(t: T.Tensor, g = 1, gen?: T.Generator): T.Tensor {
   const { fanIn, fanOut } = fans(t.shape);
   const bound = g * Math.sqrt(6 / (fanIn + fanOut));
   return uniform(t, -bound, bound, gen);
-}
-
-export function xavierNormal(t: T.Tensor, g = 1, gen?: T.Generator): T.Tensor {
-  const { fanIn, fanOut } = fans(t.shape);
-  return normal(t, 0, g * Math.sqrt(2 / (fanIn + fanOut)), gen);
 }

@@ -131,24 +131,6 @@ export class AvgPool2d extends Layer {
   }
 }
 
-export class MaxPool2d extends Layer {
-  constructor(readonly kernelSize: number, readonly options: T.PoolOptions = {}) {
-    super();
-  }
-  forward(x: T.Tensor): T.Tensor {
-    return T.maxPool2d(x, this.kernelSize, this.options);
-  }
-}
-
-export class AdaptiveAvgPool2d extends Layer {
-  constructor(readonly outputSize: readonly [number, number]) {
-    super();
-  }
-  forward(x: T.Tensor): T.Tensor {
-    return T.adaptiveAvgPool2d(x, this.outputSize);
-  }
-}
-
 export class ReLU extends Layer {
   forward = T.relu;
 }

@@ -12,7 +12,7 @@ export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal
 export type { Operand } from '../kernels/elementwise.ts';
 export * from './math.ts';
 export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
-export { reshape, flatten, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
+export { reshape, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul } from './matmul.ts';
 export { matmulConfig, type Activation, type MatmulOptions } from '../kernels/matmul.ts';
 export { softmax, logSoftmax, layerNorm } from './rowwise.ts';

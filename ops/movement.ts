@@ -75,8 +75,6 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return out;
 }
 
-export const flatten = (x: Tensor): Tensor => reshape(x, [x.size]);
-
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   const a = normalizeAxis('unsqueeze', axis, x.rank + 1);
   return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
