@@ -10,47 +10,53 @@ import { benchTrain } from './train.ts';
 import type { Result } from './harness.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
-const args = new Set(process.argv.slice(2));
-const quick = args.has('--quick');
-const peer = !args.has('--no-peer');
-const onlyAt = process.argv.indexOf('--only');
-const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : null;
+/** The command line, for --help. */
+export const USAGE = 'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step]   (tfjs-webgpu, when installed, is timed beside ours)';
 
-await T.init();
-const adapter = T.gpu().name;
-const log = (s: string) => (args.has('--json') ? process.stderr.write(`${s}\n`) : console.log(s));
-log(`adapter: ${adapter}`);
-// The kernel choices measured for this adapter (npm run tune; measured now if none are cached).
-const tuning = await useTuning(log);
-log(tuning ? 'kernel variants: tuned for this adapter (npm run tune -- --show lists them)' : 'kernel variants: the fixed defaults (CLIPGPU_TUNE=off)');
+/** `clipgpu bench [--quick] [--json] [--no-peer] [--only SUITE]`; `argv` holds the flags only. */
+export async function main(argv: string[]): Promise<void> {
+  const args = new Set(argv);
+  const quick = args.has('--quick');
+  const peer = !args.has('--no-peer');
+  const onlyAt = argv.indexOf('--only');
+  const only = onlyAt >= 0 ? argv[onlyAt + 1] : null;
 
-const suites: [string, () => Promise<Result[]>][] = [
-  ['matmul', () => benchMatmul({ quick, peer, log })],
-  ['memory-bound', () => benchMemoryBound({ quick, peer })],
-  ['nn', () => benchNn({ quick, peer })],
-  ['attention', () => benchAttention({ quick, peer })],
-  ['train-step', () => benchTrain({ quick, peer })],
-];
-const results: Result[] = [];
-for (const [name, run] of suites) {
-  if (only && !name.startsWith(only)) continue;
-  log(`running ${name}…`);
-  results.push(...(await run()));
-}
+  await T.init();
+  const adapter = T.gpu().name;
+  const log = (s: string) => (args.has('--json') ? process.stderr.write(`${s}\n`) : console.log(s));
+  log(`adapter: ${adapter}`);
+  // The kernel choices measured for this adapter (npm run tune; measured now if none are cached).
+  const tuning = await useTuning(log);
+  log(tuning ? 'kernel variants: tuned for this adapter (npm run tune -- --show lists them)' : 'kernel variants: the fixed defaults (CLIPGPU_TUNE=off)');
 
-if (args.has('--json')) {
-  console.log(JSON.stringify({ adapter, date: new Date().toISOString(), results }, null, 1));
-} else {
-  // The peer of a row: tfjs-webgpu for kernels, PyTorch on the CPU for the training step.
-  const isPeer = (r: Result) => !r.impl.startsWith('ours');
-  const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
-  for (const r of results) {
-    const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
-    const ratio = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : other && !isPeer(r) && !r.impl.endsWith('f16') ? `${(r.rate / other.rate).toFixed(2)}×` : '';
-    rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
+  const suites: [string, () => Promise<Result[]>][] = [
+    ['matmul', () => benchMatmul({ quick, peer, log })],
+    ['memory-bound', () => benchMemoryBound({ quick, peer })],
+    ['nn', () => benchNn({ quick, peer })],
+    ['attention', () => benchAttention({ quick, peer })],
+    ['train-step', () => benchTrain({ quick, peer })],
+  ];
+  const results: Result[] = [];
+  for (const [name, run] of suites) {
+    if (only && !name.startsWith(only)) continue;
+    log(`running ${name}…`);
+    results.push(...(await run()));
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+
+  if (args.has('--json')) {
+    console.log(JSON.stringify({ adapter, date: new Date().toISOString(), results }, null, 1));
+  } else {
+    // The peer of a row: tfjs-webgpu for kernels, PyTorch on the CPU for the training step.
+    const isPeer = (r: Result) => !r.impl.startsWith('ours');
+    const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
+    for (const r of results) {
+      const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
+      const ratio = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : other && !isPeer(r) && !r.impl.endsWith('f16') ? `${(r.rate / other.rate).toFixed(2)}×` : '';
+      rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
+    }
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+    for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+  }
+  T.closeGpu();
+  process.exit(0);
 }
-T.closeGpu();
-process.exit(0);

@@ -18,7 +18,7 @@ case "${1:-}" in
   pack)
     mkdir -p .gpu-dist
     grep -qxF '/.gpu-dist/' .git/info/exclude 2>/dev/null || echo '/.gpu-dist/' >> .git/info/exclude
-    for entry in bench/tune.ts bench/index.ts bench/memory.ts; do
+    for entry in bin/clipgpu.ts bench/memory.ts; do
       npx esbuild "$entry" --bundle --platform=node --format=esm --target=node20 --external:webgpu \
         --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" \
         --log-level=warning --outfile=".gpu-dist/$(basename "$entry" .ts).mjs"
@@ -31,9 +31,9 @@ case "${1:-}" in
     out="${OUT:-/tmp/gpu-out}"
     mkdir -p "$out"
     export CLIPGPU_TUNING="$out/tuning.json" XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-    node .gpu-dist/tune.mjs 2>&1 | tee "$out/tune.log"
-    node .gpu-dist/tune.mjs --show > "$out/tune-show.txt" 2>&1 || true
-    node .gpu-dist/index.mjs --quick --json > "$out/bench.json" 2> "$out/bench.log" || { tail -20 "$out/bench.log"; exit 1; }
+    node .gpu-dist/clipgpu.mjs tune 2>&1 | tee "$out/tune.log"
+    node .gpu-dist/clipgpu.mjs tune --show > "$out/tune-show.txt" 2>&1 || true
+    node .gpu-dist/clipgpu.mjs bench --quick --json > "$out/bench.json" 2> "$out/bench.log" || { tail -20 "$out/bench.log"; exit 1; }
     node .gpu-dist/memory.mjs > "$out/memory.txt" 2>&1 || true
     tail -5 "$out/bench.log"; cat "$out/memory.txt"
     ;;

@@ -153,7 +153,7 @@ test('the zeroshot command prints probabilities for each image', async () => {
   model.dispose();
   const image = join(dir, 'a.png');
   writeFileSync(image, encodePng({ width: 20, height: 18, data: new Float32Array(20 * 18 * 3).fill(120) }));
-  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--labels', 'cat, dog,car'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', '--weights', weights, '--image', image, '--labels', 'cat, dog,car'], { encoding: 'utf8' });
   assert.is(run.status, 0, run.stderr);
   const lines = run.stdout.trim().split('\n');
   assert.is(lines[0], image);
@@ -162,13 +162,13 @@ test('the zeroshot command prints probabilities for each image', async () => {
   assert.ok(Math.abs(percents.reduce((a, b) => a + b, 0) - 100) < 0.05);
   assert.match(run.stderr, /prompts: "itap of a \{\}\.", /, 'weights without recorded prompts get OpenAI\'s ensemble');
   assert.not.match(run.stderr, /Warning|artificially reduced/, 'Dawn\'s start-up warnings are not shown');
-  const noRunPrompts = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--templates', 'run', '--labels', 'cat'], { encoding: 'utf8' });
+  const noRunPrompts = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', '--weights', weights, '--image', image, '--templates', 'run', '--labels', 'cat'], { encoding: 'utf8' });
   assert.is(noRunPrompts.status, 2);
   assert.match(noRunPrompts.stderr, /--templates run: .*w\.safetensors records no prompts/);
   // --precision: f16 weights give the fp32 probabilities to f16 precision (or, without shader-f16, a refusal
   // naming the feature; auto falls back to fp32 saying so); a value it does not know is one line.
   const probabilities = (precision: string) => {
-    const r = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image, '--labels', 'cat,dog,car', '--json', '--precision', precision], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', '--weights', weights, '--image', image, '--labels', 'cat,dog,car', '--json', '--precision', precision], { encoding: 'utf8' });
     return { status: r.status, stderr: r.stderr, json: r.status === 0 ? (JSON.parse(r.stdout) as unknown) : null };
   };
   const [full, half, auto] = ['fp32', 'f16', 'auto'].map(probabilities);
@@ -200,7 +200,7 @@ test('a model\'s recorded prompts survive saving and are what zero-shot uses by 
   loaded.dispose();
   const image = join(dir, 'grey.png');
   writeFileSync(image, encodePng({ width: 20, height: 18, data: new Float32Array(20 * 18 * 3).fill(120) }));
-  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', weights, '--image', image], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', '--weights', weights, '--image', image], { encoding: 'utf8' });
   assert.is(run.status, 0, run.stderr);
   assert.match(run.stderr, /prompts: "\{a\} \{\} drawn", "there is \{a\} \{\}" \(recorded with the model\)/);
   assert.equal(run.stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/)[1]).sort(), ['cat', 'dog', 'owl']);

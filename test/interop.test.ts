@@ -67,7 +67,7 @@ for (const format of ['open_clip', 'hf'] as const) {
     // The eval and zeroshot commands read the folder as it is (its prompts, its tokenizer).
     const image = join(out, '..', 'grey.png');
     writeFileSync(image, (await import('../clip/preprocess.ts')).encodePng({ width: 8, height: 8, data: new Float32Array(192).fill(90) }));
-    const run2 = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', '--weights', out, '--image', image, '--json'], { encoding: 'utf8' });
+    const run2 = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', '--weights', out, '--image', image, '--json'], { encoding: 'utf8' });
     assert.is(run2.status, 0, run2.stderr);
     assert.equal(JSON.parse(run2.stdout).labels, ['red circle', 'blue square']);
     assert.match(run2.stderr, /recorded with the model/);

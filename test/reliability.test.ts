@@ -23,7 +23,7 @@ import { TINY_CONFIG, metricsOf, tinyRun } from './train_helpers.ts';
 const test = suite('reliability');
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `${name}-`));
 const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).filter((f) => !f.startsWith('.')).map((f) => [f, readFileSync(join(dir, f)).toString('base64')]));
-const runCli = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/train.ts', ...args], { encoding: 'utf8' });
+const runCli = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'train', ...args], { encoding: 'utf8' });
 
 test('bad options fail before anything is written, and another run in --out is refused unless asked', async () => {
   const dir = tmp('keep');
@@ -108,7 +108,7 @@ test('undecodable validation images are skipped and counted; the run finishes an
  * `again` sends a second SIGINT that many milliseconds later. Resolves to the exit code and the output.
  */
 function interruptTraining(args: string[], step: RegExp, again?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['scripts/run.mjs', 'clip/cli/train.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));

@@ -32,7 +32,7 @@ test('resuming from a checkpoint reproduces the uninterrupted run step for step'
   assert.equal(saved.prompts, { templates: SCENE_TEMPLATES, classes: compositionClasses(SHAPE_WORLD).names });
   saved.dispose();
   // The trained model evaluates through `npm run eval` (its vocabulary found beside the weights).
-  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/eval.ts', '--weights', join(split, 'model.safetensors'), '--seed', '3'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'eval', '--weights', join(split, 'model.safetensors'), '--seed', '3'], { encoding: 'utf8' });
   assert.is(run.status, 0, run.stderr);
   assert.match(run.stdout, /zero-shot top-1, held-out compositions\s+[\d.]+%/);
   assert.match(run.stdout, /linear probe top-1/);

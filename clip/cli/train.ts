@@ -40,24 +40,14 @@ const FLAGS = {
   debug: { type: 'boolean', default: false },
 } as const;
 
+/** The command line with every flag and its default, for --help. */
+export const USAGE = `usage: clipgpu train [flags]\n${Object.entries(FLAGS)
+  .map(([name, flag]) => `  --${name}${flag.type === 'boolean' ? '' : 'default' in flag ? ` ${flag.default}` : ' VALUE'}`)
+  .join('\n')}`;
+
 function fail(e: unknown, code = 1): never {
   return exitWithError('train', e, code);
 }
-
-let values: { [K in keyof typeof FLAGS]?: string | boolean };
-try {
-  values = parseArgs({ options: FLAGS, strict: true }).values;
-} catch (e) {
-  fail(e, 2);
-}
-const config = values.model === undefined ? undefined : CONFIGS[values.model as string];
-if (values.model !== undefined && !config) fail(`unknown --model '${values.model}'; known: ${Object.keys(CONFIGS).join(', ')}`, 2);
-const number = (name: keyof typeof FLAGS): number => {
-  const text = String(values[name]);
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v)) fail(`--${name} must be a number, got '${text}'`, 2);
-  return v;
-};
 
 /** On a terminal, progress lines redraw one bar in place; elsewhere (logs, CI) every line is kept. */
 let barShown = false;
@@ -74,67 +64,85 @@ function log(line: string): void {
   console.log(line);
 }
 
-// The first Ctrl-C / SIGTERM asks the loop to stop after its step (it saves); a second one exits at once.
-let stopRequested = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopRequested) {
-      console.error(`\ntrain: ${signal} again: exiting without saving`);
-      process.exit(130);
-    }
-    stopRequested = true;
-    log(`${signal}: finishing this step, then saving a checkpoint (again to exit at once)`);
-  });
-}
+/** `clipgpu train [flags]`; `argv` holds the flags only. */
+export async function main(argv: string[]): Promise<void> {
+  let values: { [K in keyof typeof FLAGS]?: string | boolean };
+  try {
+    values = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
+  } catch (e) {
+    fail(e, 2);
+  }
+  const config = values.model === undefined ? undefined : CONFIGS[values.model as string];
+  if (values.model !== undefined && !config) fail(`unknown --model '${values.model}'; known: ${Object.keys(CONFIGS).join(', ')}`, 2);
+  const number = (name: keyof typeof FLAGS): number => {
+    const text = String(values[name]);
+    const v = Number(text);
+    if (text.trim() === '' || !Number.isFinite(v)) fail(`--${name} must be a number, got '${text}'`, 2);
+    return v;
+  };
 
-// Each dataset trains into its own folder unless --out says otherwise.
-const out = (values.out as string | undefined) ?? (values['train-data'] ? 'runs/custom' : `runs/${values.dataset}`);
-const options = {
-  config,
-  batchSize: number('batch-size'),
-  steps: number('steps'),
-  lr: number('lr'),
-  weightDecay: number('wd'),
-  warmup: number('warmup'),
-  seed: number('seed'),
-  out,
-  evalEvery: number('eval-every'),
-  saveEvery: number('save-every'),
-  resume: values.resume as boolean,
-  overwrite: values.overwrite as boolean,
-  initFrom: values['init-from'] as string | undefined,
-  clipGrad: number('clip-grad'),
-  accumFreq: number('accum-freq'),
-  precision: values.precision as TrainOptions['precision'],
-  vocabSize: number('vocab-size'),
-  trainData: values['train-data'] as string | undefined,
-  dataset: values.dataset as string,
-  dataLimits: { maxBytes: number('max-image-bytes'), maxPixels: number('max-image-pixels'), allowOutside: values['allow-outside-paths'] as boolean },
-  stopRequested: () => stopRequested,
-  log,
-};
+  // The first Ctrl-C / SIGTERM asks the loop to stop after its step (it saves); a second one exits at once.
+  let stopRequested = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stopRequested) {
+        console.error(`\ntrain: ${signal} again: exiting without saving`);
+        process.exit(130);
+      }
+      stopRequested = true;
+      log(`${signal}: finishing this step, then saving a checkpoint (again to exit at once)`);
+    });
+  }
 
-try {
-  checkOptions(options); // before the device opens or anything is tuned: a bad flag costs nothing
-  await T.init();
-  console.log(`adapter: ${T.gpu().name}`);
-  checkDevice(options);
-  await useTuning(log);
-  console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, precision ${options.precision}, out ${out}`);
-  const began = performance.now();
-  const result = await train(options);
-  log('');
-  const minutes = (performance.now() - began) / 60000;
-  console.log('\nsummary');
-  console.log(`  ${'wall clock'.padEnd(42)}${minutes.toFixed(1)} min`);
-  for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
-  const r = result.retrieval;
-  if (r) {
-    console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${r.imageToTextR1.toFixed(2)} / ${r.imageToTextR5.toFixed(2)}  (${r.pairs} validation pairs)`);
-    console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${r.textToImageR1.toFixed(2)} / ${r.textToImageR5.toFixed(2)}`);
-  } else console.log(`  ${'retrieval'.padEnd(42)}skipped: no validation image could be decoded`);
-  T.closeGpu();
-} catch (e) {
-  if (barShown) process.stdout.write('\n');
-  fail(e, e instanceof TrainingInterrupted ? 130 : 1);
+  // Each dataset trains into its own folder unless --out says otherwise.
+  const out = (values.out as string | undefined) ?? (values['train-data'] ? 'runs/custom' : `runs/${values.dataset}`);
+  const options = {
+    config,
+    batchSize: number('batch-size'),
+    steps: number('steps'),
+    lr: number('lr'),
+    weightDecay: number('wd'),
+    warmup: number('warmup'),
+    seed: number('seed'),
+    out,
+    evalEvery: number('eval-every'),
+    saveEvery: number('save-every'),
+    resume: values.resume as boolean,
+    overwrite: values.overwrite as boolean,
+    initFrom: values['init-from'] as string | undefined,
+    clipGrad: number('clip-grad'),
+    accumFreq: number('accum-freq'),
+    precision: values.precision as TrainOptions['precision'],
+    vocabSize: number('vocab-size'),
+    trainData: values['train-data'] as string | undefined,
+    dataset: values.dataset as string,
+    dataLimits: { maxBytes: number('max-image-bytes'), maxPixels: number('max-image-pixels'), allowOutside: values['allow-outside-paths'] as boolean },
+    stopRequested: () => stopRequested,
+    log,
+  };
+
+  try {
+    checkOptions(options); // before the device opens or anything is tuned: a bad flag costs nothing
+    await T.init();
+    console.log(`adapter: ${T.gpu().name}`);
+    checkDevice(options);
+    await useTuning(log);
+    console.log(`model ${values.model ?? (options.resume ? '(from the checkpoint)' : options.initFrom ? `(from ${options.initFrom})` : 'ViT-scenes')}, batch ${options.batchSize}, ${options.steps} steps, lr ${options.lr}, precision ${options.precision}, out ${out}`);
+    const began = performance.now();
+    const result = await train(options);
+    log('');
+    const minutes = (performance.now() - began) / 60000;
+    console.log('\nsummary');
+    console.log(`  ${'wall clock'.padEnd(42)}${minutes.toFixed(1)} min`);
+    for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
+    const r = result.retrieval;
+    if (r) {
+      console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${r.imageToTextR1.toFixed(2)} / ${r.imageToTextR5.toFixed(2)}  (${r.pairs} validation pairs)`);
+      console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${r.textToImageR1.toFixed(2)} / ${r.textToImageR5.toFixed(2)}`);
+    } else console.log(`  ${'retrieval'.padEnd(42)}skipped: no validation image could be decoded`);
+    T.closeGpu();
+  } catch (e) {
+    if (barShown) process.stdout.write('\n');
+    fail(e, e instanceof TrainingInterrupted ? 130 : 1);
+  }
 }

@@ -35,7 +35,7 @@ async function waitFor(page: Page, what: string, test: (d: Demo) => boolean, sec
   const d = await demoState(page);
   throw new Error(`demo: timed out waiting for ${what} (state ${d?.state ?? 'not loaded'}, error '${d?.error ?? ''}')`);
 }
-const zeroshot = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'clip/cli/zeroshot.ts', ...args], { encoding: 'utf8' });
+const zeroshot = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'zeroshot', ...args], { encoding: 'utf8' });
 
 // The commands it compares with run the fixed kernel defaults, as the tests do (no tuning on this machine).
 process.env.CLIPGPU_TUNE ??= 'off';
