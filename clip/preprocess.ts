@@ -1,8 +1,8 @@
 // CLIP's image preprocessing (OpenAI's `_transform`): decode, resize the shorter side to n with bicubic
 // interpolation, center-crop n×n, scale to [0, 1], normalise with CLIP's mean and std; out comes CHW f32.
-// Decoding uses fast-png and jpeg-js (pure JavaScript on bytes, so a page decodes exactly as Node does). The resize is PIL's algorithm (separable, antialiased when shrinking:
-// the cubic kernel, a = −0.5, is stretched by the scale factor) computed in floating point, without PIL's
-// rounding to 8 bits between the two passes, so results differ from PIL by at most about one grey level.
+// Decoding uses fast-png and jpeg-js (pure JavaScript on bytes, so a page decodes exactly as Node does). The
+// resize is PIL's, bit for bit (separable, antialiased when shrinking: the cubic kernel, a = −0.5, stretched by
+// the scale factor; fixed-point weights; 8-bit rounding after each pass), checked against PIL's own output.
 import { convertIndexedToRgb, decode as decodePng, encode as encodePngBytes, type DecodedPng } from 'fast-png';
 import jpeg from 'jpeg-js';
 
@@ -142,48 +142,71 @@ export function cubic(x: number): number {
   return 0;
 }
 
-/** Per output index: the first input index and normalised weights (PIL's precompute_coeffs). */
-function coefficients(inSize: number, outSize: number): { start: number; weights: Float64Array }[] {
+// PIL's fixed point for 8-bit images (Resample.c): weights scaled by 2^22, sums rounded by adding half a unit.
+const PRECISION_BITS = 22;
+const ONE = 2 ** PRECISION_BITS;
+
+/**
+ * Per output index: the first input index and the weights in PIL's fixed point (Resample.c's
+ * precompute_coeffs, then normalize_coeffs_8bpc: normalised in float64, then each rounded half away from zero).
+ */
+function coefficients(inSize: number, outSize: number): { start: number; weights: Int32Array }[] {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = 2 * filterScale;
   return Array.from({ length: outSize }, (_, i) => {
     const center = (i + 0.5) * scale;
-    const start = Math.max(0, Math.floor(center - support + 0.5));
-    const end = Math.min(inSize, Math.floor(center + support + 0.5));
-    const weights = new Float64Array(end - start);
+    // C's (int) truncates toward zero; negative starts are clamped to 0 either way.
+    const start = Math.max(0, Math.trunc(center - support + 0.5));
+    const end = Math.min(inSize, Math.trunc(center + support + 0.5));
+    const float = new Float64Array(end - start);
     let total = 0;
-    for (let j = start; j < end; j++) total += weights[j - start] = cubic((j - center + 0.5) / filterScale);
-    for (let k = 0; k < weights.length; k++) weights[k] /= total;
+    for (let j = start; j < end; j++) total += float[j - start] = cubic((j - center + 0.5) / filterScale);
+    const weights = new Int32Array(float.length);
+    for (let k = 0; k < float.length; k++) {
+      const w = total !== 0 ? float[k] / total : float[k];
+      weights[k] = Math.trunc(w < 0 ? -0.5 + w * ONE : 0.5 + w * ONE);
+    }
     return { start, weights };
   });
 }
 
-/** Bicubic resize to width × height (horizontal pass, then vertical). */
-export function resizeBicubic(img: RgbImage, width: number, height: number): RgbImage {
-  const horizontal = coefficients(img.width, width);
-  const tmp = new Float64Array(width * img.height * 3);
-  for (let y = 0; y < img.height; y++)
-    for (let x = 0; x < width; x++) {
-      const { start, weights } = horizontal[x];
+/** A fixed-point sum back to 0…255 (PIL's clip8: an arithmetic shift, then clamped). */
+const clip8 = (sum: number): number => Math.min(255, Math.max(0, Math.floor(sum / ONE)));
+
+/**
+ * One separable pass of PIL's resampling along x (`horizontal`) or y on 8-bit values, rounding to 0…255 as
+ * PIL does after every pass.
+ */
+function resamplePass(src: Uint8Array, width: number, height: number, outSize: number, horizontal: boolean): Uint8Array {
+  const [outW, outH] = horizontal ? [outSize, height] : [width, outSize];
+  const coeffs = coefficients(horizontal ? width : height, outSize);
+  const out = new Uint8Array(outW * outH * 3);
+  // Neighbouring input samples along the pass are 3 apart horizontally, a row apart vertically.
+  const step = horizontal ? 3 : width * 3;
+  for (let y = 0; y < outH; y++)
+    for (let x = 0; x < outW; x++) {
+      const { start, weights } = coeffs[horizontal ? x : y];
+      const base = horizontal ? (y * width + start) * 3 : (start * width + x) * 3;
       for (let c = 0; c < 3; c++) {
-        let s = 0;
-        for (let k = 0; k < weights.length; k++) s += weights[k] * img.data[(y * img.width + start + k) * 3 + c];
-        tmp[(y * width + x) * 3 + c] = s;
+        let sum = ONE / 2;
+        for (let k = 0; k < weights.length; k++) sum += weights[k] * src[base + k * step + c];
+        out[(y * outW + x) * 3 + c] = clip8(sum);
       }
     }
-  const vertical = coefficients(img.height, height);
-  const data = new Float32Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    const { start, weights } = vertical[y];
-    for (let x = 0; x < width; x++)
-      for (let c = 0; c < 3; c++) {
-        let s = 0;
-        for (let k = 0; k < weights.length; k++) s += weights[k] * tmp[((start + k) * width + x) * 3 + c];
-        data[(y * width + x) * 3 + c] = Math.min(255, Math.max(0, s));
-      }
-  }
-  return { width, height, data };
+  return out;
+}
+
+/**
+ * Bicubic resize to width × height, exactly as PIL's `Image.resize(size, BICUBIC)` on an RGB image (what
+ * OpenAI's and Hugging Face's preprocessing call): input values rounded to 8 bits, a horizontal pass then a
+ * vertical one, each skipped when that side keeps its size, each rounding to 0…255.
+ */
+export function resizeBicubic(img: RgbImage, width: number, height: number): RgbImage {
+  let data: Uint8Array = Uint8Array.from(img.data, (v) => Math.round(Math.min(255, Math.max(0, v))));
+  if (width !== img.width) data = resamplePass(data, img.width, img.height, width, true);
+  if (height !== img.height) data = resamplePass(data, width, img.height, height, false);
+  return { width, height, data: Float32Array.from(data) };
 }
 
 /** Python's round(): halves go to the even neighbour (torchvision's CenterCrop offsets use it). */
@@ -193,10 +216,10 @@ const roundHalfEven = (x: number): number => {
 };
 
 /**
- * OpenAI's transform for resolution n: resize the shorter side to n (the longer to ⌊n·long/short⌋), center
- * crop n×n, then (v/255 − mean)/std per channel. Returns CHW [3, n, n].
+ * The first two steps of OpenAI's transform for resolution n, as torchvision does them on a PIL image: resize
+ * the shorter side to n (the longer to ⌊n·long/short⌋) with PIL's bicubic filter, then centre-crop n×n.
  */
-export function preprocess(img: RgbImage, n: number): Float32Array {
+export function resizeCenterCrop(img: RgbImage, n: number): RgbImage {
   if (img.width < 1 || img.height < 1) throw new ImageError(`preprocess: empty image (${img.width}×${img.height})`);
   const short = Math.min(img.width, img.height);
   const long = Math.max(img.width, img.height);
@@ -205,10 +228,18 @@ export function preprocess(img: RgbImage, n: number): Float32Array {
   const resized = resizeBicubic(img, w, h);
   const top = roundHalfEven((h - n) / 2);
   const left = roundHalfEven((w - n) / 2);
+  const data = new Float32Array(3 * n * n);
+  for (let y = 0; y < n; y++) data.set(resized.data.subarray(((y + top) * w + left) * 3, ((y + top) * w + left + n) * 3), y * n * 3);
+  return { width: n, height: n, data };
+}
+
+/**
+ * OpenAI's transform for resolution n: resizeCenterCrop, then (v/255 − mean)/std per channel. Returns
+ * CHW [3, n, n].
+ */
+export function preprocess(img: RgbImage, n: number): Float32Array {
   const out = new Float32Array(3 * n * n);
-  for (let y = 0; y < n; y++)
-    for (let x = 0; x < n; x++)
-      for (let c = 0; c < 3; c++) out[(c * n + y) * n + x] = normalizeValue(resized.data[((y + top) * w + x + left) * 3 + c], c);
+  normalizeInto(resizeCenterCrop(img, n), out);
   return out;
 }
 

@@ -21,6 +21,7 @@ import './safetensors.test.ts';
 import './tokenizer.test.ts';
 import './clip.test.ts';
 import './clip_use.test.ts';
+import './pil.test.ts';
 import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
