@@ -13,6 +13,11 @@ let nextStorageId = 1;
 
 export class Storage {
   readonly id = nextStorageId++;
+  /**
+   * Counts in-place writes into this storage (PyTorch's `_version`): a recorded op notes the versions of the
+   * tensors it saves, and backward refuses to use one written since.
+   */
+  version = 0;
   private refs = 1;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
 
@@ -84,6 +89,8 @@ export interface GradNode {
   /** The nodes that produced the inputs (null for leaves and constants). */
   readonly parents: readonly (GradNode | null)[];
   readonly isReleased: boolean;
+  /** Throws if a tensor saved in ctx was written in place after the op saved it (backward would misread it). */
+  checkVersions(): void;
   ref(): void;
   unref(): void;
   releaseSaved(): void;
@@ -179,6 +186,15 @@ export class Tensor {
     }
     return true;
   }
+  /** How many in-place writes this tensor's storage has had; views of one storage share the count. */
+  get version(): number {
+    return this.storage.version;
+  }
+  /** Records an in-place write into this tensor's storage (every writer into an existing tensor calls it). */
+  bumpVersion(): void {
+    this.storage.version++;
+  }
+
   /** The GPU buffer, checked for use after dispose; `op` names the caller in the error. */
   bufferFor(op: string): GPUBuffer {
     if (this.disposed) throw new DisposedError(`${op}: tensor #${this.id} ${fmtShape(this.shape)} was used after dispose()`);
@@ -188,7 +204,8 @@ export class Tensor {
   /**
    * Takes over `source`'s storage, dtype and layout (PyTorch's `param.data = …`, which module.half() does): how
    * a model's weights are converted in place without the modules that hold them noticing. `source` must have
-   * this shape; it is consumed (disposed). Views taken earlier keep the old values. Not recorded for autodiff.
+   * this shape; it is consumed (disposed). Views taken earlier keep the old values. Not recorded for autodiff,
+   * and no version is bumped: no buffer is written, so tensors an op saved still hold the values it used.
    */
   adopt(source: Tensor): void {
     this.bufferFor('adopt');

@@ -109,6 +109,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
   protected update(p: T.Tensor, g: T.Tensor, h: AdamWOptions): void {
     const { exp_avg, exp_avg_sq } = this.stateOf(p, ['exp_avg', 'exp_avg_sq']);
     adamwUpdate(p, g, exp_avg, exp_avg_sq, { ...h, step: this.stepCount });
+    for (const t of [p, exp_avg, exp_avg_sq]) t.bumpVersion();
   }
 }
 
@@ -129,6 +130,7 @@ export class SGD extends Optimizer<SGDOptions> {
     const first = !this.state.has(p);
     const { momentum_buffer } = this.stateOf(p, ['momentum_buffer']);
     sgdUpdate(p, g, momentum_buffer, { ...h, first });
+    for (const t of [p, momentum_buffer]) t.bumpVersion();
   }
 }
 

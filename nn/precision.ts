@@ -89,6 +89,7 @@ export class GradScaler {
         p.grad = copy;
       }
       unscaleRaw(p.grad!, 1 / this.scale, flag);
+      p.grad!.bumpVersion();
     }
     const finite = (await flag.item()) === 0;
     flag.dispose();

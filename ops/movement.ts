@@ -208,8 +208,9 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[], val
 }
 
 /**
- * Writes src (broadcast to dst's shape) into dst's storage, in place. Autodiff does not see writes, so this
- * is for optimizer updates and buffers: it refuses to run while a recorded graph could be invalidated.
+ * Writes src (broadcast to dst's shape) into dst's storage, in place. Autodiff does not record writes, so this
+ * is for optimizer updates and buffers: it refuses to write a tensor that requires grad outside noGrad(), and
+ * bumps dst's version so that backward refuses an op that saved dst before the write.
  */
 export function assign(dst: Tensor, src: Tensor | number): void {
   if (isGradEnabled() && (dst.requiresGrad || (src instanceof Tensor && src.requiresGrad))) {
@@ -219,9 +220,8 @@ export function assign(dst: Tensor, src: Tensor | number): void {
     const copy = elementwise('identity', [src]);
     elementwise('identity', [copy], dst);
     copy.dispose();
-    return;
-  }
-  elementwise('identity', [src], dst);
+  } else elementwise('identity', [src], dst);
+  dst.bumpVersion();
 }
 
 export const movementRules: Rules<MovementOps> = {

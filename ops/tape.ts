@@ -6,7 +6,7 @@
 // backward rule needs. Tensors saved in a context are aliases that keep their storage alive even if the user
 // disposes the original. Nodes are reference counted (one for the output tensor, one per consumer node), so
 // disposing the tensors of an abandoned forward pass frees its saved tensors too.
-import { ShapeError, TensorError, fmtShape } from '../core/errors.ts';
+import { DTypeError, ShapeError, TensorError, fmtShape } from '../core/errors.ts';
 import { sameShape } from '../core/shape.ts';
 import { Tensor, keep, tidy, type GradNode } from '../core/tensor.ts';
 import { onesLike } from '../kernels/creation.ts';
@@ -37,6 +37,8 @@ class Node implements GradNode {
     readonly op: string,
     readonly inputs: readonly (Tensor | null)[],
     readonly ctx: Record<string, unknown>,
+    /** For each tensor in ctx, in ctx's order: the original's id and its version when the op saved it. */
+    private readonly saved: readonly number[],
   ) {
     this.parents = inputs.map((t) => t?.node ?? null);
     for (const p of this.parents) p?.ref();
@@ -59,6 +61,20 @@ class Node implements GradNode {
     for (const v of Object.values(this.ctx)) if (v instanceof Tensor) v.dispose();
   }
 
+  checkVersions(): void {
+    let at = 0;
+    for (const [name, t] of Object.entries(this.ctx)) {
+      if (!(t instanceof Tensor)) continue;
+      const id = this.saved[at++];
+      const version = this.saved[at++];
+      if (t.version === version) continue;
+      throw new TensorError(
+        `backward: tensor #${id} ${fmtShape(t.shape)} ('${name}') was modified in place after op '${this.op}' saved it for backward; ` +
+          `version ${t.version}, expected ${version} (write it after backward, or write into a copy)`,
+      );
+    }
+  }
+
   get isReleased(): boolean {
     return this.released;
   }
@@ -74,21 +90,26 @@ export type Rules<Ctx> = { [K in keyof Ctx]: Rule<Ctx[K]> };
 /**
  * A record function for the ops of one context interface: `recorder<MathOps>()('exp', [x], out, { y: out })`
  * type-checks the op name and its context. Recording is a no-op under noGrad or when no input requires grad;
- * tensor-valued context fields are replaced by aliases owned by the node (untracked by scopes).
+ * tensor-valued context fields are replaced by aliases owned by the node (untracked by scopes), and their
+ * versions noted so that backward can refuse one written in place since.
  */
 export function recorder<Ctx>() {
   return <K extends keyof Ctx & string>(op: K, inputs: readonly (Tensor | null)[], out: Tensor, ctx: Ctx[K]): void => {
     if (!gradEnabled || !inputs.some((t) => t?.requiresGrad)) return;
     const saved: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(ctx as Record<string, unknown>)) saved[k] = v instanceof Tensor ? keep(v.view(v.shape, v.strides)) : v;
+    const versions: number[] = [];
+    for (const [k, v] of Object.entries(ctx as Record<string, unknown>)) {
+      if (v instanceof Tensor) versions.push(v.id, v.version);
+      saved[k] = v instanceof Tensor ? keep(v.view(v.shape, v.strides)) : v;
+    }
     out.requiresGrad = true;
-    out.node = new Node(op, inputs, saved);
+    out.node = new Node(op, inputs, saved, versions);
   };
 }
 
 /** Marks a tensor as a trainable leaf: it requires grad and lives outside tidy scopes until disposed. */
 export function param(t: Tensor): Tensor {
-  if (t.dtype !== 'f32') throw new TensorError(`param: only f32 tensors can require grad, got ${t.dtype}`);
+  if (t.dtype !== 'f32') throw new DTypeError(`param: only f32 tensors can require grad, got ${t.dtype}`);
   t.requiresGrad = true;
   return keep(t);
 }
@@ -149,6 +170,7 @@ export function runBackward(rules: Record<string, Rule<never>>, root: Tensor, se
       if (!g) continue;
       grads.delete(node);
       if (node.isReleased) throw new TensorError(`backward: the graph through '${node.op}' was already freed by an earlier backward (pass retainGraph: true to run it twice)`);
+      node.checkVersions();
       const rule = rules[node.op] as Rule<Record<string, unknown>> | undefined;
       if (!rule) throw new TensorError(`backward: op '${node.op}' has no backward rule`);
       const needs = node.inputs.map((t) => !!t?.requiresGrad);

@@ -1,6 +1,7 @@
 // Autodiff semantics beyond single rules: accumulation, views, noGrad, detach, seeds, graph lifetime.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
+import { SGD } from '../nn/optim.ts';
 import { assertClose, assertThrows, suite } from './harness.ts';
 
 const test = suite('autodiff');
@@ -51,6 +52,37 @@ test('disposing the outputs of an abandoned forward pass frees its saved tensors
   assert.ok(T.memory().liveBytes > before, 'saved tensors are alive while the graph is');
   out.dispose();
   assert.is(T.memory().liveBytes, before);
+  x.dispose();
+});
+
+test('in-place writes backward does not read are allowed: an operand no op saved, and optimizer steps after backward', async () => {
+  const x = T.param(T.Tensor.from([1, 2]));
+  const c = T.Tensor.from([3, 4]);
+  const y = T.sum(T.mul(T.add(x, c), x)); // add saves only shapes: c is not read by backward
+  T.noGrad(() => T.assign(c, 10));
+  assert.is(c.version, 1);
+  T.backward(y); // d/dx (x + c)·x = 2x + c, with the c the forward used
+  assertClose(await x.grad!.data(), [5, 8], 'gradient of the values the forward used');
+  // A training loop: forward, backward, step (which writes x in place), and again.
+  const opt = new SGD([x], { lr: 0.5 });
+  opt.step();
+  assert.is(x.version, 1, 'the step bumps the parameter');
+  assertClose(await x.data(), [-1.5, -2], 'stepped');
+  opt.zeroGrad();
+  T.backward(T.sum(T.mul(x, x)));
+  assertClose(await x.grad!.data(), [-3, -4], 'second step');
+  opt.step();
+  opt.dispose();
+  x.dispose();
+  c.dispose();
+});
+
+test('adopt swaps storage without writing: a graph recorded before it still backpropagates the old values', async () => {
+  const x = T.param(T.Tensor.from([1, 2]));
+  const y = T.sum(T.mul(x, x));
+  x.adopt(T.Tensor.from([10, 20]));
+  T.backward(y);
+  assertClose(await x.grad!.data(), [2, 4], '2x of the forward');
   x.dispose();
 });
 
