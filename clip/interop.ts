@@ -1,12 +1,14 @@
 // Hand-over to the engines people scale out on, on bytes: open_clip's model config and Hugging Face's
 // CLIPModel layout (config, weights with q/k/v split, tokenizer files), and the way back. The Node side
 // (clip/io/interop.ts) writes and reads export folders; `npm run export` is the command.
+import type { HostTensor } from '../nn/safetensors.ts';
 import { ConfigError, type ClipConfig } from './config.ts';
 import { CLIP_MEAN, CLIP_STD } from './preprocess.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
-/** Host tensors keyed by checkpoint names. */
-export type HostTensors = Map<string, { shape: number[]; data: Float32Array | Int32Array }>;
+/** Host tensors keyed by checkpoint names (a file's, or re-keyed and reshaped from one). */
+export type HostTensors = Map<string, HostValues>;
+type HostValues = Pick<HostTensor, 'shape' | 'data'>;
 
 const isResNet = (c: ClipConfig) => Array.isArray(c.visionLayers);
 const headWidth = (c: ClipConfig) => c.visionHeadWidth ?? 64;
@@ -137,7 +139,7 @@ export const HF_KEYS = {
 };
 
 /** A 2-D host tensor transposed. */
-export function transposeHost(t: { shape: number[]; data: Float32Array | Int32Array }): { shape: number[]; data: Float32Array } {
+export function transposeHost(t: HostValues): HostValues {
   const [r, c] = t.shape;
   const data = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j];

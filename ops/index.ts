@@ -11,7 +11,7 @@ export { backward, backwardRules, type OpName } from './backward.ts';
 export { fill, zeros, ones, zerosLike, onesLike, arange, randUniform, randNormal, Generator, manualSeed, defaultGenerator } from '../kernels/creation.ts';
 export type { Operand } from '../kernels/elementwise.ts';
 export * from './math.ts';
-export { sum, mean, max, min, argmax, argmin, sumTo } from './reduce.ts';
+export { sum, mean, max, min, argmax, argmin } from './reduce.ts';
 export { reshape, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul } from './matmul.ts';
 export { matmulConfig, type Activation, type MatmulOptions } from '../kernels/matmul.ts';

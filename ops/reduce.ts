@@ -55,18 +55,6 @@ export function argmin(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions
   return reduceRaw('argmin', x, normalizeAxes('argmin', axis, x.rank), keepDims);
 }
 
-/** Sums a broadcast gradient back to the shape of the operand it was broadcast from. */
-export function sumTo(g: Tensor, shape: Shape): Tensor {
-  const lead = g.rank - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  if (axes.length === 0) return g.rank === shape.length ? g : reshape(g, shape);
-  const summed = sum(g, axes, { keepDims: true });
-  const out = reshape(summed, shape);
-  if (out !== summed) summed.dispose();
-  return out;
-}
-
 /** g broadcast back over the axes a reduction removed. */
 function unreduce(g: Tensor, shape: Shape, axes: readonly number[]): Tensor {
   const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
