@@ -18,12 +18,15 @@ export function detectLayout(keys: Iterable<string>): Layout {
   return 'openai';
 }
 
+/** Scalars OpenAI's TorchScript files keep as buffers, which its build_model drops: the shapes tell them. */
+const OPENAI_JIT_BUFFERS = new Set(['input_resolution', 'context_length', 'vocab_size']);
+
 /** Host tensors re-keyed to OpenAI's layout (HF q/k/v concatenated on the host). */
 export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
   const layout = detectLayout(file.tensors.keys());
   const out: HostTensors = new Map();
   if (layout !== 'hf') {
-    for (const [k, t] of file.tensors) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
+    for (const [k, t] of file.tensors) if (!OPENAI_JIT_BUFFERS.has(k)) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
     return out;
   }
   const get = (k: string) => {

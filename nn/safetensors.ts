@@ -26,7 +26,8 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-function decode(name: string, dtype: string, bytes: Uint8Array, count: number): Float32Array | Int32Array {
+/** `count` little-endian values of a safetensors dtype (`name` names them in errors) as f32 or i32 host data. */
+export function decodeHostData(name: string, dtype: string, bytes: Uint8Array, count: number): Float32Array | Int32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case 'F32': {
@@ -109,7 +110,7 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
   const tensors = new Map<string, HostTensor>();
   for (const e of entries) {
     const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end);
-    const data = decode(e.name, e.dtype, bytes, e.shape.reduce((a, b) => a * b, 1));
+    const data = decodeHostData(e.name, e.dtype, bytes, e.shape.reduce((a, b) => a * b, 1));
     tensors.set(e.name, { dtype: data instanceof Float32Array ? 'f32' : 'i32', shape: e.shape, data, fileDtype: e.dtype });
   }
   return { tensors, metadata };

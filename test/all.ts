@@ -22,6 +22,7 @@ import './tokenizer.test.ts';
 import './clip.test.ts';
 import './clip_use.test.ts';
 import './pil.test.ts';
+import './pytorch.test.ts';
 import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
