@@ -5,9 +5,11 @@
 // and retrieval evaluation, JSONL metrics, SVG curves, atomic checkpoints, exact resume; fp32 or mixed
 // precision (`amp`: f32 master weights, f16 compute, dynamic loss scaling — nn/precision.ts).
 //
-// What a user has is never lost: every option is checked before the run folder is touched; the folder of
-// another run is refused; a checkpoint is only written from finite weights, and before any evaluation that
-// could fail; a stop request (Ctrl-C in the CLI) ends the step, saves and says where.
+// What a user has is never lost: every input (options, data, init weights, the checkpoint to resume) is checked
+// before anything in the run folder is written or deleted; the folder of another run is refused; a checkpoint
+// is only written from finite weights, and before any evaluation that could fail; a stop request (a signal in
+// the CLI) ends the step, saves and says where. A checkpoint records the settings that shape the run, so a
+// resumed run continues exactly, or says what was changed.
 import { existsSync, writeFileSync } from 'node:fs';
 import * as T from '../ops/index.ts';
 import { allFinite, checkpointInfo, restoreCheckpoint } from '../nn/checkpoint.ts';
@@ -24,7 +26,7 @@ import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
 import { trainStep, trainStepAmp } from './step.ts';
 import { readTokenizer, saveBpe } from './io/vocab.ts';
-import { OPENAI_VOCAB_SIZE, trainBpe, type Tokenizer } from './tokenizer.ts';
+import { OPENAI_VOCAB_SIZE, Tokenizer, trainBpe } from './tokenizer.ts';
 import { isExportFolder, loadExport } from './io/interop.ts';
 import { loadClip, saveClip, tokenizerFor } from './io/weights.ts';
 
@@ -38,7 +40,9 @@ export interface TrainOptions {
   warmup: number;
   seed: number;
   out: string;
+  /** Evaluate every this many steps and at the end (0: never). */
   evalEvery: number;
+  /** Save a checkpoint every this many steps (0: only at the end and when stopped). */
   saveEvery: number;
   /** Continue the run in `out` from its checkpoint (which must exist). */
   resume: boolean;
@@ -68,10 +72,33 @@ export interface TrainOptions {
   dataset?: string;
   /** What may be read of `trainData` (image size and pixel limits, paths outside its folder). */
   dataLimits?: DataLimits;
+  /**
+   * Options that hold defaults rather than the user's choice: a resumed run takes these from its checkpoint's
+   * settings (a value the user gave that differs from the checkpoint's is used, and said).
+   */
+  defaulted?: readonly (keyof RunSettings)[];
   /** Asked after every step; true ends the run after saving a checkpoint (TrainingInterrupted). */
   stopRequested?: () => boolean;
   log: (line: string) => void;
 }
+
+/** What a checkpoint records of its run's options: everything that shapes the training trajectory. */
+export type RunSettings = Pick<TrainOptions, 'batchSize' | 'steps' | 'lr' | 'weightDecay' | 'warmup' | 'seed' | 'clipGrad' | 'accumFreq' | 'precision' | 'dataset' | 'trainData'>;
+
+/** The CLI flag of each recorded setting (how changes are named). */
+const SETTING_FLAGS: { [K in keyof RunSettings]-?: string } = {
+  batchSize: 'batch-size',
+  steps: 'steps',
+  lr: 'lr',
+  weightDecay: 'wd',
+  warmup: 'warmup',
+  seed: 'seed',
+  clipGrad: 'clip-grad',
+  accumFreq: 'accum-freq',
+  precision: 'precision',
+  dataset: 'dataset',
+  trainData: 'train-data',
+};
 
 /** The run stopped on request after saving; the message says where and how to continue. */
 export class TrainingInterrupted extends Error {
@@ -83,55 +110,58 @@ export class TrainingFailed extends Error {
   override name = 'TrainingFailed';
 }
 
-export async function train(o: TrainOptions): Promise<EvalResult> {
-  checkOptions(o);
-  checkDevice(o);
-  const data = trainingData({ dataset: o.dataset, trainData: o.trainData, seed: o.seed, log: o.log, limits: o.dataLimits ?? DEFAULT_DATA_LIMITS });
-  const run = openRunFolder(o.out, { resume: o.resume, overwrite: o.overwrite ?? false, log: o.log });
+export async function train(options: TrainOptions): Promise<EvalResult | null> {
+  checkOptions(options);
+  checkDevice(options);
+  const run = openRunFolder(options.out, { resume: options.resume, overwrite: options.overwrite ?? false, log: options.log });
+  let init: { model: CLIP; tokenizer: Tokenizer } | null = null;
   try {
+    // Everything is read and checked before anything in the folder is written or deleted (--overwrite included).
     // A resumed run continues its checkpoint's model; asking for another one is an error, not a silent switch.
-    const resumed = o.resume ? readSafetensors(run.checkpoint) : null;
+    const resumed = options.resume ? readSafetensors(run.checkpoint) : null;
     const info = resumed ? checkpointInfo(resumed, run.checkpoint) : null;
     const savedConfig = (info?.extra as { config?: ClipConfig } | undefined)?.config;
     if (resumed && !savedConfig) throw new TrainingFailed(`${run.checkpoint}: the checkpoint does not record its model config`);
-    if (savedConfig && o.config) {
-      const differs = (Object.keys(o.config) as (keyof ClipConfig)[]).filter((k) => k !== 'vocabSize' && JSON.stringify(o.config![k]) !== JSON.stringify(savedConfig[k]));
+    if (savedConfig && options.config) {
+      const differs = configDifferences(options.config, savedConfig);
       if (differs.length) {
-        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${JSON.stringify(savedConfig[k])}, asked ${JSON.stringify(o.config![k])}`).join('; ')}); resume without --model to continue it`);
+        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${JSON.stringify(savedConfig[k])}, asked ${JSON.stringify(options.config![k])}`).join('; ')}); resume without --model to continue it`);
       }
     }
+    const o = info ? resumedSettings(options, info.extra.settings as RunSettings | undefined, run.checkpoint) : options;
+    const data = trainingData({ dataset: o.dataset, trainData: o.trainData, seed: o.seed, log: o.log, limits: o.dataLimits ?? DEFAULT_DATA_LIMITS });
 
     // Fine-tuning starts from another model and its tokenizer.
-    const init = o.initFrom ? loadInitial(o.initFrom) : null;
+    init = o.initFrom ? loadInitial(o.initFrom) : null;
     if (init && o.config) {
-      const differs = (Object.keys(o.config) as (keyof ClipConfig)[]).filter((k) => k !== 'vocabSize' && JSON.stringify(o.config![k]) !== JSON.stringify(init.model.config[k]));
-      if (differs.length) {
-        init.model.dispose();
-        throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
-      }
+      const differs = configDifferences(o.config, init.model.config);
+      if (differs.length) throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
     }
 
     // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
     let tokenizer: Tokenizer;
-    if (init) {
-      tokenizer = init.tokenizer;
-      if (tokenizer.vocabSize !== OPENAI_VOCAB_SIZE) saveBpe(run.vocab, tokenizer.merges);
-    } else if (savedConfig) {
+    if (init) tokenizer = init.tokenizer;
+    else if (savedConfig) {
       if (existsSync(run.vocab)) tokenizer = readTokenizer(run.vocab, savedConfig.vocabSize);
       else if (savedConfig.vocabSize === OPENAI_VOCAB_SIZE) tokenizer = readTokenizer();
       else throw new TrainingFailed(`--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`);
-    } else if (o.vocabSize > 0) {
-      saveBpe(run.vocab, trainBpe(data.corpus(4000), o.vocabSize));
-      tokenizer = readTokenizer(run.vocab, o.vocabSize);
-    } else tokenizer = readTokenizer();
+    } else if (o.vocabSize > 0) tokenizer = new Tokenizer(trainBpe(data.corpus(4000), o.vocabSize));
+    else tokenizer = readTokenizer();
     const config: ClipConfig = init?.model.config ?? savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
     const n = config.imageResolution;
     const L = config.contextLength;
+    checkBatchFits(o.batchSize, config);
+
+    // Checked: now the previous run may go (--overwrite), and this one's files are written.
+    run.replacePrevious();
+    if (!resumed && tokenizer.vocabSize !== OPENAI_VOCAB_SIZE) saveBpe(run.vocab, tokenizer.merges);
+    o.log(`model ${configName(config)}, batch ${o.batchSize}, ${o.steps} steps, lr ${o.lr}, precision ${o.precision ?? 'fp32'}, out ${o.out}`);
 
     T.manualSeed(o.seed);
     const model = init?.model ?? new CLIP(config);
+    init = null; // the model owns it now
     model.train();
-    if (init) o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
+    if (o.initFrom) o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
     const { decay, noDecay } = decayGroups(model.namedParameters());
     const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
     const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
@@ -160,7 +190,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       if (!(await allFinite([...model.parameters(), ...optimizer.stateDict().tensors.values()]))) {
         throw new TrainingFailed(`the weights are not finite after step ${step} (diverged; try a lower --lr or --clip-grad): stopping; ${kept()}`);
       }
-      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config, ...(scaler ? { lossScale: scaler.state() } : {}) } });
+      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config, settings: recordedSettings(o), ...(scaler ? { lossScale: scaler.state() } : {}) } });
       savedStep = step;
     };
     const writePlots = () => {
@@ -213,7 +243,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
       }
 
       // Save before evaluating: an evaluation that fails never costs the trained weights.
-      if (done % o.saveEvery === 0 || done === o.steps) await save(done);
+      if ((o.saveEvery > 0 && done % o.saveEvery === 0) || done === o.steps) await save(done);
       if (done === o.steps) {
         if (data.zeroShot) model.prompts = { templates: data.zeroShot.templates, classes: data.zeroShot.classes };
         await saveClip(run.model, model);
@@ -223,7 +253,7 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
         writePlots();
         throw new TrainingInterrupted(`stopped at step ${done} of ${o.steps}: saved ${run.checkpoint}; continue with --resume --out ${o.out}`);
       }
-      if (done % o.evalEvery === 0 || done === o.steps) {
+      if (o.evalEvery > 0 && (done % o.evalEvery === 0 || done === o.steps)) {
         last = await evaluateClip(model, tokenizer, data);
         evals.push({ step: done, metrics: chartMetrics(last) });
         appendMetrics(run.metrics, { step: done, eval: last });
@@ -235,12 +265,61 @@ export async function train(o: TrainOptions): Promise<EvalResult> {
     }
     if (start >= o.steps) o.log(`${run.checkpoint} is already at step ${start} of ${o.steps}: nothing to train`);
     writePlots();
-    const result = last ?? (await evaluateClip(model, tokenizer, data));
+    // A run resumed at its end still reports its evaluation (unless evaluation is off).
+    const result = last ?? (o.evalEvery > 0 ? await evaluateClip(model, tokenizer, data) : null);
     model.dispose();
     optimizer.dispose();
     return result;
   } finally {
+    init?.model.dispose();
     run.release();
+  }
+}
+
+/** The config fields (all but the vocabulary size, which the tokenizer sets) on which `asked` and `actual` differ. */
+function configDifferences(asked: ClipConfig, actual: ClipConfig): (keyof ClipConfig)[] {
+  const keys = new Set([...Object.keys(asked), ...Object.keys(actual)] as (keyof ClipConfig)[]);
+  return [...keys].filter((k) => k !== 'vocabSize' && JSON.stringify(asked[k] ?? null) !== JSON.stringify(actual[k] ?? null));
+}
+
+/** A config's name in CONFIGS (the vocabulary size aside), else what it is. */
+function configName(config: ClipConfig): string {
+  const named = Object.entries(CONFIGS).find(([, c]) => configDifferences(c, config).length === 0);
+  return named ? named[0] : `(${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.embedDim}-d embeddings)`;
+}
+
+function recordedSettings(o: TrainOptions): RunSettings {
+  return Object.fromEntries((Object.keys(SETTING_FLAGS) as (keyof RunSettings)[]).map((k) => [k, o[k] ?? null])) as RunSettings;
+}
+
+/**
+ * The options of a resumed run: the checkpoint's settings where the user left the default, the user's where
+ * they were given; each of those that differs from the checkpoint's is said, by flag.
+ */
+function resumedSettings(o: TrainOptions, saved: RunSettings | undefined, checkpoint: string): TrainOptions {
+  if (!saved) {
+    o.log(`--resume: ${checkpoint} does not record its run's settings (batch size, steps, lr, …): continuing with the ones given`);
+    return o;
+  }
+  const merged: TrainOptions = { ...o };
+  const changed: string[] = [];
+  for (const key of Object.keys(SETTING_FLAGS) as (keyof RunSettings)[]) {
+    const was = saved[key] ?? undefined;
+    if (o.defaulted?.includes(key)) (merged as unknown as Record<string, unknown>)[key] = was;
+    else if ((o[key] ?? undefined) !== was) changed.push(`--${SETTING_FLAGS[key]} ${was ?? '(none)'} → ${o[key] ?? '(none)'}`);
+  }
+  if (changed.length) o.log(`--resume: continuing with settings that differ from the checkpoint's: ${changed.join(', ')}${changed.some((c) => /^--(steps|lr|warmup) /.test(c)) ? ' (the learning-rate schedule changes with them)' : ''}`);
+  checkOptions(merged);
+  return merged;
+}
+
+/** A batch whose tensors cannot exist on this device is refused by flag before the run starts. */
+function checkBatchFits(batchSize: number, config: ClipConfig): void {
+  const n = config.imageResolution;
+  const bytes = batchSize * 3 * n * n * 4;
+  const limit = T.gpu().device.limits.maxStorageBufferBindingSize;
+  if (bytes > limit) {
+    throw new RangeError(`--batch-size ${batchSize}: a batch of ${n}×${n} images is ${(bytes / 2 ** 20).toFixed(0)} MiB, over this device's largest buffer (${(limit / 2 ** 20).toFixed(0)} MiB)`);
   }
 }
 
@@ -270,8 +349,8 @@ export function checkOptions(o: TrainOptions): void {
   number('wd', o.weightDecay, (v) => v >= 0, 'a number ≥ 0');
   integer('warmup', o.warmup, 0);
   integer('seed', o.seed, 0);
-  integer('eval-every', o.evalEvery, 1);
-  integer('save-every', o.saveEvery, 1);
+  integer('eval-every', o.evalEvery, 0); // 0: off, as for every periodic flag
+  integer('save-every', o.saveEvery, 0);
   number('clip-grad', o.clipGrad, (v) => v >= 0, 'a number ≥ 0 (0: off)');
   integer('accum-freq', o.accumFreq, 1);
   if (o.batchSize % o.accumFreq !== 0) throw new RangeError(`--accum-freq ${o.accumFreq} must divide --batch-size ${o.batchSize}`);

@@ -57,7 +57,7 @@ const result = await train({
   vocabSize: 600,
   log: console.log,
 });
-const r = result.retrieval;
+const r = result!.retrieval; // evaluation is on (evalEvery), so there is a result
 console.log(r ? `image → text R@1 ${r.imageToTextR1.toFixed(2)}, text → image R@1 ${r.textToImageR1.toFixed(2)} on ${r.pairs} held-back pairs` : 'retrieval skipped: no held-back image could be decoded');
 console.log(`checkpoint, model, vocabulary and plots in ${join(dir, 'run')}`);
 T.closeGpu();

@@ -3,6 +3,7 @@
 //   node scripts/run.mjs [--node-flag ...] entry.ts [args ...]
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 
 const argv = process.argv.slice(2);
@@ -44,10 +45,21 @@ child.stderr.on('data', (chunk) => {
   const kept = lines.filter((line) => !DAWN_NOISE.test(line));
   if (kept.length) process.stderr.write(`${kept.join('\n')}\n`);
 });
-// Ctrl-C reaches the child through the terminal's process group; a signal sent to this process alone is
-// passed on, so the child can finish its step and save.
+// Every stop signal this process gets is passed on, so the child can finish its step and save. A group kill
+// (Ctrl-C, `timeout`, `kill -- -PGID`) reaches the child directly too: the trainer takes repeats that close
+// together as one request (clip/cli/stop.ts), and other tools stop on the first either way.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+// When the parent exits (npm killed alone) nothing signals the child: tell it, as a closed terminal would.
+const parent = process.ppid;
+const watch = setInterval(() => {
+  if (process.ppid === parent) return;
+  clearInterval(watch);
+  child.kill('SIGHUP');
+}, 500);
+watch.unref();
+// Output whose reader has gone (a closed terminal, a dead parent's pipe) must not end this process before the child.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 child.on('close', (code, signal) => {
   if (pending && !DAWN_NOISE.test(pending)) process.stderr.write(pending);
-  process.exit(code ?? (signal ? 128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[signal] ?? 1) : 1));
+  process.exit(code ?? (signal ? 128 + (constants.signals[signal] ?? 1) : 1));
 });

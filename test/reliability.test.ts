@@ -97,7 +97,7 @@ test('undecodable validation images are skipped and counted; the run finishes an
   const out = tmp('pairs-run');
   const lines: string[] = [];
   const result = await train(tinyRun(out, 3, { trainData: join(data, 'pairs.csv'), log: (l) => lines.push(l) }));
-  assert.is(result.retrieval, null);
+  assert.is(result!.retrieval, null);
   assert.match(lines.join('\n'), /skipping unreadable image: .*18\.png/);
   assert.match(lines.join('\n'), /retrieval skipped/);
   assert.ok(existsSync(join(out, 'checkpoint.safetensors')) && existsSync(join(out, 'model.safetensors')));

@@ -120,10 +120,10 @@ test('user data: a folder and a CSV of image–caption pairs train, and bad rows
   const result = await train(options(out, 4, { trainData: dir, batchSize: 4, log: (l) => lines.push(l), vocabSize: 530 }));
   assert.match(lines.join('\n'), /7 image–caption pairs, 1 skipped/);
   assert.match(lines.join('\n'), /skipping unreadable image: .*broken\.png: cannot decode|skipping unreadable image: .*broken\.png: not a PNG/);
-  assert.equal(result.zeroShot, {});
+  assert.equal(result!.zeroShot, {});
   // One validation pair (the last 10% of 7, at least one): its caption is the only candidate, so recall@1 is
   // exactly 1 both ways; a NaN, an empty split or a miscounted rank fails.
-  assert.equal(result.retrieval, { pairs: 1, imageToTextR1: 1, imageToTextR5: 1, textToImageR1: 1, textToImageR5: 1 });
+  assert.equal(result!.retrieval, { pairs: 1, imageToTextR1: 1, imageToTextR5: 1, textToImageR1: 1, textToImageR5: 1 });
   const shardLines: string[] = [];
   await train(options(mkdtempSync(join(tmpdir(), 'train-shards-')), 2, { trainData: join(tarDir, 'data-{000..001}.tar'), batchSize: 4, log: (l) => shardLines.push(l), vocabSize: 530 }));
   assert.match(shardLines.join('\n'), /7 image–caption pairs, 2 skipped/);

@@ -3,7 +3,7 @@
 // is never overwritten unless asked; --resume needs a checkpoint; temporary files of a crashed save are removed;
 // on resume the metrics are cut back to the checkpoint's step, so no row is duplicated and the plots keep the
 // whole history.
-import { appendFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileError, lockDirectory, makeDirectory, removeStaleTemporaries, writeFileAtomic } from '../../core/io/files.ts';
 
@@ -15,7 +15,9 @@ export interface RunFolder {
   metrics: string;
   lossPlot: string;
   evalPlot: string;
-  /** Releases the folder's lock (also done when the process exits). */
+  /** Deletes the previous run's files (--overwrite), once everything the new run needs has been checked. */
+  replacePrevious(): void;
+  /** Releases the folder's lock (also done when the process exits); a folder this run created and left empty goes too. */
   release(): void;
 }
 
@@ -24,12 +26,18 @@ const RUN_FILES = ['checkpoint.safetensors', 'model.safetensors', 'vocab.txt.gz'
 
 /**
  * Opens `dir` for a run: creates and locks it, removes what crashed saves left, and checks it against the
- * intent: a new run needs a folder without another run's files (or `overwrite`, which deletes them first),
- * a resumed one needs its checkpoint. `log` hears what was cleaned up.
+ * intent: a new run needs a folder without another run's files (or `overwrite`: they are deleted by
+ * replacePrevious, once the new run's inputs have been checked), a resumed one needs its checkpoint. `log`
+ * hears what was cleaned up.
  */
 export function openRunFolder(dir: string, { resume, overwrite, log }: { resume: boolean; overwrite: boolean; log: (line: string) => void }): RunFolder {
+  const created = !existsSync(dir);
   makeDirectory(dir);
-  const release = lockDirectory(dir);
+  const unlock = lockDirectory(dir);
+  const release = () => {
+    unlock();
+    if (created && readdirSync(dir).length === 0) rmdirSync(dir);
+  };
   try {
     for (const name of removeStaleTemporaries(dir)) log(`removed ${join(dir, name)}, left by a save that did not finish`);
     const folder = {
@@ -40,15 +48,22 @@ export function openRunFolder(dir: string, { resume, overwrite, log }: { resume:
       metrics: join(dir, 'metrics.jsonl'),
       lossPlot: join(dir, 'loss.svg'),
       evalPlot: join(dir, 'accuracy.svg'),
+      replacePrevious: () => {
+        if (resume || existing.length === 0) return;
+        for (const f of existing) unlinkSync(join(dir, f));
+        log(`--overwrite: removed the previous run's ${existing.join(', ')} from ${dir}`);
+      },
       release,
     };
     const existing = RUN_FILES.filter((f) => existsSync(join(dir, f)));
     if (resume) {
-      if (!existsSync(folder.checkpoint)) throw new FileError(`--resume: ${folder.checkpoint} does not exist, so there is nothing to resume (train without --resume to start a run in ${dir})`);
-    } else if (existing.length > 0) {
-      if (!overwrite) throw new FileError(`--out ${dir} already holds a run (${existing.join(', ')}): pass --resume to continue it, --overwrite to replace it, or choose another --out`);
-      for (const f of existing) unlinkSync(join(dir, f));
-      log(`--overwrite: removed the previous run's ${existing.join(', ')} from ${dir}`);
+      if (!existsSync(folder.checkpoint)) {
+        const what = existing.length ? `holds a run that saved no checkpoint (${existing.join(', ')}): pass --overwrite instead of --resume to start it again` : `so there is nothing to resume (train without --resume to start a run in ${dir})`;
+        throw new FileError(`--resume: ${folder.checkpoint} does not exist, ${what}`);
+      }
+    } else if (existing.length > 0 && !overwrite) {
+      const next = existing.includes('checkpoint.safetensors') ? 'pass --resume to continue it, --overwrite to replace it' : 'it saved no checkpoint to resume: pass --overwrite to replace it';
+      throw new FileError(`--out ${dir} already holds a run (${existing.join(', ')}): ${next}, or choose another --out`);
     }
     return folder;
   } catch (e) {

@@ -1,0 +1,65 @@
+// How a command-line run hears that it should stop (Node-only). Every way a user or a supervisor stops a run
+// asks it to finish its step and save: SIGINT (Ctrl-C), SIGTERM (kill, timeout, systemd, docker stop,
+// `kill -- -PGID`), SIGHUP (the terminal closed), and the parent process exiting (npm or scripts/run.mjs
+// killed alone, which would otherwise leave this process training on, orphaned, holding its lock).
+//
+// One stop often arrives several times: a group kill reaches this process and every parent that forwards
+// it (scripts/run.mjs, npm), so the same request lands two or three times within milliseconds. Signals within
+// REPEAT_MS of the first are that same request; a signal after that is a second, deliberate one, and exits
+// at once without saving.
+import { constants } from 'node:os';
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** Repeats of one stop (a group kill plus forwarding parents) arrive within this many milliseconds of each other. */
+const REPEAT_MS = 1000;
+/** How often the parent process is looked for (process.ppid changes when it exits and this one is adopted). */
+const PARENT_POLL_MS = 500;
+
+export interface StopRequests {
+  /** Why a stop was asked for, or null while none was. */
+  reason(): string | null;
+  /** The exit code of a run stopped on request: 128 + the signal's number (SIGHUP's when the parent exited). */
+  exitCode(): number;
+}
+
+/**
+ * Starts listening for stop requests: `notice` hears the first one; a second, deliberate signal exits at once
+ * with its code. Output that has gone (a closed terminal: EIO; a dead
+ * parent's pipe: EPIPE) is ignored from here on, so that writing a progress line never kills a run before it
+ * saves.
+ */
+export function watchStopRequests(tool: string, notice: (line: string) => void): StopRequests {
+  let reason: string | null = null;
+  let code = 0;
+  let first = 0;
+  const request = (why: string, signal: (typeof SIGNALS)[number]) => {
+    if (reason === null) {
+      reason = why;
+      code = 128 + constants.signals[signal];
+      first = Date.now();
+      notice(`${why}: finishing this step, then saving a checkpoint (a second signal exits at once, without saving)`);
+    }
+  };
+  for (const signal of SIGNALS) {
+    process.on(signal, () => {
+      if (reason !== null && Date.now() - first > REPEAT_MS) {
+        console.error(`\n${tool}: ${signal} again: exiting without saving`);
+        process.exit(128 + constants.signals[signal]);
+      }
+      request(signal, signal);
+    });
+  }
+  const parent = process.ppid;
+  const poll = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(poll);
+    request(`the parent process (pid ${parent}) exited`, 'SIGHUP');
+  }, PARENT_POLL_MS);
+  poll.unref();
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE' && e.code !== 'EIO') throw e;
+    });
+  }
+  return { reason: () => reason, exitCode: () => code };
+}
