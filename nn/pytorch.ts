@@ -306,41 +306,42 @@ function call(callable: Value, args: Value[], fail: (message: string) => never):
 
 /**
  * The tensors of a TorchScript module tree, named as `module.state_dict()` names them: each module's
- * parameters and buffers (as its class's code declares them), then its submodules' under `name.`.
+ * parameters and buffers, then its submodules' under `name.`. Which tensor attributes those are, the class's
+ * code declares; where it does not (code without `__buffers__`, from older PyTorch), every tensor attribute is.
  */
-function scriptStateDict(root: ScriptObject, declared: (className: string) => Set<string>, fail: (message: string) => never): Map<string, PickledTensor> {
+function scriptStateDict(root: ScriptObject, declared: (className: string) => Set<string> | null, fail: (message: string) => never): Map<string, PickledTensor> {
   const out = new Map<string, PickledTensor>();
   const walk = (object: ScriptObject, prefix: string) => {
     const names = declared(object.className);
     for (const [name, value] of object.attributes) {
-      if (isTensor(value) && names.has(name)) out.set(prefix + name, value);
+      if (isTensor(value) && (names === null || names.has(name))) out.set(prefix + name, value);
       else if (isObject(value)) walk(value, `${prefix}${name}.`);
-      else if (names.has(name) && value !== null) fail(`'${prefix}${name}' is declared a parameter or buffer of ${object.className} but is ${describe(value)}`);
+      else if (names?.has(name) && value !== null) fail(`'${prefix}${name}' is declared a parameter or buffer of ${object.className} but is ${describe(value)}`);
     }
   };
   walk(root, '');
   return out;
 }
 
-/** Parameter and buffer names of each TorchScript class, from the `__parameters__`/`__buffers__` lines of its code. */
-function declaredNames(members: Map<string, () => Uint8Array>, prefix: string): (className: string) => Set<string> {
-  const cache = new Map<string, Set<string>>();
+/**
+ * Parameter and buffer names of each TorchScript class, from the `__parameters__` and `__buffers__` lines of
+ * its code (`<archive>/code/<module path>.py`); null where those are not both there.
+ */
+function declaredNames(members: Map<string, () => Uint8Array>, prefix: string): (className: string) => Set<string> | null {
+  const files = new Map<string, Map<string, Set<string>>>();
   return (className) => {
     const dot = className.lastIndexOf('.');
     const path = `${prefix}code/${className.slice(0, dot).replace(/\./g, '/')}.py`;
-    if (!cache.has(path)) {
+    if (!files.has(path)) {
+      const classes = new Map<string, Set<string>>();
       const source = members.get(path);
-      const byClass = new Map<string, string[]>();
-      if (source) {
-        const code = new TextDecoder().decode(source());
-        for (const m of code.matchAll(/^class (\w+)\(Module\):\n {2}__parameters__ = \[([^\]]*)\]\n {2}__buffers__ = \[([^\]]*)\]/gm)) {
-          byClass.set(m[1], [...`${m[2]},${m[3]}`.matchAll(/"(\w+)"/g)].map((n) => n[1]));
-        }
+      const code = source ? new TextDecoder().decode(source()) : '';
+      for (const m of code.matchAll(/^class (\w+)\(Module\):\n {2}__parameters__ = \[([^\]]*)\]\n {2}__buffers__ = \[([^\]]*)\]/gm)) {
+        classes.set(m[1], new Set([...`${m[2]},${m[3]}`.matchAll(/"(\w+)"/g)].map((n) => n[1])));
       }
-      for (const [cls, names] of byClass) cache.set(`${path}#${cls}`, new Set(names));
-      cache.set(path, new Set());
+      files.set(path, classes);
     }
-    return cache.get(`${path}#${className.slice(dot + 1)}`) ?? new Set();
+    return files.get(path)!.get(className.slice(dot + 1)) ?? null;
   };
 }
 

@@ -4,7 +4,7 @@
 // against PyTorch's own outputs; and damaged or hostile files refused with one line naming what is wrong.
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { zipSync } from 'fflate';
+import { unzipSync, zipSync } from 'fflate';
 import * as T from '../ops/index.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { loadClip } from '../clip/io/weights.ts';
@@ -51,6 +51,11 @@ test('TorchScript (OpenAI\'s form, float16 weights) and bfloat16 DDP checkpoints
     assert.is(checkpoint.get(k)!.fileDtype, 'BF16');
     assertClose(checkpoint.get(k)!.data, Array.from(ref.data, bfloat), `checkpoint ${k}`, { atol: 0, rtol: 0 });
   }
+  // Without the classes' code (which older PyTorch wrote without __buffers__), every tensor attribute is taken.
+  const members = unzipSync(readFileSync(`${DIR}/micro.jit.pt`));
+  const codeless = zipSync(Object.fromEntries(Object.entries(members).filter(([k]) => !k.includes('/code/'))), { level: 0 });
+  assert.ok(Object.keys(members).length > Object.keys(unzipSync(codeless)).length, 'code removed');
+  assert.equal([...parseTorchFile(codeless, 'codeless.pt').tensors.keys()].sort(), [...jit.keys()].sort());
   const model = loadClip(`${DIR}/micro.jit.pt`);
   assert.equal([model.config.visionWidth, model.config.transformerHeads, model.config.imageResolution], [64, 1, 16]);
   model.dispose();
