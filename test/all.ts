@@ -26,6 +26,7 @@ import './pytorch.test.ts';
 import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
+import './stopping.test.ts';
 import './interop.test.ts';
 import './tune.test.ts';
 import './f16.test.ts';

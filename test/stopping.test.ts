@@ -1,0 +1,106 @@
+// Every way a user or a supervisor stops a run saves it, once, and exits non-zero: a group kill through npm
+// (what `timeout`, systemd, containers and CI do), SIGTERM to npm alone, SIGHUP (the terminal closed), the
+// launcher killed outright. A second, deliberate signal exits at once. Each test stops a real `npm run train`
+// (npm → scripts/run.mjs → bin/clipgpu.ts train) or the bin under scripts/run.mjs.
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors } from '../nn/io/safetensors.ts';
+import { checkpointInfo } from '../nn/checkpoint.ts';
+import { suite } from './harness.ts';
+
+const test = suite('stopping');
+const tmp = (name: string) => mkdtempSync(join(tmpdir(), `${name}-`));
+
+/** A tiny run's flags: long enough never to finish, evaluation and periodic saves off. */
+const tinyFlags = (out: string, extra: string[] = []) => ['--model', 'ViT-tiny', '--batch-size', '8', '--steps', '5000', '--vocab-size', '600', '--eval-every', '0', '--save-every', '0', '--out', out, ...extra];
+const npmTrain = (args: string[]) => ['npm', 'run', '--silent', '--ignore-scripts', 'train', '--', ...args];
+const binTrain = (args: string[]) => [process.execPath, 'scripts/run.mjs', 'bin/clipgpu.ts', 'train', ...args];
+
+interface Stopped {
+  /** The launched process's exit code and signal (npm's, when launched through npm). */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Launches `command` in its own process group and, in order, calls each action once its pattern appears in the
+ * output; resolves when every process holding the output has exited (the trainer included, even when its
+ * parents went first).
+ */
+function launch(command: string[], ...actions: [RegExp, (child: ChildProcess) => void][]): Promise<Stopped> {
+  const child = spawn(command[0], command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let exit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null };
+  const check = () => {
+    while (actions.length && actions[0][0].test(stdout)) actions.shift()![1](child);
+  };
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+    check();
+  });
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.on('exit', (code, signal) => (exit = { code, signal }));
+  // A stop that never ends the run fails the test rather than hanging it.
+  const guard = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 90_000);
+  return new Promise((resolve) => child.on('close', () => {
+    clearTimeout(guard);
+    resolve({ ...exit, stdout, stderr });
+  }));
+}
+
+/** The step of the checkpoint in `out`, after checking the run's lock was released. */
+function savedStep(out: string): number {
+  assert.not.ok(existsSync(join(out, '.lock')), 'the lock is released');
+  assert.ok(existsSync(join(out, 'checkpoint.safetensors')), 'a checkpoint was saved');
+  return checkpointInfo(readSafetensors(join(out, 'checkpoint.safetensors')), 'checkpoint').step;
+}
+
+test('a group kill through npm (kill -TERM -- -PGID) saves once and exits non-zero', async () => {
+  const out = tmp('group-kill');
+  const r = await launch(npmTrain(tinyFlags(out)), [/step 10\/5000/, (child) => process.kill(-child.pid!, 'SIGTERM')]);
+  assert.ok(r.code !== 0, `npm exited ${r.code} ${r.signal}`);
+  const stopped = /stopped at step (\d+) of 5000: saved .*checkpoint\.safetensors; continue with --resume/.exec(r.stderr);
+  assert.ok(stopped, r.stderr);
+  assert.not.match(r.stderr, /again: exiting without saving/);
+  assert.is(r.stdout.match(/SIGTERM: finishing this step/g)?.length, 1, r.stdout);
+  assert.is(savedStep(out), Number(stopped![1]));
+});
+
+test('SIGTERM to npm alone: the trainer hears that its parents exited, saves and stops', async () => {
+  const out = tmp('npm-alone');
+  const r = await launch(npmTrain(tinyFlags(out)), [/step 10\/5000/, (child) => child.kill('SIGTERM')]);
+  assert.match(r.stdout, /(SIGHUP|the parent process \(pid \d+\) exited): finishing this step/);
+  assert.ok(savedStep(out) >= 10);
+});
+
+test('SIGHUP (the terminal closed) saves and exits 129; killing the launcher outright saves too', async () => {
+  const hup = tmp('sighup');
+  const r = await launch(binTrain(tinyFlags(hup)), [/step 10\/5000/, (child) => process.kill(-child.pid!, 'SIGHUP')]);
+  assert.is(r.code, 129, r.stderr);
+  assert.match(r.stderr, /stopped at step \d+ of 5000: saved/);
+  assert.ok(savedStep(hup) >= 10);
+  // scripts/run.mjs killed with SIGKILL: nothing forwards a signal; the trainer notices its parent is gone.
+  const orphan = tmp('orphan');
+  const o = await launch(binTrain(tinyFlags(orphan)), [/step 10\/5000/, (child) => child.kill('SIGKILL')]);
+  assert.match(o.stdout, /the parent process \(pid \d+\) exited: finishing this step/);
+  assert.ok(savedStep(orphan) >= 10);
+});
+
+test('a second SIGINT, a second after the first, exits at once without saving', async () => {
+  const out = tmp('sigint2');
+  // The first SIGINT lands during an evaluation (seconds long), which the second one interrupts.
+  const flags = tinyFlags(out).map((a, i, all) => (all[i - 1] === '--eval-every' ? '10' : a));
+  // The second goes 1.2 s after the trainer said it heard the first: not a repeat of the same stop.
+  const r = await launch(binTrain(flags), [/step 10\/5000/, (child) => child.kill('SIGINT')], [/SIGINT: finishing this step/, (child) => setTimeout(() => child.kill('SIGINT'), 1200)]);
+  assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, /SIGINT again: exiting without saving/);
+  assert.not.ok(existsSync(join(out, 'checkpoint.safetensors')), 'nothing was saved');
+});
+
+test.run();
