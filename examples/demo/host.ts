@@ -1,18 +1,20 @@
 // Node-side helpers for pages (the demo, the browser suite and their tests): bundling a TypeScript entry for
 // the page, serving the repository on localhost, and headless Chromium with WebGPU (Debian's chromium driven by
 // playwright-core; no browser is ever downloaded).
-import { build } from 'esbuild';
 import { copyFileSync, createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
+import { DEFAULT_VOCAB } from '../../clip/tokenizer.ts';
 
 /** The repository (tools run from its root). */
 export const ROOT = resolve('.');
 
 /** Bundles `entry` for the browser into `outfile` (the Node-only `webgpu` import is left out: pages use navigator.gpu). */
 export async function bundle(entry: string, outfile: string): Promise<void> {
+  const { build } = await import('esbuild'); // a development tool: an installed package serves its prebuilt page
   await build({
     entryPoints: [join(ROOT, entry)],
     outfile: join(ROOT, outfile),
@@ -66,19 +68,27 @@ export async function launchChromium(args = CHROMIUM_ARGS): Promise<Browser> {
   return chromium.launch({ executablePath, headless: true, args });
 }
 
+/** The page `npm run build` bundles beside this module, for an installed package (which has no sources). */
+const PREBUILT_PAGE = fileURLToPath(new URL('./page/', import.meta.url));
+
 /**
- * Builds the demo page into .build/demo and serves it; `run` is a training output folder whose
- * model.safetensors and vocab.txt.gz the page can load as /run/….
+ * Serves the demo page — in the repository bundled from its sources into .build/demo on every start, in an
+ * installed package the prebuilt one; `run` is a training output folder whose model.safetensors and
+ * vocab.txt.gz the page can load as /run/….
  */
 export async function startDemo({ run, port = 0 }: { run?: string; port?: number } = {}): Promise<Server> {
-  await bundle('examples/demo/page.ts', '.build/demo/page.mjs');
-  copyFileSync(join(ROOT, 'examples/demo/index.html'), join(ROOT, '.build/demo/index.html'));
-  const routes: Record<string, string> = { '/clip/assets/bpe_simple_vocab_16e6.txt.gz': join(ROOT, 'clip/assets/bpe_simple_vocab_16e6.txt.gz') };
+  let root = PREBUILT_PAGE;
+  if (existsSync(join(ROOT, 'examples/demo/page.ts'))) {
+    root = join(ROOT, '.build/demo');
+    await bundle('examples/demo/page.ts', '.build/demo/page.mjs');
+    copyFileSync(join(ROOT, 'examples/demo/index.html'), join(root, 'index.html'));
+  }
+  const routes: Record<string, string> = { '/clip/assets/bpe_simple_vocab_16e6.txt.gz': fileURLToPath(DEFAULT_VOCAB) };
   if (run) {
     const weights = join(resolve(run), 'model.safetensors');
     if (!existsSync(weights)) throw new Error(`--run ${run}: no model.safetensors there (train one with \`npm run train\`)`);
     routes['/run/model.safetensors'] = weights;
     if (existsSync(join(resolve(run), 'vocab.txt.gz'))) routes['/run/vocab.txt.gz'] = join(resolve(run), 'vocab.txt.gz');
   }
-  return serve({ root: join(ROOT, '.build/demo'), port, routes });
+  return serve({ root, port, routes });
 }
