@@ -259,7 +259,11 @@ export class Tensor {
     const skip = (lo * bpe - start) / bpe;
     const bytes = await getEngine().read(buffer, start, (hi - lo + 1 + skip) * bpe);
     const span: Float32Array | Int32Array =
-      this.dtype === 'f16' ? Float32Array.from(new Uint16Array(bytes, 0, Math.floor(bytes.byteLength / 2)), fromHalfBits) : this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
+      this.dtype === 'f16'
+        ? Float32Array.from(new Uint16Array(bytes, 0, Math.floor(bytes.byteLength / 2)), fromHalfBits)
+        : this.dtype === 'f32'
+          ? new Float32Array(bytes)
+          : new Int32Array(bytes);
     lo -= skip;
     if (this.isContiguous) {
       out.set(span.subarray(this.offset - lo, this.offset - lo + this.size));

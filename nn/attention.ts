@@ -50,7 +50,8 @@ export class MultiheadAttention extends Module {
       const [q, k, v] = [query, key, value].map(toBatchFirst);
       // The projections and attention run in the compute dtype (nn/precision.ts); so does the result.
       const [weight, bias, dtype] = [this.inProjWeight, this.inProjBias, computeDType()];
-      const project = (x: T.Tensor, part: number) => T.matmul(toCompute(x), T.transpose(T.narrow(weight, 0, part * E, E)), { bias: T.narrow(bias, 0, part * E, E), dtype });
+      const project = (x: T.Tensor, part: number) =>
+        T.matmul(toCompute(x), T.transpose(T.narrow(weight, 0, part * E, E)), { bias: T.narrow(bias, 0, part * E, E), dtype });
       // Heads the fused kernels do not take here run unfused, where `causal` becomes a mask tensor: made once
       // per sequence length and kept by the module rather than uploaded on every call.
       const wide = !T.useFusedAttention(this.headDim, causal);

@@ -65,7 +65,12 @@ export class Conv2d extends Layer {
   readonly bias: T.Tensor | null;
   readonly stride: number;
   readonly padding: number;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number, { stride = 1, padding = 0, bias = true }: Conv2dConfig = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    { stride = 1, padding = 0, bias = true }: Conv2dConfig = {},
+  ) {
     super();
     this.stride = stride;
     this.padding = padding;
@@ -75,7 +80,8 @@ export class Conv2d extends Layer {
   }
   /** In the compute dtype (nn/precision.ts). */
   forward(x: T.Tensor): T.Tensor {
-    return T.tidy(() => T.conv2d(toCompute(x), this.weight, { stride: this.stride, padding: this.padding, bias: this.bias ? toCompute(this.bias) : undefined, dtype: computeDType() }));
+    const { stride, padding } = this;
+    return T.tidy(() => T.conv2d(toCompute(x), this.weight, { stride, padding, bias: this.bias ? toCompute(this.bias) : undefined, dtype: computeDType() }));
   }
 }
 

@@ -14,6 +14,12 @@ export interface ParamGroup<H> {
   options: H;
 }
 
+/** A parameter group as passed to an optimizer: its parameters and the options it overrides. */
+export interface GroupSpec<H> {
+  params: T.Tensor[];
+  options?: Partial<H>;
+}
+
 /** Per-parameter state tensors, saved under `state.<index>.<name>` in the state dict. */
 type State = Record<string, T.Tensor>;
 
@@ -22,9 +28,9 @@ abstract class Optimizer<H extends { lr: number }> {
   protected readonly state = new Map<T.Tensor, State>();
   stepCount = 0;
 
-  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<H> }[], defaults: H) {
-    const groups = params.length && params[0] instanceof T.Tensor ? [{ params: params as T.Tensor[] }] : (params as { params: T.Tensor[]; options?: Partial<H> }[]);
-    this.groups = groups.map((g) => ({ params: g.params, options: { ...defaults, ...(g as { options?: Partial<H> }).options } }));
+  constructor(params: T.Tensor[] | GroupSpec<H>[], defaults: H) {
+    const groups = params.length && params[0] instanceof T.Tensor ? [{ params: params as T.Tensor[] }] : (params as GroupSpec<H>[]);
+    this.groups = groups.map((g) => ({ params: g.params, options: { ...defaults, ...(g as GroupSpec<H>).options } }));
   }
 
   /** Sets the learning rate of every group (schedules call this each step). */
@@ -103,7 +109,7 @@ export interface AdamWOptions {
 
 /** AdamW (Loshchilov & Hutter), as torch.optim.AdamW; defaults are PyTorch's. */
 export class AdamW extends Optimizer<AdamWOptions> {
-  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<AdamWOptions> }[], options: Partial<AdamWOptions> = {}) {
+  constructor(params: T.Tensor[] | GroupSpec<AdamWOptions>[], options: Partial<AdamWOptions> = {}) {
     super(params, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, ...options });
   }
   protected update(p: T.Tensor, g: T.Tensor, h: AdamWOptions): void {
@@ -123,7 +129,7 @@ export interface SGDOptions {
 
 /** SGD with optional momentum, dampening, Nesterov and (coupled) weight decay, as torch.optim.SGD. */
 export class SGD extends Optimizer<SGDOptions> {
-  constructor(params: T.Tensor[] | { params: T.Tensor[]; options?: Partial<SGDOptions> }[], options: Partial<SGDOptions> & { lr: number }) {
+  constructor(params: T.Tensor[] | GroupSpec<SGDOptions>[], options: Partial<SGDOptions> & { lr: number }) {
     super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
   }
   protected update(p: T.Tensor, g: T.Tensor, h: SGDOptions): void {
@@ -156,7 +162,10 @@ export function clipGradNorm(params: T.Tensor[], maxNorm: number): T.Tensor {
  * embeddings and the logit scale are excluded (open_clip's rule: fewer than 2 dimensions, or a name containing
  * bn / ln / bias / logit_scale; plus the embeddings' positional terms).
  */
-export function decayGroups(named: [string, T.Tensor][], exclude: (name: string, p: T.Tensor) => boolean = (name, p) => p.rank < 2 || /bn|ln|bias|logit_scale|positional_embedding|class_embedding/.test(name)) {
+export function decayGroups(
+  named: [string, T.Tensor][],
+  exclude: (name: string, p: T.Tensor) => boolean = (name, p) => p.rank < 2 || /bn|ln|bias|logit_scale|positional_embedding|class_embedding/.test(name),
+) {
   return {
     decay: named.filter(([n, p]) => !exclude(n, p)).map(([, p]) => p),
     noDecay: named.filter(([n, p]) => exclude(n, p)).map(([, p]) => p),
@@ -164,7 +173,9 @@ export function decayGroups(named: [string, T.Tensor][], exclude: (name: string,
 }
 
 /** Linear warmup over `warmup` steps, then cosine decay to `minLr` at `total` (open_clip's cosine_lr). */
-export function cosineWithWarmup({ baseLr, warmup, total, minLr = 0 }: { baseLr: number; warmup: number; total: number; minLr?: number }): (step: number) => number {
+export function cosineWithWarmup(
+  { baseLr, warmup, total, minLr = 0 }: { baseLr: number; warmup: number; total: number; minLr?: number },
+): (step: number) => number {
   return (step) => {
     if (step < warmup) return (baseLr * (step + 1)) / warmup;
     const progress = Math.min(1, (step - warmup) / Math.max(1, total - warmup));

@@ -63,7 +63,10 @@ export class GradScaler {
 
   constructor({ initScale = 2 ** 16, growthFactor = 2, backoffFactor = 0.5, growthInterval = 2000 }: LossScaleOptions = {}) {
     if (!(initScale > 0 && growthFactor > 1 && backoffFactor > 0 && backoffFactor < 1 && Number.isInteger(growthInterval) && growthInterval >= 1)) {
-      throw new RangeError(`GradScaler: needs initScale > 0, growthFactor > 1, 0 < backoffFactor < 1 and an integer growthInterval ≥ 1, got ${initScale}, ${growthFactor}, ${backoffFactor}, ${growthInterval}`);
+      throw new RangeError(
+        'GradScaler: needs initScale > 0, growthFactor > 1, 0 < backoffFactor < 1 and an integer growthInterval ≥ 1, ' +
+          `got ${initScale}, ${growthFactor}, ${backoffFactor}, ${growthInterval}`,
+      );
     }
     this.scale = initScale;
     this.growthFactor = growthFactor;
@@ -115,7 +118,9 @@ export class GradScaler {
   }
 
   load({ scale, goodSteps }: { scale: number; goodSteps: number }): void {
-    if (!(scale > 0) || !Number.isInteger(goodSteps) || goodSteps < 0) throw new RangeError(`GradScaler: a saved state needs scale > 0 and goodSteps ≥ 0, got ${scale} and ${goodSteps}`);
+    if (!(scale > 0) || !Number.isInteger(goodSteps) || goodSteps < 0) {
+      throw new RangeError(`GradScaler: a saved state needs scale > 0 and goodSteps ≥ 0, got ${scale} and ${goodSteps}`);
+    }
     this.scale = scale;
     this.goodSteps = goodSteps;
   }

@@ -1,7 +1,9 @@
 // Differentiable fused attention (kernels/attention.ts): attention over [B, tokens, heads, headDim] operands
 // and self-attention on a packed QKV projection, with their backward rules.
 import { Tensor } from '../core/tensor.ts';
-import { attentionBackward, attentionForward, selfAttentionBackward, selfAttentionForward, type AttentionOptions, type AttentionSaved } from '../kernels/attention.ts';
+import {
+  attentionBackward, attentionForward, selfAttentionBackward, selfAttentionForward, type AttentionOptions, type AttentionSaved,
+} from '../kernels/attention.ts';
 import { recorder, type Rules } from './tape.ts';
 
 export interface AttentionOps {

@@ -148,5 +148,9 @@ export const mathRules: Rules<MathOps> = {
   ],
   clamp: (g, { x, lo, hi }) => [ew('clampGrad', [x, g, lo, hi])],
   cast: (g, { from }) => [g.dtype === from ? g : ew(from === 'f16' ? 'toF16' : 'toF32', [g])],
-  where: (g, { cond, aShape, bShape }, [, na, nb]) => [null, reduceTo(na, na ? ew('where', [cond, g, 0]) : g, aShape), reduceTo(nb, nb ? ew('where', [cond, 0, g]) : g, bShape)],
+  where: (g, { cond, aShape, bShape }, [, na, nb]) => [
+    null,
+    reduceTo(na, na ? ew('where', [cond, g, 0]) : g, aShape),
+    reduceTo(nb, nb ? ew('where', [cond, 0, g]) : g, bShape),
+  ],
 };

@@ -33,9 +33,17 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 
 export const matmulRules: Rules<MatmulOps> = {
   matmul: (g, { a, b, biasType }, [na, nb, nbias]) => [
-    na ? (a.rank === 2 && b.rank > 2 ? sharedLeftGrad(g, b, floatType(a)) : sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape)) : null,
+    na
+      ? a.rank === 2 && b.rank > 2
+        ? sharedLeftGrad(g, b, floatType(a))
+        : sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape)
+      : null,
     // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
-    nb ? (b.rank === 2 && a.rank > 2 ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]), { dtype: floatType(b) }) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
+    nb
+      ? b.rank === 2 && a.rank > 2
+        ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]), { dtype: floatType(b) })
+        : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)
+      : null,
     nbias ? castTo(reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false), biasType!) : null,
   ],
 };

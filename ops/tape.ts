@@ -154,7 +154,9 @@ export interface BackwardOptions {
 export function runBackward(rules: Record<string, Rule<never>>, root: Tensor, seed?: Tensor, { retainGraph = false }: BackwardOptions = {}): void {
   root.bufferFor('backward');
   if (!root.requiresGrad) throw new TensorError(`backward: ${root} does not require grad (no input of its graph is a param)`);
-  if (!seed && root.size !== 1) throw new ShapeError(`backward: root has shape ${fmtShape(root.shape)}; pass a seed gradient of that shape for a non-scalar root`);
+  if (!seed && root.size !== 1) {
+    throw new ShapeError(`backward: root has shape ${fmtShape(root.shape)}; pass a seed gradient of that shape for a non-scalar root`);
+  }
   if (seed && !sameShape(seed.shape, root.shape)) throw new ShapeError(`backward: seed has shape ${fmtShape(seed.shape)}, root has ${fmtShape(root.shape)}`);
   noGrad(() => {
     const first = seed ? seed.view(seed.shape, seed.strides) : onesLike(root);
@@ -169,7 +171,9 @@ export function runBackward(rules: Record<string, Rule<never>>, root: Tensor, se
       const g = grads.get(node);
       if (!g) continue;
       grads.delete(node);
-      if (node.isReleased) throw new TensorError(`backward: the graph through '${node.op}' was already freed by an earlier backward (pass retainGraph: true to run it twice)`);
+      if (node.isReleased) {
+        throw new TensorError(`backward: the graph through '${node.op}' was already freed by an earlier backward (pass retainGraph: true to run it twice)`);
+      }
       node.checkVersions();
       const rule = rules[node.op] as Rule<Record<string, unknown>> | undefined;
       if (!rule) throw new TensorError(`backward: op '${node.op}' has no backward rule`);
@@ -178,7 +182,11 @@ export function runBackward(rules: Record<string, Rule<never>>, root: Tensor, se
       node.inputs.forEach((input, i) => {
         const gi = inputGrads[i];
         if (!input || !needs[i] || !gi) return;
-        if (!sameShape(gi.shape, input.shape)) throw new TensorError(`backward: rule '${node.op}' returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`);
+        if (!sameShape(gi.shape, input.shape)) {
+          throw new TensorError(
+            `backward: rule '${node.op}' returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+          );
+        }
         const parent = node.parents[i];
         if (!parent) accumulateLeaf(input, gi);
         else {

@@ -1,7 +1,10 @@
 // Node-only file helpers shared by every layer that touches disk (safetensors, BPE vocabularies, images, tuning,
 // run folders): bounded reads of regular files with errors that name the path and the reason, atomic writes
 // that clean up after themselves, directories created without hanging, and a lock for a run folder.
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync,
+  writeFileSync, writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /** A file that cannot be read or written: the message names the path and the reason. */

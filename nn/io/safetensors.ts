@@ -9,6 +9,10 @@ export function readSafetensors(path: string): SafetensorsFile {
 }
 
 /** Saves tensors as a safetensors file, atomically. */
-export async function saveSafetensors(path: string, tensors: Map<string, T.Tensor> | [string, T.Tensor][], metadata: Record<string, string> = {}): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: Map<string, T.Tensor> | [string, T.Tensor][],
+  metadata: Record<string, string> = {},
+): Promise<void> {
   writeFileAtomic(path, await serializeSafetensors(tensors, metadata));
 }
