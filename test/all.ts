@@ -27,6 +27,7 @@ import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
 import './stopping.test.ts';
+import './run_checks.test.ts';
 import './interop.test.ts';
 import './tune.test.ts';
 import './f16.test.ts';

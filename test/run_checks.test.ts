@@ -1,0 +1,70 @@
+// What the trainer checks before it touches a run folder, and what a resumed run promises, through the real
+// command (bin/clipgpu.ts train under scripts/run.mjs, a child process): every input is checked before
+// --overwrite deletes anything; a batch that cannot exist is refused by flag; a resumed run continues its
+// checkpoint's model and settings, or names what changed; 0 turns a periodic flag off.
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors } from '../nn/io/safetensors.ts';
+import { checkpointInfo } from '../nn/checkpoint.ts';
+import { suite } from './harness.ts';
+import { metricsOf } from './train_helpers.ts';
+
+const test = suite('run checks');
+const tmp = (name: string) => mkdtempSync(join(tmpdir(), `${name}-`));
+const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).filter((f) => !f.startsWith('.')).map((f) => [f, readFileSync(join(dir, f)).toString('base64')]));
+const train = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'train', ...args], { encoding: 'utf8' });
+
+test('a run with evaluation off; resuming it takes the checkpoint\'s settings and model, names what changed, and refuses another model', () => {
+  const out = join(tmp('resume-settings'), 'run');
+  // The default model (ViT-scenes), a small batch, evaluation off (0): no evaluation at all, not even the final one.
+  const first = train(['--batch-size', '8', '--steps', '4', '--lr', '1e-3', '--vocab-size', '600', '--eval-every', '0', '--out', out]);
+  assert.is(first.status, 0, first.stderr);
+  assert.match(first.stdout, /evaluation\s+off \(--eval-every 0\)/);
+  assert.not.match(first.stdout, /eval step|zero-shot top-1/);
+  assert.equal(metricsOf(out).filter((r) => 'eval' in r), []);
+  const settings = checkpointInfo(readSafetensors(join(out, 'checkpoint.safetensors')), 'checkpoint').extra.settings as Record<string, unknown>;
+  assert.equal([settings.batchSize, settings.steps, settings.lr, settings.dataset], [8, 4, 1e-3, 'scenes']);
+
+  // Another model on resume is refused, naming the field (ViT-tiny lacks ViT-scenes's 8-wide vision heads).
+  const tiny = train(['--resume', '--model', 'ViT-tiny', '--steps', '6', '--out', out]);
+  assert.is(tiny.status, 1);
+  assert.match(tiny.stderr.trim(), /^train: --model: .*checkpoint\.safetensors was trained with another model \(visionHeadWidth 8, asked [^)]*\); resume without --model/);
+
+  // Only --steps given: batch size and lr are the checkpoint's (not the defaults, 64 and 2e-3), and the change is said.
+  const resumed = train(['--resume', '--steps', '6', '--eval-every', '0', '--out', out]);
+  assert.is(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /--resume: continuing with settings that differ from the checkpoint's: --steps 4 → 6 \(the learning-rate schedule changes with them\)/);
+  assert.match(resumed.stdout, /model ViT-scenes, batch 8, 6 steps, lr 0\.001/);
+  assert.equal(metricsOf(out).map((r) => r.step), [1, 2, 3, 4, 5, 6]);
+});
+
+test('every input is checked before --overwrite deletes the previous run; an impossible batch is refused by flag', () => {
+  const out = join(tmp('overwrite'), 'run');
+  const made = train(['--model', 'ViT-tiny', '--batch-size', '8', '--steps', '2', '--vocab-size', '600', '--eval-every', '0', '--out', out]);
+  assert.is(made.status, 0, made.stderr);
+  const before = snapshot(out);
+  const bad = join(tmp('bad-init'), 'weights.safetensors');
+  writeFileSync(bad, 'not safetensors');
+  for (const [args, message] of [
+    [['--init-from', bad], /^train: .*weights\.safetensors/],
+    [['--batch-size', '1e9'], /^train: --batch-size 1000000000: a batch of 32×32 images is \d+ MiB, over this device's largest buffer/],
+    [['--train-data', join(out, 'missing.csv')], /^train: .*missing\.csv: no such file or folder/],
+  ] as const) {
+    const r = train([...args, '--overwrite', '--steps', '2', '--out', out]);
+    assert.is(r.status, 1, r.stderr);
+    assert.match(r.stderr.trim(), message);
+    assert.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.equal(snapshot(out), before, `${args[0]}: the previous run is untouched`);
+    assert.not.ok(existsSync(join(out, '.lock')));
+  }
+  // A new --out is not left behind, half-made, by a refused batch.
+  const fresh = join(tmp('fresh'), 'run');
+  const r = train(['--batch-size', '1e9', '--out', fresh]);
+  assert.is(r.status, 1, r.stderr);
+  assert.not.ok(existsSync(fresh), 'no folder was left');
+});
+
+test.run();
