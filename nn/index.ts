@@ -2,10 +2,17 @@
 // optimizers and schedules, mixed precision, and the safetensors and checkpoint formats on bytes (files are
 // `clipgpu/node`). Runs in Node and in a browser alike.
 export { Module, StateDictError, type StateDict } from './module.ts';
-export { Layer, Linear, Embedding, LayerNorm, Conv2d, BatchNorm2d, AvgPool2d, ReLU, GELU, QuickGELU, ModuleList, Sequential, type Conv2dConfig } from './layers.ts';
+export {
+  Layer, Linear, Embedding, LayerNorm, Conv2d, BatchNorm2d, AvgPool2d, ReLU, GELU, QuickGELU, ModuleList, Sequential, type Conv2dConfig,
+} from './layers.ts';
 export { MultiheadAttention, causalMask, type AttentionOptions } from './attention.ts';
 export * as init from './init.ts';
-export { AdamW, SGD, clipGradNorm, decayGroups, cosineWithWarmup, constantWithWarmup, type AdamWOptions, type SGDOptions, type GroupOptions, type ParamGroup } from './optim.ts';
+export {
+  AdamW, SGD, clipGradNorm, decayGroups, cosineWithWarmup, constantWithWarmup,
+  type AdamWOptions, type SGDOptions, type GroupOptions, type GroupSpec, type ParamGroup,
+} from './optim.ts';
 export { autocast, computeDType, GradScaler, type ComputeDType, type LossScaleOptions } from './precision.ts';
-export { parseSafetensors, serializeSafetensors, serializeSafetensorsHost, toTensors, SafetensorsError, type HostTensor, type SafetensorsFile } from './safetensors.ts';
+export {
+  parseSafetensors, serializeSafetensors, serializeSafetensorsHost, toTensors, SafetensorsError, type HostTensor, type SafetensorsFile,
+} from './safetensors.ts';
 export { serializeCheckpoint, restoreCheckpoint, checkpointInfo, type CheckpointInfo, type HasState } from './checkpoint.ts';

@@ -161,7 +161,9 @@ function unpickle(data: Uint8Array, fail: (message: string) => never): Value {
     return s;
   };
   const global = (module: string, name: string): Global => {
-    if (!allowedGlobal(module, name)) fail(`refusing pickle global '${module}.${name}': only tensors, state dicts and TorchScript modules are read (no code is run)`);
+    if (!allowedGlobal(module, name)) {
+      fail(`refusing pickle global '${module}.${name}': only tensors, state dicts and TorchScript modules are read (no code is run)`);
+    }
     return { kind: 'global', module, name };
   };
   const string = (n: number) => text.decode(data.subarray(need(n), at));
@@ -219,7 +221,9 @@ function unpickle(data: Uint8Array, fail: (message: string) => never): Value {
         let v = 0n;
         for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]);
         if (n > 0 && bytes[n - 1] & 0x80) v -= 1n << BigInt(8 * n);
-        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) fail(`data.pkl holds the integer ${v}, too large to be a size or index`);
+        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
+          fail(`data.pkl holds the integer ${v}, too large to be a size or index`);
+        }
         stack.push(Number(v));
         break;
       }
@@ -249,7 +253,9 @@ function unpickle(data: Uint8Array, fail: (message: string) => never): Value {
       case 0x81: { // NEWOBJ: only TorchScript classes, with no arguments
         const args = pop();
         const cls = pop();
-        if (!isGlobal(cls) || !cls.module.startsWith('__torch__') || !Array.isArray(args) || args.length !== 0) fail(`data.pkl constructs ${describe(cls)} with NEWOBJ: only TorchScript module classes are read`);
+        if (!isGlobal(cls) || !cls.module.startsWith('__torch__') || !Array.isArray(args) || args.length !== 0) {
+          fail(`data.pkl constructs ${describe(cls)} with NEWOBJ: only TorchScript module classes are read`);
+        }
         stack.push({ kind: 'object', className: `${cls.module}.${cls.name}`, attributes: new Map() });
         break;
       }
@@ -261,7 +267,10 @@ function unpickle(data: Uint8Array, fail: (message: string) => never): Value {
         break;
       }
       default:
-        fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')}${OPCODE_NAMES[op] ? ` (${OPCODE_NAMES[op]})` : ''} at byte ${at - 1} of data.pkl: only the subset a state dict uses is read`);
+        fail(
+          `unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')}${OPCODE_NAMES[op] ? ` (${OPCODE_NAMES[op]})` : ''} at byte ${at - 1} of data.pkl: ` +
+            'only the subset a state dict uses is read',
+        );
     }
   }
 }
@@ -294,7 +303,8 @@ function call(callable: Value, args: Value[], fail: (message: string) => never):
   if (name === 'torch._utils._rebuild_parameter' && isTensor(args[0])) return args[0];
   if (name === 'torch._utils._rebuild_tensor_v2') {
     const [storage, offset, shape, stride] = args;
-    if (typeof storage !== 'object' || storage === null || (storage as Storage).kind !== 'storage' || !Number.isInteger(offset) || !isIntList(shape) || !isIntList(stride) || shape.length !== stride.length) {
+    const isStorage = typeof storage === 'object' && storage !== null && (storage as Storage).kind === 'storage';
+    if (!isStorage || !Number.isInteger(offset) || !isIntList(shape) || !isIntList(stride) || shape.length !== stride.length) {
       fail('data.pkl rebuilds a tensor from malformed arguments');
     }
     return { kind: 'tensor', storage: storage as Storage, offset: offset as number, shape, stride };
@@ -309,14 +319,20 @@ function call(callable: Value, args: Value[], fail: (message: string) => never):
  * parameters and buffers, then its submodules' under `name.`. Which tensor attributes those are, the class's
  * code declares; where it does not (code without `__buffers__`, from older PyTorch), every tensor attribute is.
  */
-function scriptStateDict(root: ScriptObject, declared: (className: string) => Set<string> | null, fail: (message: string) => never): Map<string, PickledTensor> {
+function scriptStateDict(
+  root: ScriptObject,
+  declared: (className: string) => Set<string> | null,
+  fail: (message: string) => never,
+): Map<string, PickledTensor> {
   const out = new Map<string, PickledTensor>();
   const walk = (object: ScriptObject, prefix: string) => {
     const names = declared(object.className);
     for (const [name, value] of object.attributes) {
       if (isTensor(value) && (names === null || names.has(name))) out.set(prefix + name, value);
       else if (isObject(value)) walk(value, `${prefix}${name}.`);
-      else if (names?.has(name) && value !== null) fail(`'${prefix}${name}' is declared a parameter or buffer of ${object.className} but is ${describe(value)}`);
+      else if (names?.has(name) && value !== null) {
+        fail(`'${prefix}${name}' is declared a parameter or buffer of ${object.className} but is ${describe(value)}`);
+      }
     }
   };
   walk(root, '');
@@ -354,7 +370,9 @@ function dictStateDict(root: Map<Value, Value>, fail: (message: string) => never
     if (typeof k !== 'string') fail(`the state dict has a key that is not a string (${describe(k)})`);
     if (isTensor(v)) out.set(k, v);
   }
-  if (out.size === 0) fail(inner instanceof Map ? "its 'state_dict' holds no tensors" : `it holds no tensors (keys: ${[...dict.keys()].slice(0, 8).map(String).join(', ')})`);
+  if (out.size === 0) {
+    fail(inner instanceof Map ? "its 'state_dict' holds no tensors" : `it holds no tensors (keys: ${[...dict.keys()].slice(0, 8).map(String).join(', ')})`);
+  }
   // DistributedDataParallel wraps the model as `module`: its checkpoints' keys all start so.
   if ([...out.keys()].every((k) => k.startsWith('module.'))) return new Map([...out].map(([k, v]) => [k.slice('module.'.length), v]));
   return out;
@@ -367,7 +385,9 @@ function materialize(name: string, t: PickledTensor, records: Map<string, () => 
   if (!record) fail(`'${name}' refers to storage ${storage.key}, which the archive lacks (${prefix}data/${storage.key})`);
   const bytes = record();
   const size = ELEMENT_BYTES[storage.dtype];
-  if (bytes.length < storage.numel * size) fail(`storage ${storage.key} of '${name}' is ${bytes.length} bytes, less than its ${storage.numel} ${storage.dtype} elements`);
+  if (bytes.length < storage.numel * size) {
+    fail(`storage ${storage.key} of '${name}' is ${bytes.length} bytes, less than its ${storage.numel} ${storage.dtype} elements`);
+  }
   const count = shape.reduce((a, b) => a * b, 1);
   const last = count === 0 ? offset : offset + shape.reduce((s, n, d) => s + (n - 1) * stride[d], 0);
   if (last >= Math.max(storage.numel, 1) && count > 0) fail(`'${name}' [${shape.join(', ')}] reaches element ${last} of a storage of ${storage.numel}`);
@@ -396,7 +416,9 @@ export function parseTorchFile(bytes: Uint8Array, source = 'buffer'): Safetensor
   const fail = (message: string): never => {
     throw new TorchFileError(`${source}: ${message}`);
   };
-  if (bytes[0] === 0x80 && bytes[1] <= 5) fail('a legacy PyTorch file (saved before PyTorch 1.6, not a zip archive): load it in PyTorch and torch.save it again');
+  if (bytes[0] === 0x80 && bytes[1] <= 5) {
+    fail('a legacy PyTorch file (saved before PyTorch 1.6, not a zip archive): load it in PyTorch and torch.save it again');
+  }
   if (bytes.length < 22 || bytes[0] !== 0x50 || bytes[1] !== 0x4b) fail('not a PyTorch .pt file (no zip signature)');
   const members = readZip(bytes, fail);
   const pickles = [...members.keys()].filter((k) => /^[^/]+\/data\.pkl$/.test(k));

@@ -91,11 +91,15 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
       continue;
     }
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info?.dtype !== 'string' || !(info.dtype in BYTES)) fail(`tensor '${name}' has unknown dtype ${JSON.stringify(info?.dtype)} (known: ${Object.keys(BYTES).join(', ')})`);
+    if (typeof info?.dtype !== 'string' || !(info.dtype in BYTES)) {
+      fail(`tensor '${name}' has unknown dtype ${JSON.stringify(info?.dtype)} (known: ${Object.keys(BYTES).join(', ')})`);
+    }
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     const offsets = info.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) {
+      fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`);
+    }
     const [begin, end] = offsets as [number, number];
     if (begin > end || end > dataLen) fail(`tensor '${name}' data [${begin}, ${end}) lies outside the ${dataLen}-byte data section (truncated?)`);
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
@@ -136,14 +140,18 @@ export async function serializeSafetensors(tensors: Map<string, T.Tensor> | [str
 type HostData = Float32Array | Int32Array | Uint16Array;
 
 /** Serialises host arrays (see HostData) with optional string metadata. */
-export function serializeSafetensorsHost(tensors: Iterable<[string, { shape: readonly number[]; data: HostData }]>, metadata: Record<string, string> = {}): Uint8Array {
+export function serializeSafetensorsHost(
+  tensors: Iterable<[string, { shape: readonly number[]; data: HostData }]>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, { shape, data }] of tensors) {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype: data instanceof Float32Array ? 'F32' : data instanceof Uint16Array ? 'F16' : 'I32', shape, data_offsets: [offset, offset + bytes.byteLength] };
+    const dtype = data instanceof Float32Array ? 'F32' : data instanceof Uint16Array ? 'F16' : 'I32';
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
