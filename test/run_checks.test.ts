@@ -1,7 +1,8 @@
 // What the trainer checks before it touches a run folder, and what a resumed run promises, through the real
 // command (bin/clipgpu.ts train under scripts/run.mjs, a child process): every input is checked before
 // --overwrite deletes anything; a batch that cannot exist is refused by flag; a resumed run continues its
-// checkpoint's model and settings, or names what changed; 0 turns a periodic flag off.
+// checkpoint's model and settings, or names what changed; 0 turns a periodic flag off. And the other commands
+// that write or read folders: an export replaces a previous one of either format whole.
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -10,12 +11,15 @@ import { join } from 'node:path';
 import { readSafetensors } from '../nn/io/safetensors.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
 import { suite } from './harness.ts';
-import { metricsOf } from './train_helpers.ts';
+import { encodePng } from '../clip/preprocess.ts';
+import { train as trainInProcess } from '../clip/train.ts';
+import { TINY_CONFIG, metricsOf, tinyRun } from './train_helpers.ts';
 
 const test = suite('run checks');
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `${name}-`));
 const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).filter((f) => !f.startsWith('.')).map((f) => [f, readFileSync(join(dir, f)).toString('base64')]));
-const train = (args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'train', ...args], { encoding: 'utf8' });
+const clipgpu = (command: string, args: string[]) => spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', command, ...args], { encoding: 'utf8' });
+const train = (args: string[]) => clipgpu('train', args);
 
 test('a run with evaluation off; resuming it takes the checkpoint\'s settings and model, names what changed, and refuses another model', () => {
   const out = join(tmp('resume-settings'), 'run');
@@ -65,6 +69,32 @@ test('every input is checked before --overwrite deletes the previous run; an imp
   const r = train(['--batch-size', '1e9', '--out', fresh]);
   assert.is(r.status, 1, r.stderr);
   assert.not.ok(existsSync(fresh), 'no folder was left');
+});
+
+test('export --overwrite into a folder of another format replaces it whole: zeroshot then loads the new model', async () => {
+  const [a, b] = [tmp('run-a'), tmp('run-b')];
+  // 64 wide: one 64-wide vision head, which transformers' config can say.
+  const config = { ...TINY_CONFIG, visionWidth: 64 };
+  await trainInProcess(tinyRun(a, 2, { seed: 1, config }));
+  await trainInProcess(tinyRun(b, 2, { seed: 2, config }));
+  const out = join(tmp('export'), 'model');
+  assert.is(clipgpu('export', ['--run', a, '--to', 'open_clip', '--out', out]).status, 0);
+  const replaced = clipgpu('export', ['--run', b, '--to', 'hf', '--out', out, '--overwrite']);
+  assert.is(replaced.status, 0, replaced.stderr);
+  assert.equal(readdirSync(out).filter((f) => /open_clip|bpe_vocab|^clipgpu-/.test(f)), [], 'no file of the open_clip export is left');
+  const image = join(tmp('image'), 'red.png');
+  writeFileSync(image, encodePng({ width: 16, height: 16, data: new Float32Array(16 * 16 * 3).fill(200) }));
+  const probabilities = (weights: string) => {
+    const r = clipgpu('zeroshot', ['--weights', weights, '--image', image, '--json']);
+    assert.is(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { images: { probabilities: number[] }[] }).images[0].probabilities;
+  };
+  const [fromFolder, fromB] = [probabilities(out), probabilities(join(b, 'model.safetensors'))];
+  assert.ok(fromFolder.every((p, i) => Math.abs(p - fromB[i]) < 1e-5), 'the folder holds run b');
+  // A training run's folder is never an export's target.
+  const refused = clipgpu('export', ['--run', a, '--to', 'hf', '--out', b, '--overwrite']);
+  assert.is(refused.status, 1);
+  assert.match(refused.stderr.trim(), /^export: --out .* holds a training run \(checkpoint\.safetensors, metrics\.jsonl\): export to another folder$/);
 });
 
 test.run();

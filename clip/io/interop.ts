@@ -1,7 +1,7 @@
 // Export folders on disk (Node-only): a run written for open_clip or Hugging Face transformers, with the
 // tokenizer and a README of the exact commands, and such folders (ours or made by those tools in the same
 // form) read back as a model and its tokenizer.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FileError, makeDirectory, readBytes, writeFileAtomic } from '../../core/io/files.ts';
 import { readSafetensors } from '../../nn/io/safetensors.ts';
@@ -20,6 +20,9 @@ export type ExportFormat = 'open_clip' | 'hf';
 const OPEN_CLIP_WEIGHTS = 'open_clip_model.safetensors';
 const OPEN_CLIP_CONFIG = 'open_clip_config.json';
 const OPEN_CLIP_VOCAB = 'bpe_vocab.txt.gz';
+/** Every file an export of either format writes (open_clip's `clipgpu-<run>.json` is matched by its pattern). */
+const EXPORT_FILES = new Set([OPEN_CLIP_WEIGHTS, OPEN_CLIP_CONFIG, OPEN_CLIP_VOCAB, 'README.md', 'model.safetensors', 'config.json', 'preprocessor_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json', 'tokenizer_config.json']);
+const isExportFile = (name: string) => EXPORT_FILES.has(name) || /^clipgpu-[\w.-]*\.json$/.test(name);
 
 /** The fields of two configs that differ (heads excluded: weights cannot tell them). */
 function differences(a: ClipConfig, b: ClipConfig): string[] {
@@ -29,12 +32,17 @@ function differences(a: ClipConfig, b: ClipConfig): string[] {
 
 /**
  * Writes the run in `runDir` (model.safetensors, and vocab.txt.gz when it has its own vocabulary) to `outDir` in
- * open_clip's or transformers' form. `outDir` must not exist or be empty unless `overwrite`. Returns the files.
+ * open_clip's or transformers' form. `outDir` must not exist or be empty unless `overwrite`, which replaces a
+ * previous export there (of either format: its files that this one does not write are removed, so the folder
+ * never holds two models); a training run's folder is never an export's. Returns the files.
  */
 export function exportRun(runDir: string, to: ExportFormat, outDir: string, { overwrite = false } = {}): string[] {
   const weightsPath = join(runDir, 'model.safetensors');
   if (!existsSync(weightsPath)) throw new FileError(`--run ${runDir}: no model.safetensors there (train one with \`npm run train\`)`);
-  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !overwrite) throw new FileError(`--out ${outDir} exists and is not empty: choose another folder or pass --overwrite`);
+  const present = existsSync(outDir) ? readdirSync(outDir) : [];
+  const run = present.filter((f) => f === 'checkpoint.safetensors' || f === 'metrics.jsonl');
+  if (run.length) throw new FileError(`--out ${outDir} holds a training run (${run.join(', ')}): export to another folder`);
+  if (present.length > 0 && !overwrite) throw new FileError(`--out ${outDir} exists and is not empty: choose another folder or pass --overwrite`);
   const file = readSafetensors(weightsPath);
   const config = configOf(file, weightsPath);
   const tokenizer = tokenizerFor(weightsPath, config.vocabSize);
@@ -60,6 +68,7 @@ export function exportRun(runDir: string, to: ExportFormat, outDir: string, { ov
   }
   makeDirectory(outDir);
   for (const [f, content] of Object.entries(files)) writeFileAtomic(join(outDir, f), typeof content === 'string' ? new TextEncoder().encode(content) : content);
+  for (const f of present) if (isExportFile(f) && !(f in files)) unlinkSync(join(outDir, f));
   return Object.keys(files);
 }
 
