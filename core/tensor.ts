@@ -108,8 +108,8 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The op that produced this tensor, when it was recorded for autodiff. */
   node: GradNode | null = null;
-  /** A host copy of data uploaded from JS, kept for small integer tensors so index ops can validate bounds. */
-  hostData: TypedArray | null = null;
+  /** What Tensor.from uploaded, kept for small integer tensors (see hostData). */
+  private uploaded: TypedArray | null = null;
   private disposed = false;
 
   constructor(
@@ -165,7 +165,7 @@ export class Tensor {
     const t = Tensor.empty(shp, dt);
     if (typed.length) getEngine().upload(t.storage.buffer, 0, typed);
     // A copy: the caller may reuse its array for the next batch.
-    if (dt === 'i32' && typed.length <= 1 << 20) t.hostData = typed.slice();
+    if (dt === 'i32' && typed.length <= 1 << 20) t.uploaded = typed.slice();
     return t;
   }
 
@@ -186,6 +186,14 @@ export class Tensor {
     }
     return true;
   }
+  /**
+   * A host copy of the values, for small integer tensors made by Tensor.from, so that index ops can validate
+   * bounds without a readback; null once an in-place write may have changed them.
+   */
+  get hostData(): TypedArray | null {
+    return this.storage.version === 0 ? this.uploaded : null;
+  }
+
   /** How many in-place writes this tensor's storage has had; views of one storage share the count. */
   get version(): number {
     return this.storage.version;
@@ -219,6 +227,7 @@ export class Tensor {
     self.dtype = source.dtype;
     self.strides = source.strides;
     self.offset = source.offset;
+    this.uploaded = source.uploaded;
     old.release();
     source.dispose();
   }

@@ -45,6 +45,15 @@ test('out-of-range indices are IndexErrors: thrown by the call when the indices 
   assert.is(await T.sum(T.ones([4])).item(), 4);
 });
 
+test('an in-place write to an index tensor retires its host copy: bounds are checked against the values written', async () => {
+  const index = T.Tensor.from(Int32Array.from([0, 5]));
+  T.assign(index, T.Tensor.from(Int32Array.from([2, 1])));
+  assert.equal(Array.from(await T.indexSelect(T.Tensor.from([10, 11, 12]), 0, index).data()), [12, 11]);
+  T.assign(index, T.Tensor.from(Int32Array.from([0, 7])));
+  await assertThrows(() => T.indexSelect(T.ones([3, 2]), 0, index).data(), T.IndexError, /indexSelect: an index is outside \[0, 3\)/);
+  index.dispose();
+});
+
 test('a tensor larger than one storage binding is refused with advice, not a Dawn message', async () => {
   const limit = T.gpu().device.limits.maxStorageBufferBindingSize;
   await assertThrows(() => T.tidy(() => T.zeros([limit / 4 + 1])), T.GpuError, /fill\(f32\): 'out' is a \d+-byte buffer, over the device's \d+-byte storage binding limit; process the data in smaller batches/);
