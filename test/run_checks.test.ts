@@ -2,12 +2,14 @@
 // command (bin/clipgpu.ts train under scripts/run.mjs, a child process): every input is checked before
 // --overwrite deletes anything; a batch that cannot exist is refused by flag; a resumed run continues its
 // checkpoint's model and settings, or names what changed; 0 turns a periodic flag off. And the other commands
-// that write or read folders: an export replaces a previous one of either format whole.
+// that write or read folders: an export replaces a previous one of either format whole; the demo server
+// serves its folder as a jail.
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { readSafetensors } from '../nn/io/safetensors.ts';
 import { checkpointInfo } from '../nn/checkpoint.ts';
 import { suite } from './harness.ts';
@@ -95,6 +97,56 @@ test('export --overwrite into a folder of another format replaces it whole: zero
   const refused = clipgpu('export', ['--run', a, '--to', 'hf', '--out', b, '--overwrite']);
   assert.is(refused.status, 1);
   assert.match(refused.stderr.trim(), /^export: --out .* holds a training run \(checkpoint\.safetensors, metrics\.jsonl\): export to another folder$/);
+});
+
+/** One GET to the server at `url` with the Host header given; resolves to the status and body. */
+function get(url: string, path: string, host = new URL(url).host): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request({ hostname, port, path, headers: { host } }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the demo server: a malformed URL is a 400 (the server lives on), siblings and symlinks out of its folder are not served, other Host names are refused', async () => {
+  const run = tmp('demo-run');
+  await trainInProcess(tinyRun(run, 1, { saveEvery: 0 }));
+  const child = spawn(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'demo', '--port', '0', '--run', run], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The page is served from .build/demo: a sibling whose name shares its prefix, and a symlink out of it.
+  const sibling = join('.build', `demo-secret-${process.pid}`);
+  const link = join('.build', 'demo', `outside-${process.pid}.txt`);
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /demo: (http:\/\/\S+)\//.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.on('close', (code) => reject(new Error(`demo exited ${code}`)));
+    });
+    mkdirSync(sibling, { recursive: true });
+    writeFileSync(join(sibling, 'secret.txt'), 'secret');
+    symlinkSync(resolve(sibling, 'secret.txt'), link);
+    assert.is((await get(url, '/%E0%A4%A')).status, 400);
+    assert.is((await get(url, `/..%2fdemo-secret-${process.pid}/secret.txt`)).status, 404);
+    assert.is((await get(url, `/../demo-secret-${process.pid}/secret.txt`)).status, 404);
+    assert.is((await get(url, `/outside-${process.pid}.txt`)).status, 404);
+    const rebound = await get(url, '/run/model.safetensors', `evil.example:${new URL(url).port}`);
+    assert.is(rebound.status, 403);
+    assert.match(rebound.body, /Host 'evil\.example:\d+' is not this machine/);
+    assert.is((await get(url, '/run/model.safetensors', `localhost:${new URL(url).port}`)).status, 200);
+    assert.is((await get(url, '/index.html')).status, 200, 'still serving');
+  } finally {
+    child.kill('SIGTERM');
+    rmSync(sibling, { recursive: true, force: true });
+    rmSync(link, { force: true });
+  }
 });
 
 test.run();

@@ -1,10 +1,10 @@
 // Node-side helpers for pages (the demo, the browser suite and their tests): bundling a TypeScript entry for
 // the page, serving the repository on localhost, and headless Chromium with WebGPU (Debian's chromium driven by
 // playwright-core; no browser is ever downloaded).
-import { copyFileSync, createReadStream, existsSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { copyFileSync, createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { extname, join, normalize, resolve } from 'node:path';
+import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { DEFAULT_VOCAB } from '../../clip/tokenizer.ts';
@@ -35,21 +35,39 @@ export interface Server {
   close(): void;
 }
 
+/** Host names a page on this machine is reached by; any other Host header is a DNS-rebinding attempt. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
 /**
- * Serves files under `root` on 127.0.0.1 (GET only, nothing outside it); `routes` maps URL paths to files
- * elsewhere (a run folder the demo exposes).
+ * Serves files under `root` on 127.0.0.1 (GET only); `routes` maps URL paths to files elsewhere (a run folder
+ * the demo exposes). `root` is a jail: a file is served only when its real path (symlinks resolved) lies inside
+ * root's real path, separator included (so a sibling `root-other/` is outside); a request naming another host
+ * (DNS rebinding: a remote page whose name resolves here) is refused; a malformed URL is answered 400.
  */
 export function serve({ root = ROOT, port = 0, routes = {} }: { root?: string; port?: number; routes?: Record<string, string> } = {}): Promise<Server> {
+  const jail = realpathSync(root);
+  const answer = (res: ServerResponse, status: number, text: string) => res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${text}\n`);
   const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    const host = /^(\[[^\]]*\]|[^:]*)(:\d+)?$/.exec(req.headers.host ?? '')?.[1].toLowerCase();
+    if (!host || !LOOPBACK_HOSTS.has(host)) return answer(res, 403, `Host '${(req.headers.host ?? '').slice(0, 100)}' is not this machine: open the page as 127.0.0.1 or localhost`);
+    if (req.method !== 'GET') return answer(res, 405, `${req.method}: only GET is served`);
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    } catch {
+      return answer(res, 400, 'malformed URL');
+    }
     const routed = routes[path];
-    const file = routed ?? normalize(join(root, path.endsWith('/') ? `${path}index.html` : path));
-    if (req.method !== 'GET' || (!routed && !file.startsWith(root)) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(`${path}: not found`);
-      return;
+    let file: string;
+    try {
+      file = routed ?? realpathSync(join(jail, path.endsWith('/') ? `${path}index.html` : path));
+      if (!routed && !file.startsWith(jail + sep)) throw new Error('outside');
+      if (!statSync(file).isFile()) throw new Error('not a file');
+    } catch {
+      return answer(res, 404, `${path.slice(0, 200)}: not found`);
     }
     res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
-    createReadStream(file).pipe(res);
+    createReadStream(file).on('error', () => res.destroy()).pipe(res);
   });
   return new Promise((ok, fail) => {
     server.once('error', (e) => fail(new Error(`cannot serve on port ${port}: ${e.message}`)));
