@@ -7,6 +7,8 @@
 //    random. `Gpu.instance` holds it for the device's whole life.
 //  - Validation errors are printed and otherwise ignored. We collect them through `uncapturederror` and
 //    rethrow them from the next synchronisation point (readback, sync()) as GpuError.
+// The WebGPU types (GPUDevice, GPUBuffer, …) that these declarations and the package's use; a dependency.
+/// <reference types="@webgpu/types" preserve="true" />
 import { GpuError } from './errors.ts';
 
 export interface AdapterSummary {
