@@ -1,10 +1,12 @@
 // CLIP's image preprocessing (OpenAI's `_transform`): decode, resize the shorter side to n with bicubic
 // interpolation, center-crop n×n, scale to [0, 1], normalise with CLIP's mean and std; out comes CHW f32.
-// Decoding uses fast-png and jpeg-js (pure JavaScript on bytes, so a page decodes exactly as Node does). The
-// resize is PIL's, bit for bit (separable, antialiased when shrinking: the cubic kernel, a = −0.5, stretched by
-// the scale factor; fixed-point weights; 8-bit rounding after each pass), checked against PIL's own output.
+// Decoding uses fast-png and clip/jpeg.ts (libjpeg-turbo's pixels, as PIL decodes; jpeg-js for CMYK), pure
+// JavaScript on bytes, so a page decodes exactly as Node does. The resize is PIL's, bit for bit (separable,
+// antialiased when shrinking: the cubic kernel, a = −0.5, stretched by the scale factor; fixed-point weights;
+// 8-bit rounding after each pass). Both are checked against PIL's own output (test/pil.test.ts).
 import { convertIndexedToRgb, decode as decodePng, encode as encodePngBytes, type DecodedPng } from 'fast-png';
 import jpeg from 'jpeg-js';
+import { decodeJpeg } from './jpeg.ts';
 
 export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
 export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
@@ -84,6 +86,9 @@ export function decodeImage(bytes: Uint8Array, source = 'image', maxPixels = DEF
     if (isJpeg) {
       const size = jpegSize(bytes);
       if (size && size[0] * size[1] > maxPixels) throw tooLarge(size[0], size[1]);
+      const decoded = decodeJpeg(bytes);
+      if (decoded) return { width: decoded.width, height: decoded.height, data: Float32Array.from(decoded.rgb) };
+      // CMYK and YCCK (4 components), which clip/jpeg.ts leaves aside: jpeg-js's conversion.
       const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxPixels / 1e6, maxMemoryUsageInMB: Math.ceil((maxPixels * 8) / 1e6) + 64 });
       return fromRgba(img.width, img.height, img.data);
     }
