@@ -50,6 +50,24 @@ export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup
   return { ms: median(wallTimes), gpuMs: gpuTimes.length === reps ? median(gpuTimes) : null };
 }
 
+/**
+ * Times several ops of ours in interleaved rounds (A B C A B C …, one timeOurs sample each per round), so a slow
+ * moment of a shared machine hits every one of them alike; the median per op.
+ */
+export async function timeOursInterleaved(ops: (() => T.Tensor)[], { inner = 5, reps = 5 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null }[]> {
+  for (const op of ops) await timeOurs(op, { inner, reps: 1, warmup: 1 });
+  const wall = ops.map(() => [] as number[]);
+  const gpu = ops.map(() => [] as number[]);
+  for (let r = 0; r < reps; r++) {
+    for (const [i, op] of ops.entries()) {
+      const t = await timeOurs(op, { inner, reps: 1, warmup: 0 });
+      wall[i].push(t.ms);
+      if (t.gpuMs !== null) gpu[i].push(t.gpuMs);
+    }
+  }
+  return ops.map((_, i) => ({ ms: median(wall[i]), gpuMs: gpu[i].length === reps ? median(gpu[i]) : null }));
+}
+
 // ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------
 export type Tf = typeof import('@tensorflow/tfjs-core');
 let tfPromise: Promise<Tf | null> | null = null;

@@ -2,8 +2,9 @@
 // sampled outputs against float64 dot products, with tfjs-webgpu on the same shapes; where the device has
 // shader-f16, T.matmul's choice again on f16 copies (f32 accumulation), validated on the rounded inputs.
 import * as T from '../ops/index.ts';
-import { MATMUL_VARIANTS, defaultMatmulConfig, matmulConfig, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
-import { loadTfjs, timeOurs, timeTfjs, validate, type Result } from './harness.ts';
+import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { matmulChoice, matmulUnsupported } from '../kernels/policy.ts';
+import { loadTfjs, timeOurs, timeOursInterleaved, timeTfjs, validate, type Result } from './harness.ts';
 
 /** [M, K, N] and a label. ViT-B/32 at batch 8: 8 · 50 tokens, width 768, MLP 3072, qkv 2304. */
 export function matmulShapes(quick: boolean): [string, number, number, number][] {
@@ -22,7 +23,7 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
   const results: Result[] = [];
   // A variant this device cannot run is reported as skipped, never timed as another one.
   for (const config of MATMUL_VARIANTS) {
-    const reason = unsupported(config);
+    const reason = matmulUnsupported(config);
     if (reason) log(`matmul ${configName(config)}: skipped (${reason})`);
   }
   const tf = peer ? await loadTfjs() : null;
@@ -32,8 +33,10 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
     const [ha, hb] = [await a.data(), await b.data()];
     const flops = 2 * M * N * K;
     const inner = flops > 4e9 ? 2 : 5;
-    for (const config of MATMUL_VARIANTS) {
-      if ((config.version === 'v1' && flops > 3e9) || unsupported(config)) continue; // the naive kernel takes minutes there
+    // Every variant this device runs, validated, then timed in interleaved rounds together with what T.matmul
+    // runs here, so the choice is compared with the best variant under the same conditions.
+    const timed = MATMUL_VARIANTS.filter((config) => !((config.version === 'v1' && flops > 3e9) || matmulUnsupported(config))); // v1 takes minutes there
+    for (const config of timed) {
       const out = matmulRaw(a, b, {}, config);
       const got = await out.data();
       out.dispose();
@@ -45,13 +48,23 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
         return { got: got[i * N + j], want };
       });
       validate(`matmul ${configName(config)} ${label}`, samples, 1e-4 * Math.sqrt(K));
-      const { ms, gpuMs } = await timeOurs(() => matmulRaw(a, b, {}, config), { inner });
-      results.push({ kernel: 'matmul', shape: label, impl: `ours ${configName(config)}`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
     }
-    // What T.matmul runs at this shape: the tuned choice for its bucket (the default where none is tuned).
-    const chosen = matmulConfig(M, N, K);
-    const chosenRow = results.find((r) => r.shape === label && r.impl === `ours ${configName(chosen)}`);
-    if (chosenRow) results.push({ ...chosenRow, impl: `ours → T.matmul picks ${configName(chosen)}${configName(chosen) === configName(defaultMatmulConfig()) ? ' (the default)' : ` (default ${configName(defaultMatmulConfig())})`}` });
+    const chosen = matmulChoice(M, N, K);
+    const times = await timeOursInterleaved([...timed.map((config) => () => matmulRaw(a, b, {}, config)), () => T.matmul(a, b)], { inner });
+    for (const [i, config] of timed.entries()) {
+      results.push({ kernel: 'matmul', shape: label, impl: `ours ${configName(config)}`, ...times[i], rate: flops / times[i].ms / 1e6, unit: 'GFLOP/s' });
+    }
+    // What T.matmul runs at this shape (kernels/policy.ts: a tuned shape, its bucket, or the default) against the
+    // best variant of this run; on a tuned shape it should be within 10%.
+    const picked = times[timed.length];
+    const best = Math.min(...times.slice(0, timed.length).map((t) => t.ms));
+    const ofBest = best / picked.ms;
+    const why = chosen.source === 'default' ? 'the default' : `${chosen.source} ${chosen.key}`;
+    results.push({
+      kernel: 'matmul', shape: label, impl: `ours → T.matmul picks ${configName(chosen.config)} (${why}; ${(100 * ofBest).toFixed(0)}% of the best variant's rate)`,
+      ...picked, rate: flops / picked.ms / 1e6, unit: 'GFLOP/s',
+    });
+    if (chosen.source === 'tuned shape' && ofBest < 0.9) log(`matmul ${label}: T.matmul's tuned choice runs at ${(100 * ofBest).toFixed(0)}% of the best variant in this run`);
     if (T.gpu().hasFeature('shader-f16')) {
       const [a16, b16] = [a, b].map((t) => T.keep(T.cast(t, 'f16')));
       const [ra, rb] = [await a16.data(), await b16.data()];
@@ -67,7 +80,7 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
       });
       validate(`matmul f16 ${label}`, samples, 2e-3 * Math.sqrt(K));
       const { ms, gpuMs } = await timeOurs(() => T.matmul(a16, b16), { inner });
-      results.push({ kernel: 'matmul', shape: label, impl: `ours → T.matmul ${configName(chosen)}, f16`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
+      results.push({ kernel: 'matmul', shape: label, impl: `ours → T.matmul ${configName(chosen.config)}, f16`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
       a16.dispose();
       b16.dispose();
     }

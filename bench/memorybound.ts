@@ -3,7 +3,13 @@
 // device has shader-f16, softmax and layer norm also run on f16 rows (half the bytes; statistics in f32).
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { registerChunks, rowKernelLanes, rowPath } from '../kernels/rowwise.ts';
+import { rowWalk, type RowKernel } from '../kernels/policy.ts';
+
+/** How our side is named in the results: the walk this device takes over these rows (kernels/policy.ts). */
+function walkName(kernel: RowKernel, D: number): string {
+  const { path, lanes } = rowWalk(kernel, D, 4);
+  return path === 'thread' ? 'ours (thread per row)' : `ours (${lanes}-lane subgroup per row${path === 'registers' ? ', in registers' : ''})`;
+}
 import { loadTfjs, timeAgainstPeer, timeOurs, validate, type Result, type Tf } from './harness.ts';
 
 interface Case {
@@ -32,8 +38,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
   const cases: Case[] = [
     {
       kernel: 'softmax',
-      // The path this device takes for these rows, named in the results (one subgroup per row, or a thread).
-      impl: rowKernelLanes('softmax', D, 4) ? `ours (${rowKernelLanes('softmax', D, 4)}-lane subgroup per row${rowPath('softmax') === 'registers' && registerChunks(D, 4) !== null ? ', in registers' : ''})` : 'ours (thread per row)',
+      impl: walkName('softmax', D),
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.softmax(x),
@@ -43,7 +48,7 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
     },
     {
       kernel: 'layerNorm',
-      impl: rowKernelLanes('layerNorm', D, 4) ? `ours (${rowKernelLanes('layerNorm', D, 4)}-lane subgroup per row)` : 'ours (thread per row)',
+      impl: walkName('layerNorm', D),
       shape: [rows, D],
       bytes: 2 * rows * D * 4,
       ours: (x) => T.layerNorm(x, w, bias),

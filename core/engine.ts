@@ -9,6 +9,7 @@ import { gpu, type Gpu } from './device.ts';
 import { Kernel, type BufferArgs, type KernelSpec, type UniformArgs } from './kernel.ts';
 import { BufferPool, type MemoryStats } from './pool.ts';
 import { Timestamps, type KernelTime } from './profiler.ts';
+import { shaderDump } from './dump.ts';
 
 const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we know
 const ARENA_BYTES = 1 << 18;
@@ -61,15 +62,21 @@ export class Engine {
     return at > 0 ? at : this.errorCodes.push(message) - 1;
   }
 
-  /** The kernel for `key`, compiled on first use; `make` builds its spec. */
+  /**
+   * The kernel for `key`, compiled on first use; `make` builds its spec. The key names everything the source
+   * depends on (variant, tile, dtypes, widths); with CLIPGPU_DUMP_WGSL set, the compiled shader is written out.
+   */
   kernel<S extends KernelSpec>(key: string, make: () => S): Kernel<S> {
     let k = this.kernels.get(key);
     if (!k) {
       k = new Kernel(this.device, make());
       this.kernels.set(key, k);
+      this.dumpShader?.(k, key);
     }
     return k as unknown as Kernel<S>;
   }
+
+  private readonly dumpShader = shaderDump(() => this.gpu.name);
 
   private bufferId(b: GPUBuffer): number {
     let id = this.bufferIds.get(b);
@@ -78,7 +85,7 @@ export class Engine {
   }
 
   private bindGroup(kernel: Kernel, buffers: GPUBuffer[]): GPUBindGroup {
-    const key = `${kernel.spec.name}|${buffers.map((b) => this.bufferId(b)).join(',')}`;
+    const key = `${kernel.id}|${buffers.map((b) => this.bufferId(b)).join(',')}`;
     let group = this.bindGroups.get(key);
     if (!group) {
       const limit = this.device.limits.maxStorageBufferBindingSize;
@@ -105,7 +112,11 @@ export class Engine {
     if (x * y * z === 0) return;
     this.gpu.throwIfFailed();
     if (this.arenaUsed + kernel.uniformBytes > ARENA_BYTES || this.pendingDispatches >= MAX_DISPATCHES_PER_BATCH) this.flush();
-    const list = kernel.bindingNames.map((n) => (buffers as Record<string, GPUBuffer>)[n]);
+    const list = kernel.bindingNames.map((n) => {
+      const buffer = (buffers as Record<string, GPUBuffer | undefined>)[n];
+      if (!buffer) throw new GpuError(`${kernel.spec.name}: no buffer given for binding '${n}'`);
+      return buffer;
+    });
     const offset = this.arenaUsed;
     kernel.writeUniforms(this.arenaView, offset, uniforms as Record<string, number | readonly number[]>);
     this.arenaUsed = Math.ceil((offset + kernel.uniformBytes) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
@@ -266,6 +277,3 @@ export function getEngine(): Engine {
   return engine;
 }
 
-export function dropEngine(): void {
-  engine = null;
-}

@@ -18,11 +18,15 @@ export interface KernelSpec {
   uniforms: Record<string, UniformType>;
   /** WGSL with an entry point `main`; it sees the generated bindings and `u`. */
   wgsl: string;
-  /** Directives placed before all declarations, e.g. 'enable subgroups;' (the device must have the feature). */
+  /**
+   * Directives placed before all declarations, e.g. 'enable subgroups;' (the device must have the feature).
+   * 'enable f16;' is added by the compiler whenever a binding is f16.
+   */
   directives?: string[];
 }
 
-export type BufferArgs<S extends KernelSpec> = { [K in keyof S['outputs'] | keyof S['inputs']]: GPUBuffer };
+/** The buffers of a dispatch, one per binding of the spec (an optional binding of the spec is optional here). */
+export type BufferArgs<S extends KernelSpec> = { [K in keyof S['outputs']]: GPUBuffer } & { [K in keyof S['inputs']]: GPUBuffer };
 export type UniformArgs<S extends KernelSpec> = { [K in keyof S['uniforms']]: number | readonly number[] };
 
 export const MAX_RANK = 8;
@@ -33,8 +37,20 @@ interface Field {
   offset: number; // bytes
 }
 
-/** A compiled kernel: its pipeline, bind group layout and uniform layout. */
+let nextKernelId = 1;
+
+/**
+ * A compiled kernel: its pipeline, bind group layout and uniform layout.
+ *
+ * Every storage binding `x` is declared through an alias of its element type, `alias x_t = f16;` then
+ * `var<storage> x: array<x_t>`, so one source serves f32 and f16 storage: a kernel reads `f32(x[i])` (or
+ * `vec4<f32>(x[i])`), computes in f32, and stores `y[i] = y_t(value)`. For f32 buffers those conversions are the
+ * identity; for f16 ones they are the single widening and the single rounding. The shader that runs is the
+ * spec's WGSL below these generated declarations (`source`; CLIPGPU_DUMP_WGSL writes it to a file).
+ */
 export class Kernel<S extends KernelSpec = KernelSpec> {
+  /** Unique per compiled kernel: bind groups are cached by it and the buffers' identities. */
+  readonly id = nextKernelId++;
   readonly fields: Field[];
   readonly uniformBytes: number;
   readonly bindingNames: string[];
@@ -59,15 +75,20 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     if (this.bindingNames.length > limit) {
       throw new GpuError(`${spec.name}: binds ${this.bindingNames.length} storage buffers; this device allows ${limit} per shader stage`);
     }
-    const wanted = (spec.directives ?? []).flatMap((d) => /^enable (\w+);/.exec(d)?.[1] ?? []);
+    const storage = { ...spec.outputs, ...spec.inputs };
+    const half = Object.values(storage).some((t) => t === 'f16' || t === 'vec4<f16>');
+    const directives = [...(half ? ['enable f16;'] : []), ...(spec.directives ?? []).filter((d) => d !== 'enable f16;')];
+    const wanted = directives.flatMap((d) => /^enable (\w+);/.exec(d)?.[1] ?? []);
     for (const feature of wanted) {
       if (!device.features.has(feature === 'f16' ? 'shader-f16' : feature)) throw new GpuError(`${spec.name}: needs the WebGPU feature '${feature === 'f16' ? 'shader-f16' : feature}', which this device lacks`);
     }
 
-    const decl: string[] = [...(spec.directives ?? [])];
+    const decl: string[] = [...directives];
     let binding = 0;
-    for (const [name, type] of Object.entries(spec.outputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${type}>;`);
-    for (const [name, type] of Object.entries(spec.inputs)) decl.push(`@group(0) @binding(${binding++}) var<storage, read> ${name}: array<${type}>;`);
+    for (const [name, type] of Object.entries(storage)) {
+      const access = name in spec.outputs ? 'read_write' : 'read';
+      decl.push(`alias ${name}_t = ${type};`, `@group(0) @binding(${binding++}) var<storage, ${access}> ${name}: array<${name}_t>;`);
+    }
     const members = this.fields.map((f) => `  ${f.name}: ${f.type === 'vec8u' ? 'array<vec4<u32>, 2>' : f.type},`);
     if (members.length === 0) members.push('  _unused: u32,');
     decl.push(`struct Uniforms {\n${members.join('\n')}\n}`, `@group(0) @binding(${binding}) var<uniform> u: Uniforms;`);

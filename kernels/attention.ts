@@ -7,7 +7,7 @@
 // token-major layouts — spends its time on thousands of tiny matrices that no matmul tiling fills. For heads
 // up to FUSED_HEAD_DIM (32) wide one thread owns one query row of one head; wider heads (64 in the published
 // CLIP models) would spill one thread's registers, so a subgroup shares each row (attentionLanes), and
-// useFusedAttention says where that beats batched matmuls (causal text heads on lavapipe; not ViT-B/32's image
+// kernels/policy.ts useFusedAttention says where that beats batched matmuls (causal text heads on lavapipe; not ViT-B/32's image
 // heads). Either way it is flash attention's online softmax without the tiling: on lavapipe barriers and
 // workgroup memory cost more than re-reading K and V, which stay in the core's cache for the rows of one head.
 // The backward keeps only the log-sum-exp of each row and recomputes the probabilities:
@@ -21,7 +21,7 @@ import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import type { DType } from '../core/dtype.ts';
 import type { StorageType } from '../core/kernel.ts';
-import { F32_MAX, halfKernel, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
+import { F32_MAX, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -31,7 +31,7 @@ export const MAX_HEAD_DIM = 128;
 /**
  * Widest head one thread owns whole (`npm run bench -- --only attention`): at 16 and 32 the fused kernels are
  * 3–4× faster forward + backward than batched matmuls; at 64 a thread's rows no longer fit in registers, so
- * wider heads share each row across a subgroup (attentionLanes) and useFusedAttention decides per case.
+ * wider heads share each row across a subgroup (attentionLanes) and kernels/policy.ts decides per case.
  */
 export const FUSED_HEAD_DIM = 32;
 
@@ -87,31 +87,6 @@ export function attentionLanes(D: number, w: Width): number {
   return D > FUSED_HEAD_DIM && lanes !== null && lanes > 1 && W % lanes === 0 && WG % lanes === 0 ? lanes : 1;
 }
 
-/** The two kinds of attention the choice for wide heads is made for. */
-export type AttentionKind = 'causal' | 'full';
-
-/**
- * The default for heads wider than FUSED_HEAD_DIM (a subgroup per row) against batched matmuls, fwd + bwd on
- * lavapipe (bench/RESULTS.md): causal CLIP text [8, 77, 8 × 64] 3.53 vs 2.83 GFLOP/s, fused wins; ViT-B/32
- * image [8, 50, 12 × 64] 3.33 vs 5.41, batched matmuls win. `npm run tune` measures it per adapter.
- */
-const WIDE_FUSED_DEFAULT: Record<AttentionKind, boolean> = { causal: true, full: false };
-const wideFused = { ...WIDE_FUSED_DEFAULT };
-
-export const wideFusedDefault = (kind: AttentionKind): boolean => WIDE_FUSED_DEFAULT[kind];
-
-/** Installs measured choices for wide heads (kernels/tune.ts); an empty object restores the defaults. */
-export function setAttentionTuning(choices: Partial<Record<AttentionKind, boolean>>): void {
-  Object.assign(wideFused, WIDE_FUSED_DEFAULT, choices);
-}
-
-/** Whether attention over heads `D` wide takes the fused kernels on this device (else batched matmuls). */
-export function useFusedAttention(D: number, causal: boolean): boolean {
-  if (D <= FUSED_HEAD_DIM) return true;
-  if (D > MAX_HEAD_DIM || attentionLanes(D, 4) === 1) return false;
-  return wideFused[causal ? 'causal' : 'full'];
-}
-
 /** A dot product's partial sum finished across the lanes that share a row. */
 const reduce = (lanes: number, v: string) => (lanes > 1 ? `subgroupAdd(${v})` : v);
 /** A loop over this lane's chunks of a head: `cc` indexes registers, `c` the head. */
@@ -158,27 +133,38 @@ const DIM_UNIFORMS = { rows: 'u32', H: 'u32', L: 'u32', S: 'u32', causal: 'u32',
 
 /**
  * Compiles (once) and dispatches one of the kernels. `half` names the buffers held in f16: their storage type
- * becomes f16, every read of them is widened to f32 and every store rounded once (kernels/wgsl.ts halfStorage),
- * so the arithmetic and the online-softmax statistics stay in f32.
+ * becomes vec4<f16> or f16; the kernels read every operand as V (`V(q[i])`, the one widening) and store through
+ * the binding's type (`o_t(value)`, the one rounding), so the arithmetic and the online-softmax statistics stay
+ * in f32 whatever the storage.
  */
-function launch(key: string, name: string, w: Width, lanes: number, outputs: Record<string, StorageType>, inputs: Record<string, StorageType>, named: Record<string, HeadView>, body: string, buffers: Record<string, GPUBuffer>, dims: Dims, rows: number, causal: boolean, scale: number, half: string[] = []): void {
+function launch(
+  name: string,
+  w: Width,
+  lanes: number,
+  bindings: { outputs: Record<string, StorageType>; inputs: Record<string, StorageType>; half: string[] },
+  named: Record<string, HeadView>,
+  body: string,
+  buffers: Record<string, GPUBuffer>,
+  dims: Dims,
+  rows: number,
+  causal: boolean,
+  scale: number,
+): void {
   const { types, values } = operandUniforms(w, named);
-  const toHalf = (m: Record<string, StorageType>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, half.includes(k) ? halfVecType(w) : t])) as Record<string, StorageType>;
-  const source = `${prelude(w, dims.D, lanes)}\n${body}`;
+  const { outputs, inputs, half } = bindings;
+  const stored = (m: Record<string, StorageType>) =>
+    Object.fromEntries(Object.entries(m).map(([k, t]) => [k, half.includes(k) ? halfVecType(w) : t])) as Record<string, StorageType>;
+  const kernelName = `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}${half.length ? '_f16' : ''}`;
   const spec = () => ({
-    name: `${name}${w === 4 ? '_vec4' : ''}_d${dims.D}${lanes > 1 ? `_lanes${lanes}` : ''}${half.length ? '_f16' : ''}`,
-    outputs: toHalf(outputs),
-    inputs: toHalf(inputs),
+    name: kernelName,
+    outputs: stored(outputs),
+    inputs: stored(inputs),
     uniforms: { ...DIM_UNIFORMS, ...types },
-    ...halfKernel(
-      source,
-      Object.fromEntries(half.map((b) => [b, vecType(w)])),
-      Object.fromEntries(half.filter((b) => b in outputs).map((b) => [b, halfVecType(w)])),
-      lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
-    ),
+    wgsl: `${prelude(w, dims.D, lanes)}\n${body}`,
+    directives: lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
-  launchPerItem(`attention:${key}:${w}:${dims.D}:${lanes}:${half.join('')}`, spec, buffers, uniforms, rows * lanes, WG);
+  launchPerItem(kernelName, spec, buffers, uniforms, rows * lanes, WG);
 }
 
 /** Forward: O [B, L, H, D] (contiguous) and the log-sum-exp of every score row, [B, H, L]. */
@@ -191,18 +177,16 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   const V = vecType(w);
   const lanes = attentionLanes(D, w);
   launch(
-    'forward',
     'attention',
     w,
     lanes,
-    { o: V, lse: 'f32' },
-    { q: V, k: V, v: V },
+    { outputs: { o: V, lse: 'f32' }, inputs: { q: V, k: V, v: V }, half: dims.dtype === 'f16' ? ['q', 'k', 'v', 'o'] : [] },
     { q, k, v },
     `${ROW_ID('L', lanes)}
   let qb = ${rowAt('q', 'r')};
   var qi: array<V, C>;
   var acc: array<V, C>;
-  ${CHUNKS} qi[cc] = q[qb + c] * u.scale; acc[cc] = V(0.0); }
+  ${CHUNKS} qi[cc] = V(q[qb + c]) * u.scale; acc[cc] = V(0.0); }
   let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
   // Online softmax: m is the running maximum, l the running sum of exp(s − m), acc the running Σ exp(s − m)·v.
   var m = -${F32_MAX};
@@ -210,19 +194,19 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
   for (var j = 0u; j < end; j++) {
     let kb = ${rowAt('k', 'j')};
     var sv = V(0.0);
-    ${CHUNKS} sv += qi[cc] * k[kb + c]; }
+    ${CHUNKS} sv += qi[cc] * V(k[kb + c]); }
     let s = ${reduce(lanes, 'hsum(sv)')};
     let mNew = max(m, s);
     let correction = exp(m - mNew);
     let p = exp(s - mNew);
     l = l * correction + p;
     let vb = ${rowAt('v', 'j')};
-    ${CHUNKS} acc[cc] = acc[cc] * correction + p * v[vb + c]; }
+    ${CHUNKS} acc[cc] = acc[cc] * correction + p * V(v[vb + c]); }
     m = mNew;
   }
   let inv = 1.0 / l;
   let ob = ((b * u.L + r) * u.H + h) * W;
-  ${CHUNKS} o[ob + c] = acc[cc] * inv; }
+  ${CHUNKS} o[ob + c] = o_t(acc[cc] * inv); }
   lse[t] = m + log(l);
 }`,
     { o: o.bufferFor(op), lse: lse.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer },
@@ -230,7 +214,6 @@ function forwardRaw(q: HeadView, k: HeadView, v: HeadView, dims: Dims, causal: b
     B * H * L,
     causal,
     scale,
-    dims.dtype === 'f16' ? ['q', 'k', 'v', 'o'] : [],
   );
   return { o, lse };
 }
@@ -256,12 +239,10 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
   const V = vecType(w);
   const lanes = attentionLanes(D, w);
   launch(
-    'backward:dq',
     'attentionBackward_dq',
     w,
     lanes,
-    { dq: V, delta: 'f32' },
-    { q: V, k: V, v: V, o: V, g: V, lse: 'f32' },
+    { outputs: { dq: V, delta: 'f32' }, inputs: { q: V, k: V, v: V, o: V, g: V, lse: 'f32' }, half: half ? ['q', 'k', 'v', 'o', 'g', 'dq'] : [] },
     { q, k, v, o, g: go, d: dq },
     `${ROW_ID('L', lanes)}
   let qb = ${rowAt('q', 'r')};
@@ -271,7 +252,7 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
   var gi: array<V, C>;
   var acc: array<V, C>;
   var dv = V(0.0);
-  ${CHUNKS} qi[cc] = q[qb + c] * u.scale; gi[cc] = g[gb + c]; acc[cc] = V(0.0); dv += gi[cc] * o[ob + c]; }
+  ${CHUNKS} qi[cc] = V(q[qb + c]) * u.scale; gi[cc] = V(g[gb + c]); acc[cc] = V(0.0); dv += gi[cc] * V(o[ob + c]); }
   let di = ${reduce(lanes, 'hsum(dv)')};
   let li = lse[t];
   let end = select(u.S, min(r + 1u, u.S), u.causal != 0u);
@@ -280,12 +261,12 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     let vb = ${rowAt('v', 'j')};
     var sv = V(0.0);
     var pv = V(0.0);
-    ${CHUNKS} sv += qi[cc] * k[kb + c]; pv += gi[cc] * v[vb + c]; }
+    ${CHUNKS} sv += qi[cc] * V(k[kb + c]); pv += gi[cc] * V(v[vb + c]); }
     let ds = exp(${reduce(lanes, 'hsum(sv)')} - li) * (${reduce(lanes, 'hsum(pv)')} - di);
-    ${CHUNKS} acc[cc] += ds * k[kb + c]; }
+    ${CHUNKS} acc[cc] += ds * V(k[kb + c]); }
   }
   let db = ${rowAt('d', 'r')};
-  ${CHUNKS} dq[db + c] = acc[cc] * u.scale; }
+  ${CHUNKS} dq[db + c] = dq_t(acc[cc] * u.scale); }
   delta[t] = di;
 }`,
     { dq: dq.buffer, delta: delta.bufferFor(op), q: q.buffer, k: k.buffer, v: v.buffer, o: o.buffer, g: go.buffer, lse: lse.bufferFor(op) },
@@ -293,15 +274,12 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     B * H * L,
     causal,
     scale,
-    half ? ['q', 'k', 'v', 'o', 'g', 'dq'] : [],
   );
   launch(
-    'backward:dkv',
     'attentionBackward_dkdv',
     w,
     lanes,
-    { dkv: V },
-    { q: V, k: V, v: V, g: V, lse: 'f32', delta: 'f32' },
+    { outputs: { dkv: V }, inputs: { q: V, k: V, v: V, g: V, lse: 'f32', delta: 'f32' }, half: half ? ['q', 'k', 'v', 'g', 'dkv'] : [] },
     { q, k, v, g: go, e: dkv.k, f: dkv.v },
     `${ROW_ID('S', lanes)}
   let kb = ${rowAt('k', 'r')};
@@ -310,7 +288,7 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
   var vj: array<V, C>;
   var dk: array<V, C>;
   var dv: array<V, C>;
-  ${CHUNKS} kj[cc] = k[kb + c] * u.scale; vj[cc] = v[vb + c]; dk[cc] = V(0.0); dv[cc] = V(0.0); }
+  ${CHUNKS} kj[cc] = V(k[kb + c]) * u.scale; vj[cc] = V(v[vb + c]); dk[cc] = V(0.0); dv[cc] = V(0.0); }
   let start = select(0u, r, u.causal != 0u);
   for (var i = start; i < u.L; i++) {
     let qb = ${rowAt('q', 'i')};
@@ -318,21 +296,20 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
     let row = bh * u.L + i;
     var sv = V(0.0);
     var pv = V(0.0);
-    ${CHUNKS} sv += q[qb + c] * kj[cc]; pv += g[gb + c] * vj[cc]; }
+    ${CHUNKS} sv += V(q[qb + c]) * kj[cc]; pv += V(g[gb + c]) * vj[cc]; }
     let p = exp(${reduce(lanes, 'hsum(sv)')} - lse[row]);
     let ds = p * (${reduce(lanes, 'hsum(pv)')} - delta[row]);
-    ${CHUNKS} dv[cc] += p * g[gb + c]; dk[cc] += ds * q[qb + c]; }
+    ${CHUNKS} dv[cc] += p * V(g[gb + c]); dk[cc] += ds * V(q[qb + c]); }
   }
   let eb = ${rowAt('e', 'r')};
   let fb = ${rowAt('f', 'r')};
-  ${CHUNKS} dkv[eb + c] = dk[cc] * u.scale; dkv[fb + c] = dv[cc]; }
+  ${CHUNKS} dkv[eb + c] = dkv_t(dk[cc] * u.scale); dkv[fb + c] = dkv_t(dv[cc]); }
 }`,
     { dkv: dkv.k.buffer, q: q.buffer, k: k.buffer, v: v.buffer, g: go.buffer, lse: lse.bufferFor(op), delta: delta.bufferFor(op) },
     dims,
     B * H * S,
     causal,
     scale,
-    half ? ['q', 'k', 'v', 'g', 'dkv'] : [],
   );
   delta.dispose();
   gc.dispose();

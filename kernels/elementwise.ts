@@ -262,7 +262,7 @@ function launch(op: EwOp, mode: Mode, kinds: string[], outType: DType, operands:
   const scale = mode === 'vec4' ? 4 : 1;
   const uniforms: Record<string, number | readonly number[]> = { n: count, outOff: (out.offset + skip) / scale };
   if (layout) Object.assign(uniforms, { shape: layout.shape, outStrides: layout.strides[0] });
-  const buffers: Record<string, GPUBuffer> = { out: out.bufferFor(op) };
+  const buffers: { out: GPUBuffer } & Record<string, GPUBuffer> = { out: out.bufferFor(op) };
   let t = 0;
   operands.forEach((v, i) => {
     if (v instanceof Tensor) {

@@ -1,38 +1,53 @@
-// Kernel selection by measurement, per adapter. For every matmul shape bucket (small / medium / large M, N, K)
-// the variants this device can run are timed on a shape of that bucket; for softmax and layer norm the two
-// ways of walking a wide row (a thread or a subgroup per row); for attention with 64-wide heads, causal and not,
-// the fused kernels against batched matmuls and the softmax kernel, forward + backward (GPU timestamps where the
-// adapter has them, else the wall clock; medians of interleaved rounds after a warm-up), and the fastest is kept. The engine consults the
-// choices (kernels/matmul.ts matmulConfig) and falls back to the fixed default for anything not tuned. Tuning
-// takes seconds on lavapipe; kernels/io/tuning.ts caches the result per adapter and driver in Node, a page
-// keeps it in memory.
+// Kernel selection by measurement, per adapter: kernels/policy.ts reads the table this file produces.
+//
+// Matmul: every variant the device can run is timed on one shape per bucket (small / medium / large M, N, K in
+// each operand layout a layer uses) and on the exact shapes in TUNED_SHAPES (ViT-B/32's products and square
+// sizes, which the bench reports); softmax and layer norm: each way of walking a wide row; attention with
+// 64-wide heads, causal and not: the fused kernels against batched matmuls around the softmax, forward +
+// backward. Candidates are timed in interleaved rounds (A B C A B C …, so a slow moment of a shared machine hits
+// them all), GPU timestamps where the adapter has them, else the wall clock. A candidate replaces the default
+// only when it wins by more than the measured spread: the median of its per-round speed-ups over the default
+// must exceed 1 by more than their half interquartile range (and by 3% at least). Every candidate's median and
+// interquartile range are kept in the table, so a reader can see how close a choice was. Tuning takes a minute on
+// lavapipe; kernels/io/tuning.ts caches the table per adapter and driver in Node, a page keeps it in memory.
 import { getEngine } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { randNormal } from './creation.ts';
-import { attentionBackward, attentionForward, attentionLanes, setAttentionTuning, wideFusedDefault, type AttentionKind } from './attention.ts';
+import { attentionBackward, attentionForward, attentionLanes } from './attention.ts';
 import { contiguousCopy, elementwise } from './elementwise.ts';
-import { layerNormRaw, rowLanes, rowPathDefault, setRowTuning, softmaxBackwardRaw, softmaxRaw, type RowKernel, type RowPath } from './rowwise.ts';
-import { BUCKET_SIZES, MATMUL_VARIANTS, TUNED_LAYOUTS, defaultMatmulConfig, matmulBucket, matmulRaw, setMatmulTuning, unsupported, type MatmulConfig } from './matmul.ts';
+import { layerNormRaw } from './layernorm.ts';
+import { MATMUL_VARIANTS, matmulRaw } from './matmul.ts';
+import {
+  ROW_PATH_DEFAULT, TUNED_LAYOUTS, WIDE_FUSED_DEFAULT, defaultMatmulConfig, matmulBucket, matmulShapeKey, matmulUnsupported, useTuningTable, variantName,
+  type AttentionKind, type MatmulLayout, type RowKernel, type RowPath, type Timing, type Tuning,
+} from './policy.ts';
+import { rowLanes } from './rows.ts';
+import { softmaxBackwardRaw, softmaxRaw } from './softmax.ts';
 
-export interface Tuning {
-  /** The adapter (with its driver) the choices were measured on. */
-  adapter: string;
-  /** Per matmul bucket: the chosen variant and the rates (GFLOP/s) of every candidate, fastest first. */
-  matmul: Record<string, { choice: MatmulConfig; rates: { config: MatmulConfig; gflops: number }[] }>;
-  /** Per row kernel (where the device can walk rows by subgroup): the chosen path and each path's GB/s. */
-  rows?: Partial<Record<RowKernel, { choice: RowPath; rates: { path: RowPath; gbps: number }[] }>>;
-  /** 64-wide heads, causal and not (where a subgroup can share a row): fused kernels or not, and each path's GFLOP/s. */
-  attention?: Partial<Record<AttentionKind, { fused: boolean; rates: { fused: boolean; gflops: number }[] }>>;
-}
+export type { Tuning } from './policy.ts';
 
-export const variantName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : `${c.version} ${c.tm}x${c.tn}`);
+/** A shape of each size class, what the tuner times for a bucket. */
+export const BUCKET_SIZES: Record<string, number> = { s: 64, m: 256, l: 512 };
+
+/** Exact [M, N, K] products tuned on their own (and reported by `npm run bench`): ViT-B/32 at batch 8 and squares. */
+export const TUNED_SHAPES: [number, number, number, MatmulLayout][] = [
+  [400, 2304, 768, 'nn'],
+  [400, 3072, 768, 'nn'],
+  [400, 768, 3072, 'nn'],
+  [256, 256, 256, 'nn'],
+  [512, 512, 512, 'nn'],
+  [1024, 1024, 1024, 'nn'],
+];
+
+/** Rounds of interleaved timing per candidate. */
+const ROUNDS = 5;
 
 /**
- * Milliseconds of one `run` (one dispatch) per candidate, median over `reps` rounds that interleave the
- * candidates (A B C A B C …, so a slow moment of a shared machine hits all of them); each sample times
- * `inner` back-to-back dispatches, enough work that timer resolution and launch noise do not decide.
+ * Milliseconds of one `run` (one dispatch) per candidate and round: `reps` rounds that interleave the candidates;
+ * each sample times `inner` back-to-back dispatches, enough work that timer resolution and launch noise do not
+ * decide.
  */
-async function timeInterleaved(runs: (() => Tensor)[], inner: number, reps = 5): Promise<number[]> {
+async function timeInterleaved(runs: (() => Tensor)[], inner: number, reps = ROUNDS): Promise<number[][]> {
   const engine = getEngine();
   for (const run of runs) run().dispose();
   await engine.sync();
@@ -49,37 +64,70 @@ async function timeInterleaved(runs: (() => Tensor)[], inner: number, reps = 5):
       for (const o of outs) o.dispose();
     }
   }
-  return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(reps / 2)]);
+  return samples;
+}
+
+/** The q-quantile of `xs` (linear between order statistics). */
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (at - lo);
+}
+
+/** Median and interquartile range of a candidate's samples. */
+export const timingOf = (ms: number[]): Timing => ({ ms: quantile(ms, 0.5), q25: quantile(ms, 0.25), q75: quantile(ms, 0.75) });
+
+/**
+ * Whether `candidate` beats `baseline` by more than the spread: per round, the speed-up baseline / candidate
+ * (paired: both were timed in the same round); the median speed-up must exceed 1 by more than half their
+ * interquartile range, and by 3% at least.
+ */
+export function winsClearly(candidate: number[], baseline: number[]): boolean {
+  const ratios = candidate.map((ms, i) => baseline[i] / ms);
+  const spread = (quantile(ratios, 0.75) - quantile(ratios, 0.25)) / 2;
+  return quantile(ratios, 0.5) - 1 > Math.max(spread, 0.03);
+}
+
+/**
+ * The candidates' timings and the choice: the fastest by median, when it wins clearly over the default (index 0),
+ * else the default.
+ */
+function decide(samples: number[][]): { timings: Timing[]; choice: number } {
+  const timings = samples.map(timingOf);
+  const best = timings.reduce((b, t, i) => (t.ms < timings[b].ms ? i : b), 0);
+  return { timings, choice: best !== 0 && winsClearly(samples[best], samples[0]) ? best : 0 };
 }
 
 /**
  * Times every runnable matmul variant (the naive v1 excluded) in every bucket, for each layout a layer's
  * products take (forward x·Wᵀ, input gradient g·W, weight gradient xᵀ·g: the loads a variant can vectorise
- * differ); `log` hears each bucket's choice.
+ * differ), and on each of `shapes`; `log` hears each choice.
  */
-export async function tuneMatmul(adapter: string, log: (line: string) => void = () => {}): Promise<Tuning> {
-  // The default first: timings this close are noise, and the default stays unless another variant wins clearly.
+export async function tuneMatmul(adapter: string, log: (line: string) => void = () => {}, shapes = TUNED_SHAPES): Promise<Tuning> {
   const fixed = defaultMatmulConfig();
-  const candidates = [fixed, ...MATMUL_VARIANTS.filter((c) => c.version !== 'v1' && unsupported(c) === null && variantName(c) !== variantName(fixed))];
+  // The default first: it is the baseline every other candidate must beat clearly.
+  const candidates = [fixed, ...MATMUL_VARIANTS.filter((c) => c.version !== 'v1' && matmulUnsupported(c) === null && variantName(c) !== variantName(fixed))];
   const result: Tuning = { adapter, matmul: {} };
   const classes = Object.keys(BUCKET_SIZES);
+  const problems: { key: string; M: number; N: number; K: number; layout: MatmulLayout }[] = [];
   for (const layout of TUNED_LAYOUTS) for (const m of classes) for (const n of classes) for (const k of classes) {
     const [M, N, K] = [BUCKET_SIZES[m], BUCKET_SIZES[n], BUCKET_SIZES[k]];
+    problems.push({ key: matmulBucket(M, N, K, layout), M, N, K, layout });
+  }
+  for (const [M, N, K, layout] of shapes) problems.push({ key: matmulShapeKey(M, N, K, layout), M, N, K, layout });
+  for (const { key, M, N, K, layout } of problems) {
     const a = operand(M, K, layout[0] === 't');
     const b = operand(K, N, layout[1] === 't');
     const flops = 2 * M * N * K;
-    const inner = Math.min(64, Math.max(1, Math.ceil(3e7 / flops)));
-    const ms = await timeInterleaved(candidates.map((config) => () => matmulRaw(a, b, {}, config)), inner, 3);
-    const rates = candidates.map((config, i) => ({ config, gflops: flops / ms[i] / 1e6 }));
+    const inner = Math.min(64, Math.max(1, Math.ceil(2e7 / flops)));
+    const { timings, choice } = decide(await timeInterleaved(candidates.map((config) => () => matmulRaw(a, b, {}, config)), inner));
     a.dispose();
     b.dispose();
-    const baseline = rates[0].gflops;
-    rates.sort((x, y) => y.gflops - x.gflops);
-    const bucket = matmulBucket(M, N, K, layout);
-    // Another variant replaces the default only when it is at least 10% faster (closer than that is noise here).
-    const choice = rates[0].gflops >= 1.1 * baseline ? rates[0].config : fixed;
-    result.matmul[bucket] = { choice, rates };
-    log(`matmul ${bucket} [${M}×${K}]·[${K}×${N}]: ${variantName(choice)} (best ${variantName(rates[0].config)} ${rates[0].gflops.toFixed(1)} GFLOP/s, default ${variantName(fixed)} ${baseline.toFixed(1)})`);
+    const rates = candidates.map((config, i) => ({ config, gflops: flops / timings[i].ms / 1e6, timing: timings[i] }));
+    result.matmul[key] = { choice: candidates[choice], rates: [...rates].sort((x, y) => y.gflops - x.gflops) };
+    const best = result.matmul[key].rates[0];
+    log(`matmul ${key} [${M}×${K}]·[${K}×${N}]: ${variantName(candidates[choice])} (best ${variantName(best.config)} ${best.gflops.toFixed(1)} GFLOP/s, default ${variantName(fixed)} ${rates[0].gflops.toFixed(1)})`);
   }
   return result;
 }
@@ -111,14 +159,12 @@ export async function tuneRows(log: (line: string) => void = () => {}): Promise<
       return y;
     }],
   ];
-  for (const [kernel, paths, run] of kernels) {
-    const ms = await timeInterleaved(paths.map((path) => () => run(path)), 1);
-    const rates = paths.map((path, i) => ({ path, gbps: (2 * rows * D * 4) / ms[i] / 1e6 }));
-    const fixed = rates.find((r) => r.path === rowPathDefault(kernel))!;
-    const best = [...rates].sort((p, q) => q.gbps - p.gbps)[0];
-    const choice = best.gbps >= 1.1 * fixed.gbps ? best.path : fixed.path;
-    result[kernel] = { choice, rates };
-    log(`${kernel} [${rows}×${D}]: ${choice} per row (${rates.map((r) => `${r.path} ${r.gbps.toFixed(2)} GB/s`).join(', ')}; default ${fixed.path})`);
+  for (const [kernel, others, run] of kernels) {
+    const paths = [ROW_PATH_DEFAULT[kernel], ...others.filter((p) => p !== ROW_PATH_DEFAULT[kernel])];
+    const { timings, choice } = decide(await timeInterleaved(paths.map((path) => () => run(path)), 1));
+    const rates = paths.map((path, i) => ({ path, gbps: (2 * rows * D * 4) / timings[i].ms / 1e6, timing: timings[i] }));
+    result[kernel] = { choice: paths[choice], rates };
+    log(`${kernel} [${rows}×${D}]: ${paths[choice]} per row (${rates.map((r) => `${r.path} ${r.gbps.toFixed(2)} GB/s`).join(', ')}; default ${paths[0]})`);
   }
   for (const t of [x, w, b]) t.dispose();
   return result;
@@ -146,14 +192,15 @@ export async function tuneAttention(log: (line: string) => void = () => {}): Pro
     };
     const mask = causal ? Tensor.from(Float32Array.from({ length: L * L }, (_, i) => (i % L > Math.floor(i / L) ? -Infinity : 0)), [L, L]) : null;
     const unfused = () => unfusedAttention(q, k, v, g, mask);
-    const ms = await timeInterleaved([fused, unfused], 1);
+    // The default first: the other path must beat it clearly.
+    const order = WIDE_FUSED_DEFAULT[kind] ? [true, false] : [false, true];
+    const { timings, choice } = decide(await timeInterleaved(order.map((isFused) => (isFused ? fused : unfused)), 1));
     const flops = (causal ? 0.5 : 1) * 4 * B * H * L * L * D * 3; // forward 2 products, backward 4
-    const rates = [true, false].map((isFused, i) => ({ fused: isFused, gflops: flops / ms[i] / 1e6 }));
-    const fixed = rates.find((r) => r.fused === wideFusedDefault(kind))!;
-    const best = [...rates].sort((p, q2) => q2.gflops - p.gflops)[0];
-    const choice = best.gflops >= 1.1 * fixed.gflops ? best.fused : fixed.fused;
-    result[kind] = { fused: choice, rates };
-    log(`attention ${kind} [${B}, ${L}, ${H} × ${D}] fwd+bwd: ${choice ? 'fused' : 'batched matmuls'} (${rates.map((r) => `${r.fused ? 'fused' : 'matmuls'} ${r.gflops.toFixed(2)}`).join(', ')} GFLOP/s; default ${fixed.fused ? 'fused' : 'matmuls'})`);
+    const rates = order.map((isFused, i) => ({ fused: isFused, gflops: flops / timings[i].ms / 1e6, timing: timings[i] }));
+    result[kind] = { fused: order[choice], rates };
+    const named = (isFused: boolean) => (isFused ? 'fused' : 'matmuls');
+    const listed = rates.map((r) => `${named(r.fused)} ${r.gflops.toFixed(2)}`).join(', ');
+    log(`attention ${kind} [${B}, ${L}, ${H} × ${D}] fwd+bwd: ${order[choice] ? 'fused' : 'batched matmuls'} (${listed} GFLOP/s; default ${named(order[0])})`);
     for (const t of [q, k, v, g, mask]) t?.dispose();
   }
   return result;
@@ -187,10 +234,4 @@ export function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, g: Tensor, mas
 }
 
 /** Makes the engine use `tuning`'s choices (ignored, with null returned, when it was measured on another adapter). */
-export function applyTuning(tuning: Tuning, adapter: string): Tuning | null {
-  if (tuning.adapter !== adapter) return null;
-  setMatmulTuning(Object.fromEntries(Object.entries(tuning.matmul).map(([bucket, t]) => [bucket, t.choice])));
-  setRowTuning(Object.fromEntries(Object.entries(tuning.rows ?? {}).map(([kernel, t]) => [kernel, t.choice])));
-  setAttentionTuning(Object.fromEntries(Object.entries(tuning.attention ?? {}).map(([kind, t]) => [kind, t.fused])));
-  return tuning;
-}
+export const applyTuning = (tuning: Tuning, adapter: string): Tuning | null => useTuningTable(tuning, adapter);

@@ -1,7 +1,7 @@
 // WGSL shared by the kernel families: the opening of a one-thread-per-item kernel and the grid that covers
 // any number of items, the f32/vec4 row prelude, the f32 range, and the launcher of per-item kernels.
 import { getEngine } from '../core/engine.ts';
-import type { KernelSpec } from '../core/kernel.ts';
+import type { BufferArgs, KernelSpec, UniformArgs } from '../core/kernel.ts';
 
 /** The largest finite f32, as WGSL source (the identity of max/min reductions is its negation / itself). */
 export const F32_MAX = '3.4028234663852886e38';
@@ -47,7 +47,14 @@ export function grid(count: number, limit = 65535): [number, number] {
  * Compiles (once per key) and dispatches a kernel of `workgroupSize` threads per workgroup with one thread
  * per item.
  */
-export function launchPerItem(key: string, spec: () => KernelSpec, buffers: Record<string, GPUBuffer>, uniforms: Record<string, number | readonly number[]>, items: number, workgroupSize: number): void {
+export function launchPerItem<S extends KernelSpec>(
+  key: string,
+  spec: () => S,
+  buffers: BufferArgs<S>,
+  uniforms: UniformArgs<S>,
+  items: number,
+  workgroupSize: number,
+): void {
   const engine = getEngine();
   engine.dispatch(engine.kernel(key, spec), buffers, uniforms, grid(Math.ceil(items / workgroupSize)));
 }

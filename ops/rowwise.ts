@@ -3,7 +3,9 @@
 import { ShapeError, fmtShape } from '../core/errors.ts';
 import { normalizeAxis } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
-import { crossEntropyBackwardRaw, crossEntropyRaw, layerNormBackwardRaw, layerNormRaw, softmaxBackwardRaw, softmaxRaw } from '../kernels/rowwise.ts';
+import { crossEntropyBackwardRaw, crossEntropyRaw } from '../kernels/crossentropy.ts';
+import { layerNormBackwardRaw, layerNormRaw } from '../kernels/layernorm.ts';
+import { softmaxBackwardRaw, softmaxRaw } from '../kernels/softmax.ts';
 import { recorder, type Rules } from './tape.ts';
 
 type Saved = { x: Tensor; weight: Tensor; mean: Tensor; rstd: Tensor };

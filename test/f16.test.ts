@@ -8,8 +8,12 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
-import { MATMUL_VARIANTS, matmulRaw, unsupported } from '../kernels/matmul.ts';
-import { crossEntropyBackwardRaw, crossEntropyRaw, layerNormBackwardRaw, layerNormRaw, rowLanes, softmaxBackwardRaw, softmaxRaw } from '../kernels/rowwise.ts';
+import { matmulUnsupported } from '../kernels/policy.ts';
+import { MATMUL_VARIANTS, matmulRaw } from '../kernels/matmul.ts';
+import { crossEntropyBackwardRaw, crossEntropyRaw } from '../kernels/crossentropy.ts';
+import { layerNormBackwardRaw, layerNormRaw } from '../kernels/layernorm.ts';
+import { rowLanes } from '../kernels/rows.ts';
+import { softmaxBackwardRaw, softmaxRaw } from '../kernels/softmax.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { attentionBackward, attentionForward, selfAttentionBackward, selfAttentionForward } from '../kernels/attention.ts';
 import { assertClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
@@ -116,7 +120,7 @@ if (!hasF16) {
 
   for (const config of MATMUL_VARIANTS) {
     const name = `matmul ${config.version} ${config.tm}x${config.tn} in f16 (f32 accumulation)`;
-    const reason = unsupported(config);
+    const reason = matmulUnsupported(config);
     if (reason) {
       skipTest(test, name, reason);
       continue;

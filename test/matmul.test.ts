@@ -3,7 +3,8 @@
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
-import { MATMUL_VARIANTS, matmulRaw, unsupported, type MatmulConfig } from '../kernels/matmul.ts';
+import { matmulUnsupported } from '../kernels/policy.ts';
+import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
 import { assertTensorClose, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('matmul');
@@ -14,7 +15,7 @@ const tol = (K: number) => ({ atol: 1e-5 * Math.sqrt(K) * 4, rtol: 1e-5 });
 
 for (const config of CONFIGS) {
   const name = `${config.version} ${config.tm}x${config.tn}`;
-  const reason = unsupported(config);
+  const reason = matmulUnsupported(config);
   if (reason) {
     skipTest(test, `${name}: every shape`, reason);
     continue;
@@ -73,10 +74,10 @@ test('a B view whose offset or width is not a multiple of 4 takes the scalar pat
 
 test('a variant the device cannot run is refused by name, never replaced', async () => {
   const v3 = { version: 'v3', tm: 8, tn: 4 } as const;
-  const reason = unsupported(v3);
+  const reason = matmulUnsupported(v3);
   if (reason) assert.throws(() => matmulRaw(T.ones([2, 2]), T.ones([2, 2]), {}, v3), (e: Error) => e.message === reason);
   else assert.is(reason, null);
-  assert.is(unsupported({ version: 'v2', tm: 8, tn: 8 }), null);
+  assert.is(matmulUnsupported({ version: 'v2', tm: 8, tn: 8 }), null);
 });
 
 test('matmul with autodiff applies a recorded activation', async () => {

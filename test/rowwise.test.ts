@@ -3,7 +3,9 @@ import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { crossEntropyPerRow } from '../ops/rowwise.ts';
-import { layerNormRaw, registerChunks, rowLanes, softmaxRaw } from '../kernels/rowwise.ts';
+import { layerNormRaw } from '../kernels/layernorm.ts';
+import { registerChunks, rowLanes } from '../kernels/rows.ts';
+import { softmaxRaw } from '../kernels/softmax.ts';
 import { assertTensorClose, randInt, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('rowwise');
