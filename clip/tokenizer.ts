@@ -3,6 +3,7 @@
 // size on a caption corpus (saved in the same file format, loaded by the same class).
 import { decodeHTML } from 'entities';
 import { gunzipSync, gzipSync } from 'fflate';
+import { fixMojibake } from './mojibake.ts';
 
 /**
  * The real CLIP vocabulary, shipped with the project. '../clip/…' resolves the same from clip/ (sources) and
@@ -12,6 +13,7 @@ export const DEFAULT_VOCAB = new URL('../clip/assets/bpe_simple_vocab_16e6.txt.g
 /** CLIP's vocabulary: 512 byte symbols, 48,894 merges and the two special tokens. */
 export const OPENAI_VOCAB_SIZE = 49408;
 
+/** Text that cannot be tokenized as asked (too long without truncation) or a vocabulary file that is not one. */
 export class TokenizerError extends Error {
   override name = 'TokenizerError';
 }
@@ -35,21 +37,24 @@ const STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu');
 const WHITESPACE_RUN = /\p{White_Space}+/gu;
 const PRETOKENIZE = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 
-const LIGATURES: Record<string, string> = { 'ﬀ': 'ff', 'ﬁ': 'fi', 'ﬂ': 'fl', 'ﬃ': 'ffi', 'ﬄ': 'ffl', 'ﬅ': 'ſt', 'ﬆ': 'st', 'Ĳ': 'IJ', 'ĳ': 'ij', 'Ŀ': 'L·', 'ŀ': 'l·', 'ŉ': 'ʼn' };
+// ftfy's chardata.LIGATURES: Latin typographic ligatures and the digraphs kept for legacy encodings.
+const LIGATURES: Record<string, string> = { 'Ĳ': 'IJ', 'ĳ': 'ij', 'ŉ': 'ʼn', 'Ǳ': 'DZ', 'ǲ': 'Dz', 'ǳ': 'dz', 'Ǆ': 'DŽ', 'ǅ': 'Dž', 'ǆ': 'dž', 'Ǉ': 'LJ', 'ǈ': 'Lj', 'ǉ': 'lj', 'Ǌ': 'NJ', 'ǋ': 'Nj', 'ǌ': 'nj', 'ﬀ': 'ff', 'ﬁ': 'fi', 'ﬂ': 'fl', 'ﬃ': 'ffi', 'ﬄ': 'ffl', 'ﬅ': 'ſt', 'ﬆ': 'st' };
 
 /**
- * The parts of ftfy.fix_text (which OpenAI's basic_clean calls) that change clean modern text: curly quotes
- * straightened, Latin ligatures split, full-width ASCII narrowed, control characters dropped, NFC.
- * ftfy's mojibake repair (text decoded with the wrong codec) is not reproduced.
+ * ftfy.fix_text (which OpenAI's basic_clean calls), its steps in its order: mojibake repaired
+ * (clip/mojibake.ts), Latin ligatures split, half- and full-width forms to their usual width (NFKC of
+ * U+FF01–U+FFEF, and U+3000 to a space), curly quotes straightened, control characters dropped, NFC. Not done:
+ * ftfy's own HTML unescaping (basic_clean unescapes twice after it, as cleanText does) and line-break
+ * normalisation (whitespace is collapsed after it).
  */
 export function fixText(text: string): string {
-  return text
-    .replace(/[\u2018\u2019\u201a\u201b]/g, "'")
-    .replace(/[\u201c\u201d\u201e\u201f]/g, '"')
-    .replace(/[ﬀ-ﬆĲĳĿŀŉ]/g, (c) => LIGATURES[c] ?? c)
-    .replace(/[\uff01-\uff5e]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0))
+  return fixMojibake(text)
+    .replace(/[\u0132\u0133\u0149\u01c4-\u01cc\u01f1-\u01f3\ufb00-\ufb06]/g, (c) => LIGATURES[c] ?? c)
+    .replace(/[\uff01-\uffef]/g, (c) => c.normalize('NFKC'))
     .replace(/\u3000/g, ' ')
-    .replace(/[\x00-\x08\x0b\x0e-\x1f\x7f]/g, '')
+    .replace(/[\u02bc\u2018-\u201b]/g, "'")
+    .replace(/[\u201c-\u201f]/g, '"')
+    .replace(/[\x00-\x08\x0b\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g, '')
     .normalize('NFC');
 }
 
@@ -59,6 +64,7 @@ export function cleanText(text: string): string {
   return unescaped.replace(WHITESPACE_RUN, ' ').replace(STRIP, '').toLowerCase();
 }
 
+/** The context length and what to do with texts longer than it. */
 export interface TokenizeOptions {
   /** Tokens per text, start and end tokens included (CLIP: 77). */
   contextLength?: number;
@@ -66,6 +72,7 @@ export interface TokenizeOptions {
   truncate?: boolean;
 }
 
+/** OpenAI CLIP's byte-level BPE: ids identical to the reference for any script; build it with Tokenizer.fromBytes. */
 export class Tokenizer {
   readonly byteEncoder = bytesToUnicode();
   readonly byteDecoder = new Map(this.byteEncoder.map((c, b) => [c, b]));

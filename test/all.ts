@@ -23,6 +23,7 @@ import './clip.test.ts';
 import './clip_use.test.ts';
 import './pil.test.ts';
 import './pytorch.test.ts';
+import './mojibake.test.ts';
 import './data.test.ts';
 import './train.test.ts';
 import './reliability.test.ts';
