@@ -1,6 +1,7 @@
 // CLIP configurations as data: the published models, small ones for a CPU adapter, and a config inferred
 // from a state dict's shapes exactly as OpenAI's build_model does.
 
+/** A CLIP architecture as data (OpenAI's build_model arguments): towers' widths, depths, heads and resolutions. */
 export interface ClipConfig {
   embedDim: number;
   imageResolution: number;
@@ -20,6 +21,7 @@ export interface ClipConfig {
 
 const text = { contextLength: 77, vocabSize: 49408 };
 
+/** The published configs (RN50 … ViT-L/14@336px) and small ones for CPU adapters (ViT-tiny, ViT-scenes, …), by name. */
 export const CONFIGS: Record<string, ClipConfig> = {
   RN50: { embedDim: 1024, imageResolution: 224, visionLayers: [3, 4, 6, 3], visionWidth: 64, visionPatchSize: null, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
   RN101: { embedDim: 512, imageResolution: 224, visionLayers: [3, 4, 23, 3], visionWidth: 64, visionPatchSize: null, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
@@ -50,6 +52,7 @@ export function visionHeads(c: ClipConfig): number {
   return Math.max(1, Math.floor(width / headWidth));
 }
 
+/** A config that cannot be built or inferred: names the field or key and the values that disagree. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }

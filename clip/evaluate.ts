@@ -36,6 +36,7 @@ export function probeFeatures(model: CLIP, pixels: Float32Array, count: number):
 /** Encodes a batch of prompt strings to features [N, D] (textEncoderFor builds one from a model). */
 export type TextEncoder = (texts: string[]) => T.Tensor;
 
+/** A TextEncoder for `model`: tokenizes with `tokenizer` and encodes without recording gradients. */
 export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {
   return (texts) =>
     T.noGrad(() =>
@@ -101,11 +102,13 @@ export async function retrievalRecall(imageFeatures: T.Tensor, textFeatures: T.T
   return result;
 }
 
+/** Features [N, D] and i32 labels [N] of one split of a linear probe. */
 export interface ProbeSplit {
   features: T.Tensor;
   labels: T.Tensor;
 }
 
+/** The chosen L2 penalty λ and the probe's accuracy on the validation and test splits. */
 export interface ProbeResult {
   lambda: number;
   validationAccuracy: number;
@@ -175,6 +178,7 @@ export interface RetrievalResult {
   textToImageR5: number;
 }
 
+/** What evaluateClip measures: zero-shot top-1 per image set and retrieval recall. */
 export interface EvalResult {
   /** Zero-shot top-1 per image set of the data's zero-shot task (empty without one). */
   zeroShot: Record<string, number>;

@@ -43,6 +43,7 @@ export class ResidualAttentionBlock extends Module {
     this.mlp = this.child('mlp', new Mlp(width));
     this.ln2 = this.child('ln_2', new LayerNorm(width));
   }
+  /** x + attention(ln_1(x)), then + mlp(ln_2(x)), on [L, B, width] (CLIP's sequence-first layout). */
   forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     return T.tidy(() => {
       const h = T.add(x, castLike(this.attn.forward(this.ln1.forward(x), undefined, undefined, mask), x));
@@ -51,6 +52,7 @@ export class ResidualAttentionBlock extends Module {
   }
 }
 
+/** A stack of residual attention blocks (`resblocks.0` …): the text tower, and a ViT's body. */
 export class Transformer extends Module {
   readonly blocks: ResidualAttentionBlock[];
   constructor(readonly width: number, readonly layers: number, heads: number) {
@@ -72,6 +74,7 @@ export class Transformer extends Module {
 
 // ---- Vision Transformer ------------------------------------------------------------------------------------------
 
+/** CLIP's ViT image tower: patch embedding, class token, positional embedding, transformer, projection (§2.4). */
 export class VisionTransformer extends Module {
   readonly conv1: Conv2d;
   readonly classEmbedding: T.Tensor;
@@ -188,6 +191,7 @@ class AttentionPool2d extends Module {
   }
 }
 
+/** CLIP's ResNet image tower: a 3-convolution stem, anti-aliased bottlenecks and an attention pool (§2.4). */
 export class ModifiedResNet extends Module {
   readonly stem: [Conv2d, BatchNorm2d][];
   readonly stages: Sequential[];
@@ -214,6 +218,7 @@ export class ModifiedResNet extends Module {
     this.attnpool = this.child('attnpool', new AttentionPool2d(Math.floor(resolution / 32), width * 32, heads, outputDim));
   }
 
+  /** Image features [N, outputDim] of normalised images [N, 3, resolution, resolution]. */
   forward(images: T.Tensor): T.Tensor {
     return T.tidy(() => {
       let x = images;
@@ -227,6 +232,7 @@ export class ModifiedResNet extends Module {
 
 // ---- CLIP ------------------------------------------------------------------------------------------------------
 
+/** One forward pass over paired images and texts: both sides' features and the logits both ways. */
 export interface ClipOutput {
   imageFeatures: T.Tensor;
   textFeatures: T.Tensor;
@@ -234,6 +240,7 @@ export interface ClipOutput {
   logitsPerText: T.Tensor;
 }
 
+/** CLIP (Radford et al., 2021): an image tower and a text tower projected into one space, with a learned temperature. */
 export class CLIP extends Module {
   readonly visual: VisionTransformer | ModifiedResNet;
   readonly transformer: Transformer;

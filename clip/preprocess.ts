@@ -8,9 +8,12 @@ import { convertIndexedToRgb, decode as decodePng, encode as encodePngBytes, typ
 import jpeg from 'jpeg-js';
 import { decodeJpeg } from './jpeg.ts';
 
+/** The per-channel mean (RGB, of values in [0, 1]) CLIP normalises images with. */
 export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+/** The per-channel standard deviation (RGB, of values in [0, 1]) CLIP normalises images with. */
 export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
 
+/** An image that cannot be used: not PNG or JPEG, corrupt, or over the size and pixel limits; names the source. */
 export class ImageError extends Error {
   override name = 'ImageError';
 }

@@ -57,6 +57,7 @@ export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor
   return loss as T.Tensor;
 }
 
+/** A training step's options: micro-batches (gradient accumulation with cached features) and global-norm clipping. */
 export interface StepOptions {
   /** Micro-batches per step (open_clip's --accum-freq); 1 computes the batch at once. */
   microBatches?: number;

@@ -30,6 +30,7 @@ import { OPENAI_VOCAB_SIZE, Tokenizer, trainBpe } from './tokenizer.ts';
 import { isExportFolder, loadExport } from './io/interop.ts';
 import { loadClip, saveClip, tokenizerFor } from './io/weights.ts';
 
+/** Everything a training run takes (`clipgpu train`'s flags); `out` is the run folder. */
 export interface TrainOptions {
   /** The model; a new run without one trains ViT-scenes, a resumed one continues its checkpoint's. */
   config?: ClipConfig;
@@ -79,6 +80,7 @@ export interface TrainOptions {
   defaulted?: readonly (keyof RunSettings)[];
   /** Asked after every step; true ends the run after saving a checkpoint (TrainingInterrupted). */
   stopRequested?: () => boolean;
+  /** Hears each progress and evaluation line (the command prints them). */
   log: (line: string) => void;
 }
 
@@ -110,6 +112,7 @@ export class TrainingFailed extends Error {
   override name = 'TrainingFailed';
 }
 
+/** Trains CLIP into the run folder `options.out` (checkpoints, final weights, vocabulary, metrics, plots); the final evaluation, or null. */
 export async function train(options: TrainOptions): Promise<EvalResult | null> {
   checkOptions(options);
   checkDevice(options);

@@ -8,6 +8,7 @@ import { HF_KEYS, transposeHost, type HostTensors } from './interop.ts';
 import { CLIP } from './model.ts';
 import type { Prompts } from './prompts.ts';
 
+/** The key layouts weights come in: OpenAI's (also open_clip's), open_clip with its own names, Hugging Face's. */
 export type Layout = 'openai' | 'open_clip' | 'hf';
 
 /** Which layout a set of keys is in. */
@@ -58,6 +59,7 @@ export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
   return out;
 }
 
+/** What a weights file may not say about its model (the heads), and the precision to load it in. */
 export interface LoadOptions {
   /** The vision tower's head width (open_clip's head_width), for weights whose metadata does not record it. */
   visionHeadWidth?: number;

@@ -12,6 +12,7 @@ import { Linear } from './layers.ts';
 import { Module } from './module.ts';
 import { computeDType, toCompute } from './precision.ts';
 
+/** How queries may attend: an additive mask, or causal (each query sees itself and earlier keys). */
 export interface AttentionOptions {
   /** Additive mask broadcast to [B, heads, L, S], e.g. [L, S] with −inf where attention is forbidden. */
   attnMask?: T.Tensor;
@@ -19,6 +20,7 @@ export interface AttentionOptions {
   causal?: boolean;
 }
 
+/** Multi-head attention as torch.nn.MultiheadAttention (packed in_proj_weight): fused kernels where heads fit them. */
 export class MultiheadAttention extends Module {
   readonly inProjWeight: T.Tensor;
   readonly inProjBias: T.Tensor;

@@ -6,11 +6,15 @@ import * as T from '../ops/index.ts';
 import type { Module } from './module.ts';
 import { serializeSafetensors, toTensors, SafetensorsError, type SafetensorsFile } from './safetensors.ts';
 
+/** What a checkpoint saves of an optimizer: its step count and state tensors by key (AdamW and SGD have it). */
 export interface HasState {
+  /** The step count and the state tensors by key (the tensors themselves, not copies). */
   stateDict(): { step: number; tensors: Map<string, T.Tensor> };
+  /** Restores what stateDict() returned. */
   loadStateDict(s: { step: number; tensors: Map<string, T.Tensor> }): void;
 }
 
+/** What a checkpoint records besides the tensors: the step, the RNG state and the caller's own JSON. */
 export interface CheckpointInfo {
   step: number;
   rng: { seed: number; counter: number };

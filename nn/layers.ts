@@ -6,6 +6,7 @@ import { computeDType, toCompute } from './precision.ts';
 
 /** A module that maps one tensor to one tensor. */
 export abstract class Layer extends Module {
+  /** The layer applied to x. */
   abstract forward(x: T.Tensor): T.Tensor;
 }
 
@@ -20,18 +21,21 @@ export class Linear extends Layer {
     const bound = 1 / Math.sqrt(inFeatures);
     this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outFeatures]), -bound, bound)) : null;
   }
+  /** y = x·Wᵀ + b, with an optional activation fused into the matmul's epilogue. */
   forward(x: T.Tensor, activation: T.Activation = 'none'): T.Tensor {
     // The weight is read in its own dtype by the kernel (no f16 copy of it is made or kept for the backward).
     return T.tidy(() => T.matmul(toCompute(x), T.transpose(this.weight), { bias: this.bias ?? undefined, activation, dtype: computeDType() }));
   }
 }
 
+/** A lookup table [numEmbeddings, embeddingDim]: row i is the vector of id i (torch.nn.Embedding). */
 export class Embedding extends Module {
   readonly weight: T.Tensor;
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number) {
     super();
     this.weight = this.param('weight', init.normal(T.Tensor.empty([numEmbeddings, embeddingDim])));
   }
+  /** The rows of `ids` (i32, any shape): [...ids.shape, embeddingDim]. */
   forward(ids: T.Tensor): T.Tensor {
     return T.embedding(this.weight, ids);
   }
@@ -49,11 +53,13 @@ export class LayerNorm extends Layer {
     this.weight = this.param('weight', T.ones([dim]));
     this.bias = this.param('bias', T.zeros([dim]));
   }
+  /** Normalises x over its last axis, then scales by weight and shifts by bias. */
   forward(x: T.Tensor): T.Tensor {
     return T.layerNorm(x, this.weight, this.bias, this.eps);
   }
 }
 
+/** Conv2d's options beyond the channels and kernel size (PyTorch's defaults: stride 1, padding 0, bias). */
 export interface Conv2dConfig {
   stride?: number;
   padding?: number;
@@ -102,6 +108,7 @@ export class BatchNorm2d extends Layer {
     this.runningMean = this.buffer('running_mean', T.zeros([numFeatures]));
     this.runningVar = this.buffer('running_var', T.ones([numFeatures]));
   }
+  /** Batch statistics in training mode (updating the running ones), the running statistics in eval mode. */
   forward(input: T.Tensor): T.Tensor {
     return T.tidy(() => this.normalize(T.cast(input, 'f32')));
   }
@@ -128,23 +135,30 @@ export class BatchNorm2d extends Layer {
   }
 }
 
+/** Average pooling over NCHW windows of kernelSize × kernelSize (torch.nn.AvgPool2d). */
 export class AvgPool2d extends Layer {
   constructor(readonly kernelSize: number, readonly options: T.PoolOptions = {}) {
     super();
   }
+  /** The pooled [N, C, H', W']. */
   forward(x: T.Tensor): T.Tensor {
     return T.avgPool2d(x, this.kernelSize, this.options);
   }
 }
 
+/** max(x, 0) as a layer. */
 export class ReLU extends Layer {
+  /** max(x, 0), elementwise. */
   forward = T.relu;
 }
+/** GELU (the exact erf form) as a layer. */
 export class GELU extends Layer {
+  /** GELU with the exact erf form, elementwise. */
   forward = T.gelu;
 }
 /** CLIP's activation: x · σ(1.702 x). */
 export class QuickGELU extends Layer {
+  /** x·σ(1.702x), OpenAI CLIP's GELU approximation, elementwise. */
   forward = T.quickgelu;
 }
 
@@ -166,6 +180,7 @@ export class Sequential extends Layer {
     super();
     this.layers = layers.map((l, i) => this.child(String(i), l));
   }
+  /** x through every layer in order (intermediates freed as it goes). */
   forward(x: T.Tensor): T.Tensor {
     let h = x;
     for (const layer of this.layers) {

@@ -2,12 +2,15 @@
 // (`visual.transformer.resblocks.0.attn.in_proj_weight`) and loading a checkpoint is a walk over names.
 import * as T from '../ops/index.ts';
 
+/** A state dict that does not fit a module: the missing, unexpected and mis-shaped keys by name. */
 export class StateDictError extends Error {
   override name = 'StateDictError';
 }
 
+/** Parameters and buffers by their PyTorch key (`visual.conv1.weight`). */
 export type StateDict = Map<string, T.Tensor>;
 
+/** A model part with named parameters, buffers and child modules, as torch.nn.Module: keys equal checkpoint keys. */
 export class Module {
   private readonly params = new Map<string, T.Tensor>();
   private readonly buffers = new Map<string, T.Tensor>();
@@ -38,15 +41,18 @@ export class Module {
     return [...own, ...[...this.children].flatMap(([name, m]) => m.namedParameters(`${prefix}${name}.`))];
   }
 
+  /** Every parameter, in namedParameters' order (what an optimizer takes). */
   parameters(): T.Tensor[] {
     return this.namedParameters().map(([, p]) => p);
   }
 
+  /** [key, buffer] for every buffer (non-trainable state such as running statistics), in PyTorch's order. */
   namedBuffers(prefix = ''): [string, T.Tensor][] {
     const own = [...this.buffers].map(([k, v]): [string, T.Tensor] => [prefix + k, v]);
     return [...own, ...[...this.children].flatMap(([name, m]) => m.namedBuffers(`${prefix}${name}.`))];
   }
 
+  /** [key, module] for this module (key '') and every descendant. */
   namedModules(prefix = ''): [string, Module][] {
     return [[prefix.replace(/\.$/, ''), this], ...[...this.children].flatMap(([name, m]) => m.namedModules(`${prefix}${name}.`))];
   }
@@ -111,6 +117,7 @@ export class Module {
 
   eval(): this {
     return this.train(false);
+  /** Evaluation mode (running statistics, no dropout) for this module and its children; `train(false)`. */
   }
 
   /** Sets every parameter's gradient to null (PyTorch's zero_grad(set_to_none=True)). */

@@ -3,6 +3,7 @@
 import * as T from '../ops/index.ts';
 import { adamwUpdate, sgdUpdate } from '../kernels/optimizer.ts';
 
+/** Hyperparameters a parameter group may override (the rest come from the optimizer's defaults). */
 export interface GroupOptions {
   lr?: number;
   weightDecay?: number;
@@ -57,6 +58,7 @@ abstract class Optimizer<H extends { lr: number }> {
     return s;
   }
 
+  /** Sets every parameter's gradient to null (PyTorch's zero_grad(set_to_none=True)). */
   zeroGrad(): void {
     for (const g of this.groups) for (const p of g.params) {
       p.grad?.dispose();
@@ -93,12 +95,14 @@ abstract class Optimizer<H extends { lr: number }> {
     this.stepCount = step;
   }
 
+  /** Frees the optimizer's state tensors (moments, momentum buffers). */
   dispose(): void {
     for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
     this.state.clear();
   }
 }
 
+/** AdamW's hyperparameters: learning rate, β1, β2, ε and decoupled weight decay. */
 export interface AdamWOptions {
   lr: number;
   beta1: number;
@@ -119,6 +123,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
   }
 }
 
+/** SGD's hyperparameters: learning rate, momentum, dampening, (coupled) weight decay and Nesterov. */
 export interface SGDOptions {
   lr: number;
   momentum: number;

@@ -44,6 +44,7 @@ export const toCompute = (x: T.Tensor): T.Tensor => T.cast(x, compute);
 /** y cast to the dtype of `like` (a residual stream): how an f16 branch joins an f32 stream. */
 export const castLike = (y: T.Tensor, like: T.Tensor): T.Tensor => T.cast(y, like.dtype);
 
+/** GradScaler's schedule (PyTorch's defaults: 2¹⁶, ×2 after 2000 good steps, ×0.5 on overflow). */
 export interface LossScaleOptions {
   initScale?: number;
   growthFactor?: number;
@@ -117,6 +118,7 @@ export class GradScaler {
     return { scale: this.scale, goodSteps: this.goodSteps };
   }
 
+  /** Restores what state() returned (from a checkpoint). */
   load({ scale, goodSteps }: { scale: number; goodSteps: number }): void {
     if (!(scale > 0) || !Number.isInteger(goodSteps) || goodSteps < 0) {
       throw new RangeError(`GradScaler: a saved state needs scale > 0 and goodSteps ≥ 0, got ${scale} and ${goodSteps}`);

@@ -6,6 +6,7 @@
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import * as T from '../ops/index.ts';
 
+/** A safetensors file that cannot be read: names the file and what is wrong in it. */
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
 }
@@ -14,6 +15,7 @@ const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8,
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface HostTensor {
+/** A tensor read from a file into host memory (before it goes to the GPU). */
   dtype: 'f32' | 'i32';
   shape: number[];
   data: Float32Array | Int32Array;
@@ -22,6 +24,7 @@ export interface HostTensor {
 }
 
 export interface SafetensorsFile {
+/** A parsed safetensors file: its tensors by name and its string metadata. */
   tensors: Map<string, HostTensor>;
   metadata: Record<string, string>;
 }

@@ -13,6 +13,7 @@ export interface LabelledImages {
   labels: number[];
 }
 
+/** A training dataset: numbered captioned batches, held-out validation pairs, a caption corpus, its zero-shot task. */
 export interface DataSource {
   /** Training examples start … start + size − 1 at resolution n. */
   batch(start: number, size: number, n: number): CaptionedImages;

@@ -15,6 +15,7 @@ import { clipFromTensors, configOf, toOpenAiLayout } from '../weights.ts';
 import { readTokenizer } from './vocab.ts';
 import { tokenizerFor } from './weights.ts';
 
+/** Where an export goes: open_clip (OpenAI's layout, open_clip's config) or Hugging Face transformers (CLIPModel). */
 export type ExportFormat = 'open_clip' | 'hf';
 
 const OPEN_CLIP_WEIGHTS = 'open_clip_model.safetensors';
