@@ -35,6 +35,9 @@ function maxAbs(xs: ArrayLike<number>): number {
 /** max|ours − ref| / max(max|ref|, floor). */
 function relError(ours: ArrayLike<number>, ref: ArrayLike<number>, name: string, floor = 0): number {
   if (ours.length !== ref.length) throw new Error(`${name}: ${ours.length} values, reference has ${ref.length}`);
+  // A NaN would make the error NaN (printed as null): say which side is not finite instead.
+  if (!Array.prototype.every.call(ref, Number.isFinite)) throw new Error(`${name}: the reference holds NaN or Inf values`);
+  if (!Array.prototype.every.call(ours, Number.isFinite)) throw new Error(`${name}: this model's values are not finite (NaN or Inf)`);
   let diff = 0;
   for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
   return diff / (Math.max(maxAbs(ref), floor) || 1);

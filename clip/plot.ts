@@ -19,7 +19,9 @@ export interface ChartOptions {
 
 /** About `count` round tick values (1, 2 or 5 × 10^k apart) covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
-  const span = hi - lo || Math.abs(hi) || 1;
+  // A span within rounding of the values (one loss point and its moving average) counts as none: steps below
+  // the values' precision would never advance.
+  const span = (hi - lo > Math.abs(hi) * 1e-9 ? hi - lo : 0) || Math.abs(hi) || 1;
   const raw = span / count;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw)!;

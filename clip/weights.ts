@@ -92,6 +92,12 @@ export function configOf(file: SafetensorsFile, path: string, { visionHeadWidth,
 
 /** A CLIP of `config` holding host tensors in OpenAI's layout (`path` names their file in errors). */
 export function clipFromTensors(tensors: HostTensors, config: ClipConfig, path: string): CLIP {
+  // NaN/Inf weights (a diverged or damaged file) would only show up as NaN probabilities downstream.
+  for (const [k, t] of tensors) {
+    let bad = 0;
+    for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i])) bad++;
+    if (bad) throw new ConfigError(`${path}: '${k}' holds ${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or Inf) of ${t.data.length}: these weights are broken (a diverged run?)`);
+  }
   const model = new CLIP(config);
   const own = model.stateDict();
   const gpu = new Map<string, T.Tensor>();

@@ -59,6 +59,8 @@ export function restoreCheckpoint(file: SafetensorsFile, source: string, model: 
     model.loadStateDict(modelPart);
     const optPart = new Map([...tensors].filter(([k]) => k.startsWith(OPT)).map(([k, t]) => [k.slice(OPT.length), t]));
     optimizer?.loadStateDict({ step: info.optimizerStep, tensors: optPart });
+  } catch (e) {
+    throw Object.assign(new SafetensorsError(`${source}: ${(e as Error).message}`), { cause: e });
   } finally {
     for (const t of tensors.values()) t.dispose();
   }

@@ -74,10 +74,12 @@ export class Module {
     const mismatched = [...entries]
       .filter(([k, v]) => own.has(k) && own.get(k)!.shape.join() !== v.shape.join())
       .map(([k, v]) => `${k}: checkpoint [${v.shape.join(', ')}] vs model [${own.get(k)!.shape.join(', ')}]`);
+    // The first few of each kind say what is wrong; hundreds of keys would bury it.
+    const some = (items: string[], sep: string) => (items.length <= 3 ? items.join(sep) : `${items.slice(0, 3).join(sep)}${sep}and ${items.length - 3} more`);
     const problems = [
-      ...(strict && missing.length ? [`missing keys: ${missing.join(', ')}`] : []),
-      ...(strict && unexpected.length ? [`unexpected keys: ${unexpected.join(', ')}`] : []),
-      ...(mismatched.length ? [`shape mismatches: ${mismatched.join('; ')}`] : []),
+      ...(strict && missing.length ? [`${missing.length} missing keys: ${some(missing, ', ')}`] : []),
+      ...(strict && unexpected.length ? [`${unexpected.length} unexpected keys: ${some(unexpected, ', ')}`] : []),
+      ...(mismatched.length ? [`${mismatched.length} shape mismatches: ${some(mismatched, '; ')}`] : []),
     ];
     if (problems.length) throw new StateDictError(`loadStateDict(${this.constructor.name}): ${problems.join('. ')}`);
     T.noGrad(() => {
@@ -115,9 +117,9 @@ export class Module {
     return this;
   }
 
+  /** Evaluation mode (running statistics, no dropout) for this module and its children; `train(false)`. */
   eval(): this {
     return this.train(false);
-  /** Evaluation mode (running statistics, no dropout) for this module and its children; `train(false)`. */
   }
 
   /** Sets every parameter's gradient to null (PyTorch's zero_grad(set_to_none=True)). */

@@ -11,7 +11,8 @@ export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
 }
 
-const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+/** Bytes per element of each safetensors dtype. */
+export const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface HostTensor {
@@ -94,8 +95,8 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
       continue;
     }
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info?.dtype !== 'string' || !(info.dtype in BYTES)) {
-      fail(`tensor '${name}' has unknown dtype ${JSON.stringify(info?.dtype)} (known: ${Object.keys(BYTES).join(', ')})`);
+    if (typeof info?.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
+      fail(`tensor '${name}' has unknown dtype ${JSON.stringify(info?.dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`);
     }
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
@@ -106,7 +107,7 @@ export function parseSafetensors(buf: Uint8Array, source = 'buffer'): Safetensor
     const [begin, end] = offsets as [number, number];
     if (begin > end || end > dataLen) fail(`tensor '${name}' data [${begin}, ${end}) lies outside the ${dataLen}-byte data section (truncated?)`);
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    const expected = count * BYTES[info.dtype as string];
+    const expected = count * DTYPE_BYTES[info.dtype as string];
     if (end - begin !== expected) fail(`tensor '${name}' is ${end - begin} bytes but ${info.dtype} [${(shape as number[]).join(', ')}] needs ${expected}`);
     entries.push({ name, dtype: info.dtype as string, shape: shape as number[], begin, end });
   }

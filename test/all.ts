@@ -29,6 +29,7 @@ import './train.test.ts';
 import './reliability.test.ts';
 import './stopping.test.ts';
 import './run_checks.test.ts';
+import './inputs.test.ts';
 import './interop.test.ts';
 import './tune.test.ts';
 import './f16.test.ts';

@@ -8,9 +8,14 @@ import type { Tokenizer } from '../tokenizer.ts';
 
 const debug = process.argv.includes('--debug') || process.env.CLIPGPU_DEBUG === '1';
 
+/** Past this many characters an error's line is cut (its start names the file or flag; --debug shows it whole). */
+const MAX_ERROR_CHARS = 600;
+
 /** Prints `error` as `tool: message` (its stack under --debug) and exits with `code`. */
 export function exitWithError(tool: string, error: unknown, code = 1): never {
-  console.error(debug && error instanceof Error ? error.stack : `${tool}: ${error instanceof Error ? error.message : String(error)}`);
+  const message = error instanceof Error ? error.message : String(error);
+  const short = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}… (${message.length - MAX_ERROR_CHARS} more characters: --debug shows them)` : message;
+  console.error(debug && error instanceof Error ? error.stack : `${tool}: ${short}`);
   process.exit(code);
 }
 

@@ -3,8 +3,8 @@
 // webdataset .tar shards (image + .txt members sharing a key).
 // Rows that cannot be used are reported with their line and reason and skipped, never silently dropped;
 // images that fail to decode at training time are reported with their path, counted, and replaced.
-import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readBytes } from '../../core/io/files.ts';
 import { readImage } from '../io/images.ts';
 import { mulberry32 } from '../../core/random.ts';
@@ -25,42 +25,57 @@ export interface Listing {
   skipped: string[];
 }
 
+/** A CSV/TSV field longer than this is no file path or caption (captions are cut to the context length anyway). */
+export const MAX_FIELD_CHARS = 1 << 16;
+
 /**
  * The records of a CSV/TSV text as spreadsheets write it (RFC 4180): fields in double quotes may hold the
  * separator, newlines and doubled quotes; CRLF or LF line ends; a UTF-8 byte-order mark is ignored. Each record
- * comes with the line it starts on.
+ * comes with the line it starts on; a record with a field over MAX_FIELD_CHARS keeps only its first characters
+ * and says which field (`overlong`, 0-based), so memory stays bounded. A quote that is never closed is an
+ * error naming `source` and the line it opened on.
  */
-export function parseDelimited(text: string, sep: string): { line: number; fields: string[] }[] {
-  const records: { line: number; fields: string[] }[] = [];
+export function parseDelimited(text: string, sep: string, source = 'text'): { line: number; fields: string[]; overlong?: number }[] {
+  const records: { line: number; fields: string[]; overlong?: number }[] = [];
   let fields: string[] = [];
   let field = '';
+  let overlong: number | undefined;
   let quoted = false;
+  let quoteLine = 0;
   let line = 1;
   let start = 1;
   const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const add = (ch: string) => {
+    if (field.length < MAX_FIELD_CHARS) field += ch;
+    else overlong ??= fields.length;
+  };
   const endRecord = () => {
     fields.push(field);
-    if (fields.length > 1 || fields[0] !== '') records.push({ line: start, fields });
+    if (fields.length > 1 || fields[0] !== '') records.push({ line: start, fields, ...(overlong === undefined ? {} : { overlong }) });
     fields = [];
     field = '';
+    overlong = undefined;
   };
   for (let i = 0; i < src.length; i++) {
     const ch = src[i];
     if (ch === '\n') line++;
     if (quoted) {
-      if (ch === '"' && src[i + 1] === '"') field += src[i++];
+      if (ch === '"' && src[i + 1] === '"') add(src[i++]);
       else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"' && field === '') quoted = true;
-    else if (ch === sep) {
+      else add(ch);
+    } else if (ch === '"' && field === '') {
+      quoted = true;
+      quoteLine = line;
+    } else if (ch === sep) {
       fields.push(field);
       field = '';
     } else if (ch === '\n' || (ch === '\r' && src[i + 1] === '\n')) {
       if (ch === '\r') i++, line++;
       endRecord();
       start = line;
-    } else field += ch;
+    } else add(ch);
   }
+  if (quoted) throw new Error(`${source}:${quoteLine}: a quoted field opens on this line and is never closed (the rest of the file would be one field)`);
   if (field !== '' || fields.length) endRecord();
   return records;
 }
@@ -73,12 +88,24 @@ export interface DataLimits extends ImageLimits {
 
 export const DEFAULT_DATA_LIMITS: DataLimits = { ...DEFAULT_IMAGE_LIMITS, allowOutside: false };
 
-/** Why the image at `path` (listed by `root`'s dataset) cannot be used, or null when it can. */
-function imageProblem(path: string, root: string, limits: DataLimits): string | null {
+/** Whether `path` (a real path) lies in the folder `root` (a real path). */
+const isInside = (path: string, root: string) => {
   const inside = relative(root, path);
-  if (!limits.allowOutside && (inside.startsWith('..') || isAbsolute(inside))) return `image ${path} is outside the dataset folder ${root} (allow with --allow-outside-paths)`;
+  return inside === '' || !(inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside));
+};
+
+/**
+ * Why the image at `path` (listed by the dataset whose folder's real path is `root`) cannot be used, or null
+ * when it can. Where it lies is judged by its real path: a symlink in the dataset that leads out of it is
+ * outside.
+ */
+function imageProblem(path: string, root: string, limits: DataLimits): string | null {
+  const outside = (real: string) => `image ${path}${real === resolve(path) ? '' : ` (a link to ${real})`} is outside the dataset folder ${root} (allow with --allow-outside-paths)`;
+  if (!limits.allowOutside && !isInside(resolve(path), root)) return outside(resolve(path));
   if (!existsSync(path)) return `image ${path} does not exist`;
-  const stat = statSync(path);
+  const real = realpathSync(path);
+  if (!limits.allowOutside && !isInside(real, root)) return outside(real);
+  const stat = statSync(real);
   if (!stat.isFile()) return `image ${path} is not a regular file`;
   if (stat.size > limits.maxBytes) return `image ${path} is ${stat.size} bytes, over the limit of ${limits.maxBytes} (raise it with --max-image-bytes)`;
   return null;
@@ -87,15 +114,22 @@ function imageProblem(path: string, root: string, limits: DataLimits): string | 
 export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'caption', limits = DEFAULT_DATA_LIMITS } = {}): Listing {
   const text = new TextDecoder().decode(readBytes(path, Error, 1 << 30));
   const sep = extname(path).toLowerCase() === '.tsv' ? '\t' : ',';
-  const [head, ...rows] = parseDelimited(text, sep);
+  const [head, ...rows] = parseDelimited(text, sep, path);
   const header = (head?.fields ?? []).map((h) => h.trim());
   const [ic, cc] = [header.indexOf(imageKey), header.indexOf(captionKey)];
-  if (ic < 0 || cc < 0) throw new Error(`${path}: header must name columns '${imageKey}' and '${captionKey}', found ${JSON.stringify(header)}`);
-  const root = dirname(resolve(path));
+  if (ic < 0 || cc < 0) {
+    const found = JSON.stringify(header.slice(0, 8).map((h) => (h.length > 40 ? `${h.slice(0, 40)}…` : h)));
+    throw new Error(`${path}: header must name columns '${imageKey}' and '${captionKey}', found ${found}${header.length > 8 ? ` and ${header.length - 8} more` : ''}`);
+  }
+  const root = realpathSync(dirname(resolve(path)));
   const pairs: Pair[] = [];
   const skipped: string[] = [];
-  for (const { line, fields } of rows) {
+  for (const { line, fields, overlong } of rows) {
     const where = `${path}:${line}`;
+    if (overlong !== undefined) {
+      skipped.push(`${where}: field ${overlong + 1} is over ${MAX_FIELD_CHARS} characters`);
+      continue;
+    }
     if (fields.length !== header.length) {
       skipped.push(`${where}: ${fields.length} fields, header has ${header.length}`);
       continue;
@@ -111,19 +145,49 @@ export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'cap
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
-/** Every image under `dir` (recursively) that has a caption file with the same name and .txt. */
+/**
+ * Every image under `dir` (recursively) that has a caption file with the same name and .txt. Folder links are
+ * followed only while they stay in the dataset (or anywhere with allowOutside), each real folder once (a
+ * link loop is walked once); a folder that cannot be read is skipped with its reason.
+ */
 export function readFolder(dir: string, limits: DataLimits = DEFAULT_DATA_LIMITS): Listing {
   const pairs: Pair[] = [];
   const skipped: string[] = [];
-  const root = resolve(dir);
+  const root = realpathSync(resolve(dir));
+  const walked = new Set<string>();
   const walk = (d: string) => {
-    for (const name of readdirSync(d).sort()) {
+    const real = realpathSync(d);
+    if (walked.has(real)) return;
+    walked.add(real);
+    let names: string[];
+    try {
+      names = readdirSync(d).sort();
+    } catch (e) {
+      skipped.push(`${d}: cannot read the folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      return;
+    }
+    for (const name of names) {
       const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) {
+      let isFolder: boolean;
+      try {
+        isFolder = statSync(path).isDirectory();
+      } catch (e) {
+        skipped.push(`${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'a broken link' : `cannot read (${(e as NodeJS.ErrnoException).code})`}`);
+        continue;
+      }
+      if (isFolder) {
+        const target = realpathSync(path);
+        if (!limits.allowOutside && !isInside(target, root)) skipped.push(`${path}: a link to ${target}, outside the dataset folder ${root} (allow with --allow-outside-paths)`);
+        else walk(path);
+      } else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) {
         const captionPath = join(d, `${basename(name, extname(name))}.txt`);
         if (!existsSync(captionPath)) {
           skipped.push(`${path}: no caption file ${captionPath}`);
+          continue;
+        }
+        const captionReal = realpathSync(captionPath);
+        if (!limits.allowOutside && !isInside(captionReal, root)) {
+          skipped.push(`${captionPath}: a link to ${captionReal}, outside the dataset folder ${root} (allow with --allow-outside-paths)`);
           continue;
         }
         let caption: string;
@@ -146,11 +210,16 @@ export function readFolder(dir: string, limits: DataLimits = DEFAULT_DATA_LIMITS
 /** A caption longer than this is not a caption (and would only be truncated to the context length). */
 const MAX_CAPTION_BYTES = 1 << 20;
 
+/** More shards than this in one brace range is a typo, not a dataset (each one is listed before training). */
+export const MAX_SHARDS = 100_000;
+
 /** `a-{000..002}.tar` → a-000.tar, a-001.tar, a-002.tar (webdataset's shard notation); other paths as they are. */
 export function expandShards(pattern: string): string[] {
   const m = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
   if (!m) return [pattern];
   const [from, to] = [Number(m[1]), Number(m[2])];
+  if (to < from) throw new Error(`${pattern}: the range {${m[1]}..${m[2]}} is empty (it counts up)`);
+  if (to - from + 1 > MAX_SHARDS) throw new Error(`${pattern}: {${m[1]}..${m[2]}} names ${to - from + 1} shards, over the limit of ${MAX_SHARDS}`);
   return Array.from({ length: to - from + 1 }, (_, i) => pattern.replace(m[0], String(from + i).padStart(m[1].length, '0')));
 }
 
