@@ -86,7 +86,7 @@ const ENCODINGS: [string, string][] = [
   ['macroman', 'ÄÅÇÉÑÖÜáàâäãåçéèêëíìîïñóòôöõúùûü†°¢£§•¶ß®©™´¨≠ÆØ∞±≤≥¥µ∂∑∏π∫ªºΩæø¿¡¬√ƒ≈∆«»…\u00a0ÀÃÕŒœ–—“”‘’÷◊ÿŸ⁄€‹›ﬁﬂ‡·‚„‰ÂÊÁËÈÍÎÏÌÓÔ\uf8ffÒÚÛÙıˆ˜¯˘˙˚¸˝˛ˇ'],
   ['cp437', 'ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0'],
 ];
-const DECODE = ENCODINGS.map(([, chars]) => new Map([...chars].map((c, i) => [c, 128 + i])));
+const TO_BYTE = ENCODINGS.map(([, chars]) => new Map([...chars].map((c, i) => [c, 128 + i])));
 const WINDOWS_1252 = ENCODINGS[1][1];
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -148,7 +148,7 @@ function fixOnce(text: string): string {
   let latin1: string | null = null;
   for (let e = 0; e < ENCODINGS.length; e++) {
     const name = ENCODINGS[e][0];
-    let bytes = encode(text, DECODE[e], name.startsWith('sloppy'));
+    let bytes = encode(text, TO_BYTE[e], name.startsWith('sloppy'));
     if (e === 0) latin1 = bytes;
     if (bytes === null) continue;
     if (name !== 'macroman' && new RegExp(ALTERED_UTF8.source).test(bytes)) {

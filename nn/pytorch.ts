@@ -11,7 +11,7 @@
 // opcode or global is refused with one line naming it: nothing in a file can run code here.
 // Node's file reading is nn/io/pytorch.ts.
 import { inflateSync } from 'fflate';
-import { decodeHostData, type HostTensor, type SafetensorsFile } from './safetensors.ts';
+import { DTYPE_BYTES, decodeHostData, type HostTensor, type SafetensorsFile } from './safetensors.ts';
 
 export class TorchFileError extends Error {
   override name = 'TorchFileError';
@@ -108,7 +108,6 @@ const STORAGE_DTYPES: Record<string, string> = {
   FloatStorage: 'F32', HalfStorage: 'F16', BFloat16Storage: 'BF16', DoubleStorage: 'F64', LongStorage: 'I64',
   IntStorage: 'I32', ShortStorage: 'I16', CharStorage: 'I8', ByteStorage: 'U8', BoolStorage: 'BOOL',
 };
-const ELEMENT_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 function allowedGlobal(module: string, name: string): boolean {
   return (
@@ -384,7 +383,7 @@ function materialize(name: string, t: PickledTensor, records: Map<string, () => 
   const record = records.get(`${prefix}data/${storage.key}`);
   if (!record) fail(`'${name}' refers to storage ${storage.key}, which the archive lacks (${prefix}data/${storage.key})`);
   const bytes = record();
-  const size = ELEMENT_BYTES[storage.dtype];
+  const size = DTYPE_BYTES[storage.dtype];
   if (bytes.length < storage.numel * size) {
     fail(`storage ${storage.key} of '${name}' is ${bytes.length} bytes, less than its ${storage.numel} ${storage.dtype} elements`);
   }
