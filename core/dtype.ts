@@ -1,6 +1,7 @@
 // Element types: f32 and i32 (4 bytes), and f16 (2 bytes; device memory only — on the host its values are
 // Float32Array numbers, converted on upload and download; kernels that use it need the shader-f16 feature).
 
+/** A tensor's element type: f32, i32, or f16 (on devices with shader-f16; computed in f32, stored in half). */
 export type DType = 'f32' | 'i32' | 'f16';
 export type TypedArray = Float32Array | Int32Array;
 export type ArrayFor<D extends DType> = D extends 'i32' ? Int32Array : Float32Array;

@@ -1,5 +1,6 @@
 // Error classes. Every message names the op, tensor, file or key involved and what was expected vs. found.
 
+/** The base of the errors an op raises for a user's mistake; the message names the op, the tensors and what was expected. */
 export class TensorError extends Error {
   override name = 'TensorError';
 }

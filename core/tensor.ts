@@ -98,6 +98,7 @@ export interface GradNode {
 
 let nextTensorId = 1;
 
+/** An n-dimensional array on the GPU: a dtype, a shape and strides over reference-counted storage (views share it). Create with Tensor.from or the creation ops; free with dispose() or tidy(). */
 export class Tensor {
   readonly id = nextTensorId++;
   readonly shape: readonly number[];
@@ -125,6 +126,7 @@ export class Tensor {
     scopes.at(-1)?.add(this);
   }
 
+  /** An uninitialised tensor of `shape` (its contents are whatever the pooled buffer held). */
   static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
     checkShape('empty', shape);
     if (dtype === 'f16' && !getEngine().gpu.hasFeature('shader-f16')) {
@@ -238,6 +240,7 @@ export class Tensor {
     return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
   }
 
+  /** Frees this tensor (its storage once no view uses it); using it afterwards raises DisposedError. Idempotent. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -308,6 +311,7 @@ export class Tensor {
     return build(0, 0);
   }
 
+  /** "Tensor([2, 3], f32)": the shape, dtype and whether it requires grad, never the values (those need a readback). */
   toString(): string {
     return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }

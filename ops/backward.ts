@@ -15,8 +15,10 @@ import { runBackward, type BackwardOptions, type Rules } from './tape.ts';
 
 /** What each differentiable op saves for its backward. */
 export type OpCtx = MathOps & ReduceOps & MovementOps & MatmulOps & RowwiseOps & AttentionOps & GatherOps & ConvOps & BatchNormOps;
+/** The name of every differentiable op (each has a backward rule in backwardRules). */
 export type OpName = keyof OpCtx;
 
+/** Every op's backward rule by name: what `backward` runs, and what a gradient check walks. */
 export const backwardRules: Rules<OpCtx> = {
   ...mathRules,
   ...reduceRules,

@@ -23,6 +23,7 @@ export function im2col(x: Tensor, kh: number, kw: number, stride = 1, padding = 
   return out;
 }
 
+/** conv2d's stride, zero padding, optional bias [O] and result dtype. */
 export interface Conv2dOptions {
   stride?: number;
   padding?: number;
@@ -76,6 +77,7 @@ function pool(x: Tensor, g: PoolGeometry): Tensor {
   return y;
 }
 
+/** Pooling's stride (the kernel size by default) and zero padding. */
 export interface PoolOptions {
   stride?: number;
   padding?: number;

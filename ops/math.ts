@@ -46,14 +46,23 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   return out;
 }
 
+/** −x, elementwise. */
 export const neg = (x: Tensor): Tensor => unary('neg', x);
+/** eˣ, elementwise. */
 export const exp = (x: Tensor): Tensor => unary('exp', x);
+/** Natural logarithm, elementwise. */
 export const log = (x: Tensor): Tensor => unary('log', x);
+/** √x, elementwise. */
 export const sqrt = (x: Tensor): Tensor => unary('sqrt', x);
+/** 1/√x, elementwise. */
 export const rsqrt = (x: Tensor): Tensor => unary('rsqrt', x);
+/** |x|, elementwise (gradient 0 at 0, as PyTorch). */
 export const abs = (x: Tensor): Tensor => unary('abs', x);
+/** tanh x, elementwise. */
 export const tanh = (x: Tensor): Tensor => unary('tanh', x);
+/** σ(x) = 1/(1 + e⁻ˣ), elementwise. */
 export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
+/** max(x, 0), elementwise. */
 export const relu = (x: Tensor): Tensor => unary('relu', x);
 /** GELU with the exact erf form (PyTorch's default). */
 export const gelu = (x: Tensor): Tensor => unary('gelu', x);
@@ -75,9 +84,13 @@ function binary(op: BinaryOp, a: Operand, b: Operand): Tensor {
   return out;
 }
 
+/** a + b, elementwise with broadcasting (either may be a number). */
 export const add = (a: Operand, b: Operand): Tensor => binary('add', a, b);
+/** a − b, elementwise with broadcasting (either may be a number). */
 export const sub = (a: Operand, b: Operand): Tensor => binary('sub', a, b);
+/** a · b, elementwise with broadcasting (either may be a number). */
 export const mul = (a: Operand, b: Operand): Tensor => binary('mul', a, b);
+/** a / b, elementwise with broadcasting (either may be a number). */
 export const div = (a: Operand, b: Operand): Tensor => binary('div', a, b);
 /** a^b with PyTorch's conventions (negative bases allowed for integral exponents). */
 export const pow = (a: Operand, b: Operand): Tensor => binary('pow', a, b);
@@ -102,11 +115,17 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
 export const maskedFill = (x: Tensor, mask: Tensor, value: number): Tensor => where(mask, value, x);
 
 // Comparisons: i32 results (1 or 0), no gradient.
+/** a == b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const eq = (a: Operand, b: Operand): Tensor => ew('eq', [a, b]);
+/** a != b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const ne = (a: Operand, b: Operand): Tensor => ew('ne', [a, b]);
+/** a < b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const lt = (a: Operand, b: Operand): Tensor => ew('lt', [a, b]);
+/** a ≤ b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const le = (a: Operand, b: Operand): Tensor => ew('le', [a, b]);
+/** a > b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const gt = (a: Operand, b: Operand): Tensor => ew('gt', [a, b]);
+/** a ≥ b as i32 (1 or 0), elementwise with broadcasting; no gradient. */
 export const ge = (a: Operand, b: Operand): Tensor => ew('ge', [a, b]);
 
 /**

@@ -75,11 +75,13 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return out;
 }
 
+/** A view with a new axis of size 1 at `axis`. */
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   const a = normalizeAxis('unsqueeze', axis, x.rank + 1);
   return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
 }
 
+/** A view without the size-1 axis `axis` (every size-1 axis when omitted). */
 export function squeeze(x: Tensor, axis?: number): Tensor {
   if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
   const a = normalizeAxis('squeeze', axis, x.rank);

@@ -16,6 +16,7 @@ export interface ReduceOps {
 }
 const recordOp = recorder<ReduceOps>();
 
+/** keepDims: keep each reduced axis with size 1 (PyTorch's keepdim). */
 export interface ReduceOptions {
   keepDims?: boolean;
 }
@@ -44,13 +45,16 @@ function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[]
   return out;
 }
 
+/** Maximum over `axes` (all axes when omitted); the gradient goes to the maxima, split evenly between ties. */
 export const max = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('max', x, axes, keepDims);
+/** Minimum over `axes` (all axes when omitted); the gradient goes to the minima, split evenly between ties. */
 export const min = (x: Tensor, axes?: number | readonly number[], { keepDims = false }: ReduceOptions = {}): Tensor => extremum('min', x, axes, keepDims);
 
 /** Index (i32) of the largest value along one axis; the first one on ties. */
 export function argmax(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
   return reduceRaw('argmax', x, normalizeAxes('argmax', axis, x.rank), keepDims);
 }
+/** Index (i32) of the smallest value along one axis; the first one on ties. */
 export function argmin(x: Tensor, axis = -1, { keepDims = false }: ReduceOptions = {}): Tensor {
   return reduceRaw('argmin', x, normalizeAxes('argmin', axis, x.rank), keepDims);
 }

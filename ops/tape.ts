@@ -25,6 +25,7 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Whether ops are being recorded for autodiff now (false inside noGrad). */
 export const isGradEnabled = (): boolean => gradEnabled;
 
 class Node implements GradNode {
@@ -142,6 +143,7 @@ function topoOrder(root: GradNode): GradNode[] {
   return order;
 }
 
+/** backward's options. */
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run through the same graph again. */
   retainGraph?: boolean;
