@@ -58,7 +58,7 @@ test('a dataset is judged by real paths: links out of it are skipped with one li
   assert.equal(niceTicks(0.8340651988983154, 0.8340651988983154 + 1e-16), [0.8, 1]);
 });
 
-test('user sizes are capped and malformed files named, in one short line: an unclosed quote, a huge header, a huge shard range', () => {
+test('user sizes are capped and malformed files named, in one short line: an unclosed quote, a huge header, huge stdin, a huge shard range', () => {
   const data = tmp('csv');
   writeFileSync(join(data, 'open.csv'), 'filepath,caption\na.png,fine\nb.png,"never closed\nc.png,swallowed\n');
   const open = trainOn(join(data, 'open.csv'));
@@ -68,6 +68,9 @@ test('user sizes are capped and malformed files named, in one short line: an unc
   const header = trainOn(join(data, 'header.csv'));
   assert.is(header.status, 1);
   assert.match(header.stderr, /^train: .*header\.csv: header must name columns 'filepath' and 'caption', found \["h{40}…"\]\n$/);
+  const tokenize = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'tokenize'], { input: `["${'a'.repeat(20 << 20)}"]`, encoding: 'utf8' });
+  assert.is(tokenize.status, 2);
+  assert.is(tokenize.stderr, 'tokenize: stdin is over 16 MiB: tokenize it in parts\n');
   const shards = trainOn(join(data, 's-{00000000..99999999}.tar'));
   assert.is(shards.status, 1);
   assert.match(shards.stderr, /^train: .*s-\{00000000\.\.99999999\}\.tar: \{00000000\.\.99999999\} names 100000000 shards, over the limit of 100000\n$/);
