@@ -74,7 +74,7 @@ let running = false;
 
 async function createRun(): Promise<Run> {
   const config = CONFIGS[$<HTMLSelectElement>('model').value];
-  const [batch, steps, lr, evalEvery] = [field('batch', { integer: true, min: 2 }), field('steps', { integer: true, min: 1 }), field('lr'), field('evalEvery', { integer: true, min: 1 })];
+  const [batch, steps, lr, evalEvery] = [field('batch', { integer: true, min: 2 }), field('steps', { integer: true, min: 1 }), field('lr'), field('evalEvery', { integer: true, min: 0 })];
   if (!(lr > 0)) throw new Error(`lr: must be positive, got ${lr}`);
   const data = sceneSource(SHAPE_WORLD, 0);
   status('learning a 1000-token vocabulary from the captions…');
@@ -119,7 +119,8 @@ async function train(): Promise<void> {
     $('progress').textContent = `step ${demo.step}/${r.steps} · loss ${value.toFixed(4)} · ${perSecond.toFixed(1)} images/s`;
     status(running ? 'training' : 'paused');
     if (demo.step % 10 === 0 || demo.step === r.steps) $('lossPlot').innerHTML = lossChart(demo.losses.map((loss, step) => ({ step, loss })));
-    if (demo.step % r.evalEvery === 0 || demo.step === r.steps) {
+    // 0 turns evaluation off, as --eval-every 0 does in Node.
+    if (r.evalEvery > 0 && (demo.step % r.evalEvery === 0 || demo.step === r.steps)) {
       const result = await evaluateClip(r.model, r.tokenizer, r.data);
       const metrics: Record<string, number> = Object.fromEntries(Object.entries(result.zeroShot).map(([k, v]) => [`zero-shot: ${k}`, v]));
       if (result.retrieval) metrics['R@1 image→text'] = result.retrieval.imageToTextR1;
