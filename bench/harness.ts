@@ -1,7 +1,9 @@
-// Benchmark plumbing: validate-then-time, GPU timestamps with a wall-clock fallback, the tfjs-webgpu peer,
-// and result records for the table and --json output.
+// Benchmark plumbing: the tfjs-webgpu peer and result records for the table and --json output, beside the
+// timing and validation of bench/timing.ts (re-exported here for the benchmarks).
 import * as T from '../ops/index.ts';
-import { getEngine } from '../core/engine.ts';
+import { median, timeOurs, type TimeOptions } from './timing.ts';
+
+export { timeOurs, timeOursInterleaved, validate, type TimeOptions } from './timing.ts';
 
 export interface Result {
   kernel: string;
@@ -16,56 +18,6 @@ export interface Result {
   unit: 'GFLOP/s' | 'GB/s' | 'images/s';
   /** Ours against the peer measured interleaved (A B A B …): the median of the per-round speed ratios and their range. */
   vsPeer?: { median: number; lo: number; hi: number };
-}
-
-export interface TimeOptions {
-  /** Op launches per measurement (amortises submit and wait). */
-  inner?: number;
-  reps?: number;
-  warmup?: number;
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/**
- * Median milliseconds per launch of `op` (which returns its output; outputs are disposed): wall clock around
- * submit + wait, and GPU time from timestamp queries when the adapter has them.
- */
-export async function timeOurs(op: () => T.Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null }> {
-  const engine = getEngine();
-  const launch = () => {
-    for (let i = 0; i < inner; i++) op().dispose();
-  };
-  for (let i = 0; i < warmup; i++) launch();
-  await T.sync();
-  const gpuTimes: number[] = [];
-  const wallTimes: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    const gpuMs = await engine.timeGpu(launch);
-    await T.sync();
-    wallTimes.push((performance.now() - t0) / inner);
-    if (gpuMs !== null) gpuTimes.push(gpuMs / inner);
-  }
-  return { ms: median(wallTimes), gpuMs: gpuTimes.length === reps ? median(gpuTimes) : null };
-}
-
-/**
- * Times several ops of ours in interleaved rounds (A B C A B C …, one timeOurs sample each per round), so a slow
- * moment of a shared machine hits every one of them alike; the median per op.
- */
-export async function timeOursInterleaved(ops: (() => T.Tensor)[], { inner = 5, reps = 5 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null }[]> {
-  for (const op of ops) await timeOurs(op, { inner, reps: 1, warmup: 1 });
-  const wall = ops.map(() => [] as number[]);
-  const gpu = ops.map(() => [] as number[]);
-  for (let r = 0; r < reps; r++) {
-    for (const [i, op] of ops.entries()) {
-      const t = await timeOurs(op, { inner, reps: 1, warmup: 0 });
-      wall[i].push(t.ms);
-      if (t.gpuMs !== null) gpu[i].push(t.gpuMs);
-    }
-  }
-  return ops.map((_, i) => ({ ms: median(wall[i]), gpuMs: gpu[i].length === reps ? median(gpu[i]) : null }));
 }
 
 // ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------
@@ -133,11 +85,4 @@ export async function timeAgainstPeer(ours: () => T.Tensor, tf: Tf, peer: () => 
   }
   const ratios = mine.map((m, i) => theirs[i] / m).sort((x, y) => x - y);
   return { ms: median(mine), gpuMs: gpu.length === reps ? median(gpu) : null, peerMs: median(theirs), vsPeer: { median: median(ratios), lo: ratios[0], hi: ratios[reps - 1] } };
-}
-
-/** Throws when sampled outputs differ from their float64 reference values beyond the tolerance. */
-export function validate(name: string, samples: { got: number; want: number }[], tol: number): void {
-  let worst = 0;
-  for (const { got, want } of samples) worst = Math.max(worst, Math.abs(got - want) / Math.max(1, Math.abs(want)));
-  if (!(worst <= tol)) throw new Error(`${name}: output differs from the float64 reference by ${worst.toExponential(2)} (tolerance ${tol})`);
 }
