@@ -77,8 +77,8 @@ test('export --overwrite into a folder of another format replaces it whole: zero
   const [a, b] = [tmp('run-a'), tmp('run-b')];
   // 64 wide: one 64-wide vision head, which transformers' config can say.
   const config = { ...TINY_CONFIG, visionWidth: 64 };
-  await trainInProcess(tinyRun(a, 2, { seed: 1, config }));
-  await trainInProcess(tinyRun(b, 2, { seed: 2, config }));
+  await trainInProcess(tinyRun(a, 2, { seed: 1, config, evalEvery: 0 }));
+  await trainInProcess(tinyRun(b, 2, { seed: 2, config, evalEvery: 0 }));
   const out = join(tmp('export'), 'model');
   assert.is(clipgpu('export', ['--run', a, '--to', 'open_clip', '--out', out]).status, 0);
   const replaced = clipgpu('export', ['--run', b, '--to', 'hf', '--out', out, '--overwrite']);
@@ -115,7 +115,7 @@ function get(url: string, path: string, host = new URL(url).host): Promise<{ sta
 
 test('the demo server: a malformed URL is a 400 (the server lives on), siblings and symlinks out of its folder are not served, other Host names are refused', async () => {
   const run = tmp('demo-run');
-  await trainInProcess(tinyRun(run, 1, { saveEvery: 0 }));
+  await trainInProcess(tinyRun(run, 1, { saveEvery: 0, evalEvery: 0 }));
   const child = spawn(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'demo', '--port', '0', '--run', run], { stdio: ['ignore', 'pipe', 'pipe'] });
   // The page is served from .build/demo: a sibling whose name shares its prefix, and a symlink out of it.
   const sibling = join('.build', `demo-secret-${process.pid}`);
