@@ -53,3 +53,12 @@ export function checkShape(op: string, shape: Shape): void {
     if (!Number.isInteger(d) || d < 0) throw new ShapeError(`${op}: invalid shape ${fmtShape(shape)} (dimensions must be non-negative integers)`);
   }
 }
+
+/**
+ * Strides that read a tensor of `shape` / `strides` as the (broadcast) shape `target`: 0 along the axes it is
+ * broadcast over (missing leading axes and axes of extent 1), its own stride elsewhere.
+ */
+export function broadcastStridesTo(shape: readonly number[], strides: readonly number[], target: readonly number[]): number[] {
+  const lead = target.length - shape.length;
+  return target.map((_, i) => (i < lead || shape[i - lead] === 1 ? 0 : strides[i - lead]));
+}

@@ -21,7 +21,7 @@ import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import type { DType } from '../core/dtype.ts';
 import type { StorageType } from '../core/kernel.ts';
-import { F32_MAX, halfVecType, launchPerItem, perItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
+import { F32_MAX, SUBGROUP_DIRECTIVES, halfVecType, launchPerItem, perItemEntry, subgroupItemEntry, vecType, vectorPrelude, type Width } from './wgsl.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 
@@ -117,9 +117,7 @@ const rowAt = (p: string, token: string) => `u.${p}off + b * u.${p}B + ${token} 
 // index is the subgroup's (a whole subgroup leaves together, so the early return is uniform).
 const ROW_ID = (len: string, lanes: number) => `${
   lanes > 1
-    ? `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) local: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${WG / lanes}u + local / ${lanes}u;`
+    ? subgroupItemEntry(WG, lanes, 't')
     : `${perItemEntry(WG)}
   let lane = 0u;`
 }
@@ -161,7 +159,7 @@ function launch(
     inputs: stored(inputs),
     uniforms: { ...DIM_UNIFORMS, ...types },
     wgsl: `${prelude(w, dims.D, lanes)}\n${body}`,
-    directives: lanes > 1 ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : [],
+    directives: lanes > 1 ? SUBGROUP_DIRECTIVES : [],
   });
   const uniforms = { rows, H: dims.H, L: dims.L, S: dims.S, causal: causal ? 1 : 0, scale, ...values };
   launchPerItem(kernelName, spec, buffers, uniforms, rows * lanes, WG);

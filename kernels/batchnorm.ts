@@ -16,8 +16,9 @@ const WG = 64;
  * A batch-norm kernel. Arrays marked 'V' hold image values and are read as vec4 when a plane's size allows
  * (`w` = 4; u.HW then counts vec4s), the others hold one f32 per channel.
  */
-function channelKernel(name: string, outputs: Record<string, 'f32' | 'V'>, inputs: Record<string, 'f32' | 'V'>, body: string, w: Width) {
-  const types = (m: Record<string, 'f32' | 'V'>) => Object.fromEntries(Object.entries(m).map(([k, t]) => [k, t === 'V' && w === 4 ? 'vec4<f32>' : 'f32'])) as Record<string, 'f32' | 'vec4<f32>'>;
+function channelKernel<O extends string, I extends string>(name: string, outputs: Record<O, 'f32' | 'V'>, inputs: Record<I, 'f32' | 'V'>, body: string, w: Width) {
+  const types = <K extends string>(m: Record<K, 'f32' | 'V'>) =>
+    Object.fromEntries(Object.entries(m).map(([k, t]) => [k, t === 'V' && w === 4 ? 'vec4<f32>' : 'f32'])) as Record<K, 'f32' | 'vec4<f32>'>;
   return getEngine().kernel(`bn:${name}:${w}`, () => ({
     name: `${name}${w === 4 ? '_vec4' : ''}`,
     outputs: types(outputs),
@@ -73,8 +74,9 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   // eps < 0 selects the mean pass (eps itself is never negative).
   const buffers = { planes: planes.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), variance: variance.bufferFor(op), rstd: rstd.bufferFor(op) };
   for (const pass of [{ eps: -1 }, { eps }]) {
-    engine.dispatch(planeSum, { planes: buffers.planes, x: buffers.x, mean: buffers.mean } as never, { ...planeDims, ...pass } as never, grid(Math.ceil((N * C) / WG)));
-    engine.dispatch(channelSum, { mean: buffers.mean, variance: buffers.variance, rstd: buffers.rstd, planes: buffers.planes } as never, { ...channelDims, ...pass } as never, grid(Math.ceil(C / WG)));
+    engine.dispatch(planeSum, { planes: buffers.planes, x: buffers.x, mean: buffers.mean }, { ...planeDims, ...pass }, grid(Math.ceil((N * C) / WG)));
+    const stats = { mean: buffers.mean, variance: buffers.variance, rstd: buffers.rstd, planes: buffers.planes };
+    engine.dispatch(channelSum, stats, { ...channelDims, ...pass }, grid(Math.ceil(C / WG)));
   }
   planes.dispose();
   const y = Tensor.empty(x.shape);
@@ -82,7 +84,8 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   if (t >= u.total) { return; }
   let c = (t / u.HW) % u.C;
   y[t] = (x[t] - mean[c]) * rstd[c] * w[c] + b[c];`, w);
-  engine.dispatch(apply, { y: y.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) } as never, { ...dims, total: x.size / w } as never, grid(Math.ceil(x.size / w / WG)));
+  const applyBuffers = { y: y.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) };
+  engine.dispatch(apply, applyBuffers, { ...dims, total: x.size / w }, grid(Math.ceil(x.size / w / WG)));
   for (const t of [xc, wc, bc]) t.dispose();
   return { y, mean, variance, rstd };
 }
@@ -110,7 +113,8 @@ export function batchNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   }
   dw[t] = hsum(sgx) * rstd[t];
   db[t] = hsum(sg);`, w);
-  engine.dispatch(sums, { dw: dw.bufferFor(op), db: db.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op) } as never, { ...dims, total: C } as never, grid(Math.ceil(C / WG)));
+  const statistics = { g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op) };
+  engine.dispatch(sums, { dw: dw.bufferFor(op), db: db.bufferFor(op), ...statistics }, { ...dims, total: C }, grid(Math.ceil(C / WG)));
   const dx = Tensor.empty(x.shape);
   const apply = channelKernel('batchNorm2d_backward_dx', { dx: 'V' }, { g: 'V', x: 'V', mean: 'f32', rstd: 'f32', w: 'f32', dw: 'f32', db: 'f32' }, `
   if (t >= u.total) { return; }
@@ -118,7 +122,8 @@ export function batchNormBackwardRaw(g: Tensor, x: Tensor, weight: Tensor, mean:
   let M = f32(u.N * u.HW * ${w}u);
   let xh = (x[t] - mean[c]) * rstd[c];
   dx[t] = w[c] * rstd[c] / M * (M * g[t] - db[c] - xh * dw[c]);`, w);
-  engine.dispatch(apply, { dx: dx.bufferFor(op), g: gc.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), dw: dw.bufferFor(op), db: db.bufferFor(op) } as never, { ...dims, total: x.size / w } as never, grid(Math.ceil(x.size / w / WG)));
+  const applyBuffers = { dx: dx.bufferFor(op), ...statistics, w: wc.bufferFor(op), dw: dw.bufferFor(op), db: db.bufferFor(op) };
+  engine.dispatch(apply, applyBuffers, { ...dims, total: x.size / w }, grid(Math.ceil(x.size / w / WG)));
   for (const t of [gc, xc, wc]) t.dispose();
   return { dx, dw, db };
 }

@@ -9,7 +9,7 @@
 // over the windows that contain it.
 import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, grid, halfKernel, perItemEntry } from './wgsl.ts';
+import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
 import type { DType } from '../core/dtype.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
@@ -42,12 +42,12 @@ export function geometry(op: string, x: Tensor, kh: number, kw: number, stride: 
 
 const GEOMETRY_UNIFORMS = { N: 'u32', C: 'u32', H: 'u32', W: 'u32', kh: 'u32', kw: 'u32', stride: 'u32', padding: 'u32', Ho: 'u32', Wo: 'u32' } as const;
 /**
- * The spec fields of a kernel that reads buffer `read` and writes `write`, both of `dtype`: for f16, values are
- * read as f32 (sums in f32) and each store rounds once (kernels/wgsl.ts halfKernel).
+ * The spec fields of a kernel that writes `write` in `dtype` from `source`. Its reads convert to f32 where they
+ * read (`f32(x[i])`: sums in f32 whatever the storage) and its stores to the output's type (`cols_t(v)`: one
+ * rounding for f16), so one source serves both dtypes.
  */
-function storage<Out extends string>(dtype: DType, read: string, write: Out, source: string) {
-  const half = dtype === 'f16';
-  return { outputs: { [write]: dtype } as Record<Out, DType>, ...halfKernel(source, half ? { [read]: 'f32' } : {}, half ? { [write]: 'f16' } : {}) };
+function storage<Out extends string>(dtype: DType, write: Out, wgsl: string) {
+  return { outputs: { [write]: dtype } as Record<Out, DType>, wgsl };
 }
 
 const geometryValues = (g: ConvGeometry) => ({ N: g.N, C: g.C, H: g.H, W: g.W, kh: g.kh, kw: g.kw, stride: g.stride, padding: g.padding, Ho: g.Ho, Wo: g.Wo });
@@ -66,7 +66,7 @@ export function im2colRaw(x: Tensor, g: ConvGeometry): Tensor {
     name: `${op}(${x.dtype})`,
     inputs: { x: x.dtype },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
-    ...storage(x.dtype, 'x', 'cols', `
+    ...storage(x.dtype, 'cols', `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let P = u.Ho * u.Wo;
@@ -82,8 +82,8 @@ ${perItemEntry(WG)}
     for (var j = 0u; j < u.kw; j++) {
       let iw = w0 + i32(j);
       var v = 0.0;
-      if (rowOk && iw >= 0 && u32(iw) < u.W) { v = x[plane + u32(ih) * u.W + u32(iw)]; }
-      cols[row * P + p] = v;
+      if (rowOk && iw >= 0 && u32(iw) < u.W) { v = f32(x[plane + u32(ih) * u.W + u32(iw)]); }
+      cols[row * P + p] = cols_t(v);
       row++;
     }
   }
@@ -104,7 +104,7 @@ export function col2imRaw(dcols: Tensor, g: ConvGeometry): Tensor {
     name: `${op}(${dcols.dtype})`,
     inputs: { cols: dcols.dtype },
     uniforms: { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32' },
-    ...storage(dcols.dtype, 'cols', 'dx', `
+    ...storage(dcols.dtype, 'dx', `
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
@@ -121,10 +121,10 @@ ${perItemEntry(WG)}
       let xx = i32(w + u.padding) - i32(j);
       if (xx < 0 || u32(xx) % u.stride != 0u || u32(xx) / u.stride >= u.Wo) { continue; }
       let r = (c * u.kh + i) * u.kw + j;
-      acc += cols[u.off + (n * K + r) * P + (u32(y) / u.stride) * u.Wo + u32(xx) / u.stride];
+      acc += f32(cols[u.off + (n * K + r) * P + (u32(y) / u.stride) * u.Wo + u32(xx) / u.stride]);
     }
   }
-  dx[t] = acc;
+  dx[t] = dx_t(acc);
 }`),
   }));
   if (total > 0) getEngine().dispatch(kernel, { dx: out.bufferFor(op), cols: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
@@ -170,7 +170,7 @@ export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor
   const y = Tensor.empty([g.N, g.C, g.Ho, g.Wo], x.dtype);
   const argmax = Tensor.empty(g.kind === 'max' ? y.shape : [1], 'i32');
   const total = y.size;
-  const spec = storage(x.dtype, 'x', 'y', `${WINDOW}
+  const spec = storage(x.dtype, 'y', `${WINDOW}
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let ow = t % u.Wo;
@@ -181,7 +181,7 @@ ${perItemEntry(WG)}
   var best = -1;
   for (var h = max(win.x, 0); h < min(win.y, i32(u.H)); h++) {
     for (var w = max(win.z, 0); w < min(win.w, i32(u.W)); w++) {
-      let v = x[plane + u32(h) * u.W + u32(w)];
+      let v = f32(x[plane + u32(h) * u.W + u32(w)]);
       if (u.isMax == 1u) {
         if (v > acc || best < 0) { acc = v; best = h * i32(u.W) + w; }
       } else {
@@ -189,7 +189,7 @@ ${perItemEntry(WG)}
       }
     }
   }
-  if (u.isMax == 1u) { y[t] = acc; argmax[t] = best; } else { y[t] = acc / divisor(win); }
+  if (u.isMax == 1u) { y[t] = y_t(acc); argmax[t] = best; } else { y[t] = y_t(acc / divisor(win)); }
 }`);
   const kernel = getEngine().kernel(`pool:forward:${x.dtype}`, () => ({
     name: `pool2d(${x.dtype})`,
@@ -213,7 +213,7 @@ export function poolBackwardRaw(gy: Tensor, argmax: Tensor, g: PoolGeometry): Te
     name: `pool2d_backward(${gy.dtype})`,
     inputs: { gy: gy.dtype, argmax: 'i32' as const },
     uniforms: POOL_UNIFORMS,
-    ...storage(gy.dtype, 'gy', 'dx', `${WINDOW}
+    ...storage(gy.dtype, 'dx', `${WINDOW}
 ${perItemEntry(WG)}
   if (t >= u.total) { return; }
   let w = t % u.W;
@@ -237,13 +237,13 @@ ${perItemEntry(WG)}
       if (i32(h) < win.x || i32(h) >= win.y || i32(w) < win.z || i32(w) >= win.w) { continue; }
       let o = (plane * u.Ho + oh) * u.Wo + ow;
       if (u.isMax == 1u) {
-        if (argmax[o] == i32(h * u.W + w)) { acc += gy[u.off + o]; }
+        if (argmax[o] == i32(h * u.W + w)) { acc += f32(gy[u.off + o]); }
       } else {
-        acc += gy[u.off + o] / divisor(win);
+        acc += f32(gy[u.off + o]) / divisor(win);
       }
     }
   }
-  dx[t] = acc;
+  dx[t] = dx_t(acc);
 }`),
   }));
   if (total > 0) getEngine().dispatch(kernel, { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));

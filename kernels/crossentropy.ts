@@ -4,7 +4,7 @@
 // A thread per row (kernels/rows.ts), vec4 rows where they allow. The loss is f32 whatever the logits' storage
 // (open_clip's amp upcasts them too): f16 logits are read as f32 and dlogits rounded once.
 // A label outside [0, C) read on the GPU sets the engine's error flag: the next readback throws, naming it.
-import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
@@ -22,7 +22,7 @@ function checkLabels(op: string, logits: Tensor, labels: Tensor): { rows: number
   const host = labels.hostData;
   if (host) {
     const bad = host.findIndex((v) => v < 0 || v >= C);
-    if (bad >= 0) throw new RangeError(`${op}: label ${host[bad]} at position ${bad} is outside [0, ${C})`);
+    if (bad >= 0) throw new IndexError(`${op}: label ${host[bad]} at position ${bad} is outside [0, ${C})`);
   }
   return { rows, C };
 }

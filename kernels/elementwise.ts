@@ -11,7 +11,7 @@ import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import { MAX_RANK, type StorageType, type UniformType } from '../core/kernel.ts';
 import { grid, perItemEntry } from './wgsl.ts';
-import { broadcastShapes, sameShape } from '../core/shape.ts';
+import { broadcastShapes, broadcastStridesTo, sameShape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 
 export type Operand = Tensor | number;
@@ -256,7 +256,7 @@ ${perItemEntry(WG, 'i')}
 function launch(op: EwOp, mode: Mode, kinds: string[], outType: DType, operands: readonly Operand[], out: Tensor, shape: readonly number[], count: number, skip: number): void {
   const engine = getEngine();
   const tensorOperands = operands.filter((v): v is Tensor => v instanceof Tensor);
-  const layout = mode === 'strided' ? coalesce(shape, [out.strides, ...tensorOperands.map((t) => broadcastStrides(t, shape))]) : null;
+  const layout = mode === 'strided' ? coalesce(shape, [out.strides, ...tensorOperands.map((t) => broadcastStridesTo(t.shape, t.strides, shape))]) : null;
   const rank = layout?.shape.length ?? 0;
   const kernel = engine.kernel(`ew:${op}:${kinds.join('')}:${outType}:${mode}${rank || ''}`, () => kernelSpec(op, mode, kinds, outType, rank));
   const scale = mode === 'vec4' ? 4 : 1;
@@ -278,8 +278,3 @@ function launch(op: EwOp, mode: Mode, kinds: string[], outType: DType, operands:
   engine.dispatch(kernel, buffers, uniforms, grid(Math.ceil(count / WG)));
 }
 
-/** Strides of `t` read as a tensor of (broadcast) shape `shape`: 0 along broadcast axes. */
-export function broadcastStrides(t: Tensor, shape: readonly number[]): number[] {
-  const lead = shape.length - t.rank;
-  return shape.map((_, i) => (i < lead || t.shape[i - lead] === 1 ? 0 : t.strides[i - lead]));
-}

@@ -7,7 +7,7 @@
 // (outer = 1, inner = width) it is `width` threads each streaming through the batch once.
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { grid, halfKernel, perItemEntry } from './wgsl.ts';
+import { grid, perItemEntry } from './wgsl.ts';
 import { normalizeAxis, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { zeros } from './creation.ts';
@@ -87,7 +87,7 @@ ${perItemEntry(WG, 'c')}
   for (var j = 0u; j < u.n; j++) {
     let k = min(u32(max(index[u.offI + j], 0)), u.L - 1u);
     let at = (o * u.L + k) * u.inner + i;
-    dx[at] = dx[at] + g[u.offG + (o * u.n + j) * u.inner + i];
+    dx[at] = dx[at] + f32(g[u.offG + (o * u.n + j) * u.inner + i]);
   }
 }`;
   const kernel = getEngine().kernel(`scatterAdd:${g.dtype}`, () => ({
@@ -95,7 +95,7 @@ ${perItemEntry(WG, 'c')}
     outputs: { dx: 'f32' as const },
     inputs: { g: g.dtype, index: 'i32' as const },
     uniforms: { columns: 'u32', n: 'u32', L: 'u32', inner: 'u32', offG: 'u32', offI: 'u32' } as const,
-    ...halfKernel(source, half ? { g: 'f32' } : {}, {}),
+    wgsl: source,
   }));
   if (columns > 0 && n > 0) {
     getEngine().dispatch(kernel, { dx: dx.bufferFor(op), g: gc.bufferFor(op), index: idx.bufferFor(op) }, { columns, n, L, inner, offG: gc.offset, offI: idx.offset }, grid(Math.ceil(columns / WG)));

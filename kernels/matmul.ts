@@ -11,7 +11,7 @@
 import { DTypeError, GpuError, ShapeError, fmtShape } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import { MAX_RANK, type StorageType } from '../core/kernel.ts';
-import { broadcastShapes, sizeOf } from '../core/shape.ts';
+import { broadcastShapes, broadcastStridesTo, sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import type { DType } from '../core/dtype.ts';
 import { UNIFORMS, type ALoad, type Activation, type BLoad, type MatmulConfig, type MatmulVariant } from './matmul/shared.ts';
@@ -115,10 +115,7 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   const out = Tensor.empty([...batchShape, M, N], dtype);
   if (out.size === 0) return out;
   if (K === 0) throw new ShapeError(`${op}: inner dimension is 0`);
-  const batchStrides = (t: Tensor) => {
-    const lead = batchShape.length - (t.rank - 2);
-    return batchShape.map((_, i) => (i < lead || t.shape[i - lead] === 1 ? 0 : t.strides[i - lead]));
-  };
+  const batchStrides = (t: Tensor) => broadcastStridesTo(t.shape.slice(0, -2), t.strides.slice(0, -2), batchShape);
   const [sAm, sAk] = a.strides.slice(-2);
   const [sBk, sBn] = b.strides.slice(-2);
   const config = requested ?? matmulConfig(M, N, K, layoutOf(a, b));

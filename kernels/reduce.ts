@@ -9,7 +9,7 @@
 // chunk results are reduced again: a thread per output alone would leave the GPU idle.
 import { DTypeError } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
-import { F32_MAX, grid, halfKernel, perItemEntry } from './wgsl.ts';
+import { F32_MAX, grid, perItemEntry } from './wgsl.ts';
 import type { DType } from '../core/dtype.ts';
 import { sizeOf } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
@@ -29,8 +29,8 @@ const INIT: Record<ReduceOp, Record<'f32' | 'i32', string>> = {
 };
 
 /**
- * One pass over [outer, R, inner]. f16 input is read widened to f32 and accumulated in f32 (kernels/wgsl.ts
- * halfStorage); an f16 output is rounded once at the store. The first pass of a split f16 reduction writes f32
+ * One pass over [outer, R, inner]. f16 input is read widened to f32 (`f32(x[at])`) and accumulated in f32; an
+ * f16 output is rounded once at the store (`out_t(…)`). The first pass of a split f16 reduction writes f32
  * partials, so the chunks are not rounded on the way.
  */
 function reduceKernel(op: ReduceOp, inType: DType, outType: DType) {
@@ -57,19 +57,18 @@ ${perItemEntry(WG)}
   var best = r0;
   var at = u.off + (o * u.R + r0) * u.inner + i;
   for (var r = r0; r < r1; r++) {
-    let v = x[at];
+    let v = ${acc}(x[at]);
     ${update}
     at += u.inner;
   }
-  out[t] = ${result};
+  out[t] = out_t(${result});
 }`;
-  const roundOut = !isArg && outType === 'f16';
   return getEngine().kernel(`reduce:${op}:${inType}:${outType}`, () => ({
     name: `${op}(${inType}${outType !== inType ? ` → ${outType}` : ''})`,
     outputs: { out: isArg ? ('i32' as const) : outType },
     inputs: { x: inType },
     uniforms: { total: 'u32', R: 'u32', inner: 'u32', chunks: 'u32', chunkLen: 'u32', off: 'u32', scale: 'f32' } as const,
-    ...halfKernel(source, inType === 'f16' ? { x: 'f32' } : {}, roundOut ? { out: 'f16' } : {}),
+    wgsl: source,
   }));
 }
 

@@ -15,7 +15,7 @@ import type { DType } from '../core/dtype.ts';
 import type { KernelSpec, StorageType } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
-import { launchPerItem, perItemEntry, vectorPrelude, type Width } from './wgsl.ts';
+import { SUBGROUP_DIRECTIVES, launchPerItem, perItemEntry, subgroupItemEntry, vectorPrelude, type Width } from './wgsl.ts';
 
 export type { Width } from './wgsl.ts';
 
@@ -76,15 +76,8 @@ export const THREAD_WALK: Walk = { directives: [], entry: `${ROW_ID}\n  let firs
  */
 export function subgroupWalk(lanes: number): Walk {
   return {
-    directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'],
-    entry: `@compute @workgroup_size(${WG})
-fn main(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) li: u32,
-  @builtin(subgroup_invocation_id) lane: u32,
-) {
-  let row = (wid.x + wid.y * nwg.x) * ${WG / lanes}u + li / ${lanes}u;
+    directives: SUBGROUP_DIRECTIVES,
+    entry: `${subgroupItemEntry(WG, lanes, 'row')}
   if (row >= u.rows) { return; }
   let base = row * u.W;
   let first = lane;

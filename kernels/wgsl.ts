@@ -36,6 +36,25 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let ${index} = gid.x + gid.y * nwg.x * ${workgroupSize}u;`;
 }
 
+/** The directives of a kernel that calls subgroup builtins (its control flow is uniform per subgroup by design). */
+export const SUBGROUP_DIRECTIVES = ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'];
+
+/**
+ * The WGSL opening of a kernel where a subgroup of `lanes` invocations shares each item (a row): declares `main`,
+ * binds the item's position to `index` and the invocation's place in its subgroup to `lane`. Items span two grid
+ * dimensions as in perItemEntry; the caller writes the bounds check (a whole subgroup leaves together).
+ */
+export function subgroupItemEntry(workgroupSize: number, lanes: number, index: string): string {
+  return `@compute @workgroup_size(${workgroupSize})
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) localIndex: u32,
+  @builtin(subgroup_invocation_id) lane: u32,
+) {
+  let ${index} = (wid.x + wid.y * nwg.x) * ${workgroupSize / lanes}u + localIndex / ${lanes}u;`;
+}
+
 /** Splits `count` workgroups over x and y so neither exceeds the per-dimension limit (kernels rebuild the index). */
 export function grid(count: number, limit = 65535): [number, number] {
   if (count <= limit) return [count, 1];
@@ -57,29 +76,4 @@ export function launchPerItem<S extends KernelSpec>(
 ): void {
   const engine = getEngine();
   engine.dispatch(engine.kernel(key, spec), buffers, uniforms, grid(Math.ceil(items / workgroupSize)));
-}
-
-/**
- * A kernel source rewritten for f16 buffers: every read of a buffer in `widen` becomes its f32 form (`f32` or
- * `vec4<f32>`) where it is read, and every `buffer[i] = value;` store to a buffer in `round` rounds the f32 value
- * to its f16 form once, so arithmetic and accumulation stay in f32 whatever the storage.
- */
-export function halfStorage(source: string, widen: Record<string, string>, round: Record<string, string>): string {
-  const names = Object.keys(widen).join('|');
-  const reads = new RegExp(`\\b(${names})\\[([^[\\]]*)\\](?!\\s*=[^=])`, 'g');
-  let out = names ? source.replace(reads, (_, name: string, index: string) => `${widen[name]}(${name}[${index}])`) : source;
-  for (const [name, type] of Object.entries(round)) {
-    out = out.replace(new RegExp(`\\b${name}\\[([^[\\]]*)\\] = ([^;]*);`, 'g'), (_, index: string, value: string) => `${name}[${index}] = ${type}(${value});`);
-  }
-  return out;
-}
-
-/**
- * The `directives` and `wgsl` of a kernel spec whose buffers named in `widen` / `round` are f16 (halfStorage
- * above, plus `enable f16;`); with none named, the source and directives unchanged, so an f32 kernel stays byte
- * for byte what it was.
- */
-export function halfKernel(source: string, widen: Record<string, string>, round: Record<string, string>, directives: string[] = []): { directives: string[]; wgsl: string } {
-  const half = Object.keys(widen).length + Object.keys(round).length > 0;
-  return half ? { directives: [...directives, 'enable f16;'], wgsl: halfStorage(source, widen, round) } : { directives, wgsl: source };
 }

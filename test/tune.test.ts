@@ -3,9 +3,11 @@
 // kernels/policy.ts then runs the tuned variant for that shape or bucket (checked by GPU profile), falls back to
 // the default elsewhere, and ignores choices for another adapter.
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { shaderDump } from '../core/dump.ts';
+import { getEngine } from '../core/engine.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
@@ -156,6 +158,29 @@ test('useTuning applies the choices cached for this adapter (CLIPGPU_TUNING name
     if (previous === undefined) delete process.env.CLIPGPU_TUNING;
     else process.env.CLIPGPU_TUNING = previous;
   }
+});
+
+test('CLIPGPU_DUMP_WGSL writes the shader that ran, named by kernel (variant, dtypes) and adapter, headed by its key', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wgsl-'));
+  const previous = process.env.CLIPGPU_DUMP_WGSL;
+  process.env.CLIPGPU_DUMP_WGSL = dir;
+  const dump = shaderDump(() => T.gpu().name);
+  if (previous === undefined) delete process.env.CLIPGPU_DUMP_WGSL;
+  else process.env.CLIPGPU_DUMP_WGSL = previous;
+  assert.ok(dump, 'the variable switches the dump on');
+  const half = T.gpu().hasFeature('shader-f16');
+  const [a, b] = [T.randNormal([5, 12]), T.randNormal([12, 9])].map((t) => (half ? T.cast(t, 'f16') : t));
+  const names = (await T.profile(() => T.matmul(a, b)))?.map((k) => k.name) ?? [];
+  assert.ok(names.length, 'lavapipe has timestamp-query: the kernel that ran is named');
+  const name = names.find((n) => n.startsWith('matmul_'))!;
+  const kernel = getEngine().kernel(name, () => assert.unreachable('the kernel that ran is cached under its name') as never);
+  dump!(kernel, name);
+  const file = readdirSync(dir).find((f) => f.startsWith(`${name}.`))!;
+  assert.ok(file.endsWith('.wgsl') && file.includes(T.gpu().name.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 20)), file);
+  const text = readFileSync(join(dir, file), 'utf8');
+  assert.ok(text.startsWith(`// kernel  ${name}\n// key     ${name}\n// adapter ${T.gpu().name}\n`), text.slice(0, 200));
+  assert.ok(text.endsWith(`${kernel.source}\n`), 'the file holds the compiled source whole');
+  if (half) assert.ok(kernel.source.startsWith('enable f16;') && /alias c_t = f16;/.test(kernel.source) && /c_t\(/.test(kernel.source), 'f16 storage through the binding aliases');
 });
 
 test.run();

@@ -9,6 +9,7 @@
 //
 // Needs subgroups of exactly 8 lanes (kernels/policy.ts refuses it by name elsewhere). When it wins: the
 // default on lavapipe (1.8× v2 at 1024²); TN = 4 at most shapes, TN = 8 for some weight gradients.
+import { SUBGROUP_DIRECTIVES } from '../wgsl.ts';
 import { BATCH_OFFSETS, PRELUDE, epilogue, range, type MatmulVariant } from './shared.ts';
 
 /** The subgroup width the kernel is written for. */
@@ -18,7 +19,7 @@ const S = V3_LANES;
 export const v3: MatmulVariant = {
   tile: (_tm, tn) => [S * S, S * tn],
   loads: ({ aLoad, bLoad }) => ({ aLoad: aLoad === 'k4' ? 'k4' : 'scalar', bLoad: bLoad === 'k4' ? 'k4' : 'scalar' }),
-  directives: ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'],
+  directives: SUBGROUP_DIRECTIVES,
   source(_tm, tn, options) {
     const { aLoad, bLoad } = options;
     const cols = range(tn);
