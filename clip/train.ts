@@ -10,7 +10,7 @@
 // is only written from finite weights, and before any evaluation that could fail; a stop request (a signal in
 // the CLI) ends the step, saves and says where. A checkpoint records the settings that shape the run, so a
 // resumed run continues exactly, or says what was changed.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import * as T from '../ops/index.ts';
 import { allFinite, checkpointInfo, restoreCheckpoint } from '../nn/checkpoint.ts';
 import { saveCheckpoint } from '../nn/io/checkpoint.ts';
@@ -118,6 +118,8 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
   checkDevice(options);
   const run = openRunFolder(options.out, { resume: options.resume, overwrite: options.overwrite ?? false, log: options.log });
   let init: { model: CLIP; tokenizer: Tokenizer } | null = null;
+  /** A new run's files are written and no step has finished yet. */
+  let unstarted = false;
   try {
     // Everything is read and checked before anything in the folder is written or deleted (--overwrite included).
     // A resumed run continues its checkpoint's model; asking for another one is an error, not a silent switch.
@@ -157,6 +159,7 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
 
     // Checked: now the previous run may go (--overwrite), and this one's files are written.
     run.replacePrevious();
+    unstarted = !resumed;
     if (!resumed && tokenizer.vocabSize !== OPENAI_VOCAB_SIZE) saveBpe(run.vocab, tokenizer.merges);
     o.log(`model ${configName(config)}, batch ${o.batchSize}, ${o.steps} steps, lr ${o.lr}, precision ${o.precision ?? 'fp32'}, out ${o.out}`);
 
@@ -229,6 +232,7 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
         throw new TrainingFailed(`loss is ${value} at step ${step}${hint}: stopping; ${kept()}`);
       }
       history.push({ step, loss: value });
+      unstarted = false;
 
       // Metrics every step (the logit scale only when a progress line is printed: it costs a readback).
       const done = step + 1;
@@ -273,6 +277,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     model.dispose();
     optimizer.dispose();
     return result;
+  } catch (e) {
+    // A new run that failed before its first step (data that cannot be decoded, a batch the device cannot run)
+    // has nothing worth keeping: its files go, so that the corrected command runs rather than being refused.
+    if (unstarted) for (const f of [run.vocab, run.metrics, run.lossPlot, run.evalPlot]) rmSync(f, { force: true });
+    throw e;
   } finally {
     init?.model.dispose();
     run.release();

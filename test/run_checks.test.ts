@@ -66,11 +66,19 @@ test('every input is checked before --overwrite deletes the previous run; an imp
     assert.equal(snapshot(out), before, `${args[0]}: the previous run is untouched`);
     assert.not.ok(existsSync(join(out, '.lock')));
   }
-  // A new --out is not left behind, half-made, by a refused batch.
+  // A new --out is not left behind, half-made, by a refused batch, nor by a run that failed before its first
+  // step (no training image decodes): the corrected command then runs instead of being refused.
   const fresh = join(tmp('fresh'), 'run');
   const r = train(['--batch-size', '1e9', '--out', fresh]);
   assert.is(r.status, 1, r.stderr);
   assert.not.ok(existsSync(fresh), 'no folder was left');
+  const data = tmp('undecodable');
+  writeFileSync(join(data, 'pairs.csv'), ['filepath,caption', ...[0, 1, 2].map((i) => `${i}.png,broken ${i}`)].join('\n'));
+  for (const i of [0, 1, 2]) writeFileSync(join(data, `${i}.png`), 'not a png');
+  const broken = train(['--train-data', join(data, 'pairs.csv'), '--batch-size', '2', '--steps', '1', '--vocab-size', '514', '--eval-every', '0', '--out', fresh]);
+  assert.is(broken.status, 1, broken.stderr);
+  assert.match(broken.stderr.trim(), /^train: training data: no training image could be decoded$/);
+  assert.not.ok(existsSync(fresh), 'no half-made run was left');
 });
 
 test('export --overwrite into a folder of another format replaces it whole: zeroshot then loads the new model', async () => {
