@@ -1,8 +1,11 @@
-// `clipgpu/clip`: CLIP on the nn library — the model (ViT and ModifiedResNet image towers, the text
-// transformer, the loss), configs, OpenAI's BPE tokenizer, image preprocessing, weights on bytes (OpenAI,
-// open_clip and Hugging Face layouts), one training step, zero-shot classification, retrieval and linear
-// probes, and the procedural scenes dataset. Runs in Node and in a browser alike; reading and writing files,
-// the training loop and exports are `clipgpu/node`.
+/**
+ * CLIP on the nn library — the model (ViT and ModifiedResNet image towers, the text
+ * transformer, the loss), configs, OpenAI's BPE tokenizer, image preprocessing, weights on bytes (OpenAI,
+ * open_clip and Hugging Face layouts), one training step, zero-shot classification, retrieval and linear
+ * probes, and the procedural scenes dataset. Runs in Node and in a browser alike; reading and writing files,
+ * the training loop and exports are `clipgpu/node`.
+ * @module clipgpu/clip
+ */
 export { CLIP, VisionTransformer, ModifiedResNet, Transformer, ResidualAttentionBlock, clipLoss, contrastiveLogits, l2normalize, type ClipOutput } from './model.ts';
 export { CONFIGS, inferConfig, ConfigError, type ClipConfig } from './config.ts';
 export { Tokenizer, TokenizerError, trainBpe, bpeBytes, DEFAULT_VOCAB, OPENAI_VOCAB_SIZE, type TokenizeOptions } from './tokenizer.ts';

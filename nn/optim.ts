@@ -9,6 +9,7 @@ export interface GroupOptions {
   weightDecay?: number;
 }
 
+/** A group of parameters with its own hyperparameters (as torch.optim's param_groups). */
 export interface ParamGroup<H> {
   params: T.Tensor[];
   /** Hyperparameters of this group (the optimizer's defaults overridden by the group's own). */

@@ -1,7 +1,10 @@
-// `clipgpu/node`: what needs Node — files and the training loop. Safetensors, checkpoints, CLIP weights and
-// exports, vocabularies and images on disk (reads bounded, writes atomic), the built-in datasets and your own
-// image–caption files, the resumable training loop (`clipgpu train` is a shell over `train`), and the kernel
-// tuning cache. Everything else is in the browser-safe entries (`clipgpu`, `clipgpu/nn`, `clipgpu/clip`).
+/**
+ * What needs Node — files and the training loop. Safetensors, checkpoints, CLIP weights and
+ * exports, vocabularies and images on disk (reads bounded, writes atomic), the built-in datasets and your own
+ * image–caption files, the resumable training loop (`clipgpu train` is a shell over `train`), and the kernel
+ * tuning cache. Everything else is in the browser-safe entries (`clipgpu`, `clipgpu/nn`, `clipgpu/clip`).
+ * @module clipgpu/node
+ */
 export { FileError } from '../core/io/files.ts';
 export { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
 export { saveCheckpoint, loadCheckpoint } from '../nn/io/checkpoint.ts';

@@ -30,7 +30,11 @@ export interface ZeroShotTask {
   classes: string[];
   templates: string[];
   /** Named sets of labelled images. */
-  sets: { name: string; images: (n: number) => LabelledImages }[];
+  sets: {
+    name: string;
+    /** The set's images at resolution n. */
+    images: (n: number) => LabelledImages;
+  }[];
   /** Images for a linear probe: fitting, choosing λ, reporting. */
   probe?: (n: number) => { train: LabelledImages; validation: LabelledImages; test: LabelledImages };
 }
