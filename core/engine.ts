@@ -53,7 +53,11 @@ export class Engine {
     this.arena = this.device.createBuffer({ label: 'uniform arena', size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.maxWorkgroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     this.timestamps = new Timestamps(this.device);
-    this.errorFlag = this.device.createBuffer({ label: 'error flag', size: 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    this.errorFlag = this.device.createBuffer({
+      label: 'error flag',
+      size: 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
   }
 
   /** The code a kernel writes to errorFlag to report `message`. */
@@ -91,7 +95,10 @@ export class Engine {
       const limit = this.device.limits.maxStorageBufferBindingSize;
       buffers.forEach((b, i) => {
         if (b.size > limit) {
-          throw new GpuError(`${kernel.spec.name}: '${kernel.bindingNames[i]}' is a ${b.size}-byte buffer, over the device's ${limit}-byte storage binding limit; process the data in smaller batches`);
+          throw new GpuError(
+            `${kernel.spec.name}: '${kernel.bindingNames[i]}' is a ${b.size}-byte buffer, ` +
+              `over the device's ${limit}-byte storage binding limit; process the data in smaller batches`,
+          );
         }
       });
       if (this.bindGroups.size > 8192) this.bindGroups.clear();

@@ -80,7 +80,11 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     const directives = [...(half ? ['enable f16;'] : []), ...(spec.directives ?? []).filter((d) => d !== 'enable f16;')];
     const wanted = directives.flatMap((d) => /^enable (\w+);/.exec(d)?.[1] ?? []);
     for (const feature of wanted) {
-      if (!device.features.has(feature === 'f16' ? 'shader-f16' : feature)) throw new GpuError(`${spec.name}: needs the WebGPU feature '${feature === 'f16' ? 'shader-f16' : feature}', which this device lacks`);
+      if (!device.features.has(feature === 'f16' ? 'shader-f16' : feature)) {
+        throw new GpuError(
+          `${spec.name}: needs the WebGPU feature '${feature === 'f16' ? 'shader-f16' : feature}', which this device lacks`,
+        );
+      }
     }
 
     const decl: string[] = [...directives];

@@ -98,7 +98,10 @@ export interface GradNode {
 
 let nextTensorId = 1;
 
-/** An n-dimensional array on the GPU: a dtype, a shape and strides over reference-counted storage (views share it). Create with Tensor.from or the creation ops; free with dispose() or tidy(). */
+/**
+ * An n-dimensional array on the GPU: a dtype, a shape and strides over reference-counted storage (views share it).
+ * Create with Tensor.from or the creation ops; free with dispose() or tidy().
+ */
 export class Tensor {
   readonly id = nextTensorId++;
   readonly shape: readonly number[];

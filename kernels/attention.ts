@@ -222,7 +222,19 @@ function denseOperand(op: string, t: Tensor, dims: Dims, tokens: number): HeadVi
 }
 
 /** Backward: writes dQ, dK, dV through their operands (views the caller allocated). */
-function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Tensor, g: Tensor, dq: HeadView, dkv: { k: HeadView; v: HeadView }, dims: Dims, causal: boolean, scale: number): void {
+function backwardRaw(
+  q: HeadView,
+  k: HeadView,
+  v: HeadView,
+  oT: Tensor,
+  lse: Tensor,
+  g: Tensor,
+  dq: HeadView,
+  dkv: { k: HeadView; v: HeadView },
+  dims: Dims,
+  causal: boolean,
+  scale: number,
+): void {
   const op = 'attentionBackward';
   const { B, H, L, S, D } = dims;
   if (g.dtype !== dims.dtype) throw new DTypeError(`${op}: the output and its gradient must share a dtype, got ${dims.dtype} and ${g.dtype}`);
@@ -317,7 +329,9 @@ function backwardRaw(q: HeadView, k: HeadView, v: HeadView, oT: Tensor, lse: Ten
 function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (t.rank !== 4) throw new ShapeError(`attention: ${name} must be [batch, tokens, heads, headDim], got ${fmtShape(t.shape)}`);
-    if ((t.dtype !== 'f32' && t.dtype !== 'f16') || t.dtype !== q.dtype) throw new DTypeError(`attention: q, k and v must all be f32 or all f16, got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
+    if ((t.dtype !== 'f32' && t.dtype !== 'f16') || t.dtype !== q.dtype) {
+      throw new DTypeError(`attention: q, k and v must all be f32 or all f16, got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
+    }
   }
   const [B, L, H, D] = q.shape;
   const S = k.shape[1];

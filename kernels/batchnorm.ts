@@ -16,7 +16,13 @@ const WG = 64;
  * A batch-norm kernel. Arrays marked 'V' hold image values and are read as vec4 when a plane's size allows
  * (`w` = 4; u.HW then counts vec4s), the others hold one f32 per channel.
  */
-function channelKernel<O extends string, I extends string>(name: string, outputs: Record<O, 'f32' | 'V'>, inputs: Record<I, 'f32' | 'V'>, body: string, w: Width) {
+function channelKernel<O extends string, I extends string>(
+  name: string,
+  outputs: Record<O, 'f32' | 'V'>,
+  inputs: Record<I, 'f32' | 'V'>,
+  body: string,
+  w: Width,
+) {
   const types = <K extends string>(m: Record<K, 'f32' | 'V'>) =>
     Object.fromEntries(Object.entries(m).map(([k, t]) => [k, t === 'V' && w === 4 ? 'vec4<f32>' : 'f32'])) as Record<K, 'f32' | 'vec4<f32>'>;
   return getEngine().kernel(`bn:${name}:${w}`, () => ({
@@ -84,7 +90,14 @@ export function batchNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   if (t >= u.total) { return; }
   let c = (t / u.HW) % u.C;
   y[t] = (x[t] - mean[c]) * rstd[c] * w[c] + b[c];`, w);
-  const applyBuffers = { y: y.bufferFor(op), x: xc.bufferFor(op), mean: mean.bufferFor(op), rstd: rstd.bufferFor(op), w: wc.bufferFor(op), b: bc.bufferFor(op) };
+  const applyBuffers = {
+    y: y.bufferFor(op),
+    x: xc.bufferFor(op),
+    mean: mean.bufferFor(op),
+    rstd: rstd.bufferFor(op),
+    w: wc.bufferFor(op),
+    b: bc.bufferFor(op),
+  };
   engine.dispatch(apply, applyBuffers, { ...dims, total: x.size / w }, grid(Math.ceil(x.size / w / WG)));
   for (const t of [xc, wc, bc]) t.dispose();
   return { y, mean, variance, rstd };

@@ -32,7 +32,9 @@ export interface ConvGeometry {
 export function geometry(op: string, x: Tensor, kh: number, kw: number, stride: number, padding: number): ConvGeometry {
   if (x.rank !== 4) throw new ShapeError(`${op}: input must be NCHW (rank 4), got ${fmtShape(x.shape)}`);
   if (x.dtype === 'i32') throw new DTypeError(`${op}: expects f32 or f16 input, got i32`);
-  if (!(stride >= 1 && padding >= 0 && Number.isInteger(stride) && Number.isInteger(padding))) throw new ShapeError(`${op}: stride must be ≥ 1 and padding ≥ 0 (integers), got ${stride} and ${padding}`);
+  if (!(stride >= 1 && padding >= 0 && Number.isInteger(stride) && Number.isInteger(padding))) {
+    throw new ShapeError(`${op}: stride must be ≥ 1 and padding ≥ 0 (integers), got ${stride} and ${padding}`);
+  }
   const [N, C, H, W] = x.shape;
   const Ho = Math.floor((H + 2 * padding - kh) / stride) + 1;
   const Wo = Math.floor((W + 2 * padding - kw) / stride) + 1;
@@ -89,7 +91,14 @@ ${perItemEntry(WG)}
   }
 }`),
   }));
-  if (total > 0) getEngine().dispatch(kernel, { cols: out.bufferFor(op), x: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
+  if (total > 0) {
+    getEngine().dispatch(
+      kernel,
+      { cols: out.bufferFor(op), x: src.bufferFor(op) },
+      { ...geometryValues(g), total, off: src.offset },
+      grid(Math.ceil(total / WG)),
+    );
+  }
   src.dispose();
   return out;
 }
@@ -127,7 +136,14 @@ ${perItemEntry(WG)}
   dx[t] = dx_t(acc);
 }`),
   }));
-  if (total > 0) getEngine().dispatch(kernel, { dx: out.bufferFor(op), cols: src.bufferFor(op) }, { ...geometryValues(g), total, off: src.offset }, grid(Math.ceil(total / WG)));
+  if (total > 0) {
+    getEngine().dispatch(
+      kernel,
+      { dx: out.bufferFor(op), cols: src.bufferFor(op) },
+      { ...geometryValues(g), total, off: src.offset },
+      grid(Math.ceil(total / WG)),
+    );
+  }
   src.dispose();
   return out;
 }
@@ -161,7 +177,14 @@ fn divisor(win: vec4<i32>) -> f32 {
   return f32((min(win.y, i32(u.H)) - max(win.x, 0)) * (min(win.w, i32(u.W)) - max(win.z, 0)));
 }`;
 const POOL_UNIFORMS = { ...GEOMETRY_UNIFORMS, total: 'u32', off: 'u32', adaptive: 'u32', countPad: 'u32', isMax: 'u32' } as const;
-const poolValues = (g: PoolGeometry, total: number, off: number) => ({ ...geometryValues(g), total, off, adaptive: g.kind === 'adaptive' ? 1 : 0, countPad: g.countIncludePad ? 1 : 0, isMax: g.kind === 'max' ? 1 : 0 });
+const poolValues = (g: PoolGeometry, total: number, off: number) => ({
+  ...geometryValues(g),
+  total,
+  off,
+  adaptive: g.kind === 'adaptive' ? 1 : 0,
+  countPad: g.countIncludePad ? 1 : 0,
+  isMax: g.kind === 'max' ? 1 : 0,
+});
 
 /** Forward pooling; for max pooling also the flat (h·W + w) index of each maximum. */
 export function poolRaw(x: Tensor, g: PoolGeometry): { y: Tensor; argmax: Tensor } {
@@ -198,7 +221,14 @@ ${perItemEntry(WG)}
     ...spec,
     outputs: { ...spec.outputs, argmax: 'i32' as const },
   }));
-  if (total > 0) getEngine().dispatch(kernel, { y: y.bufferFor(op), argmax: argmax.bufferFor(op), x: src.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
+  if (total > 0) {
+    getEngine().dispatch(
+      kernel,
+      { y: y.bufferFor(op), argmax: argmax.bufferFor(op), x: src.bufferFor(op) },
+      poolValues(g, total, src.offset),
+      grid(Math.ceil(total / WG)),
+    );
+  }
   src.dispose();
   return { y, argmax };
 }
@@ -246,7 +276,14 @@ ${perItemEntry(WG)}
   dx[t] = dx_t(acc);
 }`),
   }));
-  if (total > 0) getEngine().dispatch(kernel, { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) }, poolValues(g, total, src.offset), grid(Math.ceil(total / WG)));
+  if (total > 0) {
+    getEngine().dispatch(
+      kernel,
+      { dx: dx.bufferFor(op), gy: src.bufferFor(op), argmax: argmax.bufferFor(op) },
+      poolValues(g, total, src.offset),
+      grid(Math.ceil(total / WG)),
+    );
+  }
   src.dispose();
   return dx;
 }

@@ -125,7 +125,14 @@ function random(dist: Distribution, shape: Shape, a: number, b: number, gen: Gen
   const out = Tensor.empty(shape);
   const n = sizeOf(shape);
   const counter = gen.take(n);
-  if (n > 0) getEngine().dispatch(randomKernel(dist), { out: out.bufferFor(`random_${dist}`) }, { n, seed: gen.seed, counter: counter >>> 0, a, b }, grid(Math.ceil(n / WG)));
+  if (n > 0) {
+    getEngine().dispatch(
+      randomKernel(dist),
+      { out: out.bufferFor(`random_${dist}`) },
+      { n, seed: gen.seed, counter: counter >>> 0, a, b },
+      grid(Math.ceil(n / WG)),
+    );
+  }
   return out;
 }
 

@@ -135,7 +135,9 @@ export function elementwise(op: EwOp, operands: readonly Operand[], into?: Tenso
   if (shape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${shape.length} exceeds the supported ${MAX_RANK}`);
   const out = into ?? Tensor.empty(shape, outType);
   if (into) {
-    if (!sameShape(into.shape, shape)) throw new ShapeError(`${op}: result of shape ${fmtShape(shape)} cannot be written into a view of shape ${fmtShape(into.shape)}`);
+    if (!sameShape(into.shape, shape)) {
+      throw new ShapeError(`${op}: result of shape ${fmtShape(shape)} cannot be written into a view of shape ${fmtShape(into.shape)}`);
+    }
     if (into.dtype !== outType) throw new DTypeError(`${op}: result is ${outType} but the destination is ${into.dtype}`);
   }
   const n = out.size;
@@ -253,7 +255,17 @@ ${perItemEntry(WG, 'i')}
 }
 
 /** Dispatches `count` items (elements, or vec4s in vec4 mode) starting `skip` elements into every flat operand. */
-function launch(op: EwOp, mode: Mode, kinds: string[], outType: DType, operands: readonly Operand[], out: Tensor, shape: readonly number[], count: number, skip: number): void {
+function launch(
+  op: EwOp,
+  mode: Mode,
+  kinds: string[],
+  outType: DType,
+  operands: readonly Operand[],
+  out: Tensor,
+  shape: readonly number[],
+  count: number,
+  skip: number,
+): void {
   const engine = getEngine();
   const tensorOperands = operands.filter((v): v is Tensor => v instanceof Tensor);
   const layout = mode === 'strided' ? coalesce(shape, [out.strides, ...tensorOperands.map((t) => broadcastStridesTo(t.shape, t.strides, shape))]) : null;

@@ -59,7 +59,15 @@ ${perItemEntry(WG)}
     engine.dispatch(
       kernel,
       { out: out.bufferFor(op), flag: engine.errorFlag, x: src.bufferFor(op), index: idx.bufferFor(op) },
-      { total, n, L, inner, off: src.offset, offI: idx.offset, errCode: engine.errorCode(`${op}: an index is outside [0, ${L}) on axis ${a} of ${fmtShape(x.shape)}`) },
+      {
+        total,
+        n,
+        L,
+        inner,
+        off: src.offset,
+        offI: idx.offset,
+        errCode: engine.errorCode(`${op}: an index is outside [0, ${L}) on axis ${a} of ${fmtShape(x.shape)}`),
+      },
       grid(Math.ceil(total / WG)),
     );
   }
@@ -98,7 +106,12 @@ ${perItemEntry(WG, 'c')}
     wgsl: source,
   }));
   if (columns > 0 && n > 0) {
-    getEngine().dispatch(kernel, { dx: dx.bufferFor(op), g: gc.bufferFor(op), index: idx.bufferFor(op) }, { columns, n, L, inner, offG: gc.offset, offI: idx.offset }, grid(Math.ceil(columns / WG)));
+    getEngine().dispatch(
+      kernel,
+      { dx: dx.bufferFor(op), g: gc.bufferFor(op), index: idx.bufferFor(op) },
+      { columns, n, L, inner, offG: gc.offset, offI: idx.offset },
+      grid(Math.ceil(columns / WG)),
+    );
   }
   gc.dispose();
   idx.dispose();

@@ -32,7 +32,8 @@ export function layerNormRaw(x: Tensor, weight: Tensor, bias: Tensor, eps: numbe
   const walk = lanes ? subgroupWalk(lanes) : THREAD_WALK;
   const loop = 'for (var j = first; j < u.W; j += step)';
   const half = [x, wc, bc].some((t) => t.dtype === 'f16');
-  const name = `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}${half ? `_x${x.dtype.slice(1)}_w${wc.dtype.slice(1)}_b${bc.dtype.slice(1)}` : ''}`;
+  const dtypeSuffix = half ? `_x${x.dtype.slice(1)}_w${wc.dtype.slice(1)}_b${bc.dtype.slice(1)}` : '';
+  const name = `${op}${w === 4 ? '_vec4' : ''}${lanes ? `_subgroup${lanes}` : ''}${dtypeSuffix}`;
   launchRows(
     name,
     () => ({

@@ -155,7 +155,13 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
  * The kernel's name, which is also its cache key and its CLIPGPU_DUMP_WGSL file name: version, block, load modes,
  * epilogue and, when any buffer is f16, the dtypes (_f16 when all are, else each buffer's: _a16_b32_c16).
  */
-function kernelName(config: MatmulConfig, loads: { aLoad: ALoad; bLoad: BLoad }, dtypes: Record<'a' | 'b' | 'bias' | 'c', DType>, bias: boolean, activation: Activation): string {
+function kernelName(
+  config: MatmulConfig,
+  loads: { aLoad: ALoad; bLoad: BLoad },
+  dtypes: Record<'a' | 'b' | 'bias' | 'c', DType>,
+  bias: boolean,
+  activation: Activation,
+): string {
   const block = config.version === 'v1' ? '' : `_${config.tm}x${config.tn}`;
   const modes = config.version === 'v2' || config.version === 'v3' ? `_a${loads.aLoad}_b${loads.bLoad}` : '';
   const all = Object.values(dtypes);

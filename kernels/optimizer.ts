@@ -10,7 +10,9 @@ const WG = 64;
 
 function check(op: string, p: Tensor, ...others: Tensor[]): void {
   for (const t of [p, ...others]) {
-    if (!t.isContiguous || t.dtype !== 'f32' || t.size !== p.size) throw new ShapeError(`${op}: tensors must be contiguous f32 of ${p.size} elements, got ${fmtShape(t.shape)} ${t.dtype}`);
+    if (!t.isContiguous || t.dtype !== 'f32' || t.size !== p.size) {
+      throw new ShapeError(`${op}: tensors must be contiguous f32 of ${p.size} elements, got ${fmtShape(t.shape)} ${t.dtype}`);
+    }
   }
 }
 
@@ -22,7 +24,13 @@ const ty = (w: number) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
  *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
  *   p ← p − (lr / bc1) · m / (√v / √bc2 + eps),  bc_i = 1 − β_i^step.
  */
-export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void {
+export function adamwUpdate(
+  p: Tensor,
+  g: Tensor,
+  m: Tensor,
+  v: Tensor,
+  h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
+): void {
   const op = 'adamw';
   check(op, p, g, m, v);
   const w = width(p, g, m, v);
@@ -30,7 +38,19 @@ export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, h: { lr:
     name: `adamw${w === 4 ? '_vec4' : ''}`,
     outputs: { p: ty(w), m: ty(w), v: ty(w) },
     inputs: { g: ty(w) },
-    uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offM: 'u32', offV: 'u32', decay: 'f32', beta1: 'f32', beta2: 'f32', stepSize: 'f32', bc2Sqrt: 'f32', eps: 'f32' } as const,
+    uniforms: {
+      n: 'u32',
+      offP: 'u32',
+      offG: 'u32',
+      offM: 'u32',
+      offV: 'u32',
+      decay: 'f32',
+      beta1: 'f32',
+      beta2: 'f32',
+      stepSize: 'f32',
+      bc2Sqrt: 'f32',
+      eps: 'f32',
+    } as const,
     wgsl: `
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
@@ -59,7 +79,12 @@ ${perItemEntry(WG, 'i')}
  * SGD, PyTorch's form: d = g + wd·p; with momentum, buf ← μ·buf + (1 − dampening)·d (buf ← d on the first
  * step) and d = buf (or d + μ·buf with Nesterov); p ← p − lr·d. `buf` is ignored without momentum.
  */
-export function sgdUpdate(p: Tensor, g: Tensor, buf: Tensor, h: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; first: boolean }): void {
+export function sgdUpdate(
+  p: Tensor,
+  g: Tensor,
+  buf: Tensor,
+  h: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; first: boolean },
+): void {
   const op = 'sgd';
   check(op, p, g, buf);
   const w = width(p, g, buf);
@@ -67,7 +92,18 @@ export function sgdUpdate(p: Tensor, g: Tensor, buf: Tensor, h: { lr: number; mo
     name: `sgd${w === 4 ? '_vec4' : ''}`,
     outputs: { p: ty(w), buf: ty(w) },
     inputs: { g: ty(w) },
-    uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offB: 'u32', lr: 'f32', momentum: 'f32', dampening: 'f32', wd: 'f32', nesterov: 'u32', first: 'u32' } as const,
+    uniforms: {
+      n: 'u32',
+      offP: 'u32',
+      offG: 'u32',
+      offB: 'u32',
+      lr: 'f32',
+      momentum: 'f32',
+      dampening: 'f32',
+      wd: 'f32',
+      nesterov: 'u32',
+      first: 'u32',
+    } as const,
     wgsl: `
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
@@ -86,7 +122,18 @@ ${perItemEntry(WG, 'i')}
   getEngine().dispatch(
     kernel,
     { p: p.bufferFor(op), buf: buf.bufferFor(op), g: g.bufferFor(op) },
-    { n, offP: p.offset / w, offG: g.offset / w, offB: buf.offset / w, lr: h.lr, momentum: h.momentum, dampening: h.dampening, wd: h.weightDecay, nesterov: h.nesterov ? 1 : 0, first: h.first ? 1 : 0 },
+    {
+      n,
+      offP: p.offset / w,
+      offG: g.offset / w,
+      offB: buf.offset / w,
+      lr: h.lr,
+      momentum: h.momentum,
+      dampening: h.dampening,
+      wd: h.weightDecay,
+      nesterov: h.nesterov ? 1 : 0,
+      first: h.first ? 1 : 0,
+    },
     grid(Math.ceil(n / WG)),
   );
 }
@@ -117,5 +164,12 @@ ${perItemEntry(WG, 'i')}
 }`,
   }));
   const n = g.size / w;
-  if (n > 0) getEngine().dispatch(kernel, { g: g.bufferFor(op), flag: flag.bufferFor(op) }, { n, offG: g.offset / w, offF: flag.offset, inverse }, grid(Math.ceil(n / WG)));
+  if (n > 0) {
+    getEngine().dispatch(
+      kernel,
+      { g: g.bufferFor(op), flag: flag.bufferFor(op) },
+      { n, offG: g.offset / w, offF: flag.offset, inverse },
+      grid(Math.ceil(n / WG)),
+    );
+  }
 }

@@ -127,7 +127,10 @@ export const variantName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : `${
 /** One line saying which matmul runs for the product and why. */
 export function explainMatmul(M: number, N: number, K: number, layout: MatmulLayout = 'nn'): string {
   const { config, source, key } = matmulChoice(M, N, K, layout);
-  const why = source === 'default' ? `no tuned entry for shape ${matmulShapeKey(M, N, K, layout)} or bucket ${matmulBucket(M, N, K, layout)}` : `table entry ${key}`;
+  const why =
+    source === 'default'
+      ? `no tuned entry for shape ${matmulShapeKey(M, N, K, layout)} or bucket ${matmulBucket(M, N, K, layout)}`
+      : `table entry ${key}`;
   return `[${M}×${K}]·[${K}×${N}] (${layout}): ${variantName(config)} — ${source} (${why})`;
 }
 

@@ -268,14 +268,29 @@ export function conv2d(x: Nd, w: Nd, stride: number, padding: number, bias?: Nd)
 }
 
 /** Average / max / adaptive-average pooling with PyTorch's window and divisor rules. */
-export function pool2d(x: Nd, kind: 'avg' | 'max' | 'adaptive', k: number, stride: number, padding: number, countIncludePad: boolean, outSize?: [number, number]): Nd {
+export function pool2d(
+  x: Nd,
+  kind: 'avg' | 'max' | 'adaptive',
+  k: number,
+  stride: number,
+  padding: number,
+  countIncludePad: boolean,
+  outSize?: [number, number],
+): Nd {
   const [N, C, H, W] = x.shape;
   const Ho = outSize ? outSize[0] : Math.floor((H + 2 * padding - k) / stride) + 1;
   const Wo = outSize ? outSize[1] : Math.floor((W + 2 * padding - k) / stride) + 1;
   const out = new Nd([N, C, Ho, Wo]);
   forEachIndex(out.shape, ([n, c, oh, ow], flat) => {
     let [h0, h1, w0, w1] = [oh * stride - padding, oh * stride - padding + k, ow * stride - padding, ow * stride - padding + k];
-    if (kind === 'adaptive') [h0, h1, w0, w1] = [Math.floor((oh * H) / Ho), Math.ceil(((oh + 1) * H) / Ho), Math.floor((ow * W) / Wo), Math.ceil(((ow + 1) * W) / Wo)];
+    if (kind === 'adaptive') {
+      [h0, h1, w0, w1] = [
+        Math.floor((oh * H) / Ho),
+        Math.ceil(((oh + 1) * H) / Ho),
+        Math.floor((ow * W) / Wo),
+        Math.ceil(((ow + 1) * W) / Wo),
+      ];
+    }
     const padded = (Math.min(h1, H + padding) - h0) * (Math.min(w1, W + padding) - w0);
     [h0, h1, w0, w1] = [Math.max(h0, 0), Math.min(h1, H), Math.max(w0, 0), Math.min(w1, W)];
     let acc = kind === 'max' ? -Infinity : 0;

@@ -127,7 +127,10 @@ export async function tuneMatmul(adapter: string, log: (line: string) => void = 
     const rates = candidates.map((config, i) => ({ config, gflops: flops / timings[i].ms / 1e6, timing: timings[i] }));
     result.matmul[key] = { choice: candidates[choice], rates: [...rates].sort((x, y) => y.gflops - x.gflops) };
     const best = result.matmul[key].rates[0];
-    log(`matmul ${key} [${M}×${K}]·[${K}×${N}]: ${variantName(candidates[choice])} (best ${variantName(best.config)} ${best.gflops.toFixed(1)} GFLOP/s, default ${variantName(fixed)} ${rates[0].gflops.toFixed(1)})`);
+    log(
+      `matmul ${key} [${M}×${K}]·[${K}×${N}]: ${variantName(candidates[choice])} ` +
+        `(best ${variantName(best.config)} ${best.gflops.toFixed(1)} GFLOP/s, default ${variantName(fixed)} ${rates[0].gflops.toFixed(1)})`,
+    );
   }
   return result;
 }
@@ -227,7 +230,10 @@ export function unfusedAttention(q: Tensor, k: Tensor, v: Tensor, g: Tensor, mas
   const dp = matmulRaw(gh, keepView(transposed(v)));
   const ds = softmaxBackwardRaw(p, dp, false);
   const dqHeads = matmulRaw(ds, keepView(heads(k)));
-  const dq = elementwise('mul', [keepView(dqHeads.view([B, L, H, D], [dqHeads.strides[0], dqHeads.strides[2], dqHeads.strides[1], dqHeads.strides[3]])), scale]);
+  const dq = elementwise('mul', [
+    keepView(dqHeads.view([B, L, H, D], [dqHeads.strides[0], dqHeads.strides[2], dqHeads.strides[1], dqHeads.strides[3]])),
+    scale,
+  ]);
   const dk = matmulRaw(keepView(last2(ds)), qs);
   for (const t of [...views, qs, scores, masked, p, o, merged, dv, dp, ds, dqHeads, dk]) t.dispose();
   return dq;

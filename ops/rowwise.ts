@@ -18,7 +18,9 @@ export interface RowwiseOps {
 const recordOp = recorder<RowwiseOps>();
 
 function checkLastAxis(op: string, x: Tensor, axis: number): void {
-  if (normalizeAxis(op, axis, x.rank) !== x.rank - 1) throw new ShapeError(`${op}: only the last axis is supported (got axis ${axis} of ${fmtShape(x.shape)}); permute first`);
+  if (normalizeAxis(op, axis, x.rank) !== x.rank - 1) {
+    throw new ShapeError(`${op}: only the last axis is supported (got axis ${axis} of ${fmtShape(x.shape)}); permute first`);
+  }
 }
 
 /** Numerically stable softmax along the last axis. */
