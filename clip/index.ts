@@ -6,10 +6,15 @@
  * the training loop and exports are `clipgpu/node`.
  * @module clipgpu/clip
  */
-export { CLIP, VisionTransformer, ModifiedResNet, Transformer, ResidualAttentionBlock, clipLoss, contrastiveLogits, l2normalize, type ClipOutput } from './model.ts';
+export {
+  CLIP, VisionTransformer, ModifiedResNet, Transformer, ResidualAttentionBlock, clipLoss, contrastiveLogits, l2normalize, type ClipOutput,
+} from './model.ts';
 export { CONFIGS, inferConfig, ConfigError, type ClipConfig } from './config.ts';
 export { Tokenizer, TokenizerError, trainBpe, bpeBytes, DEFAULT_VOCAB, OPENAI_VOCAB_SIZE, type TokenizeOptions } from './tokenizer.ts';
-export { preprocess, decodeImage, encodePng, resizeBicubic, randomResizedCrop, ImageError, CLIP_MEAN, CLIP_STD, DEFAULT_IMAGE_LIMITS, type RgbImage, type ImageLimits } from './preprocess.ts';
+export {
+  preprocess, decodeImage, encodePng, resizeBicubic, randomResizedCrop, ImageError, CLIP_MEAN, CLIP_STD, DEFAULT_IMAGE_LIMITS,
+  type RgbImage, type ImageLimits,
+} from './preprocess.ts';
 export { clipFromSafetensors, serializeClip, detectLayout, type Layout, type LoadOptions } from './weights.ts';
 export { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE, fillTemplate, type Prompts } from './prompts.ts';
 export {
