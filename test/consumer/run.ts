@@ -1,6 +1,6 @@
 // The consumer test: the package as a user gets it. `npm pack` (which builds dist/), the tarball installed into
 // an empty project outside the repository, then, there, through the public entries only:
-//   - the `clipgpu` command: --help, a one-line error, and a 3-step training run;
+//   - the `clipgpu` command: --help, a one-line error, a 3-step training run, and a run stopped by a group kill;
 //   - a Node ESM program (app/node.mjs) that trains an MLP and runs CLIP zero-shot on that run's checkpoint;
 //   - a module outside `exports` does not resolve;
 //   - tsc type-checks a strict TypeScript consumer (app/typed.ts) against the package's declarations;
@@ -9,8 +9,8 @@
 // Ends with `consumer: N passed` or the first failure (exit 1). The registry is needed only for packages the
 // npm cache lacks.
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,21 @@ try {
   await check('npx clipgpu train --steps 3 writes a run', () => {
     run('npx', ['--no', '--', 'clipgpu', 'train', '--steps', '3', '--batch-size', '8', '--model', 'ViT-tiny', '--vocab-size', '600', '--eval-every', '3', '--out', 'run']);
     for (const file of ['model.safetensors', 'vocab.txt.gz', 'checkpoint.safetensors']) assert.ok(readFileSync(join(work, 'run', file)).length > 0, file);
+  });
+
+  await check('npx clipgpu train stopped by a group SIGTERM (timeout, systemd, CI) saves once and releases its lock', async () => {
+    const child = spawn('npx', ['--no', '--', 'clipgpu', 'train', '--steps', '5000', '--batch-size', '8', '--model', 'ViT-tiny', '--vocab-size', '600', '--eval-every', '0', '--out', 'stopped'], { cwd: work, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let [stdout, stderr] = ['', ''];
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (/step 10\/5000/.test(stdout) && !child.killed) process.kill(-child.pid!, 'SIGTERM');
+    });
+    await new Promise((resolve) => child.on('close', resolve));
+    assert.match(stderr, /stopped at step \d+ of 5000: saved .*checkpoint\.safetensors/, stdout + stderr);
+    assert.doesNotMatch(stderr, /again: exiting without saving/);
+    assert.ok(readFileSync(join(work, 'stopped', 'checkpoint.safetensors')).length > 0);
+    assert.ok(!existsSync(join(work, 'stopped', '.lock')), 'the lock is released');
   });
 
   const checkResult = ({ mlp, probabilities }: { mlp: { first: number; last: number }; probabilities: number[] }, where: string) => {
