@@ -4,9 +4,9 @@
 // Per-dispatch uniforms (shapes, strides, scalars) are appended to a CPU-side arena and bound with a dynamic
 // offset, so a pipeline serves every shape and one bind group serves every dispatch over the same buffers.
 // The arena is uploaded with a single writeBuffer right before its batch is submitted.
-import { GpuError, IndexError } from './errors.ts';
+import { CaptureError, GpuError, IndexError } from './errors.ts';
 import { gpu, type Gpu } from './device.ts';
-import { Kernel, type BufferArgs, type KernelSpec, type UniformArgs } from './kernel.ts';
+import { Kernel, type BufferArgs, type DynamicUniform, type KernelSpec, type UniformArgs, type UniformValue } from './kernel.ts';
 import { BufferPool, type MemoryStats } from './pool.ts';
 import { Timestamps, type KernelTime } from './profiler.ts';
 import { shaderDump } from './dump.ts';
@@ -14,6 +14,32 @@ import { shaderDump } from './dump.ts';
 const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we know
 const ARENA_BYTES = 1 << 18;
 const MAX_DISPATCHES_PER_BATCH = 128;
+
+/** A command as a capture records it (core/capture.ts): everything needed to issue it again. */
+export type Recorded =
+  | {
+      kind: 'dispatch';
+      kernel: Kernel;
+      buffers: GPUBuffer[];
+      /** The uniform struct's bytes as written. */
+      uniforms: Uint8Array;
+      /** The fields given as functions, to write again at each replay. */
+      dynamic: DynamicUniform[];
+      workgroups: [number, number, number];
+    }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
+  | { kind: 'upload'; buffer: GPUBuffer; offset: number; data: Uint8Array };
+
+/** A command of a captured step ready to issue: a dispatch is three encoder calls, nothing else. */
+export type ReplayCommand =
+  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; offsets: number[]; x: number; y: number; z: number }
+  | Exclude<Recorded, { kind: 'dispatch' }>;
+
+/** What the engine is recording into, and the first reason the recording cannot be replayed. */
+export interface Recording {
+  commands: Recorded[];
+  refusal: string | null;
+}
 
 /** Memory statistics plus pipeline, dispatch, submit and readback counts since the engine started. */
 export interface EngineStats extends MemoryStats {
@@ -38,6 +64,7 @@ export class Engine {
   private arenaUsed = 0;
   private pendingDispatches = 0;
   private counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  private recording: Recording | null = null;
   private readonly timestamps: Timestamps;
   private readonly maxWorkgroups: number;
   /**
@@ -125,8 +152,17 @@ export class Engine {
       return buffer;
     });
     const offset = this.arenaUsed;
-    kernel.writeUniforms(this.arenaView, offset, uniforms as Record<string, number | readonly number[]>);
+    const dynamic: DynamicUniform[] | undefined = this.recording ? [] : undefined;
+    kernel.writeUniforms(this.arenaView, offset, uniforms as Record<string, UniformValue>, dynamic);
     this.arenaUsed = Math.ceil((offset + kernel.uniformBytes) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    this.recording?.commands.push({
+      kind: 'dispatch',
+      kernel,
+      buffers: list,
+      uniforms: new Uint8Array(this.arenaCpu.slice(offset, offset + kernel.uniformBytes)),
+      dynamic: dynamic!,
+      workgroups: [x, y, z],
+    });
     const ownPass = this.timestamps.dispatchWrites(kernel.spec.name, [x, y, z]);
     if (ownPass) this.endPass();
     const pass = ownPass ? (this.pass = this.commandEncoder().beginComputePass({ timestampWrites: ownPass })) : this.computePass();
@@ -202,6 +238,7 @@ export class Engine {
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.recording?.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, bytes });
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
@@ -220,12 +257,21 @@ export class Engine {
 
   /** Writes host data into a buffer, after everything recorded so far (which may still read its old contents). */
   upload(buffer: GPUBuffer, byteOffset: number, data: ArrayBufferView): void {
+    if (this.recording) {
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      this.recording.commands.push({ kind: 'upload', buffer, offset: byteOffset, data: bytes });
+    }
     this.flush();
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** Copies `bytes` from a buffer back to the host. The only place the CPU waits for the GPU. */
   async read(buffer: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
+    if (this.recording) {
+      const why = 'it read GPU data back while being captured (a step that waits for or branches on GPU values cannot be replayed)';
+      this.recording.refusal ??= why;
+      throw new CaptureError(`captured step: ${why}`);
+    }
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.device.createBuffer({ label: 'readback', size: size + 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(buffer, byteOffset, staging, 0, size);
@@ -264,6 +310,40 @@ export class Engine {
     await this.sync();
     for (const b of buffers) b.destroy();
     this.bindGroups.clear();
+  }
+
+  /**
+   * Starts recording every dispatch, copy and upload (core/capture.ts) while still running them; readbacks are
+   * refused. stopRecording() returns what was recorded.
+   */
+  startRecording(): void {
+    if (this.recording) throw new CaptureError('a step is already being captured (captures do not nest)');
+    this.flush();
+    this.recording = { commands: [], refusal: null };
+  }
+
+  stopRecording(): Recording {
+    const recording = this.recording;
+    if (!recording) throw new CaptureError('no step is being captured');
+    this.recording = null;
+    return recording;
+  }
+
+  /** Issues a captured step's commands: per dispatch only the pipeline, bind group and grid. */
+  replay(commands: readonly ReplayCommand[]): void {
+    this.gpu.throwIfFailed();
+    for (const c of commands) {
+      if (c.kind === 'dispatch') {
+        if (this.pendingDispatches >= MAX_DISPATCHES_PER_BATCH) this.flush();
+        const pass = this.computePass();
+        pass.setPipeline(c.pipeline);
+        pass.setBindGroup(0, c.group, c.offsets);
+        pass.dispatchWorkgroups(c.x, c.y, c.z);
+        this.pendingDispatches++;
+        this.counters.dispatches++;
+      } else if (c.kind === 'copy') this.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+      else this.upload(c.buffer, c.offset, c.data);
+    }
   }
 
   stats(): EngineStats {

@@ -20,6 +20,13 @@ export class IndexError extends TensorError {
 export class DisposedError extends TensorError {
   override name = 'DisposedError';
 }
+/**
+ * A captured step cannot be replayed (core/capture.ts): it read GPU data back while recording, or two recordings
+ * of it differ. The message says where.
+ */
+export class CaptureError extends TensorError {
+  override name = 'CaptureError';
+}
 /** A WebGPU failure: no adapter, a validation error reported by Dawn, or a lost device. */
 export class GpuError extends Error {
   override name = 'GpuError';

@@ -27,7 +27,20 @@ export interface KernelSpec {
 
 /** The buffers of a dispatch, one per binding of the spec (an optional binding of the spec is optional here). */
 export type BufferArgs<S extends KernelSpec> = { [K in keyof S['outputs']]: GPUBuffer } & { [K in keyof S['inputs']]: GPUBuffer };
-export type UniformArgs<S extends KernelSpec> = { [K in keyof S['uniforms']]: number | readonly number[] };
+/**
+ * A uniform's value: a number, eight numbers for a vec8u, or a function of the host's state read when the dispatch
+ * is recorded — and again at every replay of a captured step (core/capture.ts), so a captured optimizer update
+ * follows its learning rate and step count.
+ */
+export type UniformValue = number | readonly number[] | (() => number);
+export type UniformArgs<S extends KernelSpec> = { [K in keyof S['uniforms']]: UniformValue };
+
+/** A scalar uniform given as a function: where it lies in the struct, and how to write it again. */
+export interface DynamicUniform {
+  offset: number;
+  type: 'u32' | 'i32' | 'f32';
+  value: () => number;
+}
 
 export const MAX_RANK = 8;
 
@@ -114,10 +127,19 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     });
   }
 
-  writeUniforms(view: DataView, base: number, values: Record<string, number | readonly number[]>): void {
+  /**
+   * Writes the uniform struct at `base`; fields given as functions are evaluated now and, when `dynamic` is
+   * passed, listed there (offsets from the struct's start) so a replay can write them again.
+   */
+  writeUniforms(view: DataView, base: number, values: Record<string, UniformValue>, dynamic?: DynamicUniform[]): void {
     for (const f of this.fields) {
-      const v = values[f.name];
+      let v = values[f.name];
       if (v === undefined) throw new GpuError(`${this.spec.name}: uniform '${f.name}' was not given`);
+      if (typeof v === 'function') {
+        if (f.type === 'vec8u') throw new GpuError(`${this.spec.name}: uniform '${f.name}' (vec8u) cannot be a function`);
+        dynamic?.push({ offset: f.offset, type: f.type, value: v });
+        v = v();
+      }
       if (f.type === 'vec8u') {
         const arr = v as readonly number[];
         if (arr.length > MAX_RANK) throw new GpuError(`${this.spec.name}: uniform '${f.name}' has ${arr.length} entries, at most ${MAX_RANK} fit`);

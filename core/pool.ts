@@ -28,6 +28,9 @@ export interface MemoryStats {
 
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
+  private freeSet = new Set<GPUBuffer>();
+  /** How many times each buffer was handed out: a buffer freed and handed out again is another tensor's. */
+  private handedOut = new WeakMap<GPUBuffer, number>();
   private stats: MemoryStats = { liveBytes: 0, liveBuffers: 0, pooledBytes: 0, peakBytes: 0, allocations: 0, reuses: 0 };
 
   constructor(private device: GPUDevice, private usage: GPUBufferUsageFlags) {}
@@ -37,6 +40,7 @@ export class BufferPool {
     const list = this.free.get(size);
     let buffer = list?.pop();
     if (buffer) {
+      this.freeSet.delete(buffer);
       this.stats.reuses++;
       this.stats.pooledBytes -= size;
     } else {
@@ -45,10 +49,35 @@ export class BufferPool {
       buffer = this.device.createBuffer({ size, usage: this.usage, label });
       this.stats.allocations++;
     }
+    this.handedOut.set(buffer, (this.handedOut.get(buffer) ?? 0) + 1);
     this.stats.liveBytes += size;
     this.stats.liveBuffers++;
     this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
     return buffer;
+  }
+
+  /** Whether `buffer` sits in the pool unused. */
+  isFree(buffer: GPUBuffer): boolean {
+    return this.freeSet.has(buffer);
+  }
+
+  /** Which hand-out of `buffer` this is (0 for a buffer the pool never made): it changes when the buffer is reused. */
+  generation(buffer: GPUBuffer): number {
+    return this.handedOut.get(buffer) ?? 0;
+  }
+
+  /** Takes a specific free buffer out of the pool, as acquire would (a captured step keeps its scratch buffers). */
+  reserve(buffer: GPUBuffer): void {
+    const list = this.free.get(buffer.size);
+    const at = list?.indexOf(buffer) ?? -1;
+    if (!list || at < 0) throw new RangeError('reserve: the buffer is not in the pool');
+    list.splice(at, 1);
+    this.freeSet.delete(buffer);
+    this.handedOut.set(buffer, (this.handedOut.get(buffer) ?? 0) + 1);
+    this.stats.pooledBytes -= buffer.size;
+    this.stats.liveBytes += buffer.size;
+    this.stats.liveBuffers++;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
   }
 
   release(buffer: GPUBuffer): void {
@@ -56,6 +85,7 @@ export class BufferPool {
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
     list.push(buffer);
+    this.freeSet.add(buffer);
     this.stats.liveBytes -= size;
     this.stats.liveBuffers--;
     this.stats.pooledBytes += size;
@@ -74,6 +104,7 @@ export class BufferPool {
   drain(): GPUBuffer[] {
     const all = [...this.free.values()].flat();
     this.free.clear();
+    this.freeSet.clear();
     this.stats.pooledBytes = 0;
     return all;
   }

@@ -17,6 +17,10 @@ function check(op: string, p: Tensor, ...others: Tensor[]): void {
 }
 
 const width = (...ts: Tensor[]) => (ts.every((t) => t.size % 4 === 0 && t.offset % 4 === 0) ? 4 : 1);
+/** A hyperparameter given as a value, or as a function of the optimizer's state read when the update is issued. */
+export type Scalar = number | (() => number);
+const valueOf = (s: Scalar) => (typeof s === 'function' ? s() : s);
+
 const ty = (w: number) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
 
 /**
@@ -29,7 +33,7 @@ export function adamwUpdate(
   g: Tensor,
   m: Tensor,
   v: Tensor,
-  h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
+  h: { lr: Scalar; beta1: number; beta2: number; eps: number; weightDecay: number; step: Scalar },
 ): void {
   const op = 'adamw';
   check(op, p, g, m, v);
@@ -68,8 +72,13 @@ ${perItemEntry(WG, 'i')}
     { p: p.bufferFor(op), m: m.bufferFor(op), v: v.bufferFor(op), g: g.bufferFor(op) },
     {
       n, offP: p.offset / w, offG: g.offset / w, offM: m.offset / w, offV: v.offset / w,
-      decay: 1 - h.lr * h.weightDecay, beta1: h.beta1, beta2: h.beta2,
-      stepSize: h.lr / (1 - h.beta1 ** h.step), bc2Sqrt: Math.sqrt(1 - h.beta2 ** h.step), eps: h.eps,
+      // Functions of the learning rate and step: a captured step (core/capture.ts) re-reads them at each replay.
+      decay: () => 1 - valueOf(h.lr) * h.weightDecay,
+      beta1: h.beta1,
+      beta2: h.beta2,
+      stepSize: () => valueOf(h.lr) / (1 - h.beta1 ** valueOf(h.step)),
+      bc2Sqrt: () => Math.sqrt(1 - h.beta2 ** valueOf(h.step)),
+      eps: h.eps,
     },
     grid(Math.ceil(n / WG)),
   );
@@ -83,7 +92,7 @@ export function sgdUpdate(
   p: Tensor,
   g: Tensor,
   buf: Tensor,
-  h: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; first: boolean },
+  h: { lr: Scalar; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; first: boolean },
 ): void {
   const op = 'sgd';
   check(op, p, g, buf);
@@ -127,7 +136,7 @@ ${perItemEntry(WG, 'i')}
       offP: p.offset / w,
       offG: g.offset / w,
       offB: buf.offset / w,
-      lr: h.lr,
+      lr: () => valueOf(h.lr),
       momentum: h.momentum,
       dampening: h.dampening,
       wd: h.weightDecay,

@@ -43,6 +43,8 @@ abstract class Optimizer<H extends { lr: number }> {
   /** Applies one update to every parameter that has a gradient. */
   step(): void {
     this.stepCount++;
+    // A captured training step (core/capture.ts) replays the updates without calling step(): it counts here.
+    T.onReplay(() => this.stepCount++);
     T.noGrad(() => {
       for (const group of this.groups) for (const p of group.params) if (p.grad) this.update(p, p.grad, group.options);
     });
@@ -119,7 +121,9 @@ export class AdamW extends Optimizer<AdamWOptions> {
   }
   protected update(p: T.Tensor, g: T.Tensor, h: AdamWOptions): void {
     const { exp_avg, exp_avg_sq } = this.stateOf(p, ['exp_avg', 'exp_avg_sq']);
-    adamwUpdate(p, g, exp_avg, exp_avg_sq, { ...h, step: this.stepCount });
+    // The learning rate (set by schedules) and the step are read when the update is issued, and again at every
+    // replay of a captured step.
+    adamwUpdate(p, g, exp_avg, exp_avg_sq, { ...h, lr: () => h.lr, step: () => this.stepCount });
     for (const t of [p, exp_avg, exp_avg_sq]) t.bumpVersion();
   }
 }
@@ -141,7 +145,7 @@ export class SGD extends Optimizer<SGDOptions> {
   protected update(p: T.Tensor, g: T.Tensor, h: SGDOptions): void {
     const first = !this.state.has(p);
     const { momentum_buffer } = this.stateOf(p, ['momentum_buffer']);
-    sgdUpdate(p, g, momentum_buffer, { ...h, first });
+    sgdUpdate(p, g, momentum_buffer, { ...h, lr: () => h.lr, first });
     for (const t of [p, momentum_buffer]) t.bumpVersion();
   }
 }

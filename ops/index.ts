@@ -11,7 +11,7 @@ import { getEngine } from '../core/engine.ts';
 export { Tensor, tidy, keep } from '../core/tensor.ts';
 export { closeGpu, gpu } from '../core/device.ts';
 export type { DType } from '../core/dtype.ts';
-export { TensorError, ShapeError, DTypeError, IndexError, DisposedError, GpuError } from '../core/errors.ts';
+export { TensorError, ShapeError, DTypeError, IndexError, DisposedError, CaptureError, GpuError } from '../core/errors.ts';
 export { noGrad, isGradEnabled, param, detach, type BackwardOptions } from './tape.ts';
 export { backward, backwardRules, type OpName } from './backward.ts';
 export { arange, randUniform, randNormal, Generator, manualSeed } from '../kernels/creation.ts';
@@ -62,6 +62,7 @@ export {
 export { sum, mean, max, min, argmax, argmin, type ReduceOptions } from './reduce.ts';
 export { reshape, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul } from './matmul.ts';
+export { CapturedStep, onReplay, isCapturing } from '../core/capture.ts';
 /** The activation a matmul can apply after its bias, in the same kernel. */
 export { type Activation } from '../kernels/matmul.ts';
 /** matmul's options: a bias [N], an activation, and the result dtype when the operands' dtypes differ. */

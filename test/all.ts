@@ -34,6 +34,7 @@ import './interop.test.ts';
 import './tune.test.ts';
 import './f16.test.ts';
 import './amp.test.ts';
+import './capture.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.
