@@ -84,8 +84,8 @@ export interface TrainOptions {
   log: (line: string) => void;
 }
 
-/** What a checkpoint records of its run's options: everything that shapes the training trajectory. */
-export type RunSettings = Pick<TrainOptions, 'batchSize' | 'steps' | 'lr' | 'weightDecay' | 'warmup' | 'seed' | 'clipGrad' | 'accumFreq' | 'precision' | 'dataset' | 'trainData'>;
+/** What a checkpoint records of its run's options: everything that shapes the training trajectory, and when it evaluates and saves. */
+export type RunSettings = Pick<TrainOptions, 'batchSize' | 'steps' | 'lr' | 'weightDecay' | 'warmup' | 'seed' | 'clipGrad' | 'accumFreq' | 'precision' | 'dataset' | 'trainData' | 'evalEvery' | 'saveEvery'>;
 
 /** The CLI flag of each recorded setting (how changes are named). */
 const SETTING_FLAGS: { [K in keyof RunSettings]-?: string } = {
@@ -100,6 +100,8 @@ const SETTING_FLAGS: { [K in keyof RunSettings]-?: string } = {
   precision: 'precision',
   dataset: 'dataset',
   trainData: 'train-data',
+  evalEvery: 'eval-every',
+  saveEvery: 'save-every',
 };
 
 /** The run stopped on request after saving; the message says where and how to continue. */
@@ -280,7 +282,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
   } catch (e) {
     // A new run that failed before its first step (data that cannot be decoded, a batch the device cannot run)
     // has nothing worth keeping: its files go, so that the corrected command runs rather than being refused.
-    if (unstarted) for (const f of [run.vocab, run.metrics, run.lossPlot, run.evalPlot]) rmSync(f, { force: true });
+    if (unstarted) {
+      for (const f of [run.vocab, run.metrics, run.lossPlot, run.evalPlot]) rmSync(f, { force: true });
+      // A step the device cannot hold is sized by one flag (a new run's, so the user's own value).
+      if (e instanceof Error && /buffer|binding limit|out of memory/i.test(e.message)) e.message += ` (the first step at --batch-size ${options.batchSize} does not fit this device: try a smaller --batch-size, or --accum-freq to split it)`;
+    }
     throw e;
   } finally {
     init?.model.dispose();

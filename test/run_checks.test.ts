@@ -39,9 +39,11 @@ test('a run with evaluation off; resuming it takes the checkpoint\'s settings an
   assert.is(tiny.status, 1);
   assert.match(tiny.stderr.trim(), /^train: --model: .*checkpoint\.safetensors was trained with another model \(visionHeadWidth 8, asked [^)]*\); resume without --model/);
 
-  // Only --steps given: batch size and lr are the checkpoint's (not the defaults, 64 and 2e-3), and the change is said.
-  const resumed = train(['--resume', '--steps', '6', '--eval-every', '0', '--out', out]);
+  // Only --steps given: batch size, lr and evaluation off are the checkpoint's (not the defaults: 64, 2e-3,
+  // every 350 steps), and the change is said.
+  const resumed = train(['--resume', '--steps', '6', '--out', out]);
   assert.is(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /evaluation\s+off \(--eval-every 0\)/);
   assert.match(resumed.stdout, /--resume: continuing with settings that differ from the checkpoint's: --steps 4 → 6 \(the learning-rate schedule changes with them\)/);
   assert.match(resumed.stdout, /model ViT-scenes, batch 8, 6 steps, lr 0\.001/);
   assert.equal(metricsOf(out).map((r) => r.step), [1, 2, 3, 4, 5, 6]);

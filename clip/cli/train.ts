@@ -28,8 +28,8 @@ const FLAGS = {
   warmup: { type: 'string' },
   seed: { type: 'string' },
   out: { type: 'string' },
-  'eval-every': { type: 'string', default: '350' },
-  'save-every': { type: 'string', default: '1400' },
+  'eval-every': { type: 'string' },
+  'save-every': { type: 'string' },
   'clip-grad': { type: 'string' },
   'accum-freq': { type: 'string' },
   precision: { type: 'string' },
@@ -45,9 +45,9 @@ const FLAGS = {
   debug: { type: 'boolean', default: false },
 } as const;
 
-const SETTING_DEFAULTS = { 'batch-size': '64', steps: '2800', lr: '2e-3', wd: '0.1', warmup: '100', seed: '0', 'clip-grad': '0', 'accum-freq': '1', precision: 'fp32', dataset: 'scenes' } as const;
+const SETTING_DEFAULTS = { 'batch-size': '64', steps: '2800', lr: '2e-3', wd: '0.1', warmup: '100', seed: '0', 'eval-every': '350', 'save-every': '1400', 'clip-grad': '0', 'accum-freq': '1', precision: 'fp32', dataset: 'scenes' } as const;
 /** Each recorded setting's TrainOptions name. */
-const SETTING_KEYS: Record<keyof typeof SETTING_DEFAULTS | 'train-data', keyof RunSettings> = { 'batch-size': 'batchSize', steps: 'steps', lr: 'lr', wd: 'weightDecay', warmup: 'warmup', seed: 'seed', 'clip-grad': 'clipGrad', 'accum-freq': 'accumFreq', precision: 'precision', dataset: 'dataset', 'train-data': 'trainData' };
+const SETTING_KEYS: Record<keyof typeof SETTING_DEFAULTS | 'train-data', keyof RunSettings> = { 'batch-size': 'batchSize', steps: 'steps', lr: 'lr', wd: 'weightDecay', warmup: 'warmup', seed: 'seed', 'eval-every': 'evalEvery', 'save-every': 'saveEvery', 'clip-grad': 'clipGrad', 'accum-freq': 'accumFreq', precision: 'precision', dataset: 'dataset', 'train-data': 'trainData' };
 
 /** The command line with every flag and its default, for --help. */
 export const USAGE = `usage: clipgpu train [flags]   (with --resume, a setting left out is the checkpoint's)\n${Object.entries(FLAGS)
