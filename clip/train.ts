@@ -132,7 +132,8 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     if (savedConfig && options.config) {
       const differs = configDifferences(options.config, savedConfig);
       if (differs.length) {
-        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${JSON.stringify(savedConfig[k])}, asked ${JSON.stringify(options.config![k])}`).join('; ')}); resume without --model to continue it`);
+        const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${show(savedConfig[k])}, asked ${show(options.config![k])}`).join('; ')}); resume without --model to continue it`);
       }
     }
     const o = info ? resumedSettings(options, info.extra.settings as RunSettings | undefined, run.checkpoint) : options;
@@ -159,6 +160,8 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     const L = config.contextLength;
     checkBatchFits(o.batchSize, config);
 
+    // A stop asked for before this point (while the device opened or kernels were tuned) has nothing to save.
+    if (o.stopRequested?.()) throw new TrainingInterrupted(`stopped before the first step: nothing was written${resumed ? `; ${run.checkpoint} is as it was` : ''}`);
     // Checked: now the previous run may go (--overwrite), and this one's files are written.
     run.replacePrevious();
     unstarted = !resumed;
