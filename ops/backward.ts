@@ -5,6 +5,7 @@ import type { Tensor } from '../core/tensor.ts';
 import { attentionRules, type AttentionOps } from './attention.ts';
 import { batchNormRules, type BatchNormOps } from './batchnorm.ts';
 import { convRules, type ConvOps } from './conv.ts';
+import { customRules, type CustomOps } from './custom.ts';
 import { gatherRules, type GatherOps } from './gather.ts';
 import { mathRules, type MathOps } from './math.ts';
 import { matmulRules, type MatmulOps } from './matmul.ts';
@@ -14,7 +15,7 @@ import { rowwiseRules, type RowwiseOps } from './rowwise.ts';
 import { runBackward, type BackwardOptions, type Rules } from './tape.ts';
 
 /** What each differentiable op saves for its backward. */
-export type OpCtx = MathOps & ReduceOps & MovementOps & MatmulOps & RowwiseOps & AttentionOps & GatherOps & ConvOps & BatchNormOps;
+export type OpCtx = MathOps & ReduceOps & MovementOps & MatmulOps & RowwiseOps & AttentionOps & GatherOps & ConvOps & BatchNormOps & CustomOps;
 /** The name of every differentiable op (each has a backward rule in backwardRules). */
 export type OpName = keyof OpCtx;
 
@@ -29,6 +30,7 @@ export const backwardRules: Rules<OpCtx> = {
   ...gatherRules,
   ...convRules,
   ...batchNormRules,
+  ...customRules,
 };
 
 /**

@@ -77,6 +77,7 @@ export { indexSelect, embedding } from './gather.ts';
 export { crossEntropy, variance, logSumExp } from './composite.ts';
 export { conv2d, im2col, avgPool2d, maxPool2d, adaptiveAvgPool2d, type Conv2dOptions, type PoolOptions } from './conv.ts';
 export { batchNorm2dTrain } from './batchnorm.ts';
+export { customOp, type CustomOp, type CustomOpSpec, type CustomSaved, type CustomUniformType } from './custom.ts';
 
 /** Opens the WebGPU device; call once before creating tensors. */
 export async function init(): Promise<void> {

@@ -10,6 +10,7 @@ import './attention.test.ts';
 import './movement.test.ts';
 import './conv.test.ts';
 import './gradcheck.test.ts';
+import './custom.test.ts';
 import './autodiff.test.ts';
 import './memory.test.ts';
 import './errors.test.ts';

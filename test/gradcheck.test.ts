@@ -35,6 +35,24 @@ const LABELS = Int32Array.from([3, 0, 6, 6, 2]);
 const INDEX = Int32Array.from([4, 0, 4, 2, 5, 1, 4]);
 const MASK = Int32Array.from({ length: 15 }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0);
 
+/** Custom ops (ops/custom.ts): SiLU as one WGSL kernel with a composed backward; αx + y with a uniform. */
+const silu = T.customOp({
+  name: 'silu',
+  inputs: ['x'],
+  body: 'let v = load_x(i); store(i, v / (1.0 + exp(-v)));',
+  backward: (g, { inputs: { x } }) => {
+    const s = T.sigmoid(x);
+    return { x: T.mul(g, T.mul(s, T.add(T.mul(x, T.sub(1, s)), 1))) };
+  },
+});
+const axpy = T.customOp({
+  name: 'axpy',
+  inputs: ['x', 'y'],
+  uniforms: { alpha: 'f32' },
+  body: 'store(i, u.alpha * load_x(i) + load_y(i));',
+  backward: (g) => ({ x: T.mul(g, 0.75), y: g }),
+});
+
 const CASES: { [K in OpName]: GradCase[] } = {
   neg: unary(T.neg, (v) => -v),
   exp: unary(T.exp, Math.exp),
@@ -198,6 +216,15 @@ const CASES: { [K in OpName]: GradCase[] } = {
       inputs: [{ shape: [3, 7], domain: (v) => Math.round(v * 64) / 64 }],
       gpu: ([x]) => T.cast(T.cast(x, 'f16'), 'f32'),
       ref: ([x]) => R.map(x, (v) => v),
+    },
+  ],
+  custom: [
+    { name: 'SiLU kernel, composed backward', inputs: [{ shape: [3, 7] }], gpu: ([x]) => silu({ x }), ref: ([x]) => R.map(x, (v) => v / (1 + Math.exp(-v))) },
+    {
+      name: 'αx + y of a transposed view, with a uniform',
+      inputs: [{ shape: [4, 3] }, { shape: [3, 4] }],
+      gpu: ([x, y]) => axpy({ x: T.transpose(x), y }, { alpha: 0.75 }),
+      ref: ([x, y]) => R.zip([R.permute(x, [1, 0]), y], (a, b) => 0.75 * a + b),
     },
   ],
   selfAttention: [
