@@ -18,6 +18,21 @@ export interface Result {
   unit: 'GFLOP/s' | 'GB/s' | 'images/s';
   /** Ours against the peer measured interleaved (A B A B …): the median of the per-round speed ratios and their range. */
   vsPeer?: { median: number; lo: number; hi: number };
+  /** What the host spends per step (bench/host.ts). */
+  host?: HostCost;
+}
+
+/** The host's share of a step: commands issued and the JavaScript milliseconds it took to record them. */
+export interface HostCost {
+  dispatches: number;
+  submits: number;
+  /** JavaScript milliseconds from the call until the step returned, not counting waits for the GPU. */
+  recordMs: number;
+  usPerDispatch: number;
+  /** recordMs over the step's wall time (call to result read back). */
+  share: number;
+  /** The first step's wall time, compiling its pipelines (fresh ones only if no earlier suite compiled them). */
+  firstStepMs?: number;
 }
 
 // ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------

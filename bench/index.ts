@@ -7,11 +7,12 @@ import { benchMemoryBound } from './memorybound.ts';
 import { benchNn } from './nn.ts';
 import { benchAttention } from './attention.ts';
 import { benchTrain } from './train.ts';
+import { benchHost } from './host.ts';
 import type { Result } from './harness.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
 /** The command line, for --help. */
-export const USAGE = 'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step]   (tfjs-webgpu, when installed, is timed beside ours)';
+export const USAGE = 'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step|host-overhead]   (tfjs-webgpu, when installed, is timed beside ours)';
 
 /** `clipgpu bench [--quick] [--json] [--no-peer] [--only SUITE]`; `argv` holds the flags only. */
 export async function main(argv: string[]): Promise<void> {
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     ['nn', () => benchNn({ quick, peer })],
     ['attention', () => benchAttention({ quick, peer })],
     ['train-step', () => benchTrain({ quick, peer })],
+    ['host-overhead', () => benchHost({ quick })],
   ];
   const results: Result[] = [];
   for (const [name, run] of suites) {
@@ -54,9 +56,25 @@ export async function main(argv: string[]): Promise<void> {
       const ratio = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : other && !isPeer(r) && !r.impl.endsWith('f16') ? `${(r.rate / other.rate).toFixed(2)}×` : '';
       rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
     }
-    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-    for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+    printTable(rows);
+    const host = results.filter((r) => r.host);
+    if (host.length) {
+      console.log('\nhost overhead (JavaScript per step before the GPU is awaited; medians):');
+      const hostRows = [['step', 'impl', 'dispatches', 'submits', 'JS ms', 'µs/dispatch', 'share of wall', 'wall ms', 'first step ms']];
+      for (const r of host) {
+        const h = r.host!;
+        hostRows.push([r.shape, r.impl, String(h.dispatches), String(h.submits), h.recordMs.toFixed(1), h.usPerDispatch.toFixed(1),
+          `${(100 * h.share).toFixed(0)}%`, r.ms.toFixed(1), h.firstStepMs?.toFixed(0) ?? '']);
+      }
+      printTable(hostRows);
+    }
   }
   T.closeGpu();
   process.exit(0);
+}
+
+/** Prints rows as columns padded to their widest cell. */
+function printTable(rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
 }

@@ -47,6 +47,8 @@ export interface EngineStats extends MemoryStats {
   dispatches: number;
   submits: number;
   readbacks: number;
+  /** Milliseconds the host has spent waiting for the GPU (readbacks and sync()). */
+  waitMs: number;
 }
 
 export class Engine {
@@ -63,7 +65,7 @@ export class Engine {
   private arenaView = new DataView(this.arenaCpu);
   private arenaUsed = 0;
   private pendingDispatches = 0;
-  private counters = { dispatches: 0, submits: 0, readbacks: 0 };
+  private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0 };
   private recording: Recording | null = null;
   private readonly timestamps: Timestamps;
   private readonly maxWorkgroups: number;
@@ -278,8 +280,10 @@ export class Engine {
     this.copy(this.errorFlag, 0, staging, size, 4);
     this.flush();
     this.counters.readbacks++;
+    const waitFrom = performance.now();
     try {
       await staging.mapAsync(GPUMapMode.READ);
+      this.counters.waitMs += performance.now() - waitFrom;
     } catch (e) {
       this.gpu.throwIfFailed();
       throw new GpuError(`readback failed: ${(e as Error).message}`);
@@ -300,7 +304,9 @@ export class Engine {
   /** Waits until the GPU has finished all submitted work; rethrows any Dawn error. */
   async sync(): Promise<void> {
     this.flush();
+    const waitFrom = performance.now();
     await this.device.queue.onSubmittedWorkDone();
+    this.counters.waitMs += performance.now() - waitFrom;
     this.gpu.throwIfFailed();
   }
 

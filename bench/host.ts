@@ -1,0 +1,136 @@
+// Host overhead: what the JavaScript costs per step, before the GPU is awaited. On lavapipe the kernels are slow
+// enough to hide it; on the GPUs people train on, a step of thousands of small dispatches is bound by it. For
+// a CLIP training step (ViT-scenes at batch 64, ViT-B/32 at batch 8; fp32 and amp) and a zero-shot forward of
+// ViT-B/32 at batch 1 (the latency a demo user feels): dispatches and submits per step, milliseconds of
+// JavaScript to record one step, µs per dispatch, and that time's share of the step's wall time — eager, and
+// replayed from a captured step (core/capture.ts) where the step can be captured (amp reads a finiteness flag
+// back every step, so it stays eager). Medians over the timed steps; each step's loss is validated finite.
+import { CONFIGS, type ClipConfig } from '../clip/config.ts';
+import { CLIP, l2normalize } from '../clip/model.ts';
+import { trainStep, trainStepAmp } from '../clip/step.ts';
+import * as T from '../ops/index.ts';
+import { AdamW } from '../nn/optim.ts';
+import { GradScaler } from '../nn/precision.ts';
+import { median } from './timing.ts';
+import type { HostCost, Result } from './harness.ts';
+
+const VOCAB = 1000;
+
+/** One measured step: JavaScript milliseconds before the GPU is awaited, wall milliseconds, commands issued. */
+interface Sample {
+  recordMs: number;
+  wallMs: number;
+  dispatches: number;
+  submits: number;
+}
+
+/** Runs `step` (which returns the tensor to await) and measures it. */
+async function measure(step: () => T.Tensor | Promise<T.Tensor>): Promise<Sample> {
+  const before = T.memory();
+  const t0 = performance.now();
+  const pending = step();
+  const out = await pending;
+  const t1 = performance.now();
+  const waitedInStep = T.memory().waitMs - before.waitMs; // an amp step reads a flag back inside the step
+  const value = await out.item();
+  const t2 = performance.now();
+  out.dispose();
+  if (!Number.isFinite(value)) throw new Error(`host-overhead bench: a step returned ${value}`);
+  const after = T.memory();
+  return { recordMs: t1 - t0 - waitedInStep, wallMs: t2 - t0, dispatches: after.dispatches - before.dispatches, submits: after.submits - before.submits };
+}
+
+/** The medians of `samples` as a result row. */
+function row(shape: string, impl: string, samples: Sample[], batch: number, extra: Partial<HostCost> = {}): Result {
+  const recordMs = median(samples.map((s) => s.recordMs));
+  const wallMs = median(samples.map((s) => s.wallMs));
+  const dispatches = median(samples.map((s) => s.dispatches));
+  const host: HostCost = {
+    dispatches,
+    submits: median(samples.map((s) => s.submits)),
+    recordMs,
+    usPerDispatch: (1000 * recordMs) / Math.max(1, dispatches),
+    share: recordMs / wallMs,
+    ...extra,
+  };
+  return { kernel: 'host overhead', shape, impl, ms: wallMs, gpuMs: null, rate: (1000 * batch) / wallMs, unit: 'images/s', host };
+}
+
+function tokensFor(batch: number, L: number): T.Tensor {
+  const ids = Int32Array.from({ length: batch * L }, (_, i) => (i % L === L >> 1 ? VOCAB - 1 : i % L > L >> 1 ? 0 : 1 + ((i * 7919) % (VOCAB - 2))));
+  return T.Tensor.from(ids, [batch, L], 'i32');
+}
+
+/** Training steps of `config` at `batch`: eager fp32, replayed fp32, and eager amp where the device has shader-f16. */
+async function trainRows(name: string, config: ClipConfig, batch: number, steps: number): Promise<Result[]> {
+  const shape = `${name} train step, batch ${batch}`;
+  const results: Result[] = [];
+  const setup = () => {
+    T.manualSeed(0);
+    const model = new CLIP({ ...config, vocabSize: VOCAB });
+    const optimizer = new AdamW(model.parameters(), { lr: 1e-4, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.1 });
+    const images = T.keep(T.randNormal([batch, 3, config.imageResolution, config.imageResolution]));
+    const tokens = T.keep(tokensFor(batch, config.contextLength));
+    const dispose = () => [model, optimizer, images, tokens].forEach((x) => x.dispose());
+    return { model, optimizer, images, tokens, dispose };
+  };
+  {
+    const { model, optimizer, images, tokens, dispose } = setup();
+    const began = performance.now();
+    await measure(() => trainStep(model, optimizer, images, tokens));
+    const firstStepMs = performance.now() - began;
+    const eager: Sample[] = [];
+    for (let i = 0; i < steps; i++) eager.push(await measure(() => trainStep(model, optimizer, images, tokens)));
+    results.push(row(shape, 'ours, eager fp32', eager, batch, { firstStepMs }));
+    const captured = new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t), 'train step');
+    for (let i = 0; i < 2; i++) await measure(() => captured.run(images, tokens)); // recorded twice (warm-up was the eager steps)
+    const replayed: Sample[] = [];
+    for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(images, tokens)));
+    if (!captured.ready || captured.refusal) throw new Error(`host-overhead bench: the train step was not replayed (${captured.refusal ?? 'not ready'})`);
+    results.push(row(shape, 'ours, replayed fp32', replayed, batch));
+    captured.dispose();
+    dispose();
+  }
+  if (T.gpu().hasFeature('shader-f16')) {
+    const { model, optimizer, images, tokens, dispose } = setup();
+    const scaler = new GradScaler();
+    const step = async () => (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss;
+    await measure(step);
+    const amp: Sample[] = [];
+    for (let i = 0; i < steps; i++) amp.push(await measure(step));
+    results.push(row(shape, 'ours, eager amp', amp, batch));
+    dispose();
+  }
+  return results;
+}
+
+/** Zero-shot classification of one image by ViT-B/32 against ten precomputed class embeddings: eager and replayed. */
+async function zeroShotRows(steps: number): Promise<Result[]> {
+  T.manualSeed(0);
+  const config = { ...CONFIGS['ViT-B/32'], vocabSize: VOCAB };
+  const model = new CLIP(config);
+  const classes = T.keep(T.noGrad(() => l2normalize(model.encodeText(tokensFor(10, config.contextLength)))));
+  const image = T.keep(T.randNormal([1, 3, config.imageResolution, config.imageResolution]));
+  const classify = (x: T.Tensor) => T.noGrad(() => T.tidy(() => T.softmax(T.mul(T.matmul(l2normalize(model.encodeImage(x)), T.transpose(classes)), 100), -1)));
+  const top = (p: T.Tensor) => T.tidy(() => T.max(p));
+  const eager: Sample[] = [];
+  await measure(() => top(classify(image)));
+  for (let i = 0; i < steps; i++) eager.push(await measure(() => top(classify(image))));
+  const captured = new T.CapturedStep((x: T.Tensor) => top(classify(x)), 'zero-shot');
+  for (let i = 0; i < 3; i++) await measure(() => captured.run(image));
+  const replayed: Sample[] = [];
+  for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(image)));
+  const shape = 'ViT-B/32 zero-shot forward, batch 1';
+  const results = [row(shape, 'ours, eager', eager, 1), row(shape, 'ours, replayed', replayed, 1)];
+  captured.dispose();
+  for (const t of [model, classes, image]) t.dispose();
+  return results;
+}
+
+export async function benchHost({ quick }: { quick: boolean }): Promise<Result[]> {
+  const results: Result[] = [];
+  results.push(...(await trainRows('ViT-scenes', CONFIGS['ViT-scenes'], 64, quick ? 3 : 5)));
+  if (!quick) results.push(...(await trainRows('ViT-B/32', CONFIGS['ViT-B/32'], 8, 3)));
+  results.push(...(await zeroShotRows(quick ? 3 : 5)));
+  return results;
+}
