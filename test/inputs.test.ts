@@ -48,12 +48,13 @@ test('a dataset is judged by real paths: links out of it are skipped with one li
   assert.match(folder.stdout, /skipped .*stolen\.txt: a link to .*secret\.txt, outside the dataset folder/);
   assert.match(folder.stdout, /skipped .*elsewhere: a link to .*outside-\w+, outside the dataset folder .* \(allow with --allow-outside-paths\)/);
   // The same files listed by a CSV: the link is judged by where it leads; an over-long caption is skipped, bounded.
-  writeFileSync(join(data, 'pairs.csv'), ['filepath,caption', '1.png,one', '2.png,two', `3.png,"${'x'.repeat(100_000)}"`, 'link.png,out', 'sub/loop/1.png,one again'].join('\n'));
+  writeFileSync(join(data, 'pairs.csv'), ['filepath,caption', '1.png,one', '2.png,two', `3.png,"${'x'.repeat(100_000)}"`, 'link.png,out', 'sub/loop/1.png,one again', `${'d/'.repeat(5000)}x.png,deep`].join('\n'));
   const csv = trainOn(join(data, 'pairs.csv'));
   assert.is(csv.status, 0, csv.stderr);
   assert.match(csv.stdout, /pairs\.csv:4: field 2 is over 65536 characters/);
   assert.match(csv.stdout, /pairs\.csv:5: image .*link\.png \(a link to .*far\.png\) is outside the dataset folder/);
-  assert.match(csv.stdout, /: 3 image–caption pairs, 2 skipped/);
+  assert.match(csv.stdout, /pairs\.csv:7: the filepath field is 10005 characters long, longer than any path\n/);
+  assert.match(csv.stdout, /: 3 image–caption pairs, 3 skipped/);
   // One step's loss plot: the point and its moving average differ in the last bit, which once looped forever.
   assert.equal(niceTicks(0.8340651988983154, 0.8340651988983154 + 1e-16), [0.8, 1]);
 });

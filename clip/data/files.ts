@@ -27,6 +27,8 @@ export interface Listing {
 
 /** A CSV/TSV field longer than this is no file path or caption (captions are cut to the context length anyway). */
 export const MAX_FIELD_CHARS = 1 << 16;
+/** Linux's PATH_MAX: a longer file path (or tar member name) cannot name a file. */
+const MAX_PATH_CHARS = 4096;
 
 /**
  * The records of a CSV/TSV text as spreadsheets write it (RFC 4180): fields in double quotes may hold the
@@ -132,6 +134,10 @@ export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'cap
     }
     if (fields.length !== header.length) {
       skipped.push(`${where}: ${fields.length} fields, header has ${header.length}`);
+      continue;
+    }
+    if (fields[ic].length > MAX_PATH_CHARS) {
+      skipped.push(`${where}: the ${imageKey} field is ${fields[ic].length} characters long, longer than any path`);
       continue;
     }
     const image = resolve(root, fields[ic]);
@@ -248,6 +254,7 @@ export function readShards(pattern: string, limits: DataLimits = DEFAULT_DATA_LI
     const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes).replace(/\0.*$/s, '');
     // A GNU long name ('L') or a pax header ('x', Python's tarfile default) names the member that follows.
     let longName: string | null = null;
+    let skipNext = false; // the member named by an over-long name
     let at = 0;
     while (at + 512 <= size) {
       readSync(fd, header, 0, 512, at);
@@ -266,9 +273,17 @@ export function readShards(pattern: string, limits: DataLimits = DEFAULT_DATA_LI
       if (type === 'L' || type === 'x') {
         const content = length <= MAX_CAPTION_BYTES ? text(read(length, data)) : '';
         longName = type === 'L' ? content : (/(?:^|\n)\d+ path=([^\n]*)\n/.exec(content)?.[1] ?? null);
+        if (longName !== null && longName.length > MAX_PATH_CHARS) {
+          skipped.push(`${shard}: the member after byte ${at} has a ${longName.length}-character name, longer than any path`);
+          [longName, skipNext] = [null, true];
+        }
         continue;
       }
       longName = null;
+      if (skipNext) {
+        skipNext = false;
+        continue;
+      }
       if (type !== '0' && type !== '7') continue; // directories, links, global headers
       const slash = name.lastIndexOf('/');
       const dot = name.indexOf('.', slash + 1);

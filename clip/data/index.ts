@@ -35,7 +35,8 @@ export function trainingData({ dataset = 'scenes', trainData, seed, log, limits 
   if (!trainData) return builtinSource(dataset, seed);
   const listing = readPairs(trainData, limits);
   log(`${trainData}: ${listing.pairs.length} image–caption pairs, ${listing.skipped.length} skipped`);
-  for (const line of listing.skipped.slice(0, 10)) log(`  skipped ${line}`);
+  // Each reason names its row; a line cut at 400 characters still does, and a huge field never floods the log.
+  for (const line of listing.skipped.slice(0, 10)) log(`  skipped ${line.length > 400 ? `${line.slice(0, 400)}…` : line}`);
   if (listing.skipped.length > 10) log(`  … and ${listing.skipped.length - 10} more`);
   return fileSource(listing.pairs, seed, log, limits);
 }
