@@ -65,6 +65,11 @@ export interface TrainOptions {
    * whose gradients overflow is skipped and the scale halved; both logged in metrics.jsonl).
    */
   precision?: 'fp32' | 'amp';
+  /**
+   * Replay the recorded step (core/capture.ts) instead of recording every dispatch again: the same commands,
+   * a fraction of the JavaScript; on by default (fp32; amp reads a flag back each step and stays eager).
+   */
+  replay?: boolean;
   /** BPE vocabulary size trained on the captions (the shipped CLIP vocabulary when 0). */
   vocabSize: number;
   /** A CSV/TSV of filepath,caption, a folder of images with .txt captions, or webdataset shards (overrides `dataset`). */
@@ -216,15 +221,23 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       return { pixels: b.pixels, tokens: tokenizer.tokenize(b.captions, { contextLength: L }) };
     };
     let next = start < o.steps ? batchAt(start) : null;
+    const stepOptions = { microBatches: o.accumFreq, clipGrad: o.clipGrad };
+    // The step recorded once and replayed (equal bit for bit to the eager step, tested); a last batch of
+    // another size, or replaced state, makes it record again.
+    const captured = o.replay !== false && !scaler ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step') : null;
+    let refusalNoted = false;
     for (let step = start; step < o.steps; step++) {
       const images = T.Tensor.from(next!.pixels, [o.batchSize, 3, n, n]);
       const tokens = T.Tensor.from(next!.tokens, [o.batchSize, L], 'i32');
       const lr = schedule(step);
       optimizer.setLr(lr);
-      const stepOptions = { microBatches: o.accumFreq, clipGrad: o.clipGrad };
       const lossScale = scaler?.scale;
       const amp = scaler ? await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions) : null;
-      const loss = amp ? amp.loss : trainStep(model, optimizer, images, tokens, stepOptions);
+      const loss = amp ? amp.loss : captured ? captured.run(images, tokens) : trainStep(model, optimizer, images, tokens, stepOptions);
+      if (captured?.refusal && !refusalNoted) {
+        refusalNoted = true;
+        o.log(`note: ${captured.refusal}`);
+      }
       if (amp?.skipped) skipped++;
       images.dispose();
       tokens.dispose();
@@ -277,6 +290,7 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     }
     if (start >= o.steps) o.log(`${run.checkpoint} is already at step ${start} of ${o.steps}: nothing to train`);
     writePlots();
+    captured?.dispose();
     // A run resumed at its end still reports its evaluation (unless evaluation is off).
     const result = last ?? (o.evalEvery > 0 ? await evaluateClip(model, tokenizer, data) : null);
     model.dispose();

@@ -42,6 +42,7 @@ const FLAGS = {
   'max-image-bytes': { type: 'string', default: String(DEFAULT_DATA_LIMITS.maxBytes) },
   'max-image-pixels': { type: 'string', default: String(DEFAULT_DATA_LIMITS.maxPixels) },
   'allow-outside-paths': { type: 'boolean', default: false },
+  'no-replay': { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
 } as const;
 
@@ -113,6 +114,7 @@ export async function main(argv: string[]): Promise<void> {
     clipGrad: number('clip-grad'),
     accumFreq: number('accum-freq'),
     precision: setting('precision') as TrainOptions['precision'],
+    replay: !values['no-replay'],
     vocabSize: number('vocab-size'),
     trainData: values['train-data'] as string | undefined,
     dataset: setting('dataset'),
