@@ -15,6 +15,10 @@ import { checkpointInfo } from '../nn/checkpoint.ts';
 import { assertThrows, suite } from './harness.ts';
 import { encodePng } from '../clip/preprocess.ts';
 import { TrainingInterrupted, train as trainInProcess } from '../clip/train.ts';
+import { saveClip } from '../clip/io/weights.ts';
+import { CLIP } from '../clip/model.ts';
+import { OPENAI_VOCAB_SIZE } from '../clip/tokenizer.ts';
+import * as T from '../ops/index.ts';
 import { TINY_CONFIG, metricsOf, tinyRun } from './train_helpers.ts';
 
 const test = suite('run checks');
@@ -88,10 +92,8 @@ test('every input is checked before --overwrite deletes the previous run; an imp
 
 test('export --overwrite into a folder of another format replaces it whole: zeroshot then loads the new model', async () => {
   const [a, b] = [tmp('run-a'), tmp('run-b')];
-  // 64 wide: one 64-wide vision head, which transformers' config can say.
-  const config = { ...TINY_CONFIG, visionWidth: 64 };
-  await trainInProcess(tinyRun(a, 2, { seed: 1, config, evalEvery: 0 }));
-  await trainInProcess(tinyRun(b, 2, { seed: 2, config, evalEvery: 0 }));
+  await makeRun(a, 1);
+  await makeRun(b, 2);
   const out = join(tmp('export'), 'model');
   assert.is(clipgpu('export', ['--run', a, '--to', 'open_clip', '--out', out]).status, 0);
   const replaced = clipgpu('export', ['--run', b, '--to', 'hf', '--out', out, '--overwrite']);
@@ -107,10 +109,25 @@ test('export --overwrite into a folder of another format replaces it whole: zero
   const [fromFolder, fromB] = [probabilities(out), probabilities(join(b, 'model.safetensors'))];
   assert.ok(fromFolder.every((p, i) => Math.abs(p - fromB[i]) < 1e-5), 'the folder holds run b');
   // A training run's folder is never an export's target.
-  const refused = clipgpu('export', ['--run', a, '--to', 'hf', '--out', b, '--overwrite']);
+  const trainingRun = tmp('training-run');
+  for (const f of ['checkpoint.safetensors', 'metrics.jsonl']) writeFileSync(join(trainingRun, f), '');
+  const refused = clipgpu('export', ['--run', a, '--to', 'hf', '--out', trainingRun, '--overwrite']);
   assert.is(refused.status, 1);
   assert.match(refused.stderr.trim(), /^export: --out .* holds a training run \(checkpoint\.safetensors, metrics\.jsonl\): export to another folder$/);
 });
+
+/**
+ * A run folder as far as export, zeroshot and the demo read one: model.safetensors with its prompts (a seeded
+ * untrained model; CLIP's own vocabulary, so no vocab.txt.gz). 64 wide: one 64-wide vision head, which
+ * transformers' config can say.
+ */
+async function makeRun(dir: string, seed: number): Promise<void> {
+  T.manualSeed(seed);
+  const model = new CLIP({ ...TINY_CONFIG, visionWidth: 64, vocabSize: OPENAI_VOCAB_SIZE });
+  model.prompts = { templates: ['a {}.'], classes: ['red circle', 'blue square', 'green cross'] };
+  await saveClip(join(dir, 'model.safetensors'), model);
+  model.dispose();
+}
 
 /** One GET to the server at `url` with the Host header given; resolves to the status and body. */
 function get(url: string, path: string, host = new URL(url).host): Promise<{ status: number; body: string }> {
@@ -128,7 +145,7 @@ function get(url: string, path: string, host = new URL(url).host): Promise<{ sta
 
 test('the demo server: a malformed URL is a 400 (the server lives on), siblings and symlinks out of its folder are not served, other Host names are refused', async () => {
   const run = tmp('demo-run');
-  await trainInProcess(tinyRun(run, 1, { saveEvery: 0, evalEvery: 0 }));
+  await makeRun(run, 3);
   const child = spawn(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'demo', '--port', '0', '--run', run], { stdio: ['ignore', 'pipe', 'pipe'] });
   // The page is served from .build/demo: a sibling whose name shares its prefix, and a symlink out of it.
   const sibling = join('.build', `demo-secret-${process.pid}`);

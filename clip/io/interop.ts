@@ -40,7 +40,7 @@ function differences(a: ClipConfig, b: ClipConfig): string[] {
 export function exportRun(runDir: string, to: ExportFormat, outDir: string, { overwrite = false } = {}): string[] {
   const weightsPath = join(runDir, 'model.safetensors');
   if (!existsSync(weightsPath)) throw new FileError(`--run ${runDir}: no model.safetensors there (train one with \`npm run train\`)`);
-  const present = existsSync(outDir) ? readdirSync(outDir) : [];
+  const present = existsSync(outDir) ? readdirSync(outDir).sort() : [];
   const run = present.filter((f) => f === 'checkpoint.safetensors' || f === 'metrics.jsonl');
   if (run.length) throw new FileError(`--out ${outDir} holds a training run (${run.join(', ')}): export to another folder`);
   if (present.length > 0 && !overwrite) throw new FileError(`--out ${outDir} exists and is not empty: choose another folder or pass --overwrite`);
