@@ -78,7 +78,9 @@ try {
     assert.ok(!existsSync(join(work, 'stopped', '.lock')), 'the lock is released');
   });
 
-  const checkResult = ({ mlp, probabilities }: { mlp: { first: number; last: number }; probabilities: number[] }, where: string) => {
+  type Outcome = { mlp: { first: number; last: number }; probabilities: number[]; custom: { y: number[]; grad: number[] } };
+  const checkResult = ({ mlp, probabilities, custom }: Outcome, where: string) => {
+    assert.deepEqual(custom, { y: [1, 4, 9], grad: [2, 4, 6] }, `${where}: a custom kernel x² and its gradient`);
     assert.ok(mlp.last < mlp.first / 2, `${where}: the MLP's loss falls (${mlp.first} → ${mlp.last})`);
     assert.equal(probabilities.length, 2 * 3, `${where}: 2 images × 3 labels`);
     for (let i = 0; i < 2; i++) {
@@ -87,7 +89,7 @@ try {
     }
   };
 
-  await check('Node: an MLP trains and CLIP classifies zero-shot through the public imports', () => {
+  await check('Node: an MLP trains, CLIP classifies zero-shot and a custom kernel runs, through the public imports', () => {
     const { stdout } = run(process.execPath, ['node.mjs', 'run']);
     checkResult(JSON.parse(stdout.trim().split('\n').pop()!), 'node');
   });
@@ -116,7 +118,7 @@ try {
       const page = await browser.newPage();
       await page.goto(`${server.url}/page.html`);
       await page.waitForFunction(() => (globalThis as { __result?: unknown }).__result !== undefined, null, { timeout: 120_000 });
-      const outcome = await page.evaluate(() => (globalThis as { __result?: unknown }).__result as { error?: string; mlp: { first: number; last: number }; probabilities: number[] });
+      const outcome = await page.evaluate(() => (globalThis as { __result?: unknown }).__result as Outcome & { error?: string });
       assert.ok(!outcome.error, `the page failed: ${outcome.error}`);
       checkResult(outcome, 'browser');
     } finally {

@@ -3,7 +3,7 @@
 import * as T from 'clipgpu';
 import { parseSafetensors } from 'clipgpu/nn';
 import { Tokenizer, clipFromSafetensors } from 'clipgpu/clip';
-import { trainMlp, zeroShot } from './use.mjs';
+import { customKernel, trainMlp, zeroShot } from './use.mjs';
 
 const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
 try {
@@ -11,7 +11,8 @@ try {
   const mlp = await trainMlp();
   const model = clipFromSafetensors(parseSafetensors(await bytes('/run/model.safetensors'), 'model.safetensors'), 'model.safetensors');
   const tokenizer = Tokenizer.fromBytes(await bytes('/run/vocab.txt.gz'), model.config.vocabSize, 'vocab.txt.gz');
-  window.__result = { mlp, probabilities: await zeroShot(model, tokenizer, ['red circle', 'blue square', 'green cross']) };
+  const probabilities = await zeroShot(model, tokenizer, ['red circle', 'blue square', 'green cross']);
+  window.__result = { mlp, probabilities, custom: await customKernel() };
 } catch (e) {
   window.__result = { error: String(e?.stack ?? e) };
 }

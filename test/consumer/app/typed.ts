@@ -36,5 +36,13 @@ export async function use(image: RgbImage): Promise<number> {
   return ms + (gpuMs ?? 0) + sizes.reduce((a, b) => a + b);
 }
 
+/** A custom op's inputs and uniforms are typed by its spec. */
+export function custom(x: T.Tensor): T.Tensor {
+  const scale = T.customOp({ name: 'scale', inputs: ['x'], uniforms: { s: 'f32' }, body: 'store(i, u.s * load_x(i));' });
+  // @ts-expect-error an input the op does not declare
+  scale({ y: x }, { s: 2 });
+  return scale({ x }, { s: 2 });
+}
+
 // @ts-expect-error modules outside `exports` are not reachable
 export type Private = typeof import('clipgpu/dist/ops/tape.js');

@@ -28,6 +28,22 @@ export async function trainMlp(steps = 30) {
   return { first: losses[0], last: losses[1] };
 }
 
+/** A WGSL kernel of one's own (T.customOp): x² and its gradient at x = 1, 2, 3. */
+export async function customKernel() {
+  const square = T.customOp({
+    name: 'square',
+    inputs: ['x'],
+    body: 'let v = load_x(i); store(i, v * v);',
+    backward: (g, { inputs: { x } }) => ({ x: T.mul(g, T.mul(x, 2)) }),
+  });
+  const x = T.param(T.Tensor.from([1, 2, 3]));
+  const y = square({ x });
+  T.backward(T.sum(y));
+  const result = { y: Array.from(await y.data()), grad: Array.from(await x.grad.data()) };
+  for (const t of [x, y]) t.dispose();
+  return result;
+}
+
 /** Zero-shot class probabilities [images × labels] of `count` random images with a CLIP model and tokenizer. */
 export async function zeroShot(model, tokenizer, labels, count = 2) {
   model.eval();
