@@ -3,6 +3,7 @@
 // one-off peer; nothing in the project needs Python. Where the device has shader-f16, also the step in amp
 // (trainStepAmp: f16 compute, loss scaling, one finiteness readback per step).
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { CONFIGS, visionHeads, type ClipConfig } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
 import { trainStep, trainStepAmp } from '../clip/step.ts';
@@ -49,15 +50,21 @@ async function oursPerSecond(config: ClipConfig, batch: number, steps: number, p
   return (1000 * batch) / ms;
 }
 
+/**
+ * The PyTorch peer's script, found from this module as the vocabulary is from the tokenizer (../bench from a
+ * bundle in the repository's .build/, beside this module in the package, where the build copies it).
+ */
+const TORCH_STEP = fileURLToPath(new URL('../bench/torch_clip_step.py', import.meta.url));
+
 function torchPerSecond(config: ClipConfig, batch: number): { impl: string; images_per_s: number } | null {
   // $PYTHON, else the first python3 that has torch (a pyenv shim may shadow Debian's /usr/bin/python3).
   const python = [process.env.PYTHON, 'python3', '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch']).status === 0);
   if (!python) return null;
-  const args = ['bench/torch_clip_step.py', '--threads', '2', '--batch', String(batch), '--res', String(config.imageResolution), '--patch', String(config.visionPatchSize),
+  const args = [TORCH_STEP, '--threads', '2', '--batch', String(batch), '--res', String(config.imageResolution), '--patch', String(config.visionPatchSize),
     '--width', String(config.visionWidth), '--heads', String(visionHeads(config)), '--layers', String(config.visionLayers), '--embed', String(config.embedDim), '--text-width', String(config.transformerWidth),
     '--text-heads', String(config.transformerHeads), '--text-layers', String(config.transformerLayers), '--context', String(config.contextLength), '--vocab', String(VOCAB)];
   const run = spawnSync(python, args, { encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`bench/torch_clip_step.py failed:\n${run.stderr}`);
+  if (run.status !== 0) throw new Error(`${TORCH_STEP} failed:\n${run.stderr}`);
   return JSON.parse(run.stdout.trim().split('\n').pop()!);
 }
 

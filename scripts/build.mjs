@@ -1,6 +1,7 @@
 // `npm run build` (and `prepack`): the package in dist/ — tsc emits ESM JavaScript and declarations for the
-// public entries (tsconfig.build.json), CLIP's vocabulary goes beside the tokenizer that reads it, and the demo
-// page is bundled once so `clipgpu demo` serves it without a bundler.
+// public entries (tsconfig.build.json), CLIP's vocabulary goes beside the tokenizer that reads it (and the
+// benchmark's PyTorch script beside the benchmark), and the demo page is bundled once so `clipgpu demo` serves it
+// without a bundler.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, rmSync } from 'node:fs';
@@ -13,6 +14,7 @@ try {
   process.exit(1); // tsc has printed the errors
 }
 cpSync('clip/assets', 'dist/clip/assets', { recursive: true });
+copyFileSync('bench/torch_clip_step.py', 'dist/bench/torch_clip_step.py'); // the training-step benchmark's PyTorch peer
 mkdirSync('dist/examples/demo/page', { recursive: true });
 await build({
   entryPoints: ['examples/demo/page.ts'],
