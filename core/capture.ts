@@ -89,12 +89,15 @@ function difference(a: Recorded[], b: Recorded[]): string | null {
       if (p.kernel !== q.kernel) return `${where}: another kernel the second time (${q.kernel.spec.name})`;
       if (p.workgroups.join() !== q.workgroups.join()) return `${where}: grid ${p.workgroups} then ${q.workgroups} (a shape changed)`;
       if (!p.buffers.every((buffer, k) => same(buffer, q.buffers[k]))) return `${where}: bound to other tensors the second time`;
-      const dynamic = new Set(p.dynamic.flatMap((d) => [0, 1, 2, 3].map((k) => d.offset + k)));
-      const field = p.uniforms.findIndex((byte, k) => byte !== q.uniforms[k] && !dynamic.has(k));
-      if (field >= 0) {
-        const name = p.kernel.fields.find((f) => field >= f.offset && field < f.offset + (f.type === 'vec8u' ? 32 : 4))?.name;
-        return `${where}: uniform '${name}' differs between the recordings (a host value that changes every step; give it as a function)`;
-      }
+      // Field by field: the struct's padding holds whatever the arena held before.
+      const dynamic = new Set(p.dynamic.map((d) => d.offset));
+      const differs = p.kernel.fields.find((f) => {
+        if (dynamic.has(f.offset)) return false;
+        const end = f.offset + (f.type === 'vec8u' ? 32 : 4);
+        for (let k = f.offset; k < end; k++) if (p.uniforms[k] !== q.uniforms[k]) return true;
+        return false;
+      });
+      if (differs) return `${where}: uniform '${differs.name}' differs between the recordings (a host value that changes every step; give it as a function)`;
     } else if (p.kind === 'copy' && q.kind === 'copy') {
       if (!same(p.src, q.src) || !same(p.dst, q.dst) || p.srcOffset !== q.srcOffset || p.dstOffset !== q.dstOffset || p.bytes !== q.bytes) {
         return `${where}: copies other bytes the second time`;
