@@ -47,7 +47,8 @@ try {
     cpSync(join(ROOT, 'test/consumer/app'), work, { recursive: true });
     const files = run('tar', ['-tzf', packed]).stdout.split('\n');
     assert.ok(files.includes('package/dist/bin/clipgpu.js') && files.includes('package/LICENSE'), 'the tarball holds dist and the license');
-    assert.ok(!files.some((f) => /^package\/(test|bench|clip|ops|core|nn|kernels|examples|scripts)\//.test(f)), 'the tarball holds no sources, tests or fixtures');
+    const sources = /^package\/(test|bench|clip|ops|core|nn|kernels|examples|scripts)\//;
+    assert.ok(!files.some((f) => sources.test(f)), 'the tarball holds no sources, tests or fixtures');
   });
 
   await check('npx clipgpu --help, a command\'s --help, and an unknown command in one line', () => {
@@ -59,7 +60,8 @@ try {
   });
 
   await check('npx clipgpu train --steps 3 writes a run', () => {
-    run('npx', ['--no', '--', 'clipgpu', 'train', '--steps', '3', '--batch-size', '8', '--model', 'ViT-tiny', '--vocab-size', '600', '--eval-every', '3', '--out', 'run']);
+    const tiny = ['--batch-size', '8', '--model', 'ViT-tiny', '--vocab-size', '600'];
+    run('npx', ['--no', '--', 'clipgpu', 'train', '--steps', '3', ...tiny, '--eval-every', '3', '--out', 'run']);
     for (const file of ['model.safetensors', 'vocab.txt.gz', 'checkpoint.safetensors']) assert.ok(readFileSync(join(work, 'run', file)).length > 0, file);
   });
 
@@ -96,22 +98,35 @@ try {
 
   await check('modules outside `exports` do not resolve', () => {
     for (const path of ['clipgpu/dist/ops/index.js', 'clipgpu/ops/tape', 'clipgpu/kernels/matmul']) {
-      const { stdout } = run(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(path)}).then(() => console.log('reachable'), (e) => console.log(e.code))`]);
+      const program = `import(${JSON.stringify(path)}).then(() => console.log('reachable'), (e) => console.log(e.code))`;
+      const { stdout } = run(process.execPath, ['--input-type=module', '-e', program]);
       assert.equal(stdout.trim(), 'ERR_PACKAGE_PATH_NOT_EXPORTED', path);
     }
   });
 
   await check('tsc: a strict TypeScript consumer type-checks against the declarations', () => {
-    run(process.execPath, [createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc'), '-p', '.', '--typeRoots', join(ROOT, 'node_modules/@types')]);
+    const tsc = createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc');
+    run(process.execPath, [tsc, '-p', '.', '--typeRoots', join(ROOT, 'node_modules/@types')]);
   });
 
   await check('browser: esbuild bundles the program from the installed package and Chromium runs it', async () => {
-    const result = await build({ entryPoints: [join(work, 'page.mjs')], outfile: join(work, 'page.bundle.mjs'), absWorkingDir: work, bundle: true, platform: 'browser', format: 'esm', target: 'es2022', metafile: true, logLevel: 'error' });
+    const result = await build({
+      entryPoints: [join(work, 'page.mjs')],
+      outfile: join(work, 'page.bundle.mjs'),
+      absWorkingDir: work,
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      metafile: true,
+      logLevel: 'error',
+    });
     // The package's `browser` map replaces webgpu (Dawn for Node) by an empty module: esbuild lists it as "(disabled):…".
     const bundled = Object.keys(result.metafile.inputs).filter((p) => !p.startsWith('(disabled):'));
     const nodeOnly = bundled.filter((p) => p.startsWith('node:') || p.includes('node_modules/webgpu/'));
     assert.deepEqual(nodeOnly, [], 'no Node module and no webgpu in the bundle');
-    writeFileSync(join(work, 'page.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="page.bundle.mjs"></script>\n');
+    const html = '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="page.bundle.mjs"></script>\n';
+    writeFileSync(join(work, 'page.html'), html);
     const server = await serve({ root: work });
     const browser = await launchChromium();
     try {

@@ -32,7 +32,8 @@ export async function use(image: RgbImage): Promise<number> {
   T.zeros(['4']);
   // @ts-expect-error an unknown dtype
   T.zeros([4], 'f64');
-  const sizes = [state.size, pixels.length, tokenizer.tokenize('a cat').length, settings.steps, dtype.length, loaded.config.embedDim, model.parameters().length];
+  const sizes = [state.size, pixels.length, tokenizer.tokenize('a cat').length, settings.steps, dtype.length];
+  sizes.push(loaded.config.embedDim, model.parameters().length);
   return ms + (gpuMs ?? 0) + sizes.reduce((a, b) => a + b);
 }
 
