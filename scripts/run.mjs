@@ -36,8 +36,10 @@ if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
 // which is all we use); they say nothing to a user, so they are dropped from the child's stderr. Everything
 // else passes through unchanged, line by line.
 const DAWN_NOISE = /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
+// CLIPGPU_LAUNCHER_PID tells the child that its parent is this launcher, whose exit means the run should stop.
 const child = spawn(process.execPath, ['--enable-source-maps', ...argv.slice(0, entryAt), outfile, ...argv.slice(entryAt + 1)], {
   stdio: ['inherit', 'inherit', 'pipe'],
+  env: { ...process.env, CLIPGPU_LAUNCHER_PID: String(process.pid) },
 });
 let pending = '';
 child.stderr.setEncoding('utf8');
@@ -51,14 +53,17 @@ child.stderr.on('data', (chunk) => {
 // (Ctrl-C, `timeout`, `kill -- -PGID`) reaches the child directly too: the trainer takes repeats that close
 // together as one request (clip/cli/stop.ts), and other tools stop on the first either way.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
-// When the parent exits (npm killed alone) nothing signals the child: tell it, as a closed terminal would.
-const parent = process.ppid;
-const watch = setInterval(() => {
-  if (process.ppid === parent) return;
-  clearInterval(watch);
-  child.kill('SIGHUP');
-}, 500);
-watch.unref();
+// Started by npm, whose exit (npm killed alone) signals nobody: tell the child, as a closed terminal would.
+// Started from a shell, a parent that exits is a shell the run was meant to outlive (`&`, disown).
+if (process.env.npm_lifecycle_event !== undefined) {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    child.kill('SIGHUP');
+  }, 500);
+  watch.unref();
+}
 // Output whose reader has gone (a closed terminal, a dead parent's pipe) must not end this process before the child.
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 child.on('close', (code, signal) => {

@@ -3,8 +3,8 @@
 // launcher killed outright. A second, deliberate signal exits at once. Each test stops a real `npm run train`
 // (npm → scripts/run.mjs → bin/clipgpu.ts train) or the bin under scripts/run.mjs.
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors } from '../nn/io/safetensors.ts';
@@ -107,6 +107,20 @@ test('SIGHUP (the terminal closed) saves and exits 129; killing the launcher out
   const o = await launch(binTrain(tinyFlags(orphan)), [/step 10\/5000/, (child) => child.kill('SIGKILL')]);
   assert.match(o.stdout, /the parent process \(pid \d+\) exited: finishing this step/);
   assert.ok(savedStep(orphan) >= 10);
+});
+
+test('a run started from a shell in the background outlives the shell (only a launcher\'s exit stops it)', async () => {
+  const out = tmp('background');
+  const log = join(out, 'log.txt');
+  const flags = tinyFlags(out).map((a, i, all) => (all[i - 1] === '--steps' ? '20' : a));
+  // `sh -c '… &'` exits at once: the run's parent is gone, as after `&` and closing a shell that does not hang up.
+  const env = { ...process.env };
+  delete env.npm_lifecycle_event; // not started by npm here, even when this suite runs under `npm test`
+  const sh = spawnSync('sh', ['-c', `${binTrain(flags).map((a) => `'${a}'`).join(' ')} > '${log}' 2>&1 &`], { env });
+  assert.is(sh.status, 0);
+  for (let waited = 0; !existsSync(join(out, 'model.safetensors')) && waited < 90_000; waited += 250) await new Promise((r) => setTimeout(r, 250));
+  for (let waited = 0; existsSync(join(out, '.lock')) && waited < 10_000; waited += 250) await new Promise((r) => setTimeout(r, 250));
+  assert.is(savedStep(out), 20, readFileSync(log, 'utf8'));
 });
 
 test('a second SIGINT, a second after the first, exits at once without saving', async () => {

@@ -1,7 +1,8 @@
 // How a command-line run hears that it should stop (Node-only). Every way a user or a supervisor stops a run
 // asks it to finish its step and save: SIGINT (Ctrl-C), SIGTERM (kill, timeout, systemd, docker stop,
-// `kill -- -PGID`), SIGHUP (the terminal closed), and the parent process exiting (npm or scripts/run.mjs
-// killed alone, which would otherwise leave this process training on, orphaned, holding its lock).
+// `kill -- -PGID`), SIGHUP (the terminal closed), and the launcher exiting (npm, npx or scripts/run.mjs killed
+// alone, which would otherwise leave this process training on, orphaned, holding its lock). A parent that is
+// none of those is a shell, which a run started with `&` or disowned is meant to outlive.
 //
 // One stop often arrives several times: a group kill reaches this process and every parent that forwards
 // it (scripts/run.mjs, npm), so the same request lands two or three times within milliseconds. Signals within
@@ -12,7 +13,7 @@ import { constants } from 'node:os';
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** Repeats of one stop (a group kill plus forwarding parents) arrive within this many milliseconds of each other. */
 const REPEAT_MS = 1000;
-/** How often the parent process is looked for (process.ppid changes when it exits and this one is adopted). */
+/** How often the launcher is looked for (process.ppid changes when it exits and this process is adopted). */
 const PARENT_POLL_MS = 500;
 
 export interface StopRequests {
@@ -50,12 +51,14 @@ export function watchStopRequests(tool: string, notice: (line: string) => void):
     });
   }
   const parent = process.ppid;
-  const poll = setInterval(() => {
-    if (process.ppid === parent) return;
-    clearInterval(poll);
-    request(`the parent process (pid ${parent}) exited`, 'SIGHUP');
-  }, PARENT_POLL_MS);
-  poll.unref();
+  if (process.env.CLIPGPU_LAUNCHER_PID === String(parent) || process.env.npm_lifecycle_event !== undefined) {
+    const poll = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(poll);
+      request(`the parent process (pid ${parent}) exited`, 'SIGHUP');
+    }, PARENT_POLL_MS);
+    poll.unref();
+  }
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code !== 'EPIPE' && e.code !== 'EIO') throw e;
