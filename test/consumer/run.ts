@@ -80,6 +80,28 @@ try {
     assert.ok(!existsSync(join(work, 'stopped', '.lock')), 'the lock is released');
   });
 
+  await check('npx clipgpu demo serves the page built at pack time, and the run it is given', async () => {
+    const child = spawn('npx', ['--no', '--', 'clipgpu', 'demo', '--port', '0', '--run', 'run'], {
+      cwd: work,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d) => {
+          const served = /demo: (http\S+?)\/?\n/.exec((out += d));
+          if (served) resolve(served[1]);
+        });
+        child.on('close', (code) => reject(new Error(`clipgpu demo exited ${code} before serving:\n${out}`)));
+      });
+      for (const path of ['/', '/page.mjs', '/run/model.safetensors']) assert.equal((await fetch(`${url}${path}`)).status, 200, path);
+    } finally {
+      process.kill(-child.pid!, 'SIGTERM');
+    }
+  });
+
   type Outcome = { mlp: { first: number; last: number }; probabilities: number[]; custom: { y: number[]; grad: number[] } };
   const checkResult = ({ mlp, probabilities, custom }: Outcome, where: string) => {
     assert.deepEqual(custom, { y: [1, 4, 9], grad: [2, 4, 6] }, `${where}: a custom kernel x² and its gradient`);
