@@ -76,7 +76,9 @@ let nextOpId = 1;
 
 /**
  * Makes a differentiable op from a WGSL kernel. Each op made is compiled once per combination of input and
- * output dtypes (one WGSL source serves f32 and f16 storage through the generated accessors).
+ * output dtypes (one WGSL source serves f32 and f16 storage through the generated accessors): make it once (a
+ * module-level constant) and call it many times. A WGSL mistake surfaces as a GpuError naming the op at the
+ * next readback or sync; CLIPGPU_DUMP_WGSL=<dir> writes the generated shader with the line numbers it cites.
  *
  * ```ts
  * const square = T.customOp({
