@@ -15,8 +15,8 @@ export class SafetensorsError extends Error {
 export const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const MAX_HEADER = 100 * 1024 * 1024;
 
-export interface HostTensor {
 /** A tensor read from a file into host memory (before it goes to the GPU). */
+export interface HostTensor {
   dtype: 'f32' | 'i32';
   shape: number[];
   data: Float32Array | Int32Array;
@@ -24,8 +24,8 @@ export interface HostTensor {
   fileDtype: string;
 }
 
-export interface SafetensorsFile {
 /** A parsed safetensors file: its tensors by name and its string metadata. */
+export interface SafetensorsFile {
   tensors: Map<string, HostTensor>;
   metadata: Record<string, string>;
 }
