@@ -85,7 +85,10 @@ test('a group kill through npm (kill -TERM -- -PGID), repeated as forwarders rep
   const stopped = /stopped at step (\d+) of 5000: saved .*checkpoint\.safetensors; continue with --resume/.exec(r.stderr);
   assert.ok(stopped, r.stderr);
   assert.not.match(r.stderr, /again: exiting without saving/);
-  assert.is(r.stdout.match(/SIGTERM: finishing this step/g)?.length, 1, r.stdout);
+  // One stop, heard once: SIGTERM, or under load the SIGHUP run.mjs sends when npm's shell has gone, which the
+  // kernel may deliver first (the lower-numbered of two pending signals goes first).
+  assert.is(r.stdout.match(/finishing this step/g)?.length, 1, r.stdout);
+  assert.match(r.stdout, /(SIGTERM|SIGHUP): finishing this step/);
   assert.is(savedStep(out), Number(stopped![1]));
 });
 
