@@ -2,6 +2,7 @@
 // `clipgpu <command> [flags]`: the command-line face of the library, a thin shell over it. Each command is a
 // module with `main(argv)` and `USAGE`, imported only when asked for and run in this process, so Ctrl-C and
 // SIGTERM reach the trainer itself (no child process in between). The npm scripts call this same file.
+import { existsSync, readFileSync } from 'node:fs';
 import { exitWithError } from '../clip/cli/common.ts';
 
 interface Command {
@@ -28,10 +29,23 @@ ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`)
   .join('\n')}
 
-Errors are one line; --debug (or CLIPGPU_DEBUG=1) adds the stack trace.`;
+Errors are one line; --debug (or CLIPGPU_DEBUG=1) adds the stack trace. clipgpu --version prints the version.`;
+
+/** The package's version: from the nearest package.json above this module named clipgpu (dist/bin/ or .build/). */
+function version(): string {
+  for (let dir = new URL('./', import.meta.url); dir.pathname !== '/'; dir = new URL('../', dir)) {
+    const file = new URL('package.json', dir);
+    if (!existsSync(file)) continue;
+    const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'clipgpu') return pkg.version ?? 'unknown';
+  }
+  return 'unknown';
+}
 
 const [name, ...argv] = process.argv.slice(2);
-if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+if (name === '--version' || name === '-v') {
+  console.log(version());
+} else if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
   console.log(HELP);
 } else {
   const command = COMMANDS[name];

@@ -51,9 +51,11 @@ try {
     assert.ok(!files.some((f) => sources.test(f)), 'the tarball holds no sources, tests or fixtures');
   });
 
-  await check('npx clipgpu --help, a command\'s --help, and an unknown command in one line', () => {
+  await check('npx clipgpu --help, a command\'s --help, --version, and an unknown command in one line', () => {
     assert.match(run('npx', ['--no', '--', 'clipgpu', '--help']).stdout, /train .*\n(.*\n)*.*demo/);
     assert.match(run('npx', ['--no', '--', 'clipgpu', 'train', '--help']).stdout, /--batch-size 64/);
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(run('npx', ['--no', '--', 'clipgpu', '--version']).stdout.trim(), version);
     const unknown = run('npx', ['--no', '--', 'clipgpu', 'trian'], { code: 2 }).stderr.trim();
     assert.equal(unknown.split('\n').length, 1, unknown);
     assert.match(unknown, /unknown command 'trian'/);
