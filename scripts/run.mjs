@@ -52,15 +52,23 @@ child.stderr.on('data', (chunk) => {
 // Every stop signal this process gets is passed on, so the child can finish its step and save. A group kill
 // (Ctrl-C, `timeout`, `kill -- -PGID`) reaches the child directly too: the trainer takes repeats that close
 // together as one request (clip/cli/stop.ts), and other tools stop on the first either way.
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
-// Started by npm, whose exit (npm killed alone) signals nobody: tell the child, as a closed terminal would.
+let forwarded = false;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    forwarded = true;
+    child.kill(signal);
+  });
+}
+// Started by npm, whose exit (npm killed alone) signals nobody: tell the child, as a closed terminal would —
+// unless a stop was already passed on (a group kill takes npm too; a late copy could read as a second stop).
 // Started from a shell, a parent that exits is a shell the run was meant to outlive (`&`, disown).
 if (process.env.npm_lifecycle_event !== undefined) {
   const parent = process.ppid;
   const watch = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(watch);
-    child.kill('SIGHUP');
+    // After this loop turn's poll phase, which runs the handlers of signals that arrived meanwhile.
+    setImmediate(() => forwarded || child.kill('SIGHUP'));
   }, 500);
   watch.unref();
 }
