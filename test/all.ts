@@ -1,6 +1,7 @@
 // The whole suite in one process (one GPU device). Run with `npm test`.
 import './setup.ts';
 import './imports.test.ts';
+import './public_api.test.ts';
 import { counts } from './harness.ts';
 import './elementwise.test.ts';
 import './reduce.test.ts';
