@@ -19,15 +19,19 @@ export function detectLayout(keys: Iterable<string>): Layout {
   return 'openai';
 }
 
-/** Scalars OpenAI's TorchScript files keep as buffers, which its build_model drops: the shapes tell them. */
-const OPENAI_JIT_BUFFERS = new Set(['input_resolution', 'context_length', 'vocab_size']);
+/**
+ * Buffers PyTorch files carry that the model has no use for: the scalars OpenAI's TorchScript files keep, which
+ * its build_model drops (the shapes tell them), and batch norm's step counters (`num_batches_tracked`, read only
+ * when a BatchNorm's momentum is None; CLIP's is 0.1).
+ */
+const ignoredBuffer = (key: string) => ['input_resolution', 'context_length', 'vocab_size'].includes(key) || key.endsWith('.num_batches_tracked');
 
 /** Host tensors re-keyed to OpenAI's layout (HF q/k/v concatenated on the host). */
 export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
   const layout = detectLayout(file.tensors.keys());
   const out: HostTensors = new Map();
   if (layout !== 'hf') {
-    for (const [k, t] of file.tensors) if (!OPENAI_JIT_BUFFERS.has(k)) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
+    for (const [k, t] of file.tensors) if (!ignoredBuffer(k)) out.set(layout === 'open_clip' ? k.replace(/^text\./, '') : k, t);
     return out;
   }
   const get = (k: string) => {

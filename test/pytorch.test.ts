@@ -8,6 +8,8 @@ import { unzipSync, zipSync } from 'fflate';
 import * as T from '../ops/index.ts';
 import { fromHalfBits, toHalfBits } from '../core/dtype.ts';
 import { loadClip } from '../clip/io/weights.ts';
+import { clipFromSafetensors } from '../clip/weights.ts';
+import { readSafetensors } from '../nn/io/safetensors.ts';
 import { TorchFileError, parseTorchFile } from '../nn/pytorch.ts';
 import { readTorchFile } from '../nn/io/pytorch.ts';
 import { FIXTURES, assertClose, assertThrows, suite } from './harness.ts';
@@ -59,6 +61,14 @@ test('TorchScript (OpenAI\'s form, float16 weights) and bfloat16 DDP checkpoints
   const model = loadClip(`${DIR}/micro.jit.pt`);
   assert.equal([model.config.visionWidth, model.config.transformerHeads, model.config.imageResolution], [64, 1, 16]);
   model.dispose();
+});
+
+test('batch norm step counters (num_batches_tracked) in a PyTorch state dict are not model keys and are ignored', () => {
+  const file = readSafetensors(`${FIXTURES}/rn_tiny.safetensors`);
+  const counters = [...file.tensors.keys()].filter((k) => k.endsWith('.running_mean')).map((k) => k.replace(/running_mean$/, 'num_batches_tracked'));
+  assert.ok(counters.length > 5, 'batch norms in rn_tiny');
+  for (const k of counters) file.tensors.set(k, { dtype: 'i32', shape: [], data: Int32Array.of(7), fileDtype: 'I64' });
+  clipFromSafetensors(file, 'rn_tiny.safetensors').dispose();
 });
 
 /** A torch.save-shaped archive around the pickle `pickle` (and records `data/<key>`), stored uncompressed. */
