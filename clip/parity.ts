@@ -45,9 +45,17 @@ function relError(ours: ArrayLike<number>, ref: ArrayLike<number>, name: string,
 
 /**
  * Runs a weights file's model on an io file's inputs and compares: eval features and logits, the train-mode
- * loss, every parameter's gradient. Files are parsed safetensors; the paths name them in errors.
+ * loss, every parameter's gradient. Files are parsed safetensors; the paths name them in errors. `gradErrors`,
+ * when given, receives each parameter's gradient error (the worst of which is `grads`).
  */
-export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weightsPath = 'weights', ioPath = 'io', precision: ParityPrecision = 'fp32'): Promise<ParityResult> {
+export async function parity(
+  weights: SafetensorsFile,
+  io: SafetensorsFile,
+  weightsPath = 'weights',
+  ioPath = 'io',
+  precision: ParityPrecision = 'fp32',
+  gradErrors?: Map<string, number>,
+): Promise<ParityResult> {
   let model = clipFromSafetensors(weights, weightsPath);
   if (precision === 'f16') model.half();
   const amp = <R>(fn: () => R): R => (precision === 'fp32' ? fn() : autocast('f16', fn));
@@ -91,6 +99,7 @@ export async function parity(weights: SafetensorsFile, io: SafetensorsFile, weig
     for (const { name, p, want } of named) {
       if (maxAbs(want) < floor) zeroGrads.push(name);
       const e = relError(p.grad ? await p.grad.data() : new Float32Array(want.length), want, name, floor);
+      gradErrors?.set(name, e);
       if (e >= grads) [grads, worstGrad] = [e, name];
     }
     return { features, logits, loss, grads, worst_grad: worstGrad, ...(zeroGrads.length ? { zero_grads: zeroGrads } : {}) };
