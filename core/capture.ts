@@ -250,7 +250,7 @@ export class CapturedStep<I extends Tensor[], R> {
     const replayed: ReplayCommand[] = commands.map((c) => {
       if (c.kind !== 'dispatch') return c;
       const [x, y, z] = c.workgroups;
-      return { kind: 'dispatch', pipeline: c.kernel.pipeline, group: groupOf(c.kernel, c.buffers), offsets: [slotOf.get(c)! * UNIFORM_ALIGN], x, y, z };
+      return { kind: 'dispatch', pipeline: c.kernel.pipeline, group: groupOf(c.kernel, c.buffers), offset: slotOf.get(c)! * UNIFORM_ALIGN, x, y, z };
     });
     const dynamic = order.filter((d) => d.dynamic.length).map((d) => ({ slot: slotOf.get(d)!, fields: d.dynamic }));
     return {

@@ -32,7 +32,7 @@ export type Recorded =
 
 /** A command of a captured step ready to issue: a dispatch is three encoder calls, nothing else. */
 export type ReplayCommand =
-  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; offsets: number[]; x: number; y: number; z: number }
+  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; offset: number; x: number; y: number; z: number }
   | Exclude<Recorded, { kind: 'dispatch' }>;
 
 /** What the engine is recording into, and the first reason the recording cannot be replayed. */
@@ -335,15 +335,25 @@ export class Engine {
     return recording;
   }
 
-  /** Issues a captured step's commands: per dispatch only the pipeline, bind group and grid. */
+  /**
+   * Issues a captured step's commands: per dispatch the pipeline (when it changes), the bind group with its
+   * uniform offset, and the grid — nothing else.
+   */
   replay(commands: readonly ReplayCommand[]): void {
     this.gpu.throwIfFailed();
+    const offset = new Uint32Array(1);
+    let pass: GPUComputePassEncoder | null = null;
+    let pipeline: GPUComputePipeline | null = null;
     for (const c of commands) {
       if (c.kind === 'dispatch') {
         if (this.pendingDispatches >= MAX_DISPATCHES_PER_BATCH) this.flush();
-        const pass = this.computePass();
-        pass.setPipeline(c.pipeline);
-        pass.setBindGroup(0, c.group, c.offsets);
+        if (pass !== this.pass || !pass) {
+          pass = this.computePass();
+          pipeline = null;
+        }
+        if (c.pipeline !== pipeline) pass.setPipeline((pipeline = c.pipeline));
+        offset[0] = c.offset;
+        pass.setBindGroup(0, c.group, offset, 0, 1);
         pass.dispatchWorkgroups(c.x, c.y, c.z);
         this.pendingDispatches++;
         this.counters.dispatches++;
