@@ -55,6 +55,11 @@ export class ResidualAttentionBlock extends Module {
 /** A stack of residual attention blocks (`resblocks.0` …): the text tower, and a ViT's body. */
 export class Transformer extends Module {
   readonly blocks: ResidualAttentionBlock[];
+  /**
+   * Recompute each block in the backward pass instead of keeping its activations (ops/checkpoint.ts): the
+   * activation memory of training falls to one tensor per block, for one more forward pass of compute.
+   */
+  gradientCheckpointing = false;
   constructor(readonly width: number, readonly layers: number, heads: number) {
     super();
     const list = this.child('resblocks', new ModuleList(Array.from({ length: layers }, () => new ResidualAttentionBlock(width, heads))));
@@ -63,8 +68,10 @@ export class Transformer extends Module {
   /** x [B, L, width] → [B, L, width]; `mask` says which keys each query sees (default: all). */
   forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     let h = x;
+    // The recomputation runs in the precision the forward ran in (autocast's, at this moment).
+    const dtype = computeDType();
     for (const block of this.blocks) {
-      const next = block.forward(h, mask);
+      const next = this.gradientCheckpointing ? T.checkpoint((y) => autocast(dtype, () => block.forward(y, mask)), h) : block.forward(h, mask);
       if (h !== x) h.dispose();
       h = next;
     }
@@ -254,6 +261,14 @@ export class CLIP extends Module {
    * records them in the weights' metadata); zero-shot classification uses these templates by default.
    */
   prompts: Prompts | null = null;
+  /** Gradient checkpointing in both towers' transformers (see Transformer.gradientCheckpointing). */
+  set gradientCheckpointing(on: boolean) {
+    this.transformer.gradientCheckpointing = on;
+    if (this.visual instanceof VisionTransformer) this.visual.transformer.gradientCheckpointing = on;
+  }
+  get gradientCheckpointing(): boolean {
+    return this.transformer.gradientCheckpointing;
+  }
   /** The weights' precision: 'f16' after half() (inference only), which also makes the encoders compute in f16. */
   precision: 'f32' | 'f16' = 'f32';
 

@@ -4,6 +4,7 @@
 import type { Tensor } from '../core/tensor.ts';
 import { attentionRules, type AttentionOps } from './attention.ts';
 import { batchNormRules, type BatchNormOps } from './batchnorm.ts';
+import { checkpointRules, type CheckpointOps } from './checkpoint.ts';
 import { convRules, type ConvOps } from './conv.ts';
 import { customRules, type CustomOps } from './custom.ts';
 import { gatherRules, type GatherOps } from './gather.ts';
@@ -15,7 +16,7 @@ import { rowwiseRules, type RowwiseOps } from './rowwise.ts';
 import { runBackward, type BackwardOptions, type Rules } from './tape.ts';
 
 /** What each differentiable op saves for its backward. */
-export type OpCtx = MathOps & ReduceOps & MovementOps & MatmulOps & RowwiseOps & AttentionOps & GatherOps & ConvOps & BatchNormOps & CustomOps;
+export type OpCtx = MathOps & ReduceOps & MovementOps & MatmulOps & RowwiseOps & AttentionOps & GatherOps & ConvOps & BatchNormOps & CustomOps & CheckpointOps;
 /** The name of every differentiable op (each has a backward rule in backwardRules). */
 export type OpName = keyof OpCtx;
 
@@ -31,6 +32,7 @@ export const backwardRules: Rules<OpCtx> = {
   ...convRules,
   ...batchNormRules,
   ...customRules,
+  ...checkpointRules,
 };
 
 /**

@@ -63,6 +63,7 @@ export { sum, mean, max, min, argmax, argmin, type ReduceOptions } from './reduc
 export { reshape, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul } from './matmul.ts';
 export { CapturedStep, onReplay, isCapturing } from '../core/capture.ts';
+export { checkpoint } from './checkpoint.ts';
 /** The activation a matmul can apply after its bias, in the same kernel. */
 export { type Activation } from '../kernels/matmul.ts';
 /** matmul's options: a bias [N], an activation, and the result dtype when the operands' dtypes differ. */

@@ -28,6 +28,29 @@ export function noGrad<T>(fn: () => T): T {
 /** Whether ops are being recorded for autodiff now (false inside noGrad). */
 export const isGradEnabled = (): boolean => gradEnabled;
 
+/** Runs fn with recording on, even inside noGrad or a backward rule (torch.enable_grad). */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** The rule table of the backward pass running now: a rule that differentiates a graph of its own uses it. */
+let activeRules: Record<string, Rule<never>> | null = null;
+
+/**
+ * Inside a backward rule: runs backward from `root` seeded with `seed` over the same rule table (gradient
+ * checkpointing differentiates its recomputed block this way).
+ */
+export function nestedBackward(root: Tensor, seed: Tensor): void {
+  if (!activeRules) throw new TensorError('nestedBackward: only a backward rule can run it');
+  runBackward(activeRules, root, seed);
+}
+
 class Node implements GradNode {
   private refs = 1;
   private released = false;
@@ -160,48 +183,57 @@ export function runBackward(rules: Record<string, Rule<never>>, root: Tensor, se
     throw new ShapeError(`backward: root has shape ${fmtShape(root.shape)}; pass a seed gradient of that shape for a non-scalar root`);
   }
   if (seed && !sameShape(seed.shape, root.shape)) throw new ShapeError(`backward: seed has shape ${fmtShape(seed.shape)}, root has ${fmtShape(root.shape)}`);
-  noGrad(() => {
-    const first = seed ? seed.view(seed.shape, seed.strides) : onesLike(root);
-    if (!root.node) {
-      accumulateLeaf(root, first);
-      return;
+  const outerRules = activeRules;
+  activeRules = rules;
+  try {
+    noGrad(() => backwardFrom(rules, root, seed, retainGraph));
+  } finally {
+    activeRules = outerRules;
+  }
+}
+
+/** The backward pass proper (under noGrad): rules from the root's node back to the leaves. */
+function backwardFrom(rules: Record<string, Rule<never>>, root: Tensor, seed: Tensor | undefined, retainGraph: boolean): void {
+  const first = seed ? seed.view(seed.shape, seed.strides) : onesLike(root);
+  if (!root.node) {
+    accumulateLeaf(root, first);
+    return;
+  }
+  const grads = new Map<GradNode, Tensor>([[root.node, first]]);
+  const order = topoOrder(root.node);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const node = order[k];
+    const g = grads.get(node);
+    if (!g) continue;
+    grads.delete(node);
+    if (node.isReleased) {
+      throw new TensorError(`backward: the graph through '${node.op}' was already freed by an earlier backward (pass retainGraph: true to run it twice)`);
     }
-    const grads = new Map<GradNode, Tensor>([[root.node, first]]);
-    const order = topoOrder(root.node);
-    for (let k = order.length - 1; k >= 0; k--) {
-      const node = order[k];
-      const g = grads.get(node);
-      if (!g) continue;
-      grads.delete(node);
-      if (node.isReleased) {
-        throw new TensorError(`backward: the graph through '${node.op}' was already freed by an earlier backward (pass retainGraph: true to run it twice)`);
+    node.checkVersions();
+    const rule = rules[node.op] as Rule<Record<string, unknown>> | undefined;
+    if (!rule) throw new TensorError(`backward: op '${node.op}' has no backward rule`);
+    const needs = node.inputs.map((t) => !!t?.requiresGrad);
+    const inputGrads = tidy(() => rule(g, node.ctx, needs));
+    node.inputs.forEach((input, i) => {
+      const gi = inputGrads[i];
+      if (!input || !needs[i] || !gi) return;
+      if (!sameShape(gi.shape, input.shape)) {
+        throw new TensorError(
+          `backward: rule '${node.op}' returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+        );
       }
-      node.checkVersions();
-      const rule = rules[node.op] as Rule<Record<string, unknown>> | undefined;
-      if (!rule) throw new TensorError(`backward: op '${node.op}' has no backward rule`);
-      const needs = node.inputs.map((t) => !!t?.requiresGrad);
-      const inputGrads = tidy(() => rule(g, node.ctx, needs));
-      node.inputs.forEach((input, i) => {
-        const gi = inputGrads[i];
-        if (!input || !needs[i] || !gi) return;
-        if (!sameShape(gi.shape, input.shape)) {
-          throw new TensorError(
-            `backward: rule '${node.op}' returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
-          );
-        }
-        const parent = node.parents[i];
-        if (!parent) accumulateLeaf(input, gi);
-        else {
-          const prev = grads.get(parent);
-          grads.set(parent, prev ? elementwise('add', [prev, gi]) : gi.view(gi.shape, gi.strides));
-          prev?.dispose();
-        }
-      });
-      for (const t of new Set([g, ...inputGrads])) t?.dispose();
-      if (!retainGraph) node.releaseSaved();
-    }
-    for (const g of grads.values()) g.dispose();
-  });
+      const parent = node.parents[i];
+      if (!parent) accumulateLeaf(input, gi);
+      else {
+        const prev = grads.get(parent);
+        grads.set(parent, prev ? elementwise('add', [prev, gi]) : gi.view(gi.shape, gi.strides));
+        prev?.dispose();
+      }
+    });
+    for (const t of new Set([g, ...inputGrads])) t?.dispose();
+    if (!retainGraph) node.releaseSaved();
+  }
+  for (const g of grads.values()) g.dispose();
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {

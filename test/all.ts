@@ -37,6 +37,7 @@ import './tune.test.ts';
 import './f16.test.ts';
 import './amp.test.ts';
 import './capture.test.ts';
+import './checkpoint.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.

@@ -227,6 +227,14 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: ([x, y]) => R.zip([R.permute(x, [1, 0]), y], (a, b) => 0.75 * a + b),
     },
   ],
+  checkpoint: [
+    {
+      name: 'a recomputed block: x·tanh(x) + exp(x)',
+      inputs: [{ shape: [3, 5] }],
+      gpu: ([x]) => T.checkpoint((h) => T.add(T.mul(h, T.tanh(h)), T.exp(h)), x),
+      ref: ([x]) => R.map(x, (v) => v * Math.tanh(v) + Math.exp(v)),
+    },
+  ],
   selfAttention: [
     { name: 'packed, 2 heads of 4, causal', inputs: [{ shape: [2, 5, 24] }], gpu: ([x]) => T.selfAttention(x, 2, { causal: true }), ref: ([x]) => R.selfAttention(x, 2, true) },
     { name: 'packed, 3 heads of 3', inputs: [{ shape: [2, 4, 27] }], gpu: ([x]) => T.selfAttention(x, 3), ref: ([x]) => R.selfAttention(x, 3, false) },
