@@ -1,5 +1,6 @@
 // `npm run bench:memory [-- --model ViT-B/32] [-- --batch 32]`: the GPU memory of one CLIP training step's
-// forward + backward in fp32 and in amp, and of the weights in f32 and f16.
+// forward + backward in fp32, in amp and in fp32 with gradient checkpointing (ops/checkpoint.ts: the memory /
+// time trade), and of the weights in f32 and f16.
 //
 // Activation memory = the peak of live GPU bytes during lossAndGradients (T.memory().peakBytes, buffers as the
 // pool rounds them) minus what was live before it (parameters, optimizer state, the batch) and minus the
@@ -24,10 +25,11 @@ await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 if (!T.gpu().hasFeature('shader-f16')) throw new Error(`this device (${T.gpu().name}) lacks shader-f16: nothing to compare`);
 
-async function step(precision: 'fp32' | 'amp'): Promise<{ activations: number; gradients: number; loss: number; seconds: number }> {
+async function step(precision: 'fp32' | 'amp', checkpointing = false): Promise<{ activations: number; gradients: number; loss: number; seconds: number }> {
   T.manualSeed(0);
   const model = new CLIP(config);
   model.train();
+  model.gradientCheckpointing = checkpointing;
   const optimizer = new AdamW(model.parameters(), { lr: 1e-4 });
   const n = config.imageResolution;
   const images = T.keep(T.randNormal([batch, 3, n, n]));
@@ -55,6 +57,8 @@ async function step(precision: 'fp32' | 'amp'): Promise<{ activations: number; g
 
 const fp32 = await step('fp32');
 const amp = await step('amp');
+const recomputed = await step('fp32', true);
+if (recomputed.loss !== fp32.loss) throw new Error(`validation: loss with checkpointing ${recomputed.loss}, without ${fp32.loss} (expected equal)`);
 if (!Number.isFinite(fp32.loss) || !Number.isFinite(amp.loss) || Math.abs(fp32.loss - amp.loss) > 1e-2 * Math.abs(fp32.loss)) {
   throw new Error(`validation: losses fp32 ${fp32.loss}, amp ${amp.loss} (expected finite and within 1%)`);
 }
@@ -63,6 +67,10 @@ console.log(`  activations  fp32 ${MB(fp32.activations)}   amp ${MB(amp.activati
 console.log(`  gradients    fp32 ${MB(fp32.gradients)}   amp ${MB(amp.gradients)} (f32 master weights' gradients)`);
 console.log(`  loss         fp32 ${fp32.loss.toFixed(5)}   amp ${amp.loss.toFixed(5)}`);
 console.log(`  wall clock   fp32 ${fp32.seconds.toFixed(1)} s   amp ${amp.seconds.toFixed(1)} s`);
+console.log(
+  `gradient checkpointing (fp32): activations ${MB(fp32.activations)} → ${MB(recomputed.activations)} ` +
+    `(${(recomputed.activations / fp32.activations).toFixed(3)}×), wall clock ${fp32.seconds.toFixed(1)} → ${recomputed.seconds.toFixed(1)} s`,
+);
 
 T.manualSeed(0);
 const model = new CLIP(config);
