@@ -388,6 +388,10 @@ export function checkOptions(o: TrainOptions): void {
   integer('save-every', o.saveEvery, 0);
   number('clip-grad', o.clipGrad, (v) => v >= 0, 'a number ≥ 0 (0: off)');
   integer('accum-freq', o.accumFreq, 1);
+  if (o.dataLimits) {
+    integer('max-image-bytes', o.dataLimits.maxBytes, 1);
+    integer('max-image-pixels', o.dataLimits.maxPixels, 1);
+  }
   if (o.batchSize % o.accumFreq !== 0) throw new RangeError(`--accum-freq ${o.accumFreq} must divide --batch-size ${o.batchSize}`);
   if (o.vocabSize !== 0) integer('vocab-size', o.vocabSize, 514); // 512 byte symbols and the two special tokens
   if (o.resume && o.overwrite) throw new RangeError('--resume and --overwrite contradict each other: choose one');

@@ -64,6 +64,7 @@ test('every input is checked before --overwrite deletes the previous run; an imp
     [['--init-from', bad], /^train: .*weights\.safetensors/],
     [['--batch-size', '1e9'], /^train: --batch-size 1000000000: a batch of 32×32 images is \d+ MiB, over this device's largest buffer/],
     [['--train-data', join(out, 'missing.csv')], /^train: .*missing\.csv: no such file or folder/],
+    [['--max-image-bytes=0'], /^train: --max-image-bytes must be an integer ≥ 1, got 0$/],
   ] as const) {
     const r = train([...args, '--overwrite', '--steps', '2', '--out', out]);
     assert.is(r.status, 1, r.stderr);
