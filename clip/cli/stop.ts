@@ -38,7 +38,7 @@ export function watchStopRequests(tool: string, notice: (line: string) => void):
       reason = why;
       code = 128 + constants.signals[signal];
       first = Date.now();
-      notice(`${why}: finishing this step, then saving a checkpoint (a second signal exits at once, without saving)`);
+      notice(`${why}: finishing this step, then saving a checkpoint (another signal, a second from now or later, exits at once without saving)`);
     }
   };
   for (const signal of SIGNALS) {
