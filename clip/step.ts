@@ -57,6 +57,23 @@ export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor
   return loss as T.Tensor;
 }
 
+/**
+ * Compiles, in parallel, the kernels of a training step's forward and backward on this batch shape before the
+ * first step (T.precompile: nothing is computed, nothing changes), so the first step does not compile them one
+ * by one. `amp` plans under autocast('f16'). Returns how many pipelines were compiled.
+ */
+export function precompileStep(model: CLIP, images: T.Tensor, tokens: T.Tensor, { microBatches = 1, amp = false } = {}): Promise<number> {
+  return T.precompile(() => {
+    const plan = () => lossAndGradients(model, images, tokens, microBatches).dispose();
+    if (amp) autocast('f16', plan);
+    else plan();
+    for (const p of model.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  });
+}
+
 /** A training step's options: micro-batches (gradient accumulation with cached features) and global-norm clipping. */
 export interface StepOptions {
   /** Micro-batches per step (open_clip's --accum-freq); 1 computes the batch at once. */

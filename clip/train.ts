@@ -11,6 +11,7 @@
 // the CLI) ends the step, saves and says where. A checkpoint records the settings that shape the run, so a
 // resumed run continues exactly, or says what was changed.
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import * as T from '../ops/index.ts';
 import { allFinite, checkpointInfo, restoreCheckpoint } from '../nn/checkpoint.ts';
 import { saveCheckpoint } from '../nn/io/checkpoint.ts';
@@ -24,7 +25,7 @@ import { evaluateClip, type EvalResult } from './evaluate.ts';
 import { appendMetrics, openRunFolder, resumeMetrics, startMetrics } from './io/run.ts';
 import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
-import { trainStep, trainStepAmp } from './step.ts';
+import { precompileStep, trainStep, trainStepAmp } from './step.ts';
 import { readTokenizer, saveBpe } from './io/vocab.ts';
 import { OPENAI_VOCAB_SIZE, Tokenizer, trainBpe } from './tokenizer.ts';
 import { isExportFolder, loadExport } from './io/interop.ts';
@@ -226,6 +227,15 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     // another size, or replaced state, makes it record again.
     const captured = o.replay !== false && !scaler ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step') : null;
     let refusalNoted = false;
+    if (next && precompileWanted()) {
+      // The first step's pipelines, compiled in parallel before it (else each compiles when first used).
+      const compiledFrom = performance.now();
+      const [images, tokens] = [T.Tensor.from(next.pixels, [o.batchSize, 3, n, n]), T.Tensor.from(next.tokens, [o.batchSize, L], 'i32')];
+      const compiled = await precompileStep(model, images, tokens, { microBatches: o.accumFreq, amp: !!scaler });
+      images.dispose();
+      tokens.dispose();
+      if (compiled) o.log(`compiled ${compiled} pipelines ahead of the first step in ${((performance.now() - compiledFrom) / 1000).toFixed(1)} s`);
+    }
     for (let step = start; step < o.steps; step++) {
       const images = T.Tensor.from(next!.pixels, [o.batchSize, 3, n, n]);
       const tokens = T.Tensor.from(next!.tokens, [o.batchSize, L], 'i32');
@@ -415,4 +425,14 @@ function chartMetrics(r: EvalResult): Record<string, number> {
 
 function progressLine(fields: Record<string, string>): string {
   return Object.entries(fields).map(([k, v]) => `${k} ${v}`).join('  ');
+}
+
+/**
+ * Whether to compile the first step's pipelines in parallel ahead of it: CLIPGPU_PRECOMPILE=on|off, else where
+ * there are cores to compile on besides the ones running the step (more than two; on lavapipe with two cores it
+ * measured no faster, bench/RESULTS.md).
+ */
+function precompileWanted(): boolean {
+  const setting = process.env.CLIPGPU_PRECOMPILE;
+  return setting === 'on' || (setting !== 'off' && availableParallelism() > 2);
 }

@@ -67,6 +67,10 @@ export class Engine {
   private pendingDispatches = 0;
   private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0 };
   private recording: Recording | null = null;
+  /** While precompile() plans: the kernels asked for and not compiled yet (nothing is dispatched). */
+  private planning: Map<string, () => KernelSpec> | null = null;
+  /** Set when a planned piece of work asked to read GPU data back (it cannot be planned). */
+  private plannedRead = false;
   private readonly timestamps: Timestamps;
   private readonly maxWorkgroups: number;
   /**
@@ -101,6 +105,10 @@ export class Engine {
    */
   kernel<S extends KernelSpec>(key: string, make: () => S): Kernel<S> {
     let k = this.kernels.get(key);
+    if (!k && this.planning) {
+      this.planning.set(key, make);
+      return PLANNED as Kernel<S>;
+    }
     if (!k) {
       k = new Kernel(this.device, make());
       this.kernels.set(key, k);
@@ -141,6 +149,7 @@ export class Engine {
 
   /** Records one dispatch. Nothing runs until the batch is flushed. */
   dispatch<S extends KernelSpec>(kernel: Kernel<S>, buffers: BufferArgs<S>, uniforms: UniformArgs<S>, workgroups: readonly [number, number?, number?]): void {
+    if (this.planning) return;
     const [x, y = 1, z = 1] = workgroups;
     if (x > this.maxWorkgroups || y > this.maxWorkgroups || z > this.maxWorkgroups) {
       throw new GpuError(`${kernel.spec.name}: dispatch of [${x}, ${y}, ${z}] workgroups exceeds the device limit of ${this.maxWorkgroups} per dimension`);
@@ -240,6 +249,7 @@ export class Engine {
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (this.planning) return;
     this.recording?.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, bytes });
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
@@ -269,6 +279,10 @@ export class Engine {
 
   /** Copies `bytes` from a buffer back to the host. The only place the CPU waits for the GPU. */
   async read(buffer: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
+    if (this.planning) {
+      this.plannedRead = true;
+      throw new GpuError(PLANNED_READ);
+    }
     if (this.recording) {
       const why = 'it read GPU data back while being captured (a step that waits for or branches on GPU values cannot be replayed)';
       this.recording.refusal ??= why;
@@ -316,6 +330,35 @@ export class Engine {
     await this.sync();
     for (const b of buffers) b.destroy();
     this.bindGroups.clear();
+  }
+
+  /**
+   * Compiles, in parallel (createComputePipelineAsync), every kernel `plan` would use that is not compiled yet,
+   * and returns how many. `plan` runs with nothing dispatched, copied or read (host data is still uploaded, so a
+   * mask it caches is right): the tensors kernels would compute hold garbage and must be thrown away, and it must
+   * change no host state that matters (run a forward and backward, not an optimizer step). The first step then
+   * finds its pipelines ready instead of compiling them one by one.
+   */
+  async precompile(plan: () => void): Promise<number> {
+    this.flush();
+    const wanted = new Map<string, () => KernelSpec>();
+    this.planning = wanted;
+    this.plannedRead = false;
+    try {
+      plan();
+    } finally {
+      this.planning = null;
+    }
+    if (this.plannedRead) throw new GpuError(PLANNED_READ);
+    const fresh = [...wanted].filter(([key]) => !this.kernels.has(key)).map(([key, make]) => [key, new Kernel(this.device, make(), 'later')] as const);
+    await Promise.all(fresh.map(([, k]) => k.compileAsync()));
+    this.gpu.throwIfFailed();
+    for (const [key, k] of fresh) {
+      if (this.kernels.has(key)) continue;
+      this.kernels.set(key, k);
+      this.dumpShader?.(k, key);
+    }
+    return fresh.length;
   }
 
   /**
@@ -371,6 +414,10 @@ export class Engine {
     this.pool.resetPeak();
   }
 }
+
+const PLANNED_READ = 'precompile: the planned work read GPU data back (plan a forward and backward that do not)';
+/** What kernel() hands out while precompile() plans: never dispatched (dispatch returns first). */
+const PLANNED = Object.freeze({}) as Kernel;
 
 let engine: Engine | null = null;
 

@@ -67,11 +67,17 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
   readonly fields: Field[];
   readonly uniformBytes: number;
   readonly bindingNames: string[];
-  readonly pipeline: GPUComputePipeline;
+  /** Set by the constructor, or by compileAsync() for a kernel constructed with `later`. */
+  pipeline!: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
   readonly source: string;
 
-  constructor(device: GPUDevice, readonly spec: S) {
+  /** `later`: leave the pipeline to compileAsync() (many kernels compile in parallel that way: Engine.precompile). */
+  constructor(
+    private readonly device: GPUDevice,
+    readonly spec: S,
+    compile: 'now' | 'later' = 'now',
+  ) {
     // vec8u fields first so every field is naturally aligned without padding.
     const entries = Object.entries(spec.uniforms) as [string, UniformType][];
     const ordered = [...entries.filter(([, t]) => t === 'vec8u'), ...entries.filter(([, t]) => t !== 'vec8u')];
@@ -119,12 +125,22 @@ export class Kernel<S extends KernelSpec = KernelSpec> {
     }));
     layoutEntries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     this.layout = device.createBindGroupLayout({ label: spec.name, entries: layoutEntries });
-    const module = device.createShaderModule({ label: spec.name, code: this.source });
-    this.pipeline = device.createComputePipeline({
+    if (compile === 'now') this.pipeline = device.createComputePipeline(this.pipelineDescriptor());
+  }
+
+  private pipelineDescriptor(): GPUComputePipelineDescriptor {
+    const { device, spec } = this;
+    return {
       label: spec.name,
       layout: device.createPipelineLayout({ label: spec.name, bindGroupLayouts: [this.layout] }),
-      compute: { module, entryPoint: 'main' },
-    });
+      compute: { module: device.createShaderModule({ label: spec.name, code: this.source }), entryPoint: 'main' },
+    };
+  }
+
+  /** Compiles the pipeline off the calling thread where the implementation can (createComputePipelineAsync). */
+  async compileAsync(): Promise<this> {
+    this.pipeline ??= await this.device.createComputePipelineAsync(this.pipelineDescriptor());
+    return this;
   }
 
   /**

@@ -63,6 +63,8 @@ export { sum, mean, max, min, argmax, argmin, type ReduceOptions } from './reduc
 export { reshape, squeeze, unsqueeze, permute, transpose, expand, slice, narrow, contiguous, concat, stack, pad, assign } from './movement.ts';
 export { matmul } from './matmul.ts';
 export { CapturedStep, onReplay, isCapturing } from '../core/capture.ts';
+/** Compiles, in parallel, the kernels `plan` would use (see Engine.precompile); returns how many were new. */
+export const precompile = (plan: () => void): Promise<number> => getEngine().precompile(plan);
 export { checkpoint } from './checkpoint.ts';
 /** The activation a matmul can apply after its bias, in the same kernel. */
 export { type Activation } from '../kernels/matmul.ts';

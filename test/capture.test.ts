@@ -8,7 +8,9 @@ import { CONFIGS } from '../clip/config.ts';
 import { CLIP } from '../clip/model.ts';
 import { trainStep } from '../clip/step.ts';
 import { AdamW } from '../nn/optim.ts';
-import { suite } from './harness.ts';
+import * as R from '../kernels/reference.ts';
+import { matmulRaw } from '../kernels/matmul.ts';
+import { assertTensorClose, randn, suite, toTensor } from './harness.ts';
 
 const test = suite('capture');
 
@@ -163,6 +165,33 @@ test('a step that reads GPU data back, or whose host values change, is refused w
   assert.equal([...(await outs[3].data())], [...(await T.mul(x, 4).data())], 'still computed eagerly, right');
   for (const t of outs) t.dispose();
   x.dispose();
+});
+
+test('precompile compiles what a plan would use, in parallel, dispatching nothing; the real run then compiles nothing', async () => {
+  const [a, b, bias] = [toTensor(randn([5, 7], 1)), toTensor(randn([7, 9], 2)), toTensor(randn([9], 3))];
+  // A tile no other test runs, so its pipeline is new here.
+  const config = { version: 'v2', tm: 2, tn: 8 } as const;
+  const run = () => matmulRaw(a, b, { bias, activation: 'quickgelu' }, config);
+  const before = T.memory();
+  const compiled = await T.precompile(() => run().dispose());
+  const planned = T.memory();
+  assert.is(compiled, 1, 'one new pipeline');
+  assert.is(planned.pipelinesCompiled, before.pipelinesCompiled + 1);
+  assert.is(planned.dispatches, before.dispatches, 'nothing dispatched while planning');
+  const out = run();
+  assert.is(T.memory().pipelinesCompiled, planned.pipelinesCompiled, 'the real run finds it compiled');
+  const want = R.map(R.zip([R.matmul(randn([5, 7], 1), randn([7, 9], 2)), R.Nd.from(Array.from({ length: 45 }, (_, k) => randn([9], 3).data[k % 9]), [5, 9])], (x, y) => x + y), R.quickgelu);
+  await assertTensorClose(out, want, 'the precompiled kernel computes', { atol: 1e-5, rtol: 1e-5 });
+  assert.is(await T.precompile(() => run().dispose()), 0, 'nothing left to compile');
+  await T.precompile(() => {
+    const y = run();
+    void y.data().catch(() => {});
+    y.dispose();
+  }).then(
+    () => assert.unreachable('a plan that reads back is refused'),
+    (e: Error) => assert.match(e.message, /precompile: the planned work read GPU data back/),
+  );
+  for (const t of [a, b, bias, out]) t.dispose();
 });
 
 test.run();
