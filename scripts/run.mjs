@@ -25,8 +25,6 @@ try {
     packages: 'external',
     sourcemap: 'inline',
     logLevel: 'warning',
-    // package.json's "sideEffects": false is for users' bundlers; here every imported file runs (test/all.ts is imports).
-    ignoreAnnotations: true,
   });
 } catch {
   process.exit(1); // esbuild has printed what it could not build

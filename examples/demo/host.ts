@@ -25,9 +25,6 @@ export async function bundle(entry: string, outfile: string): Promise<void> {
     external: ['webgpu'],
     sourcemap: 'inline',
     logLevel: 'warning',
-    // package.json's "sideEffects": false is for users' bundlers; bundling the repository's own sources, every
-    // imported file runs (the browser suite is a list of imports).
-    ignoreAnnotations: true,
   });
 }
 
