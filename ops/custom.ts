@@ -40,7 +40,10 @@ export interface CustomOpSpec<I extends string> {
   uniforms?: Record<string, CustomUniformType>;
   /** The output's shape and dtype from the inputs (default: those of the first input). */
   output?: (inputs: Record<I, Tensor>) => { shape: Shape; dtype?: DType };
-  /** WGSL statements run once per output element, with `i: u32` its index (give this or `wgsl`). */
+  /**
+   * WGSL statements run once per output element, with `i: u32` its index (give this or `wgsl`). The output
+   * starts as whatever its pooled buffer held: the kernel writes every element.
+   */
   body?: string;
   /** WGSL placed before the kernel: helper functions and constants for `body`. */
   prelude?: string;
@@ -93,6 +96,7 @@ export function customOp<const I extends string>(spec: CustomOpSpec<I>): CustomO
   if (!spec.name) throw new TypeError('customOp: a name is required');
   if ((spec.body === undefined) === (spec.wgsl === undefined)) throw new TypeError(`customOp '${spec.name}': give either body or wgsl`);
   if (spec.wgsl !== undefined && !spec.workgroups) throw new TypeError(`customOp '${spec.name}': a whole-kernel wgsl needs workgroups`);
+  if (spec.inputs.length === 0 && !spec.output) throw new TypeError(`customOp '${spec.name}': an op without inputs needs output (its shape)`);
   const own = Object.keys(spec.uniforms ?? {});
   const generated = new Set(['n', ...spec.inputs.map((name) => `${name}_offset`)]);
   const clash = own.find((name) => generated.has(name)) ?? spec.inputs.find((name) => name === 'out' || name === 'u');
