@@ -135,7 +135,8 @@ export class CapturedStep<I extends Tensor[], R> {
   /** Why this step runs eagerly for good (null while it may be captured). */
   refusal: string | null = null;
   private calls = 0;
-  private first: Recording | null = null;
+  /** The first of the two recordings, with the input shapes it was made for. */
+  private first: { recording: Recording; shapes: string } | null = null;
   private plan: Plan | null = null;
   /** Replays since the last recording. */
   replays = 0;
@@ -185,11 +186,13 @@ export class CapturedStep<I extends Tensor[], R> {
       return result;
     }
     if (recording.refusal) return this.refuse(recording.refusal), result;
-    if (!this.first) {
-      this.first = recording;
+    // Inputs of another shape (a last, smaller batch) start the recordings over rather than failing to agree.
+    const shapes = inputs.map((t) => `${t.dtype}[${t.shape}]`).join(' ');
+    if (!this.first || this.first.shapes !== shapes) {
+      this.first = { recording, shapes };
       return result;
     }
-    const diff = difference(this.first.commands, recording.commands);
+    const diff = difference(this.first.recording.commands, recording.commands);
     this.first = null;
     if (diff) return this.refuse(diff), result;
     this.plan = this.build(recording.commands, registered, inputs, result);

@@ -140,6 +140,11 @@ test('a new input shape or a replaced parameter makes the step record again (and
   for (const t of copies.values()) t.dispose();
   step.run(wider, widerLabels).dispose();
   assert.not.ok(step.ready, 'replaced optimizer state: recorded again');
+  // A shape change between the two recordings starts them over instead of refusing the step.
+  const fresh = new T.CapturedStep(model.step, 'mlp step');
+  for (const [input, label] of [[x, labels], [x, labels], [wider, widerLabels], [wider, widerLabels]]) fresh.run(input, label).dispose();
+  assert.ok(fresh.ready && fresh.refusal === null, 'recorded twice at the new shape');
+  fresh.dispose();
   step.dispose();
   for (const t of [x, labels, wider, widerLabels]) t.dispose();
   model.dispose();
