@@ -1,7 +1,8 @@
 // Attention: the fused kernels (kernels/attention.ts) against the unfused path they replaced (batched matmuls,
 // softmax and permutes, nn/attention.ts attendUnfused) and against tfjs-webgpu's matMul → softmax → matMul,
 // on CLIP's shapes. Forward alone, then forward + backward (ours only: tfjs has no fused attention gradient
-// to compare with); where the device has shader-f16, also the fused forward on f16 q, k, v. Rates count the useful FLOPs of the math (4·D per query–key pair forward; the backward
+// to compare with); where the device has shader-f16, also the fused forward on f16 q, k, v. Rates count the
+// useful FLOPs of the math (4·D per query–key pair forward; the backward
 // recomputes the scores: 4·D in the dQ kernel, 8·D in the dK/dV kernel), the same for every implementation.
 import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
@@ -44,7 +45,13 @@ export async function benchAttention({ quick, peer }: { quick: boolean; peer: bo
       return Promise.all([q, k, v].map((p) => p.grad!.data()));
     };
     const [a, b] = [await grads(fused), await grads(unfused)];
-    validate(`attention backward ${label}`, a.flatMap((ga, n) => Array.from({ length: 128 }, (_, s) => (s * 104729) % ga.length).map((i) => ({ got: ga[i], want: b[n][i] }))), 1e-3);
+    validate(
+      `attention backward ${label}`,
+      a.flatMap((ga, n) =>
+        Array.from({ length: 128 }, (_, s) => (s * 104729) % ga.length).map((i) => ({ got: ga[i], want: b[n][i] })),
+      ),
+      1e-3,
+    );
 
     const forwardFlops = 4 * D * pairs;
     const trainFlops = forwardFlops + 12 * D * pairs;
@@ -70,9 +77,21 @@ export async function benchAttention({ quick, peer }: { quick: boolean; peer: bo
       const wantHalf = R.attention(await half(fq), await half(fk), await half(fv), causal);
       const halfAttention = () => T.attention(fq, fk, fv, { causal });
       const gotHalf = await T.noGrad(halfAttention).data();
-      validate(`attention f16 ${label}`, Array.from({ length: 256 }, (_, s) => (s * 7919) % gotHalf.length).map((i) => ({ got: gotHalf[i], want: wantHalf.data[i] })), 4e-3);
+      validate(
+        `attention f16 ${label}`,
+        Array.from({ length: 256 }, (_, s) => (s * 7919) % gotHalf.length).map((i) => ({ got: gotHalf[i], want: wantHalf.data[i] })),
+        4e-3,
+      );
       const fwd = await timeOurs(() => T.noGrad(halfAttention), { inner: 3, reps: 3 });
-      results.push({ kernel: 'attention', shape: label, impl: 'ours (fused, f16)', ms: fwd.ms, gpuMs: fwd.gpuMs, rate: forwardFlops / fwd.ms / 1e6, unit: 'GFLOP/s' });
+      results.push({
+        kernel: 'attention',
+        shape: label,
+        impl: 'ours (fused, f16)',
+        ms: fwd.ms,
+        gpuMs: fwd.gpuMs,
+        rate: forwardFlops / fwd.ms / 1e6,
+        unit: 'GFLOP/s',
+      });
       for (const t of [fq, fk, fv]) t.dispose();
     }
     if (tf) {
@@ -87,7 +106,11 @@ export async function benchAttention({ quick, peer }: { quick: boolean; peer: bo
         });
       const tgot = await tfAttention().data();
       const wantHeadMajor = R.permute(want, [0, 2, 1, 3]).data;
-      validate(`tfjs attention ${label}`, Array.from({ length: 256 }, (_, s) => (s * 7919) % tgot.length).map((i) => ({ got: tgot[i], want: wantHeadMajor[i] })), 1e-3);
+      validate(
+        `tfjs attention ${label}`,
+        Array.from({ length: 256 }, (_, s) => (s * 7919) % tgot.length).map((i) => ({ got: tgot[i], want: wantHeadMajor[i] })),
+        1e-3,
+      );
       const tms = await timeTfjs(tf, tfAttention, { inner: 3, reps: 3 });
       results.push({ kernel: 'attention', shape: label, impl: 'tfjs-webgpu', ms: tms, gpuMs: null, rate: forwardFlops / tms / 1e6, unit: 'GFLOP/s' });
       for (const t of [tq, tk, tv, tmask]) t?.dispose();

@@ -58,7 +58,11 @@ export function loadTfjs(): Promise<Tf | null> {
 }
 
 /** Median milliseconds per launch of a tfjs op, synchronised by reading back one element. */
-export async function timeTfjs(tf: Tf, op: () => import('@tensorflow/tfjs-core').Tensor, { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {}): Promise<number> {
+export async function timeTfjs(
+  tf: Tf,
+  op: () => import('@tensorflow/tfjs-core').Tensor,
+  { inner = 5, reps = 5, warmup = 2 }: TimeOptions = {},
+): Promise<number> {
   const sync = async (t: import('@tensorflow/tfjs-core').Tensor) => {
     const one = tf.slice(t, new Array(t.rank).fill(0), new Array(t.rank).fill(1));
     await one.data();
@@ -88,7 +92,12 @@ export async function timeTfjs(tf: Tf, op: () => import('@tensorflow/tfjs-core')
  * each side's median milliseconds per launch, and the median, lowest and highest of the per-round ratios
  * peer ms / our ms (how many times faster ours is).
  */
-export async function timeAgainstPeer(ours: () => T.Tensor, tf: Tf, peer: () => import('@tensorflow/tfjs-core').Tensor, { inner = 5, reps = 7 }: TimeOptions = {}): Promise<{ ms: number; gpuMs: number | null; peerMs: number; vsPeer: { median: number; lo: number; hi: number } }> {
+export async function timeAgainstPeer(
+  ours: () => T.Tensor,
+  tf: Tf,
+  peer: () => import('@tensorflow/tfjs-core').Tensor,
+  { inner = 5, reps = 7 }: TimeOptions = {},
+): Promise<{ ms: number; gpuMs: number | null; peerMs: number; vsPeer: { median: number; lo: number; hi: number } }> {
   await timeOurs(ours, { inner, reps: 1, warmup: 1 });
   await timeTfjs(tf, peer, { inner, reps: 1, warmup: 1 });
   const [mine, theirs, gpu] = [[] as number[], [] as number[], [] as number[]];
@@ -99,5 +108,10 @@ export async function timeAgainstPeer(ours: () => T.Tensor, tf: Tf, peer: () => 
     theirs.push(await timeTfjs(tf, peer, { inner, reps: 1, warmup: 0 }));
   }
   const ratios = mine.map((m, i) => theirs[i] / m).sort((x, y) => x - y);
-  return { ms: median(mine), gpuMs: gpu.length === reps ? median(gpu) : null, peerMs: median(theirs), vsPeer: { median: median(ratios), lo: ratios[0], hi: ratios[reps - 1] } };
+  return {
+    ms: median(mine),
+    gpuMs: gpu.length === reps ? median(gpu) : null,
+    peerMs: median(theirs),
+    vsPeer: { median: median(ratios), lo: ratios[0], hi: ratios[reps - 1] },
+  };
 }

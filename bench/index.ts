@@ -12,7 +12,9 @@ import type { Result } from './harness.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
 /** The command line, for --help. */
-export const USAGE = 'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step|host-overhead]   (tfjs-webgpu, when installed, is timed beside ours)';
+export const USAGE =
+  'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step|host-overhead]' +
+  '   (tfjs-webgpu, when installed, is timed beside ours)';
 
 /** `clipgpu bench [--quick] [--json] [--no-peer] [--only SUITE]`; `argv` holds the flags only. */
 export async function main(argv: string[]): Promise<void> {
@@ -53,7 +55,11 @@ export async function main(argv: string[]): Promise<void> {
     const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
     for (const r of results) {
       const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
-      const ratio = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : other && !isPeer(r) && !r.impl.endsWith('f16') ? `${(r.rate / other.rate).toFixed(2)}×` : '';
+      const ratio = r.vsPeer
+        ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})`
+        : other && !isPeer(r) && !r.impl.endsWith('f16')
+          ? `${(r.rate / other.rate).toFixed(2)}×`
+          : '';
       rows.push([r.kernel, r.shape, r.impl, r.ms.toFixed(3), `${r.rate.toFixed(2)} ${r.unit}`, ratio, r.gpuMs?.toFixed(3) ?? '']);
     }
     printTable(rows);

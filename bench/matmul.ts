@@ -17,7 +17,14 @@ export function matmulShapes(quick: boolean): [string, number, number, number][]
   return quick ? [square[0], square[2], vit[1]] : [...square, ...vit];
 }
 
-const configName = (c: MatmulConfig) => (c.version === 'v1' ? 'v1' : c.version === 'v2' ? `v2 ${c.tm}x${c.tn}` : c.version === 'v3' ? `v3 8x${c.tn}/lane` : `v4 ${c.tm}x${c.tn} tiled`);
+const configName = (c: MatmulConfig) =>
+  c.version === 'v1'
+    ? 'v1'
+    : c.version === 'v2'
+      ? `v2 ${c.tm}x${c.tn}`
+      : c.version === 'v3'
+        ? `v3 8x${c.tn}/lane`
+        : `v4 ${c.tm}x${c.tn} tiled`;
 
 export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: boolean; log: (line: string) => void }): Promise<Result[]> {
   const results: Result[] = [];
@@ -61,10 +68,15 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
     const ofBest = best / picked.ms;
     const why = chosen.source === 'default' ? 'the default' : `${chosen.source} ${chosen.key}`;
     results.push({
-      kernel: 'matmul', shape: label, impl: `ours → T.matmul picks ${configName(chosen.config)} (${why}; ${(100 * ofBest).toFixed(0)}% of the best variant's rate)`,
-      ...picked, rate: flops / picked.ms / 1e6, unit: 'GFLOP/s',
+      kernel: 'matmul',
+      shape: label,
+      impl: `ours → T.matmul picks ${configName(chosen.config)} (${why}; ${(100 * ofBest).toFixed(0)}% of the best variant's rate)`,
+      ...picked,
+      rate: flops / picked.ms / 1e6,
+      unit: 'GFLOP/s',
     });
-    if (chosen.source === 'tuned shape' && ofBest < 0.9) log(`matmul ${label}: T.matmul's tuned choice runs at ${(100 * ofBest).toFixed(0)}% of the best variant in this run`);
+    if (chosen.source === 'tuned shape' && ofBest < 0.9)
+      log(`matmul ${label}: T.matmul's tuned choice runs at ${(100 * ofBest).toFixed(0)}% of the best variant in this run`);
     if (T.gpu().hasFeature('shader-f16')) {
       const [a16, b16] = [a, b].map((t) => T.keep(T.cast(t, 'f16')));
       const [ra, rb] = [await a16.data(), await b16.data()];
@@ -80,7 +92,15 @@ export async function benchMatmul({ quick, peer, log }: { quick: boolean; peer: 
       });
       validate(`matmul f16 ${label}`, samples, 2e-3 * Math.sqrt(K));
       const { ms, gpuMs } = await timeOurs(() => T.matmul(a16, b16), { inner });
-      results.push({ kernel: 'matmul', shape: label, impl: `ours → T.matmul ${configName(chosen.config)}, f16`, ms, gpuMs, rate: flops / ms / 1e6, unit: 'GFLOP/s' });
+      results.push({
+        kernel: 'matmul',
+        shape: label,
+        impl: `ours → T.matmul ${configName(chosen.config)}, f16`,
+        ms,
+        gpuMs,
+        rate: flops / ms / 1e6,
+        unit: 'GFLOP/s',
+      });
       a16.dispose();
       b16.dispose();
     }

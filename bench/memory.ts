@@ -34,7 +34,10 @@ async function step(precision: 'fp32' | 'amp', checkpointing = false): Promise<{
   const n = config.imageResolution;
   const images = T.keep(T.randNormal([batch, 3, n, n]));
   const L = config.contextLength;
-  const tokens = T.keep(T.Tensor.from(Int32Array.from({ length: batch * L }, (_, i) => (i % L === L - 1 ? config.vocabSize - 1 : 1 + ((i * 7919) % (config.vocabSize - 2)))), [batch, L], 'i32'));
+  const ids = Int32Array.from({ length: batch * L }, (_, i) =>
+    i % L === L - 1 ? config.vocabSize - 1 : 1 + ((i * 7919) % (config.vocabSize - 2)),
+  );
+  const tokens = T.keep(T.Tensor.from(ids, [batch, L], 'i32'));
   // Optimizer state exists from the first update on: take one so it is counted as held, not as activations.
   optimizer.step();
   await T.sync();

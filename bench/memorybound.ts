@@ -59,7 +59,9 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
       },
       check: (x, y) => {
         const [wn, bn] = [R.Nd.from(hw, [D]), R.Nd.from(hb, [D])];
-        return rowsOf(D, sampleRows)(x).flatMap((row, k) => Array.from(R.layerNorm(row, wn, bn, 1e-5).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want })));
+        return rowsOf(D, sampleRows)(x).flatMap((row, k) =>
+          Array.from(R.layerNorm(row, wn, bn, 1e-5).data, (want, j) => ({ got: y[sampleRows[k] * D + j], want })),
+        );
       },
       half: true,
     },
@@ -99,7 +101,15 @@ export async function benchMemoryBound({ quick, peer }: { quick: boolean; peer: 
       validate(`${c.kernel} f16 [${c.shape}]`, c.check((await x16.data()) as Float32Array, (await y16.data()) as Float32Array), 4e-3);
       y16.dispose();
       const half = await timeOurs(() => c.ours(x16), { inner: 5 });
-      results.push({ kernel: c.kernel, shape: label, impl: `${c.impl ?? 'ours'}, f16`, ms: half.ms, gpuMs: half.gpuMs, rate: c.bytes / 2 / half.ms / 1e6, unit: 'GB/s' });
+      results.push({
+        kernel: c.kernel,
+        shape: label,
+        impl: `${c.impl ?? 'ours'}, f16`,
+        ms: half.ms,
+        gpuMs: half.gpuMs,
+        rate: c.bytes / 2 / half.ms / 1e6,
+        unit: 'GB/s',
+      });
       x16.dispose();
     }
     x.dispose();

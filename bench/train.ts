@@ -26,12 +26,18 @@ async function oursPerSecond(config: ClipConfig, batch: number, steps: number, p
   const tokens = T.keep(T.Tensor.from(ids, [batch, L], 'i32'));
   const scaler = new GradScaler();
   // An amp step has read its finiteness flag back before it returns (its loss is ready soon after).
-  const step = precision === 'amp' ? async () => (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss : async () => trainStep(model, optimizer, images, tokens);
+  const step =
+    precision === 'amp'
+      ? async () => (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss
+      : async () => trainStep(model, optimizer, images, tokens);
   const first = await (await step()).item();
   let last = first;
   for (let i = 0; i < 5; i++) last = await (await step()).item();
   if (!Number.isFinite(first) || Math.abs(first - Math.log(batch)) > 1.5 || !(last < first)) {
-    throw new Error(`train-step validation (${precision}): losses ${first} → ${last} (expected ≈ ln ${batch} = ${Math.log(batch).toFixed(2)}, then falling)`);
+    throw new Error(
+      `train-step validation (${precision}): losses ${first} → ${last} ` +
+        `(expected ≈ ln ${batch} = ${Math.log(batch).toFixed(2)}, then falling)`,
+    );
   }
   const t0 = performance.now();
   let pending: T.Tensor | null = null;
@@ -61,8 +67,10 @@ function torchPerSecond(config: ClipConfig, batch: number): { impl: string; imag
   const python = [process.env.PYTHON, 'python3', '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch']).status === 0);
   if (!python) return null;
   const args = [TORCH_STEP, '--threads', '2', '--batch', String(batch), '--res', String(config.imageResolution), '--patch', String(config.visionPatchSize),
-    '--width', String(config.visionWidth), '--heads', String(visionHeads(config)), '--layers', String(config.visionLayers), '--embed', String(config.embedDim), '--text-width', String(config.transformerWidth),
-    '--text-heads', String(config.transformerHeads), '--text-layers', String(config.transformerLayers), '--context', String(config.contextLength), '--vocab', String(VOCAB)];
+    '--width', String(config.visionWidth), '--heads', String(visionHeads(config)), '--layers', String(config.visionLayers),
+    '--embed', String(config.embedDim), '--text-width', String(config.transformerWidth),
+    '--text-heads', String(config.transformerHeads), '--text-layers', String(config.transformerLayers),
+    '--context', String(config.contextLength), '--vocab', String(VOCAB)];
   const run = spawnSync(python, args, { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`${TORCH_STEP} failed:\n${run.stderr}`);
   return JSON.parse(run.stdout.trim().split('\n').pop()!);
@@ -80,7 +88,17 @@ export async function benchTrain({ quick, peer }: { quick: boolean; peer: boolea
       results.push({ kernel: 'CLIP train step', shape, impl: 'ours (amp)', ms: (1000 * batch) / amp, gpuMs: null, rate: amp, unit: 'images/s' });
     }
     const torch = peer ? torchPerSecond(config, batch) : null;
-    if (torch) results.push({ kernel: 'CLIP train step', shape, impl: torch.impl, ms: (1000 * batch) / torch.images_per_s, gpuMs: null, rate: torch.images_per_s, unit: 'images/s' });
+    if (torch) {
+      results.push({
+        kernel: 'CLIP train step',
+        shape,
+        impl: torch.impl,
+        ms: (1000 * batch) / torch.images_per_s,
+        gpuMs: null,
+        rate: torch.images_per_s,
+        unit: 'images/s',
+      });
+    }
   }
   return results;
 }

@@ -41,7 +41,8 @@ export async function main(argv: string[]): Promise<void> {
     if (!tuning) console.log(`no choices cached for this adapter in ${tuningPath()}: run npm run tune`);
     else {
       for (const [key, t] of Object.entries(tuning.matmul)) {
-        console.log(`matmul ${key}: ${variantName(t.choice)}  (${t.rates.map((r) => withSpread(`${variantName(r.config)} ${r.gflops.toFixed(1)}`, r.timing)).join(', ')} GFLOP/s)`);
+        const rates = t.rates.map((r) => withSpread(`${variantName(r.config)} ${r.gflops.toFixed(1)}`, r.timing)).join(', ');
+        console.log(`matmul ${key}: ${variantName(t.choice)}  (${rates} GFLOP/s)`);
       }
       for (const [kernel, t] of Object.entries(tuning.rows ?? {})) {
         console.log(`${kernel}: ${t.choice} per row  (${t.rates.map((r) => withSpread(`${r.path} ${r.gbps.toFixed(2)}`, r.timing)).join(', ')} GB/s)`);

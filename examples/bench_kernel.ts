@@ -27,7 +27,8 @@ await T.init();
 console.log(`adapter: ${T.gpu().name}`);
 
 /** Rows [begin, end) of a host matrix as a float64 reference array. */
-const rowsOf = (data: Float32Array | Int32Array, width: number, begin: number, end: number) => new R.Nd([end - begin, width], Float64Array.from(data.subarray(begin * width, end * width)));
+const rowsOf = (data: Float32Array | Int32Array, width: number, begin: number, end: number) =>
+  new R.Nd([end - begin, width], Float64Array.from(data.subarray(begin * width, end * width)));
 const sampleRows = (rows: number) => Math.min(rows, 16);
 
 let run: () => T.Tensor;
@@ -51,12 +52,23 @@ if (op === 'matmul') {
   run = op === 'softmax' ? () => T.softmax(x) : () => T.layerNorm(x, w, b);
   const got = await run().data();
   const head = rowsOf(await x.data(), width, 0, sampleRows(rows));
-  const want = op === 'softmax' ? R.softmax(head) : R.layerNorm(head, new R.Nd([width], Float64Array.from(await w.data())), new R.Nd([width], Float64Array.from(await b.data())), 1e-5);
+  const want =
+    op === 'softmax'
+      ? R.softmax(head)
+      : R.layerNorm(
+          head,
+          new R.Nd([width], Float64Array.from(await w.data())),
+          new R.Nd([width], Float64Array.from(await b.data())),
+          1e-5,
+        );
   validate(op, Array.from(want.data, (v, i) => ({ got: got[i], want: v })), 1e-5);
   work = 2 * rows * width * 4; // read the input once, write the output once
   unit = 'GB/s';
 }
 
 const { ms, gpuMs } = await timeOurs(run, { inner: 5, reps: 7 });
-console.log(`${op} [${dims.join(', ')}]: validated; ${ms.toFixed(3)} ms per launch (GPU ${gpuMs?.toFixed(3) ?? 'n/a'} ms), ${(work / ms / 1e6).toFixed(2)} ${unit}`);
+console.log(
+  `${op} [${dims.join(', ')}]: validated; ${ms.toFixed(3)} ms per launch (GPU ${gpuMs?.toFixed(3) ?? 'n/a'} ms), ` +
+    `${(work / ms / 1e6).toFixed(2)} ${unit}`,
+);
 T.closeGpu();

@@ -6,7 +6,13 @@ import { denormalize } from '../clip/preprocess.ts';
 import { BUILTIN_DATASETS, builtinSource } from '../clip/data/index.ts';
 
 const { values } = parseArgs({
-  options: { dataset: { type: 'string', default: 'scenes' }, count: { type: 'string', default: '16' }, size: { type: 'string', default: '64' }, out: { type: 'string', default: 'preview.png' }, seed: { type: 'string', default: '0' } },
+  options: {
+    dataset: { type: 'string', default: 'scenes' },
+    count: { type: 'string', default: '16' },
+    size: { type: 'string', default: '64' },
+    out: { type: 'string', default: 'preview.png' },
+    seed: { type: 'string', default: '0' },
+  },
 });
 if (!(BUILTIN_DATASETS as readonly string[]).includes(values.dataset!)) {
   console.error(`preview_data: --dataset must be one of ${BUILTIN_DATASETS.join(', ')}`);

@@ -11,7 +11,14 @@ import { AdamW } from '../nn/optim.ts';
 import { GradScaler } from '../nn/precision.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'ViT-scenes' }, batch: { type: 'string', default: '64' }, rows: { type: 'string', default: '20' }, precision: { type: 'string', default: 'fp32' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'ViT-scenes' },
+    batch: { type: 'string', default: '64' },
+    rows: { type: 'string', default: '20' },
+    precision: { type: 'string', default: 'fp32' },
+  },
+});
 if (values.precision !== 'fp32' && values.precision !== 'amp') throw new RangeError(`--precision must be fp32 or amp, got '${values.precision}'`);
 await T.init();
 console.log(`adapter: ${T.gpu().name}`);
@@ -22,11 +29,16 @@ const B = Number(values.batch);
 const model = new CLIP(config);
 const optimizer = new AdamW(model.parameters());
 const images = T.keep(T.randNormal([B, 3, config.imageResolution, config.imageResolution]));
-const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) => (i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97)));
+const ids = Int32Array.from({ length: B * config.contextLength }, (_, i) =>
+  i % config.contextLength === 5 ? 999 : i % config.contextLength > 5 ? 0 : 1 + (i % 97),
+);
 const tokens = T.keep(T.Tensor.from(ids, [B, config.contextLength], 'i32'));
 
 const scaler = new GradScaler();
-const step = async () => (values.precision === 'amp' ? (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss : trainStep(model, optimizer, images, tokens));
+const step = async () =>
+  values.precision === 'amp'
+    ? (await trainStepAmp(model, optimizer, scaler, images, tokens)).loss
+    : trainStep(model, optimizer, images, tokens);
 for (let i = 0; i < 3; i++) await (await step()).item(); // warm up: compile every pipeline once
 
 const rows = await T.profile(async () => await (await step()).item(), { byGrid: true });
@@ -36,7 +48,10 @@ if (!rows) {
   const total = rows.reduce((s, r) => s + r.ms, 0);
   console.log(`\none training step: ${total.toFixed(1)} ms of GPU time in ${rows.reduce((s, r) => s + r.calls, 0)} dispatches\n`);
   console.log('     ms  share  calls  kernel [workgroups]');
-  for (const r of rows.slice(0, Number(values.rows))) console.log(`${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`);
+  for (const r of rows.slice(0, Number(values.rows)))
+    console.log(
+      `${r.ms.toFixed(2).padStart(7)}  ${((100 * r.ms) / total).toFixed(1).padStart(4)}%  ${String(r.calls).padStart(5)}  ${r.name}`,
+    );
 }
 
 const [M, K, N] = [1024, 1024, 1024];

@@ -16,7 +16,13 @@ import { writePng } from '../clip/io/images.ts';
 import { denormalize } from '../clip/preprocess.ts';
 import { train } from '../clip/train.ts';
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: '/tmp/clip-csv-demo' }, images: { type: 'string', default: '600' }, steps: { type: 'string', default: '300' } } });
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: '/tmp/clip-csv-demo' },
+    images: { type: 'string', default: '600' },
+    steps: { type: 'string', default: '300' },
+  },
+});
 const dir = values.dir!;
 const count = Number(values.images);
 
@@ -58,6 +64,10 @@ const result = await train({
   log: console.log,
 });
 const r = result!.retrieval; // evaluation is on (evalEvery), so there is a result
-console.log(r ? `image → text R@1 ${r.imageToTextR1.toFixed(2)}, text → image R@1 ${r.textToImageR1.toFixed(2)} on ${r.pairs} held-back pairs` : 'retrieval skipped: no held-back image could be decoded');
+console.log(
+  r
+    ? `image → text R@1 ${r.imageToTextR1.toFixed(2)}, text → image R@1 ${r.textToImageR1.toFixed(2)} on ${r.pairs} held-back pairs`
+    : 'retrieval skipped: no held-back image could be decoded',
+);
 console.log(`checkpoint, model, vocabulary and plots in ${join(dir, 'run')}`);
 T.closeGpu();

@@ -18,7 +18,14 @@ import { readImage, writePng } from '../clip/io/images.ts';
 import { denormalize, preprocess } from '../clip/preprocess.ts';
 import { loadClip, tokenizerFor } from '../clip/io/weights.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { run: { type: 'string', default: 'runs/scenes' }, labels: { type: 'string' }, f16: { type: 'boolean', default: false } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    run: { type: 'string', default: 'runs/scenes' },
+    labels: { type: 'string' },
+    f16: { type: 'boolean', default: false },
+  },
+});
 
 /** Draws scene `i` (a held-out colour–shape pair) at 128×128 and saves it as a PNG. */
 function demoImage(dir: string, i: number): string {

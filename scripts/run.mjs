@@ -33,7 +33,8 @@ if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
 // Dawn prints two warnings about lavapipe's limits on every start (it caps dynamic buffers per layout at 16,
 // which is all we use); they say nothing to a user, so they are dropped from the child's stderr. Everything
 // else passes through unchanged, line by line.
-const DAWN_NOISE = /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
+const DAWN_NOISE =
+  /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
 // CLIPGPU_LAUNCHER_PID tells the child that its parent is this launcher, whose exit means the run should stop.
 const child = spawn(process.execPath, ['--enable-source-maps', ...argv.slice(0, entryAt), outfile, ...argv.slice(entryAt + 1)], {
   stdio: ['inherit', 'inherit', 'pipe'],

@@ -28,7 +28,16 @@ export async function bundle(entry: string, outfile: string): Promise<void> {
   });
 }
 
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript', '.js': 'text/javascript', '.json': 'application/json', '.gz': 'application/gzip', '.png': 'image/png', '.css': 'text/css', '.svg': 'image/svg+xml' };
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.mjs': 'text/javascript',
+  '.js': 'text/javascript',
+  '.json': 'application/json',
+  '.gz': 'application/gzip',
+  '.png': 'image/png',
+  '.css': 'text/css',
+  '.svg': 'image/svg+xml',
+};
 
 export interface Server {
   url: string;
@@ -49,7 +58,12 @@ export function serve({ root = ROOT, port = 0, routes = {} }: { root?: string; p
   const answer = (res: ServerResponse, status: number, text: string) => res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${text}\n`);
   const server = createServer((req, res) => {
     const host = /^(\[[^\]]*\]|[^:]*)(:\d+)?$/.exec(req.headers.host ?? '')?.[1].toLowerCase();
-    if (!host || !LOOPBACK_HOSTS.has(host)) return answer(res, 403, `Host '${(req.headers.host ?? '').slice(0, 100)}' is not this machine: open the page as 127.0.0.1 or localhost`);
+    if (!host || !LOOPBACK_HOSTS.has(host))
+      return answer(
+        res,
+        403,
+        `Host '${(req.headers.host ?? '').slice(0, 100)}' is not this machine: open the page as 127.0.0.1 or localhost`,
+      );
     if (req.method !== 'GET') return answer(res, 405, `${req.method}: only GET is served`);
     let path: string;
     try {
@@ -76,7 +90,15 @@ export function serve({ root = ROOT, port = 0, routes = {} }: { root?: string; p
 }
 
 /** Flags that give headless Chromium a WebGPU adapter here (SwiftShader) and keep it off the network. */
-export const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Headless Debian chromium through playwright-core (`args`: its flags); a clear error when it is missing. */
 export async function launchChromium(args = CHROMIUM_ARGS): Promise<Browser> {

@@ -51,7 +51,8 @@ const repaint = () => new Promise((r) => setTimeout(r, 0));
 /** A number from an input, checked; the message names the field. */
 function field(id: string, { integer = false, min = 0 } = {}): number {
   const v = Number(input(id).value);
-  if (!Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) throw new Error(`${id}: must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got '${input(id).value}'`);
+  if (!Number.isFinite(v) || v < min || (integer && !Number.isInteger(v)))
+    throw new Error(`${id}: must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got '${input(id).value}'`);
   return v;
 }
 
@@ -74,7 +75,12 @@ let running = false;
 
 async function createRun(): Promise<Run> {
   const config = CONFIGS[$<HTMLSelectElement>('model').value];
-  const [batch, steps, lr, evalEvery] = [field('batch', { integer: true, min: 2 }), field('steps', { integer: true, min: 1 }), field('lr'), field('evalEvery', { integer: true, min: 0 })];
+  const [batch, steps, lr, evalEvery] = [
+    field('batch', { integer: true, min: 2 }),
+    field('steps', { integer: true, min: 1 }),
+    field('lr'),
+    field('evalEvery', { integer: true, min: 0 }),
+  ];
   if (!(lr > 0)) throw new Error(`lr: must be positive, got ${lr}`);
   const data = sceneSource(SHAPE_WORLD, 0);
   status('learning a 1000-token vocabulary from the captions…');
@@ -85,7 +91,10 @@ async function createRun(): Promise<Run> {
   const model = new CLIP({ ...config, vocabSize: tokenizer.vocabSize });
   model.train();
   const { decay, noDecay } = decayGroups(model.namedParameters());
-  const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.1 });
+  const optimizer = new AdamW(
+    [{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }],
+    { lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.1 },
+  );
   const schedule = cosineWithWarmup({ baseLr: lr, warmup: Math.min(100, Math.floor(steps / 10)), total: steps });
   for (const id of ['model', 'batch', 'steps', 'lr', 'evalEvery']) input(id).disabled = true;
   return { config, data, merges, tokenizer, model, optimizer, schedule, batch, steps, evalEvery };
@@ -111,7 +120,10 @@ async function train(): Promise<void> {
     const loss = trainStep(r.model, r.optimizer, images, tokens);
     const value = await loss.item();
     for (const t of [images, tokens, loss]) t.dispose();
-    if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${demo.step}: training stopped (try a lower lr); the model so far can still be downloaded`);
+    if (!Number.isFinite(value))
+      throw new Error(
+        `loss is ${value} at step ${demo.step}: training stopped (try a lower lr); the model so far can still be downloaded`,
+      );
     demo.losses.push(value);
     demo.step++;
     const perSecond = ((demo.step - first) * r.batch) / ((performance.now() - began) / 1000);
@@ -166,7 +178,10 @@ async function loadModel(name: string, weights: Uint8Array, vocab: Uint8Array | 
   try {
     if (vocab) {
       tokenizer = Tokenizer.fromBytes(vocab, model.config.vocabSize, vocabName);
-      if (tokenizer.vocabSize !== model.config.vocabSize) throw new Error(`${vocabName} has ${tokenizer.vocabSize} tokens but ${name} embeds ${model.config.vocabSize}: they are not from the same run`);
+      if (tokenizer.vocabSize !== model.config.vocabSize)
+        throw new Error(
+          `${vocabName} has ${tokenizer.vocabSize} tokens but ${name} embeds ${model.config.vocabSize}: they are not from the same run`,
+        );
     } else if (model.config.vocabSize === OPENAI_VOCAB_SIZE) {
       tokenizer = Tokenizer.fromBytes(await fetchBytes(DEFAULT_VOCAB.href), OPENAI_VOCAB_SIZE, "CLIP's vocabulary");
     } else throw new Error(`${name} was trained with its own ${model.config.vocabSize}-token vocabulary: choose its vocab.txt.gz too`);
@@ -174,7 +189,9 @@ async function loadModel(name: string, weights: Uint8Array, vocab: Uint8Array | 
     model.dispose();
     throw e;
   }
-  useModel(model, tokenizer, true, `${name} (${model.config.visionWidth}-wide ${Array.isArray(model.config.visionLayers) ? 'ResNet' : 'ViT'}, ${model.config.vocabSize} tokens)${notes.length ? ` — ${notes.join('; ')}` : ''}`);
+  const architecture = Array.isArray(model.config.visionLayers) ? 'ResNet' : 'ViT';
+  const noted = notes.length ? ` — ${notes.join('; ')}` : '';
+  useModel(model, tokenizer, true, `${name} (${model.config.visionWidth}-wide ${architecture}, ${model.config.vocabSize} tokens)${noted}`);
 }
 
 function useModel(model: CLIP, tokenizer: Tokenizer, owned: boolean, label: string): void {
@@ -189,7 +206,11 @@ function useModel(model: CLIP, tokenizer: Tokenizer, owned: boolean, label: stri
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
   const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} (${response.status === 404 ? 'the server exposes no such file; start it with `npm run demo -- --run runs/scenes`' : response.statusText})`);
+  if (!response.ok) {
+    const reason =
+      response.status === 404 ? 'the server exposes no such file; start it with `npm run demo -- --run runs/scenes`' : response.statusText;
+    throw new Error(`${url}: HTTP ${response.status} (${reason})`);
+  }
   return new Uint8Array(await response.arrayBuffer());
 }
 
