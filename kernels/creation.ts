@@ -66,6 +66,7 @@ export class Generator {
     this.counter += Math.ceil(n / 4) * 4;
     return at;
   }
+  /** The seed and how many values were drawn: what a checkpoint saves to resume the stream exactly. */
   state(): { seed: number; counter: number } {
     return { seed: this.seed, counter: this.counter };
   }
