@@ -2,7 +2,7 @@
 // CLIPModel layout (config, weights with q/k/v split, tokenizer files), and the way back. The Node side
 // (clip/io/interop.ts) writes and reads export folders; `npm run export` is the command.
 import type { HostTensor } from '../nn/safetensors.ts';
-import { ConfigError, type ClipConfig } from './config.ts';
+import { ConfigError, visionHeads, type ClipConfig } from './config.ts';
 import { CLIP_MEAN, CLIP_STD } from './preprocess.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -11,7 +11,11 @@ export type HostTensors = Map<string, HostValues>;
 type HostValues = Pick<HostTensor, 'shape' | 'data'>;
 
 const isResNet = (c: ClipConfig) => Array.isArray(c.visionLayers);
-const headWidth = (c: ClipConfig) => c.visionHeadWidth ?? 64;
+/**
+ * The width of the vision heads the model really has: visionHeadWidth (64 by default) unless the tower is
+ * narrower than one head, which then is a single head as wide as the tower (config.ts visionHeads).
+ */
+const headWidth = (c: ClipConfig) => (Array.isArray(c.visionLayers) ? c.visionWidth * 32 : c.visionWidth) / visionHeads(c);
 
 // ---- open_clip ----------------------------------------------------------------------------------------------
 
@@ -76,7 +80,7 @@ export function hfConfig(c: ClipConfig, tokenizer: Tokenizer, logitScale: number
     logit_scale_init_value: logitScale,
     torch_dtype: 'float32',
     text_config: { ...tower(c.transformerWidth, c.transformerHeads, c.transformerLayers), max_position_embeddings: c.contextLength, vocab_size: c.vocabSize, bos_token_id: tokenizer.sot, eos_token_id: tokenizer.eot, pad_token_id: tokenizer.eot, model_type: 'clip_text_model' },
-    vision_config: { ...tower(c.visionWidth, c.visionWidth / headWidth(c), c.visionLayers as number), image_size: c.imageResolution, patch_size: c.visionPatchSize, num_channels: 3, model_type: 'clip_vision_model' },
+    vision_config: { ...tower(c.visionWidth, visionHeads(c), c.visionLayers as number), image_size: c.imageResolution, patch_size: c.visionPatchSize, num_channels: 3, model_type: 'clip_vision_model' },
   };
 }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../ops/index.ts';
-import { CONFIGS, ConfigError } from '../clip/config.ts';
+import { CONFIGS, ConfigError, visionHeads } from '../clip/config.ts';
 import { configFromHf, configFromOpenClip, hfConfig, hfTokenizerFiles, mergesFromHf, openClipConfig, toHfLayout } from '../clip/interop.ts';
 import { exportRun, loadExport } from '../clip/io/interop.ts';
 import { saveBpe } from '../clip/io/vocab.ts';
@@ -79,6 +79,14 @@ test('configs round-trip through open_clip\'s and transformers\' schemas; ResNet
     assert.equal(configFromOpenClip(JSON.parse(JSON.stringify(openClipConfig(c))), 'open_clip.json'), c);
     if (Array.isArray(c.visionLayers)) assert.throws(() => hfConfig(c, tokenizer, 2.6), /ModifiedResNet CLIP has no Hugging Face CLIPModel form/);
     else assert.equal(configFromHf(JSON.parse(JSON.stringify(hfConfig(c, tokenizer, 2.6))), 'config.json'), c);
+  }
+  // A tower narrower than one 64-wide head has one head as wide as itself: both schemas say so (not 0.5 heads).
+  const narrow = { ...VIT, visionWidth: 32, visionHeadWidth: undefined };
+  const hf = hfConfig(narrow, tokenizer, 2.6) as { vision_config: { num_attention_heads: number } };
+  assert.is(hf.vision_config.num_attention_heads, 1);
+  assert.is((openClipConfig(narrow).vision_cfg as { head_width: number }).head_width, 32);
+  for (const back of [configFromHf(JSON.parse(JSON.stringify(hf)), 'config.json'), configFromOpenClip(JSON.parse(JSON.stringify(openClipConfig(narrow))), 'open_clip.json')]) {
+    assert.equal([back.visionWidth, visionHeads(back)], [32, 1]);
   }
   assert.throws(() => configFromOpenClip({ embed_dim: 16, quick_gelu: false, vision_cfg: {}, text_cfg: {} }, 'x.json'), /x\.json: quick_gelu is false/);
   assert.throws(() => configFromHf({ model_type: 'clip', text_config: { hidden_act: 'gelu' } }, 'config.json'), /config\.json: text_config\.hidden_act is "gelu"/);
