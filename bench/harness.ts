@@ -26,8 +26,10 @@ export interface Result {
 export interface HostCost {
   dispatches: number;
   submits: number;
-  /** JavaScript milliseconds from the call until the step returned, not counting waits for the GPU. */
+  /** JavaScript milliseconds from the call until the step returned, not counting GPU waits or queue submits. */
   recordMs: number;
+  /** Milliseconds in queue.submit during the step (the driver's, blocking while its queue is busy). */
+  submitMs: number;
   usPerDispatch: number;
   /** recordMs over the step's wall time (call to result read back). */
   share: number;

@@ -16,9 +16,13 @@ import type { HostCost, Result } from './harness.ts';
 
 const VOCAB = 1000;
 
-/** One measured step: JavaScript milliseconds before the GPU is awaited, wall milliseconds, commands issued. */
+/**
+ * One measured step: JavaScript milliseconds before the GPU is awaited (queue submits not counted: on a busy
+ * queue the driver blocks there), submit milliseconds, wall milliseconds, commands issued.
+ */
 interface Sample {
   recordMs: number;
+  submitMs: number;
   wallMs: number;
   dispatches: number;
   submits: number;
@@ -31,13 +35,21 @@ async function measure(step: () => T.Tensor | Promise<T.Tensor>): Promise<Sample
   const pending = step();
   const out = await pending;
   const t1 = performance.now();
-  const waitedInStep = T.memory().waitMs - before.waitMs; // an amp step reads a flag back inside the step
+  const during = T.memory();
+  const waitedInStep = during.waitMs - before.waitMs; // an amp step reads a flag back inside the step
+  const submitMs = during.submitMs - before.submitMs;
   const value = await out.item();
   const t2 = performance.now();
   out.dispose();
   if (!Number.isFinite(value)) throw new Error(`host-overhead bench: a step returned ${value}`);
   const after = T.memory();
-  return { recordMs: t1 - t0 - waitedInStep, wallMs: t2 - t0, dispatches: after.dispatches - before.dispatches, submits: after.submits - before.submits };
+  return {
+    recordMs: t1 - t0 - waitedInStep - submitMs,
+    submitMs,
+    wallMs: t2 - t0,
+    dispatches: after.dispatches - before.dispatches,
+    submits: after.submits - before.submits,
+  };
 }
 
 /** The medians of `samples` as a result row. */
@@ -49,6 +61,7 @@ function row(shape: string, impl: string, samples: Sample[], batch: number, extr
     dispatches,
     submits: median(samples.map((s) => s.submits)),
     recordMs,
+    submitMs: median(samples.map((s) => s.submitMs)),
     usPerDispatch: (1000 * recordMs) / Math.max(1, dispatches),
     share: recordMs / wallMs,
     ...extra,
@@ -127,8 +140,35 @@ async function zeroShotRows(steps: number): Promise<Result[]> {
   return results;
 }
 
+/**
+ * The host cost alone: a chain of 512 elementwise ops on 4 floats (the GPU's share is negligible), eager and
+ * replayed — µs per dispatch of the library's JavaScript, then of the replay's encoder calls and submits.
+ */
+async function tinyChainRows(steps: number): Promise<Result[]> {
+  const x = T.keep(T.randNormal([4]));
+  const chain = (t: T.Tensor) =>
+    T.tidy(() => {
+      let y = t;
+      for (let i = 0; i < 512; i++) y = T.mul(T.add(y, 0.001), 0.999);
+      return T.sum(y);
+    });
+  const eager: Sample[] = [];
+  await measure(() => chain(x));
+  for (let i = 0; i < steps; i++) eager.push(await measure(() => chain(x)));
+  const captured = new T.CapturedStep(chain, 'tiny chain');
+  for (let i = 0; i < 3; i++) await measure(() => captured.run(x));
+  const replayed: Sample[] = [];
+  for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(x)));
+  const shape = '1,024 elementwise ops on [4] + a sum';
+  const results = [row(shape, 'ours, eager', eager, 1), row(shape, 'ours, replayed', replayed, 1)];
+  captured.dispose();
+  x.dispose();
+  return results;
+}
+
 export async function benchHost({ quick }: { quick: boolean }): Promise<Result[]> {
   const results: Result[] = [];
+  results.push(...(await tinyChainRows(5)));
   results.push(...(await trainRows('ViT-scenes', CONFIGS['ViT-scenes'], 64, quick ? 3 : 5)));
   if (!quick) results.push(...(await trainRows('ViT-B/32', CONFIGS['ViT-B/32'], 8, 3)));
   results.push(...(await zeroShotRows(quick ? 3 : 5)));

@@ -49,6 +49,8 @@ export interface EngineStats extends MemoryStats {
   readbacks: number;
   /** Milliseconds the host has spent waiting for the GPU (readbacks and sync()). */
   waitMs: number;
+  /** Milliseconds spent in queue.submit (and the uniform upload before it): the driver's share, not JavaScript's. */
+  submitMs: number;
 }
 
 export class Engine {
@@ -65,7 +67,7 @@ export class Engine {
   private arenaView = new DataView(this.arenaCpu);
   private arenaUsed = 0;
   private pendingDispatches = 0;
-  private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0 };
+  private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0, submitMs: 0 };
   private recording: Recording | null = null;
   /** While precompile() plans: the kernels asked for and not compiled yet (nothing is dispatched). */
   private planning: Map<string, () => KernelSpec> | null = null;
@@ -259,8 +261,10 @@ export class Engine {
   flush(): void {
     if (!this.encoder) return;
     this.endPass();
+    const from = performance.now();
     if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaCpu, 0, this.arenaUsed);
     this.device.queue.submit([this.encoder.finish()]);
+    this.counters.submitMs += performance.now() - from;
     this.encoder = null;
     this.arenaUsed = 0;
     this.pendingDispatches = 0;
