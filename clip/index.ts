@@ -12,7 +12,7 @@ export {
 export { CONFIGS, inferConfig, ConfigError, type ClipConfig } from './config.ts';
 export { Tokenizer, TokenizerError, trainBpe, bpeBytes, DEFAULT_VOCAB, OPENAI_VOCAB_SIZE, type TokenizeOptions } from './tokenizer.ts';
 export {
-  preprocess, decodeImage, encodePng, resizeBicubic, randomResizedCrop, ImageError, CLIP_MEAN, CLIP_STD, DEFAULT_IMAGE_LIMITS,
+  preprocess, decodeImage, encodePng, resizeBicubic, resizeCenterCrop, randomResizedCrop, ImageError, CLIP_MEAN, CLIP_STD, DEFAULT_IMAGE_LIMITS,
   type RgbImage, type ImageLimits,
 } from './preprocess.ts';
 export { clipFromSafetensors, serializeClip, detectLayout, type Layout, type LoadOptions } from './weights.ts';

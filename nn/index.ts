@@ -1,7 +1,7 @@
 /**
  * The layer library on the tensor API — modules with PyTorch's parameter names, initialisation,
- * optimizers and schedules, mixed precision, and the safetensors and checkpoint formats on bytes (files are
- * `clipgpu/node`). Runs in Node and in a browser alike.
+ * optimizers and schedules, mixed precision, and the safetensors, PyTorch .pt and checkpoint formats on bytes
+ * (files are `clipgpu/node`). Runs in Node and in a browser alike.
  * @module clipgpu/nn
  */
 export { Module, StateDictError, type StateDict } from './module.ts';
@@ -19,4 +19,5 @@ export { autocast, computeDType, GradScaler, type ComputeDType, type LossScaleOp
 export {
   parseSafetensors, serializeSafetensors, serializeSafetensorsHost, toTensors, SafetensorsError, type HostTensor, type SafetensorsFile,
 } from './safetensors.ts';
+export { parseTorchFile, TorchFileError } from './pytorch.ts';
 export { serializeCheckpoint, restoreCheckpoint, checkpointInfo, type CheckpointInfo, type HasState } from './checkpoint.ts';

@@ -13,6 +13,7 @@
 import { inflateSync } from 'fflate';
 import { DTYPE_BYTES, decodeHostData, type HostTensor, type SafetensorsFile } from './safetensors.ts';
 
+/** A .pt file that cannot be read, or holds what a state dict does not (the message names file and cause). */
 export class TorchFileError extends Error {
   override name = 'TorchFileError';
 }

@@ -7,8 +7,9 @@
  */
 export { FileError } from '../core/io/files.ts';
 export { readSafetensors, saveSafetensors } from '../nn/io/safetensors.ts';
+export { readTorchFile } from '../nn/io/pytorch.ts';
 export { saveCheckpoint, loadCheckpoint } from '../nn/io/checkpoint.ts';
-export { loadClip, saveClip, tokenizerFor } from '../clip/io/weights.ts';
+export { loadClip, readWeights, saveClip, tokenizerFor } from '../clip/io/weights.ts';
 export { readTokenizer, saveBpe } from '../clip/io/vocab.ts';
 export { readImage, writePng } from '../clip/io/images.ts';
 export { exportRun, loadExport, isExportFolder, type ExportFormat } from '../clip/io/interop.ts';
