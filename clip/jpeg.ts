@@ -120,7 +120,9 @@ class BitReader {
 // ---- islow IDCT (jidctint.c) ---------------------------------------------------------------------------------
 const CONST_BITS = 13;
 const PASS1_BITS = 2;
-const [F0_298, F0_390, F0_541, F0_765, F0_899, F1_175, F1_501, F1_847, F1_961, F2_053, F2_562, F3_072] = [2446, 3196, 4433, 6270, 7373, 9633, 12299, 15137, 16069, 16819, 20995, 25172];
+// FIX(c) = round(c · 2^13) of the constants jidctint.c names FIX_0_298631336 …
+const [F0_298, F0_390, F0_541, F0_765, F0_899, F1_175] = [2446, 3196, 4433, 6270, 7373, 9633];
+const [F1_501, F1_847, F1_961, F2_053, F2_562, F3_072] = [12299, 15137, 16069, 16819, 20995, 25172];
 /** libjpeg's post-IDCT range limit: centre at 128, clamp, and wrap far outliers as its 1024-entry table does. */
 function rangeLimit(v: number): number {
   const i = v & 1023;
@@ -128,7 +130,10 @@ function rangeLimit(v: number): number {
 }
 
 /** The islow IDCT's butterfly on 8 values (a column of dequantized coefficients, or a row of pass 1's output). */
-function butterfly(i0: number, i1: number, i2: number, i3: number, i4: number, i5: number, i6: number, i7: number, out: Float64Array, at: number, step: number, shift: number): void {
+function butterfly(
+  i0: number, i1: number, i2: number, i3: number, i4: number, i5: number, i6: number, i7: number,
+  out: Float64Array, at: number, step: number, shift: number,
+): void {
   const z1 = (i2 + i6) * F0_541;
   const tmp2 = z1 - i6 * F1_847;
   const tmp3 = z1 + i2 * F0_765;
@@ -161,12 +166,15 @@ function butterfly(i0: number, i1: number, i2: number, i3: number, i4: number, i
  * Dequantizes and inverse-transforms the block of `coefficients` at `offset` into `out` (row stride `stride`):
  * columns, then rows, as jidctint.c (its all-zero shortcuts give the same values, so they are not repeated).
  */
-function idctIslow(coefficients: Int16Array, offset: number, quant: Int32Array, work: Float64Array, rows: Float64Array, out: Uint8Array, outAt: number, stride: number): void {
+function idctIslow(
+  coefficients: Int16Array, offset: number, quant: Int32Array, work: Float64Array, rows: Float64Array, out: Uint8Array, outAt: number, stride: number,
+): void {
   const c = coefficients;
   const q = quant;
   const o = offset;
   for (let x = 0; x < 8; x++) {
-    butterfly(c[o + x] * q[x], c[o + 8 + x] * q[8 + x], c[o + 16 + x] * q[16 + x], c[o + 24 + x] * q[24 + x], c[o + 32 + x] * q[32 + x], c[o + 40 + x] * q[40 + x], c[o + 48 + x] * q[48 + x], c[o + 56 + x] * q[56 + x], work, x, 8, CONST_BITS - PASS1_BITS);
+    const at = (row: number) => c[o + row * 8 + x] * q[row * 8 + x];
+    butterfly(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), work, x, 8, CONST_BITS - PASS1_BITS);
   }
   for (let y = 0; y < 8; y++) {
     const w = y * 8;
@@ -310,7 +318,10 @@ export function decodeJpeg(data: Uint8Array): DecodedJpeg | null {
           const p = body + 6 + 3 * i;
           const [h, v] = [data[p + 1] >> 4, data[p + 1] & 15];
           if (h < 1 || h > 4 || v < 1 || v > 4) throw new JpegError(`invalid sampling factors ${h}×${v}`);
-          components.push({ id: data[p], h, v, quantId: data[p + 2], quant: null, blocksPerLine: 0, blocksPerColumn: 0, coefficients: new Int16Array(0), width: 0, height: 0, dcPred: 0, dcTable: null, acTable: null });
+          components.push({
+            id: data[p], h, v, quantId: data[p + 2], quant: null, blocksPerLine: 0, blocksPerColumn: 0, coefficients: new Int16Array(0),
+            width: 0, height: 0, dcPred: 0, dcTable: null, acTable: null,
+          });
         }
         if (count === 1) components[0].h = components[0].v = 1; // a single component is never subsampled
         maxH = Math.max(...components.map((c) => c.h));
@@ -328,7 +339,9 @@ export function decodeJpeg(data: Uint8Array): DecodedJpeg | null {
         break;
       }
       case 0xc3: case 0xc5: case 0xc6: case 0xc7: case 0xc9: case 0xca: case 0xcb: case 0xcd: case 0xce: case 0xcf:
-        throw new JpegError(`${marker === 0xc3 ? 'lossless' : marker >= 0xc9 ? 'arithmetic-coded' : 'hierarchical'} JPEG (SOF${marker - 0xc0}) is not supported`);
+        throw new JpegError(
+          `${marker === 0xc3 ? 'lossless' : marker >= 0xc9 ? 'arithmetic-coded' : 'hierarchical'} JPEG (SOF${marker - 0xc0}) is not supported`,
+        );
       case 0xda: { // SOS
         if (!frameSeen) throw new JpegError('a scan before the frame header');
         const count = data[body];
@@ -346,7 +359,8 @@ export function decodeJpeg(data: Uint8Array): DecodedJpeg | null {
         });
         const p = body + 1 + 2 * count;
         const [ss, se, ah, al] = [data[p], data[p + 1], data[p + 2] >> 4, data[p + 2] & 15];
-        at = decodeScan(data, end, scan, { progressive, ss, se, ah, al, restartInterval, mcusPerLine: Math.ceil(width / (8 * maxH)), mcusPerColumn: Math.ceil(height / (8 * maxV)) });
+        const [mcusPerLine, mcusPerColumn] = [Math.ceil(width / (8 * maxH)), Math.ceil(height / (8 * maxV))];
+        at = decodeScan(data, end, scan, { progressive, ss, se, ah, al, restartInterval, mcusPerLine, mcusPerColumn });
         continue;
       }
       default:
@@ -361,7 +375,9 @@ export function decodeJpeg(data: Uint8Array): DecodedJpeg | null {
     const plane = new Uint8Array(stride * c.blocksPerColumn * 8);
     const [work, rows] = [new Float64Array(64), new Float64Array(8)];
     for (let by = 0; by < c.blocksPerColumn; by++)
-      for (let bx = 0; bx < c.blocksPerLine; bx++) idctIslow(c.coefficients, (by * c.blocksPerLine + bx) * 64, c.quant, work, rows, plane, by * 8 * stride + bx * 8, stride);
+      for (let bx = 0; bx < c.blocksPerLine; bx++) {
+        idctIslow(c.coefficients, (by * c.blocksPerLine + bx) * 64, c.quant, work, rows, plane, by * 8 * stride + bx * 8, stride);
+      }
     return upsample(plane, stride, c.width, c.height, maxH / c.h, maxV / c.v, width, height);
   });
   const rgb = new Uint8Array(width * height * 3);
@@ -402,7 +418,10 @@ interface ScanParams {
 function decodeScan(data: Uint8Array, start: number, scan: Component[], p: ScanParams): number {
   const reader = new BitReader(data, start);
   let eobrun = 0;
-  const needTable = (t: Huffman | null, which: string, c: Component) => t ?? (() => { throw new JpegError(`component ${c.id} uses a ${which} Huffman table that is not defined`); })();
+  const needTable = (t: Huffman | null, which: string, c: Component): Huffman => {
+    if (!t) throw new JpegError(`component ${c.id} uses a ${which} Huffman table that is not defined`);
+    return t;
+  };
   const decodeBlock = (c: Component, offset: number) => {
     const block = c.coefficients;
     if (!p.progressive) {
@@ -515,6 +534,7 @@ function decodeScan(data: Uint8Array, start: number, scan: Component[], p: ScanP
   for (const c of scan) c.dcPred = 0;
   // Bytes the reader fetched ahead but did not use belong to this scan; the next marker follows them.
   let at = reader.at;
-  while (at + 1 < data.length && !(data[at] === 0xff && data[at + 1] !== 0x00 && !(data[at + 1] >= 0xd0 && data[at + 1] <= 0xd7) && data[at + 1] !== 0xff)) at++;
+  const endsScan = (i: number) => data[i] === 0xff && data[i + 1] !== 0x00 && data[i + 1] !== 0xff && !(data[i + 1] >= 0xd0 && data[i + 1] <= 0xd7);
+  while (at + 1 < data.length && !endsScan(at)) at++;
   return at;
 }
