@@ -7,7 +7,8 @@
 // backward. Candidates are timed in interleaved rounds (A B C A B C …, so a slow moment of a shared machine hits
 // them all), GPU timestamps where the adapter has them, else the wall clock. A candidate replaces the default
 // only when it wins by more than the measured spread: the median of its per-round speed-ups over the default
-// must exceed 1 by more than their half interquartile range (and by 3% at least). Every candidate's median and
+// must exceed 1 by more than their half interquartile range (and by 3% at least), and its median time must be 3%
+// lower. Every candidate's median and
 // interquartile range are kept in the table, so a reader can see how close a choice was. Tuning takes a minute on
 // lavapipe; kernels/io/tuning.ts caches the table per adapter and driver in Node, a page keeps it in memory.
 import { getEngine } from '../core/engine.ts';
@@ -90,13 +91,16 @@ export function winsClearly(candidate: number[], baseline: number[]): boolean {
 }
 
 /**
- * The candidates' timings and the choice: the fastest by median, when it wins clearly over the default (index 0),
- * else the default.
+ * The candidates' timings and the choice: the fastest by median, when it wins clearly over the default (index 0)
+ * and its median is at least 3% faster, else the default.
  */
 function decide(samples: number[][]): { timings: Timing[]; choice: number } {
   const timings = samples.map(timingOf);
   const best = timings.reduce((b, t, i) => (t.ms < timings[b].ms ? i : b), 0);
-  return { timings, choice: best !== 0 && winsClearly(samples[best], samples[0]) ? best : 0 };
+  // Both ways of asking agree before the default is replaced: the paired per-round speed-ups beat their spread,
+  // and the medians themselves are 3% apart (what the table records).
+  const clear = best !== 0 && winsClearly(samples[best], samples[0]) && timings[best].ms * 1.03 < timings[0].ms;
+  return { timings, choice: clear ? best : 0 };
 }
 
 /**
