@@ -23,24 +23,63 @@ const text = { contextLength: 77, vocabSize: 49408 };
 
 /** The published configs (RN50 … ViT-L/14@336px) and small ones for CPU adapters (ViT-tiny, ViT-scenes, …), by name. */
 export const CONFIGS: Record<string, ClipConfig> = {
-  RN50: { embedDim: 1024, imageResolution: 224, visionLayers: [3, 4, 6, 3], visionWidth: 64, visionPatchSize: null, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
-  RN101: { embedDim: 512, imageResolution: 224, visionLayers: [3, 4, 23, 3], visionWidth: 64, visionPatchSize: null, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
-  RN50x4: { embedDim: 640, imageResolution: 288, visionLayers: [4, 6, 10, 6], visionWidth: 80, visionPatchSize: null, ...text, transformerWidth: 640, transformerHeads: 10, transformerLayers: 12 },
-  RN50x16: { embedDim: 768, imageResolution: 384, visionLayers: [6, 8, 18, 8], visionWidth: 96, visionPatchSize: null, ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12 },
-  RN50x64: { embedDim: 1024, imageResolution: 448, visionLayers: [3, 15, 36, 10], visionWidth: 128, visionPatchSize: null, ...text, transformerWidth: 1024, transformerHeads: 16, transformerLayers: 12 },
-  'ViT-B/32': { embedDim: 512, imageResolution: 224, visionLayers: 12, visionWidth: 768, visionPatchSize: 32, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
-  'ViT-B/16': { embedDim: 512, imageResolution: 224, visionLayers: 12, visionWidth: 768, visionPatchSize: 16, ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12 },
-  'ViT-L/14': { embedDim: 768, imageResolution: 224, visionLayers: 24, visionWidth: 1024, visionPatchSize: 14, ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12 },
-  'ViT-L/14@336px': { embedDim: 768, imageResolution: 336, visionLayers: 24, visionWidth: 1024, visionPatchSize: 14, ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12 },
+  RN50: {
+    embedDim: 1024, imageResolution: 224, visionLayers: [3, 4, 6, 3], visionWidth: 64, visionPatchSize: null,
+    ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12,
+  },
+  RN101: {
+    embedDim: 512, imageResolution: 224, visionLayers: [3, 4, 23, 3], visionWidth: 64, visionPatchSize: null,
+    ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12,
+  },
+  RN50x4: {
+    embedDim: 640, imageResolution: 288, visionLayers: [4, 6, 10, 6], visionWidth: 80, visionPatchSize: null,
+    ...text, transformerWidth: 640, transformerHeads: 10, transformerLayers: 12,
+  },
+  RN50x16: {
+    embedDim: 768, imageResolution: 384, visionLayers: [6, 8, 18, 8], visionWidth: 96, visionPatchSize: null,
+    ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12,
+  },
+  RN50x64: {
+    embedDim: 1024, imageResolution: 448, visionLayers: [3, 15, 36, 10], visionWidth: 128, visionPatchSize: null,
+    ...text, transformerWidth: 1024, transformerHeads: 16, transformerLayers: 12,
+  },
+  'ViT-B/32': {
+    embedDim: 512, imageResolution: 224, visionLayers: 12, visionWidth: 768, visionPatchSize: 32,
+    ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12,
+  },
+  'ViT-B/16': {
+    embedDim: 512, imageResolution: 224, visionLayers: 12, visionWidth: 768, visionPatchSize: 16,
+    ...text, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12,
+  },
+  'ViT-L/14': {
+    embedDim: 768, imageResolution: 224, visionLayers: 24, visionWidth: 1024, visionPatchSize: 14,
+    ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12,
+  },
+  'ViT-L/14@336px': {
+    embedDim: 768, imageResolution: 336, visionLayers: 24, visionWidth: 1024, visionPatchSize: 14,
+    ...text, transformerWidth: 768, transformerHeads: 12, transformerLayers: 12,
+  },
   // Small models that train in minutes on a 2-core CPU adapter.
-  'ViT-tiny': { embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 64, visionPatchSize: 8, contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2 },
+  'ViT-tiny': {
+    embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 64, visionPatchSize: 8,
+    contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2,
+  },
   // The trainer's default: ViT-tiny with eight 8-wide vision heads in place of one 64-wide head. Same matmul
   // FLOPs, and it learns the built-in scenes markedly faster (bench/RESULTS.md, training runs: one 64-wide head
   // 63%, four 16-wide heads 89%, eight 8-wide heads 97% held-out in the same time).
-  'ViT-scenes': { embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 64, visionPatchSize: 8, contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2, visionHeadWidth: 8 },
+  'ViT-scenes': {
+    embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 64, visionPatchSize: 8,
+    contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2, visionHeadWidth: 8,
+  },
   // For MNIST-family images at their native 28 px: patch 4 (49 tokens), four 16-wide vision heads.
-  'ViT-mnist': { embedDim: 64, imageResolution: 28, visionLayers: 2, visionWidth: 64, visionPatchSize: 4, contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2, visionHeadWidth: 16 },
-  'RN-tiny': { embedDim: 64, imageResolution: 64, visionLayers: [1, 1, 1, 1], visionWidth: 8, visionPatchSize: null, contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2 },
+  'ViT-mnist': {
+    embedDim: 64, imageResolution: 28, visionLayers: 2, visionWidth: 64, visionPatchSize: 4,
+    contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2, visionHeadWidth: 16,
+  },
+  'RN-tiny': {
+    embedDim: 64, imageResolution: 64, visionLayers: [1, 1, 1, 1], visionWidth: 8, visionPatchSize: null,
+    contextLength: 16, vocabSize: 49408, transformerWidth: 64, transformerHeads: 2, transformerLayers: 2,
+  },
 };
 
 /** Vision attention heads as the reference derives them: width/64 for a ViT, width·32/64 for a ResNet (the
@@ -48,7 +87,9 @@ export const CONFIGS: Record<string, ClipConfig> = {
 export function visionHeads(c: ClipConfig): number {
   const headWidth = c.visionHeadWidth ?? 64;
   const width = Array.isArray(c.visionLayers) ? c.visionWidth * 32 : c.visionWidth;
-  if (c.visionHeadWidth !== undefined && width % headWidth !== 0) throw new ConfigError(`visionHeadWidth ${headWidth} does not divide the vision attention width ${width}`);
+  if (c.visionHeadWidth !== undefined && width % headWidth !== 0) {
+    throw new ConfigError(`visionHeadWidth ${headWidth} does not divide the vision attention width ${width}`);
+  }
   return Math.max(1, Math.floor(width / headWidth));
 }
 

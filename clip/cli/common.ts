@@ -14,7 +14,10 @@ const MAX_ERROR_CHARS = 600;
 /** Prints `error` as `tool: message` (its stack under --debug) and exits with `code`. */
 export function exitWithError(tool: string, error: unknown, code = 1): never {
   const message = error instanceof Error ? error.message : String(error);
-  const short = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}… (${message.length - MAX_ERROR_CHARS} more characters: --debug shows them)` : message;
+  const short =
+    message.length > MAX_ERROR_CHARS
+      ? `${message.slice(0, MAX_ERROR_CHARS)}… (${message.length - MAX_ERROR_CHARS} more characters: --debug shows them)`
+      : message;
   console.error(debug && error instanceof Error ? error.stack : `${tool}: ${short}`);
   process.exit(code);
 }
@@ -46,7 +49,12 @@ export function inferencePrecision(tool: string, flag: string | undefined): 'fp3
   const value = flag ?? 'fp32';
   if (value !== 'fp32' && value !== 'f16' && value !== 'auto') throw new RangeError(`--precision must be fp32, f16 or auto, got '${value}'`);
   const hasF16 = T.gpu().hasFeature('shader-f16');
-  if (value === 'f16' && !hasF16) throw new RangeError(`--precision f16 needs the WebGPU feature 'shader-f16', which this device (${T.gpu().name}) lacks: use --precision fp32 (or auto)`);
+  if (value === 'f16' && !hasF16) {
+    throw new RangeError(
+      `--precision f16 needs the WebGPU feature 'shader-f16', which this device (${T.gpu().name}) lacks: ` +
+        'use --precision fp32 (or auto)',
+    );
+  }
   if (value === 'auto' && !hasF16) console.error(`${tool}: note: this device lacks 'shader-f16'; running in fp32`);
   return value === 'fp32' || !hasF16 ? 'fp32' : 'f16';
 }
@@ -57,14 +65,22 @@ export function inferencePrecision(tool: string, flag: string | undefined): 'fp3
  * (config, weights and tokenizer) — and its tokenizer: `vocab` when given, else the folder's, else the one beside
  * the weights file, else CLIP's.
  */
-export function loadModel(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string; precision?: string }): { model: CLIP; tokenizer: Tokenizer } {
+export function loadModel(
+  tool: string,
+  path: string,
+  values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string; precision?: string },
+): { model: CLIP; tokenizer: Tokenizer } {
   const precision = inferencePrecision(tool, values.precision);
   const loaded = loadWeights(tool, path, values);
   if (precision === 'f16') loaded.model.half();
   return loaded;
 }
 
-function loadWeights(tool: string, path: string, values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string }): { model: CLIP; tokenizer: Tokenizer } {
+function loadWeights(
+  tool: string,
+  path: string,
+  values: { 'vision-head-width'?: string; 'text-heads'?: string; vocab?: string },
+): { model: CLIP; tokenizer: Tokenizer } {
   if (isExportFolder(path)) {
     const loaded = loadExport(path);
     return values.vocab ? { model: loaded.model, tokenizer: tokenizerFor(path, loaded.model.config.vocabSize, values.vocab) } : loaded;

@@ -12,7 +12,16 @@ export const USAGE = 'usage: clipgpu export --run runs/scenes --to open_clip|hf 
 export async function main(argv: string[]): Promise<void> {
   let values: { run?: string; to?: string; out?: string; overwrite?: boolean };
   try {
-    values = parseArgs({ args: argv, options: { run: { type: 'string' }, to: { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' }, debug: { type: 'boolean' } } }).values;
+    values = parseArgs({
+      args: argv,
+      options: {
+        run: { type: 'string' },
+        to: { type: 'string' },
+        out: { type: 'string' },
+        overwrite: { type: 'boolean' },
+        debug: { type: 'boolean' },
+      },
+    }).values;
   } catch (e) {
     exitWithError('export', `${(e as Error).message}\n${USAGE}`, 2);
   }
@@ -21,7 +30,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const files = exportRun(values.run!, values.to as ExportFormat, values.out!, { overwrite: values.overwrite ?? false });
     console.log(`${values.out}: ${files.join(', ')}`);
-    console.log(`see ${values.out}/README.md for the commands that load it${values.to === 'open_clip' ? ' and continue training with open_clip' : ' in transformers'}`);
+    const how = values.to === 'open_clip' ? ' and continue training with open_clip' : ' in transformers';
+    console.log(`see ${values.out}/README.md for the commands that load it${how}`);
   } catch (e) {
     exitWithError('export', e);
   }

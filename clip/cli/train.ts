@@ -46,13 +46,51 @@ const FLAGS = {
   debug: { type: 'boolean', default: false },
 } as const;
 
-const SETTING_DEFAULTS = { 'batch-size': '64', steps: '2800', lr: '2e-3', wd: '0.1', warmup: '100', seed: '0', 'eval-every': '350', 'save-every': '1400', 'clip-grad': '0', 'accum-freq': '1', precision: 'fp32', dataset: 'scenes' } as const;
+const SETTING_DEFAULTS = {
+  'batch-size': '64',
+  steps: '2800',
+  lr: '2e-3',
+  wd: '0.1',
+  warmup: '100',
+  seed: '0',
+  'eval-every': '350',
+  'save-every': '1400',
+  'clip-grad': '0',
+  'accum-freq': '1',
+  precision: 'fp32',
+  dataset: 'scenes',
+} as const;
 /** Each recorded setting's TrainOptions name. */
-const SETTING_KEYS: Record<keyof typeof SETTING_DEFAULTS | 'train-data', keyof RunSettings> = { 'batch-size': 'batchSize', steps: 'steps', lr: 'lr', wd: 'weightDecay', warmup: 'warmup', seed: 'seed', 'eval-every': 'evalEvery', 'save-every': 'saveEvery', 'clip-grad': 'clipGrad', 'accum-freq': 'accumFreq', precision: 'precision', dataset: 'dataset', 'train-data': 'trainData' };
+const SETTING_KEYS: Record<keyof typeof SETTING_DEFAULTS | 'train-data', keyof RunSettings> = {
+  'batch-size': 'batchSize',
+  steps: 'steps',
+  lr: 'lr',
+  wd: 'weightDecay',
+  warmup: 'warmup',
+  seed: 'seed',
+  'eval-every': 'evalEvery',
+  'save-every': 'saveEvery',
+  'clip-grad': 'clipGrad',
+  'accum-freq': 'accumFreq',
+  precision: 'precision',
+  dataset: 'dataset',
+  'train-data': 'trainData',
+};
 
 /** The command line with every flag and its default, for --help. */
 export const USAGE = `usage: clipgpu train [flags]   (with --resume, a setting left out is the checkpoint's)\n${Object.entries(FLAGS)
-  .map(([name, flag]) => `  --${name}${flag.type === 'boolean' ? '' : 'default' in flag ? ` ${flag.default}` : name in SETTING_DEFAULTS ? ` ${SETTING_DEFAULTS[name as keyof typeof SETTING_DEFAULTS]}` : ' VALUE'}`)
+  .map(
+    ([name, flag]) =>
+      `  --${name}${
+        flag.type === 'boolean'
+          ? ''
+          : 'default' in flag
+            ? ` ${flag.default}`
+            : name in SETTING_DEFAULTS
+              ? ` ${SETTING_DEFAULTS[name as keyof typeof SETTING_DEFAULTS]}`
+              : ' VALUE'
+      }`,
+  )
   .join('\n')}`;
 
 function fail(e: unknown, code = 1): never {
@@ -120,7 +158,13 @@ export async function main(argv: string[]): Promise<void> {
     dataset: setting('dataset'),
     dataLimits: { maxBytes: number('max-image-bytes'), maxPixels: number('max-image-pixels'), allowOutside: values['allow-outside-paths'] as boolean },
     // --dataset and --train-data name the data together: giving either one chooses it.
-    defaulted: (Object.keys(SETTING_KEYS) as (keyof typeof SETTING_KEYS)[]).filter((f) => values[f] === undefined && !((f === 'dataset' || f === 'train-data') && (values.dataset ?? values['train-data']) !== undefined)).map((f) => SETTING_KEYS[f]),
+    defaulted: (Object.keys(SETTING_KEYS) as (keyof typeof SETTING_KEYS)[])
+      .filter(
+        (f) =>
+          values[f] === undefined &&
+          !((f === 'dataset' || f === 'train-data') && (values.dataset ?? values['train-data']) !== undefined),
+      )
+      .map((f) => SETTING_KEYS[f]),
     stopRequested: () => stop.reason() !== null,
     log,
   };
@@ -151,7 +195,10 @@ function printResult(result: EvalResult): void {
   for (const [name, top1] of Object.entries(result.zeroShot)) console.log(`  ${`zero-shot top-1, ${name}`.padEnd(42)}${(100 * top1).toFixed(1)}%`);
   const r = result.retrieval;
   if (r) {
-    console.log(`  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${r.imageToTextR1.toFixed(2)} / ${r.imageToTextR5.toFixed(2)}  (${r.pairs} validation pairs)`);
+    console.log(
+      `  ${'retrieval R@1 / R@5 image → text'.padEnd(42)}${r.imageToTextR1.toFixed(2)} / ${r.imageToTextR5.toFixed(2)}` +
+        `  (${r.pairs} validation pairs)`,
+    );
     console.log(`  ${'retrieval R@1 / R@5 text → image'.padEnd(42)}${r.textToImageR1.toFixed(2)} / ${r.textToImageR5.toFixed(2)}`);
   } else console.log(`  ${'retrieval'.padEnd(42)}skipped: no validation image could be decoded`);
 }

@@ -15,27 +15,58 @@ import { ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE } from '../prompts.ts';
 import { HEAD_FLAGS, exitWithError, loadModel, runTool } from './common.ts';
 
 /** The command line, for --help and beside a flag error. */
-export const USAGE = 'usage: clipgpu zeroshot --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] [--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--precision fp32|f16|auto] [--json]';
+export const USAGE =
+  'usage: clipgpu zeroshot --weights W.safetensors --image a.png [--image b.jpg] [--labels "cat,dog"] ' +
+  '[--templates run|ensemble|single] [--vocab V] [--vision-head-width W] [--text-heads H] [--precision fp32|f16|auto] [--json]';
 /** `clipgpu zeroshot [flags]`; `argv` holds the flags only. */
 export async function main(argv: string[]): Promise<void> {
-  let values: { weights?: string; image?: string[]; labels?: string; templates?: string; vocab?: string; json?: boolean; 'vision-head-width'?: string; 'text-heads'?: string; precision?: string };
+  let values: {
+    weights?: string;
+    image?: string[];
+    labels?: string;
+    templates?: string;
+    vocab?: string;
+    json?: boolean;
+    'vision-head-width'?: string;
+    'text-heads'?: string;
+    precision?: string;
+  };
   try {
-    values = parseArgs({ args: argv, options: { weights: { type: 'string' }, image: { type: 'string', multiple: true }, labels: { type: 'string' }, templates: { type: 'string' }, vocab: { type: 'string' }, json: { type: 'boolean' }, ...HEAD_FLAGS } }).values;
+    values = parseArgs({
+      args: argv,
+      options: {
+        weights: { type: 'string' },
+        image: { type: 'string', multiple: true },
+        labels: { type: 'string' },
+        templates: { type: 'string' },
+        vocab: { type: 'string' },
+        json: { type: 'boolean' },
+        ...HEAD_FLAGS,
+      },
+    }).values;
   } catch (e) {
     exitWithError('zeroshot', `${(e as Error).message}\n${USAGE}`, 2);
   }
   const usage = (message: string): never => exitWithError('zeroshot', `${message}\n${USAGE}`, 2);
   if (!values.weights || !values.image?.length) usage('--weights and at least one --image are required');
-  if (values.templates !== undefined && !['run', 'ensemble', 'single'].includes(values.templates)) usage(`--templates must be run, ensemble or single, got '${values.templates}'`);
+  if (values.templates !== undefined && !['run', 'ensemble', 'single'].includes(values.templates)) {
+    usage(`--templates must be run, ensemble or single, got '${values.templates}'`);
+  }
   await runTool('zeroshot', async () => {
     await T.init();
     await useTuning((line) => console.error(line));
     const { model, tokenizer } = loadModel('zeroshot', values.weights!, values);
     model.eval();
     if (values.templates === 'run' && !model.prompts) usage(`--templates run: ${values.weights} records no prompts (only models trained here do)`);
-    const labels = values.labels ? values.labels.split(',').map((l) => l.trim()).filter(Boolean) : model.prompts?.classes ?? usage(`--labels is required: ${values.weights} records no classes`);
+    const labels = values.labels
+      ? values.labels
+          .split(',')
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : (model.prompts?.classes ?? usage(`--labels is required: ${values.weights} records no classes`));
     const templates = values.templates === 'ensemble' ? ENSEMBLE_TEMPLATES : values.templates === 'single' ? SINGLE_TEMPLATE : defaultTemplates(model);
-    console.error(`prompts: ${templates.map((t) => `"${t}"`).join(', ')}${model.prompts && templates === model.prompts.templates ? ' (recorded with the model)' : ''}`);
+    const recorded = model.prompts && templates === model.prompts.templates ? ' (recorded with the model)' : '';
+    console.error(`prompts: ${templates.map((t) => `"${t}"`).join(', ')}${recorded}`);
     const n = model.config.imageResolution;
     const pixels = values.image!.map((path) => preprocess(readImage(path), n));
     const batch = new Float32Array(pixels.length * 3 * n * n);
