@@ -102,7 +102,9 @@ const isInside = (path: string, root: string) => {
  * outside.
  */
 function imageProblem(path: string, root: string, limits: DataLimits): string | null {
-  const outside = (real: string) => `image ${path}${real === resolve(path) ? '' : ` (a link to ${real})`} is outside the dataset folder ${root} (allow with --allow-outside-paths)`;
+  const outside = (real: string) =>
+    `image ${path}${real === resolve(path) ? '' : ` (a link to ${real})`} is outside the dataset folder ${root} ` +
+    '(allow with --allow-outside-paths)';
   if (!limits.allowOutside && !isInside(resolve(path), root)) return outside(resolve(path));
   if (!existsSync(path)) return `image ${path} does not exist`;
   const real = realpathSync(path);
@@ -121,7 +123,8 @@ export function readCsv(path: string, { imageKey = 'filepath', captionKey = 'cap
   const [ic, cc] = [header.indexOf(imageKey), header.indexOf(captionKey)];
   if (ic < 0 || cc < 0) {
     const found = JSON.stringify(header.slice(0, 8).map((h) => (h.length > 40 ? `${h.slice(0, 40)}…` : h)));
-    throw new Error(`${path}: header must name columns '${imageKey}' and '${captionKey}', found ${found}${header.length > 8 ? ` and ${header.length - 8} more` : ''}`);
+    const more = header.length > 8 ? ` and ${header.length - 8} more` : '';
+    throw new Error(`${path}: header must name columns '${imageKey}' and '${captionKey}', found ${found}${more}`);
   }
   const root = realpathSync(dirname(resolve(path)));
   const pairs: Pair[] = [];
@@ -183,8 +186,9 @@ export function readFolder(dir: string, limits: DataLimits = DEFAULT_DATA_LIMITS
       }
       if (isFolder) {
         const target = realpathSync(path);
-        if (!limits.allowOutside && !isInside(target, root)) skipped.push(`${path}: a link to ${target}, outside the dataset folder ${root} (allow with --allow-outside-paths)`);
-        else walk(path);
+        if (!limits.allowOutside && !isInside(target, root)) {
+          skipped.push(`${path}: a link to ${target}, outside the dataset folder ${root} (allow with --allow-outside-paths)`);
+        } else walk(path);
       } else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) {
         const captionPath = join(d, `${basename(name, extname(name))}.txt`);
         if (!existsSync(captionPath)) {
@@ -347,7 +351,12 @@ export function loadPair(pair: Pair, n: number, train: boolean, random: () => nu
  * last 10% (at most 500) kept for validation. An image that fails to decode is reported once, counted, and
  * replaced by the next example in the shuffled order; validation uses the pairs that decode.
  */
-export function fileSource(pairs: Pair[], seed: number, log: (line: string) => void, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): DataSource & { failures: () => number } {
+export function fileSource(
+  pairs: Pair[],
+  seed: number,
+  log: (line: string) => void,
+  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+): DataSource & { failures: () => number } {
   if (pairs.length < 2) throw new Error(`training data: need at least 2 usable image–caption pairs, found ${pairs.length}`);
   const valCount = Math.max(1, Math.min(500, Math.floor(pairs.length / 10)));
   const train = pairs.slice(0, pairs.length - valCount);

@@ -31,7 +31,19 @@ export function builtinSource(name: string, seed: number): DataSource {
  * The training data: the pairs listed by `trainData` (a CSV/TSV, a folder, or webdataset shards; unusable rows
  * are logged) when given, else the built-in `dataset`.
  */
-export function trainingData({ dataset = 'scenes', trainData, seed, log, limits = DEFAULT_DATA_LIMITS }: { dataset?: string; trainData?: string; seed: number; log: (line: string) => void; limits?: DataLimits }): DataSource {
+export function trainingData({
+  dataset = 'scenes',
+  trainData,
+  seed,
+  log,
+  limits = DEFAULT_DATA_LIMITS,
+}: {
+  dataset?: string;
+  trainData?: string;
+  seed: number;
+  log: (line: string) => void;
+  limits?: DataLimits;
+}): DataSource {
   if (!trainData) return builtinSource(dataset, seed);
   const listing = readPairs(trainData, limits);
   log(`${trainData}: ${listing.pairs.length} image–caption pairs, ${listing.skipped.length} skipped`);

@@ -92,7 +92,9 @@ export function loadGreyDataset(name: GreyDatasetName): GreyDataset {
     if (!existsSync(file)) throw new Error(`${file}: missing from the ${info.package} package (expected version ${info.version}: ${install})`);
     const bytes = info.parse(readFileSync(file, 'utf8'));
     if (bytes.length === 0 || bytes.length % PIXELS !== 0) throw new Error(`${file}: ${bytes.length} pixels is not a whole number of ${SIDE}×${SIDE} images`);
-    if (bytes.length / PIXELS <= info.testPerClass) throw new Error(`${file}: ${bytes.length / PIXELS} images, need more than the ${info.testPerClass} kept for testing`);
+    if (bytes.length / PIXELS <= info.testPerClass) {
+      throw new Error(`${file}: ${bytes.length / PIXELS} images, need more than the ${info.testPerClass} kept for testing`);
+    }
     return bytes;
   });
   const data = { info, byClass };

@@ -141,8 +141,18 @@ function randomObject(world: World, r: () => number, draw: Draw): Omit<SceneObje
 }
 
 const describe = (o: Omit<SceneObject, 'x' | 'y'>, withSize: boolean) => `${withSize ? `${o.size} ` : ''}${o.color} ${o.kind}`;
-const SINGLE = [(d: string) => withArticle(d), (d: string) => `a photo of ${withArticle(d)}`, (d: string) => `${withArticle(d)} on a black background`, (d: string) => `there is ${withArticle(d)}`];
-const RELATIONS: Record<'above' | 'below' | 'left of' | 'right of', [number, number]> = { above: [0, -1], below: [0, 1], 'left of': [-1, 0], 'right of': [1, 0] };
+const SINGLE = [
+  (d: string) => withArticle(d),
+  (d: string) => `a photo of ${withArticle(d)}`,
+  (d: string) => `${withArticle(d)} on a black background`,
+  (d: string) => `there is ${withArticle(d)}`,
+];
+const RELATIONS: Record<'above' | 'below' | 'left of' | 'right of', [number, number]> = {
+  above: [0, -1],
+  below: [0, 1],
+  'left of': [-1, 0],
+  'right of': [1, 0],
+};
 
 /** Example `index` drawn as `draw` says (by default a training scene: seen pairs, training drawings). */
 export function example(world: World, seed: number, index: number, draw: Draw = TRAINING): Example {
@@ -172,7 +182,12 @@ export function example(world: World, seed: number, index: number, draw: Draw = 
  * `noise` adds uniform pixel noise of that amplitude (0–255 scale). */
 export function render(world: World, ex: Example, split: 'train' | 'test', n: number, out: Float32Array, offset = 0, noise = 0, seed = 0): void {
   const r = random(seed, 12345);
-  const objects = ex.objects.map((o) => ({ ...o, ink: world.glyphs.drawing(world.glyphs.kinds.indexOf(o.kind), o.instance, split), radius: world.sizes[o.size], rgb: world.colors[o.color] }));
+  const objects = ex.objects.map((o) => ({
+    ...o,
+    ink: world.glyphs.drawing(world.glyphs.kinds.indexOf(o.kind), o.instance, split),
+    radius: world.sizes[o.size],
+    rgb: world.colors[o.color],
+  }));
   for (let y = 0; y < n; y++)
     for (let x = 0; x < n; x++) {
       const rgb = [0, 0, 0];
@@ -250,6 +265,10 @@ function sceneZeroShot(world: World, seed: number): ZeroShotTask {
       { name: 'held-out compositions', images: images('heldOut', 'test', 240, 0) },
       { name: 'seen compositions', images: images('seen', 'test', 240, 0) },
     ],
-    probe: (n) => ({ train: images('seen', 'train', 960, 1_000_000)(n), validation: images('seen', 'train', 480, 2_000_000)(n), test: images('seen', 'test', 480, 3_000_000)(n) }),
+    probe: (n) => ({
+      train: images('seen', 'train', 960, 1_000_000)(n),
+      validation: images('seen', 'train', 480, 2_000_000)(n),
+      test: images('seen', 'test', 480, 3_000_000)(n),
+    }),
   };
 }
