@@ -40,7 +40,15 @@ export type TextEncoder = (texts: string[]) => T.Tensor;
 export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {
   return (texts) =>
     T.noGrad(() =>
-      T.tidy(() => model.encodeText(T.Tensor.from(tokenizer.tokenize(texts, { contextLength: model.config.contextLength }), [texts.length, model.config.contextLength], 'i32'))),
+      T.tidy(() =>
+        model.encodeText(
+          T.Tensor.from(
+            tokenizer.tokenize(texts, { contextLength: model.config.contextLength }),
+            [texts.length, model.config.contextLength],
+            'i32',
+          ),
+        ),
+      ),
     );
 }
 
@@ -51,7 +59,9 @@ export function textEncoderFor(model: CLIP, tokenizer: Tokenizer): TextEncoder {
 export function zeroShotClassifier(encodeText: TextEncoder, classNames: readonly string[], templates: readonly string[] = ENSEMBLE_TEMPLATES): T.Tensor {
   return T.noGrad(() =>
     T.tidy(() => {
-      const columns = classNames.map((name) => l2normalize(T.mean(l2normalize(encodeText(templates.map((t) => fillTemplate(t, name)))), 0, { keepDims: true })));
+      const columns = classNames.map((name) =>
+        l2normalize(T.mean(l2normalize(encodeText(templates.map((t) => fillTemplate(t, name)))), 0, { keepDims: true })),
+      );
       return T.transpose(T.concat(columns, 0));
     }),
   );
@@ -84,7 +94,11 @@ export function topK(scores: Float32Array | Int32Array, classes: number, labels:
 }
 
 /** Recall@k for paired features (image i ↔ text i), both directions. Features must be L2-normalised. */
-export async function retrievalRecall(imageFeatures: T.Tensor, textFeatures: T.Tensor, ks: readonly number[] = [1, 5, 10]): Promise<{ imageToText: Record<number, number>; textToImage: Record<number, number> }> {
+export async function retrievalRecall(
+  imageFeatures: T.Tensor,
+  textFeatures: T.Tensor,
+  ks: readonly number[] = [1, 5, 10],
+): Promise<{ imageToText: Record<number, number>; textToImage: Record<number, number> }> {
   const n = imageFeatures.shape[0];
   const [sims, simsT] = T.noGrad(() =>
     T.tidy(() => {
@@ -130,13 +144,21 @@ async function accuracy(W: T.Tensor, b: T.Tensor, split: ProbeSplit): Promise<nu
  * split's mean and standard deviation (as a scikit-learn pipeline would): unit-norm CLIP features otherwise
  * need weights of norm ~100 before the logits separate, which a few hundred steps do not reach.
  */
-export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSplit, classes: number, { lambdas = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100], steps = 300, lr = 0.05 } = {}): Promise<ProbeResult> {
+export async function linearProbe(
+  train: ProbeSplit,
+  validation: ProbeSplit,
+  test: ProbeSplit,
+  classes: number,
+  { lambdas = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100], steps = 300, lr = 0.05 } = {},
+): Promise<ProbeResult> {
   const [mean, std] = T.noGrad(() => T.tidy(() => {
     const m = T.mean(train.features, 0, { keepDims: true });
     const d = T.sub(train.features, m);
     return [m, T.sqrt(T.add(T.mean(T.mul(d, d), 0, { keepDims: true }), 1e-12))];
   }));
-  const [tr, va, te] = [train, validation, test].map((s): ProbeSplit => ({ features: T.noGrad(() => T.tidy(() => T.div(T.sub(s.features, mean), std))), labels: s.labels }));
+  const [tr, va, te] = [train, validation, test].map(
+    (s): ProbeSplit => ({ features: T.noGrad(() => T.tidy(() => T.div(T.sub(s.features, mean), std))), labels: s.labels }),
+  );
   mean.dispose();
   std.dispose();
   try {
@@ -146,7 +168,15 @@ export async function linearProbe(train: ProbeSplit, validation: ProbeSplit, tes
   }
 }
 
-async function fitProbe(train: ProbeSplit, validation: ProbeSplit, test: ProbeSplit, classes: number, lambdas: number[], steps: number, lr: number): Promise<ProbeResult> {
+async function fitProbe(
+  train: ProbeSplit,
+  validation: ProbeSplit,
+  test: ProbeSplit,
+  classes: number,
+  lambdas: number[],
+  steps: number,
+  lr: number,
+): Promise<ProbeResult> {
   let best: ProbeResult | null = null;
   const D = train.features.shape[1];
   for (const lambda of lambdas) {
@@ -200,11 +230,21 @@ export async function evaluateClip(model: CLIP, tokenizer: Tokenizer, data: Data
   let retrieval: RetrievalResult | null = null;
   if (count > 0) {
     const img = encodeImages(model, test.pixels, count);
-    const txt = T.noGrad(() => T.tidy(() => l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32')))));
+    const txt = T.noGrad(() =>
+      T.tidy(() =>
+        l2normalize(model.encodeText(T.Tensor.from(tokenizer.tokenize(test.captions, { contextLength: L }), [count, L], 'i32'))),
+      ),
+    );
     const recall = await retrievalRecall(img, txt, [1, 5]);
     img.dispose();
     txt.dispose();
-    retrieval = { pairs: count, imageToTextR1: recall.imageToText[1], imageToTextR5: recall.imageToText[5], textToImageR1: recall.textToImage[1], textToImageR5: recall.textToImage[5] };
+    retrieval = {
+      pairs: count,
+      imageToTextR1: recall.imageToText[1],
+      imageToTextR5: recall.imageToText[5],
+      textToImageR1: recall.textToImage[1],
+      textToImageR5: recall.textToImage[5],
+    };
   }
   const zeroShot: Record<string, number> = {};
   const task = data.zeroShot;

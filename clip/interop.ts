@@ -44,12 +44,18 @@ export function configFromOpenClip(json: unknown, source: string): ClipConfig {
   const t = m?.text_cfg ?? {};
   const int = (where: string, value: unknown, fallback?: number): number => {
     const x = value ?? fallback;
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) throw new ConfigError(`${source}: ${where} must be a positive integer, got ${JSON.stringify(value)}`);
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) {
+      throw new ConfigError(`${source}: ${where} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
     return x;
   };
   if (m?.quick_gelu === false) throw new ConfigError(`${source}: quick_gelu is false; this project's CLIP uses QuickGELU (OpenAI's activation)`);
-  const layers = Array.isArray(v.layers) ? (v.layers.map((l, i) => int(`vision_cfg.layers[${i}]`, l)) as [number, number, number, number]) : int('vision_cfg.layers', v.layers);
-  if (Array.isArray(layers) && layers.length !== 4) throw new ConfigError(`${source}: vision_cfg.layers must be 4 stage depths for a ResNet, got ${layers.length}`);
+  const layers = Array.isArray(v.layers)
+    ? (v.layers.map((l, i) => int(`vision_cfg.layers[${i}]`, l)) as [number, number, number, number])
+    : int('vision_cfg.layers', v.layers);
+  if (Array.isArray(layers) && layers.length !== 4) {
+    throw new ConfigError(`${source}: vision_cfg.layers must be 4 stage depths for a ResNet, got ${layers.length}`);
+  }
   const config: ClipConfig = {
     embedDim: int('embed_dim', m?.embed_dim),
     imageResolution: int('vision_cfg.image_size', v.image_size),
@@ -72,15 +78,37 @@ export function configFromOpenClip(json: unknown, source: string): ClipConfig {
 /** transformers' CLIPConfig for a ViT CLIP (HF's CLIPModel has no ResNet tower). */
 export function hfConfig(c: ClipConfig, tokenizer: Tokenizer, logitScale: number): Record<string, unknown> {
   if (isResNet(c)) throw new ConfigError("a ModifiedResNet CLIP has no Hugging Face CLIPModel form (transformers' CLIP is ViT-only): export it --to open_clip");
-  const tower = (width: number, heads: number, layers: number) => ({ hidden_size: width, intermediate_size: 4 * width, num_attention_heads: heads, num_hidden_layers: layers, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, projection_dim: c.embedDim });
+  const tower = (width: number, heads: number, layers: number) => ({
+    hidden_size: width,
+    intermediate_size: 4 * width,
+    num_attention_heads: heads,
+    num_hidden_layers: layers,
+    hidden_act: 'quick_gelu',
+    layer_norm_eps: 1e-5,
+    projection_dim: c.embedDim,
+  });
   return {
     architectures: ['CLIPModel'],
     model_type: 'clip',
     projection_dim: c.embedDim,
     logit_scale_init_value: logitScale,
     torch_dtype: 'float32',
-    text_config: { ...tower(c.transformerWidth, c.transformerHeads, c.transformerLayers), max_position_embeddings: c.contextLength, vocab_size: c.vocabSize, bos_token_id: tokenizer.sot, eos_token_id: tokenizer.eot, pad_token_id: tokenizer.eot, model_type: 'clip_text_model' },
-    vision_config: { ...tower(c.visionWidth, visionHeads(c), c.visionLayers as number), image_size: c.imageResolution, patch_size: c.visionPatchSize, num_channels: 3, model_type: 'clip_vision_model' },
+    text_config: {
+      ...tower(c.transformerWidth, c.transformerHeads, c.transformerLayers),
+      max_position_embeddings: c.contextLength,
+      vocab_size: c.vocabSize,
+      bos_token_id: tokenizer.sot,
+      eos_token_id: tokenizer.eot,
+      pad_token_id: tokenizer.eot,
+      model_type: 'clip_text_model',
+    },
+    vision_config: {
+      ...tower(c.visionWidth, visionHeads(c), c.visionLayers as number),
+      image_size: c.imageResolution,
+      patch_size: c.visionPatchSize,
+      num_channels: 3,
+      model_type: 'clip_vision_model',
+    },
   };
 }
 
@@ -92,7 +120,9 @@ export function configFromHf(json: unknown, source: string): ClipConfig {
   const v = m.vision_config ?? {};
   const int = (where: string, value: unknown, fallback: number): number => {
     const x = value ?? fallback;
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) throw new ConfigError(`${source}: ${where} must be a positive integer, got ${JSON.stringify(value)}`);
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) {
+      throw new ConfigError(`${source}: ${where} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
     return x;
   };
   for (const [where, act] of [['text_config.hidden_act', t.hidden_act], ['vision_config.hidden_act', v.hidden_act]]) {
@@ -128,7 +158,11 @@ export const HF_KEYS = {
     ['visual.class_embedding', 'vision_model.embeddings.class_embedding'],
     ['visual.positional_embedding', 'vision_model.embeddings.position_embedding.weight'],
     // HF calls OpenAI's ln_pre "pre_layrnorm" (sic).
-    ...['weight', 'bias'].flatMap((p) => [[`visual.ln_pre.${p}`, `vision_model.pre_layrnorm.${p}`], [`visual.ln_post.${p}`, `vision_model.post_layernorm.${p}`], [`ln_final.${p}`, `text_model.final_layer_norm.${p}`]]),
+    ...['weight', 'bias'].flatMap((p) => [
+      [`visual.ln_pre.${p}`, `vision_model.pre_layrnorm.${p}`],
+      [`visual.ln_post.${p}`, `vision_model.post_layernorm.${p}`],
+      [`ln_final.${p}`, `text_model.final_layer_norm.${p}`],
+    ]),
     ['token_embedding.weight', 'text_model.embeddings.token_embedding.weight'],
     ['positional_embedding', 'text_model.embeddings.position_embedding.weight'],
     ['logit_scale', 'logit_scale'],
@@ -138,7 +172,15 @@ export const HF_KEYS = {
     ['text_projection', 'text_projection.weight'],
   ] as [string, string][],
   /** Within one layer: ours under `resblocks.i.`, theirs under `encoder.layers.i.`. */
-  layer: ['weight', 'bias'].flatMap((p) => [['attn.out_proj', 'self_attn.out_proj'], ['ln_1', 'layer_norm1'], ['ln_2', 'layer_norm2'], ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2']].map(([o, h]) => [`${o}.${p}`, `${h}.${p}`])) as [string, string][],
+  layer: ['weight', 'bias'].flatMap((p) =>
+    [
+      ['attn.out_proj', 'self_attn.out_proj'],
+      ['ln_1', 'layer_norm1'],
+      ['ln_2', 'layer_norm2'],
+      ['mlp.c_fc', 'mlp.fc1'],
+      ['mlp.c_proj', 'mlp.fc2'],
+    ].map(([o, h]) => [`${o}.${p}`, `${h}.${p}`]),
+  ) as [string, string][],
   towers: [['visual.transformer', 'vision_model'], ['transformer', 'text_model']] as [string, string][],
 };
 
@@ -207,7 +249,12 @@ export function mergesFromHf(mergesTxt: string, vocabJson: unknown, source: stri
   const vocab = vocabJson as Record<string, number>;
   if (!vocab || typeof vocab !== 'object') throw new ConfigError(`${source}: vocab.json is not an object of token ids`);
   const expected = 512 + merges.length + 2;
-  if (Object.keys(vocab).length !== expected) throw new ConfigError(`${source}: vocab.json has ${Object.keys(vocab).length} tokens but merges.txt implies ${expected} (512 bytes, ${merges.length} merges, 2 special)`);
+  if (Object.keys(vocab).length !== expected) {
+    throw new ConfigError(
+      `${source}: vocab.json has ${Object.keys(vocab).length} tokens but merges.txt implies ${expected} ` +
+        `(512 bytes, ${merges.length} merges, 2 special)`,
+    );
+  }
   merges.forEach((line, i) => {
     const [a, b] = line.split(' ');
     if (vocab[a + b] !== 512 + i) throw new ConfigError(`${source}: merge ${i + 1} ('${line}') is token ${vocab[a + b]} in vocab.json, expected ${512 + i}`);

@@ -22,12 +22,34 @@ const OPEN_CLIP_WEIGHTS = 'open_clip_model.safetensors';
 const OPEN_CLIP_CONFIG = 'open_clip_config.json';
 const OPEN_CLIP_VOCAB = 'bpe_vocab.txt.gz';
 /** Every file an export of either format writes (open_clip's `clipgpu-<run>.json` is matched by its pattern). */
-const EXPORT_FILES = new Set([OPEN_CLIP_WEIGHTS, OPEN_CLIP_CONFIG, OPEN_CLIP_VOCAB, 'README.md', 'model.safetensors', 'config.json', 'preprocessor_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json', 'tokenizer_config.json']);
+const EXPORT_FILES = new Set([
+  OPEN_CLIP_WEIGHTS,
+  OPEN_CLIP_CONFIG,
+  OPEN_CLIP_VOCAB,
+  'README.md',
+  'model.safetensors',
+  'config.json',
+  'preprocessor_config.json',
+  'vocab.json',
+  'merges.txt',
+  'special_tokens_map.json',
+  'tokenizer_config.json',
+]);
 const isExportFile = (name: string) => EXPORT_FILES.has(name) || /^clipgpu-[\w.-]*\.json$/.test(name);
 
 /** The fields of two configs that differ (heads excluded: weights cannot tell them). */
 function differences(a: ClipConfig, b: ClipConfig): string[] {
-  const keys: (keyof ClipConfig)[] = ['embedDim', 'imageResolution', 'visionLayers', 'visionWidth', 'visionPatchSize', 'contextLength', 'vocabSize', 'transformerWidth', 'transformerLayers'];
+  const keys: (keyof ClipConfig)[] = [
+    'embedDim',
+    'imageResolution',
+    'visionLayers',
+    'visionWidth',
+    'visionPatchSize',
+    'contextLength',
+    'vocabSize',
+    'transformerWidth',
+    'transformerLayers',
+  ];
   return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => `${k} ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])} in the weights`);
 }
 
@@ -47,7 +69,12 @@ export function exportRun(runDir: string, to: ExportFormat, outDir: string, { ov
   const file = readSafetensors(weightsPath);
   const config = configOf(file, weightsPath);
   const tokenizer = tokenizerFor(weightsPath, config.vocabSize);
-  if (tokenizer.vocabSize !== config.vocabSize) throw new ConfigError(`${runDir}/vocab.txt.gz has ${tokenizer.vocabSize} tokens but ${weightsPath} embeds ${config.vocabSize}: they are not from the same run`);
+  if (tokenizer.vocabSize !== config.vocabSize) {
+    throw new ConfigError(
+      `${runDir}/vocab.txt.gz has ${tokenizer.vocabSize} tokens but ${weightsPath} embeds ${config.vocabSize}: ` +
+        'they are not from the same run',
+    );
+  }
   const tensors = toOpenAiLayout(file);
   const name = `clipgpu-${basename(runDir.replace(/\/+$/, '')) || 'run'}`.replace(/[^\w.-]/g, '_');
   const logitScale = tensors.get('logit_scale')!.data[0];
@@ -57,13 +84,42 @@ export function exportRun(runDir: string, to: ExportFormat, outDir: string, { ov
   if (to === 'open_clip') {
     files[OPEN_CLIP_WEIGHTS] = serializeSafetensorsHost(tensors, { format: 'pt' });
     files[`${name}.json`] = JSON.stringify(openClipConfig(config), null, 2);
-    files[OPEN_CLIP_CONFIG] = JSON.stringify({ model_cfg: openClipConfig(config), preprocess_cfg: openClipPreprocess(config), ...(prompts ? { zeroshot: JSON.parse(prompts) } : {}) }, null, 2);
+    files[OPEN_CLIP_CONFIG] = JSON.stringify(
+      {
+        model_cfg: openClipConfig(config),
+        preprocess_cfg: openClipPreprocess(config),
+        ...(prompts ? { zeroshot: JSON.parse(prompts) } : {}),
+      },
+      null,
+      2,
+    );
     if (ownVocab) files[OPEN_CLIP_VOCAB] = bpeBytes(tokenizer.merges);
     files['README.md'] = openClipReadme(name, config, ownVocab, logitScale);
   } else {
     files['model.safetensors'] = serializeSafetensorsHost(toHfLayout(tensors, config), { format: 'pt' });
-    files['config.json'] = JSON.stringify({ ...hfConfig(config, tokenizer, logitScale), ...(prompts ? { clipgpu_zeroshot: JSON.parse(prompts) } : {}) }, null, 2);
-    files['preprocessor_config.json'] = JSON.stringify({ image_processor_type: 'CLIPImageProcessor', do_resize: true, size: { shortest_edge: config.imageResolution }, resample: 3, do_center_crop: true, crop_size: { height: config.imageResolution, width: config.imageResolution }, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [...CLIP_MEAN], image_std: [...CLIP_STD], do_convert_rgb: true }, null, 2);
+    files['config.json'] = JSON.stringify(
+      { ...hfConfig(config, tokenizer, logitScale), ...(prompts ? { clipgpu_zeroshot: JSON.parse(prompts) } : {}) },
+      null,
+      2,
+    );
+    files['preprocessor_config.json'] = JSON.stringify(
+      {
+        image_processor_type: 'CLIPImageProcessor',
+        do_resize: true,
+        size: { shortest_edge: config.imageResolution },
+        resample: 3,
+        do_center_crop: true,
+        crop_size: { height: config.imageResolution, width: config.imageResolution },
+        do_rescale: true,
+        rescale_factor: 1 / 255,
+        do_normalize: true,
+        image_mean: [...CLIP_MEAN],
+        image_std: [...CLIP_STD],
+        do_convert_rgb: true,
+      },
+      null,
+      2,
+    );
     Object.assign(files, hfTokenizerFiles(tokenizer, config.contextLength));
     files['README.md'] = hfReadme(config);
   }
@@ -112,7 +168,9 @@ export function loadExport(dir: string): { model: CLIP; tokenizer: Tokenizer } {
   const file = readSafetensors(weightsPath);
   const mismatch = differences(config, configOf(file, weightsPath));
   if (mismatch.length) throw new ConfigError(`${dir}: the config disagrees with ${basename(weightsPath)}: ${mismatch.join('; ')}`);
-  if (tokenizer.vocabSize !== config.vocabSize) throw new ConfigError(`${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model embeds ${config.vocabSize}`);
+  if (tokenizer.vocabSize !== config.vocabSize) {
+    throw new ConfigError(`${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model embeds ${config.vocabSize}`);
+  }
   const model = clipFromTensors(toOpenAiLayout(file), config, weightsPath);
   const p = prompts as { templates?: unknown; classes?: unknown } | undefined;
   if (p && Array.isArray(p.templates) && Array.isArray(p.classes)) model.prompts = { templates: p.templates.map(String), classes: p.classes.map(String) };
@@ -123,6 +181,9 @@ function openClipReadme(name: string, c: ClipConfig, ownVocab: boolean, logitSca
   const tokenizerLines = ownVocab
     ? `tokenizer = open_clip.tokenizer.SimpleTokenizer(bpe_path='${OPEN_CLIP_VOCAB}', context_length=${c.contextLength})`
     : `tokenizer = open_clip.get_tokenizer('${name}')`;
+  const vocabLine = ownVocab
+    ? `- \`${OPEN_CLIP_VOCAB}\`: the run's own ${c.vocabSize}-token BPE vocabulary (CLIP's format).\n`
+    : "- the tokenizer is CLIP's own (open_clip's default).\n";
   return `# ${name} for open_clip
 
 Exported by clipgpu (\`npm run export -- --to open_clip\`). Files:
@@ -132,7 +193,7 @@ Exported by clipgpu (\`npm run export -- --to open_clip\`). Files:
   \`quick_gelu\`); the preprocessing is open_clip's default, OpenAI's mean/std and bicubic resize to ${c.imageResolution} px;
 - \`${OPEN_CLIP_CONFIG}\`: the config and preprocessing in the form open_clip's Hugging Face hub loader reads
   (upload this folder to the hub and \`create_model_and_transforms('hf-hub:you/${name}')\` works);
-${ownVocab ? `- \`${OPEN_CLIP_VOCAB}\`: the run's own ${c.vocabSize}-token BPE vocabulary (CLIP's format).\n` : "- the tokenizer is CLIP's own (open_clip's default).\n"}
+${vocabLine}
 ## Load it
 
 \`\`\`python

@@ -58,11 +58,15 @@ export function openRunFolder(dir: string, { resume, overwrite, log }: { resume:
     const existing = RUN_FILES.filter((f) => existsSync(join(dir, f)));
     if (resume) {
       if (!existsSync(folder.checkpoint)) {
-        const what = existing.length ? `holds a run that saved no checkpoint (${existing.join(', ')}): pass --overwrite instead of --resume to start it again` : `so there is nothing to resume (train without --resume to start a run in ${dir})`;
+        const what = existing.length
+          ? `holds a run that saved no checkpoint (${existing.join(', ')}): pass --overwrite instead of --resume to start it again`
+          : `so there is nothing to resume (train without --resume to start a run in ${dir})`;
         throw new FileError(`--resume: ${folder.checkpoint} does not exist, ${what}`);
       }
     } else if (existing.length > 0 && !overwrite) {
-      const next = existing.includes('checkpoint.safetensors') ? 'pass --resume to continue it, --overwrite to replace it' : 'it saved no checkpoint to resume: pass --overwrite to replace it';
+      const next = existing.includes('checkpoint.safetensors')
+        ? 'pass --resume to continue it, --overwrite to replace it'
+        : 'it saved no checkpoint to resume: pass --overwrite to replace it';
       throw new FileError(`--out ${dir} already holds a run (${existing.join(', ')}): ${next}, or choose another --out`);
     }
     return folder;

@@ -54,7 +54,10 @@ export function tokenizerFor(weightsPath: string, vocabSize: number, vocab?: str
   const beside = join(dirname(weightsPath), 'vocab.txt.gz');
   if (existsSync(beside)) return readTokenizer(beside, vocabSize);
   if (vocabSize !== OPENAI_VOCAB_SIZE) {
-    throw new ConfigError(`${weightsPath}: its ${vocabSize}-token vocabulary is not CLIP's (${OPENAI_VOCAB_SIZE}) and there is no vocab.txt.gz beside it: pass the run's vocabulary with --vocab`);
+    throw new ConfigError(
+      `${weightsPath}: its ${vocabSize}-token vocabulary is not CLIP's (${OPENAI_VOCAB_SIZE}) and there is no vocab.txt.gz beside it: ` +
+        "pass the run's vocabulary with --vocab",
+    );
   }
   return readTokenizer();
 }
