@@ -339,7 +339,11 @@ export class CLIP extends Module {
   /** Image features for linear probes (Appendix A.3), in f32: a ViT's representation before its projection; a
    * ResNet's attention-pool output (its last layer, which has no separate projection). */
   imageRepresentation(images: T.Tensor): T.Tensor {
-    return this.inPrecision(() => T.tidy(() => T.cast(this.visual instanceof VisionTransformer ? this.visual.representation(images) : this.visual.forward(images), 'f32')));
+    return this.inPrecision(() =>
+      T.tidy(() =>
+        T.cast(this.visual instanceof VisionTransformer ? this.visual.representation(images) : this.visual.forward(images), 'f32'),
+      ),
+    );
   }
 
   /**

@@ -69,8 +69,14 @@ export async function parity(
   try {
     model.eval();
     const evalOut = T.noGrad(() => amp(() => model.forward(images, tokens)));
-    const features = Math.max(relError(await evalOut.imageFeatures.data(), ref('image_features').data, 'image_features'), relError(await evalOut.textFeatures.data(), ref('text_features').data, 'text_features'));
-    const logits = Math.max(relError(await evalOut.logitsPerImage.data(), ref('logits_per_image').data, 'logits_per_image'), relError(await evalOut.logitsPerText.data(), ref('logits_per_text').data, 'logits_per_text'));
+    const features = Math.max(
+      relError(await evalOut.imageFeatures.data(), ref('image_features').data, 'image_features'),
+      relError(await evalOut.textFeatures.data(), ref('text_features').data, 'text_features'),
+    );
+    const logits = Math.max(
+      relError(await evalOut.logitsPerImage.data(), ref('logits_per_image').data, 'logits_per_image'),
+      relError(await evalOut.logitsPerText.data(), ref('logits_per_text').data, 'logits_per_text'),
+    );
     for (const t of Object.values(evalOut)) t.dispose();
 
     // Train mode: batch-norm statistics from the batch, as the reference's training step.
@@ -80,7 +86,10 @@ export async function parity(
       model = clipFromSafetensors(weights, weightsPath);
     }
     model.train();
-    const lossT = precision === 'fp32' ? lossAndGradients(model, images, tokens) : await scaledStep(model.parameters(), (scale) => amp(() => lossAndGradients(model, images, tokens, 1, scale)));
+    const lossT =
+      precision === 'fp32'
+        ? lossAndGradients(model, images, tokens)
+        : await scaledStep(model.parameters(), (scale) => amp(() => lossAndGradients(model, images, tokens, 1, scale)));
     const loss = relError([await lossT.item()], ref('train_loss').data, 'train_loss');
     lossT.dispose();
     // Some gradients are exactly zero in exact arithmetic (the key bias of attention pooling: softmax ignores a

@@ -49,7 +49,9 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   const pad = { left: 64, right: 24, top: 36, bottom: 56 + 18 * legendRows };
   const finite = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const xs = niceTicks(Math.min(0, ...finite.map((p) => p[0])), Math.max(1, ...finite.map((p) => p[0])));
-  const ys = yRange ? niceTicks(yRange[0], yRange[1]) : niceTicks(Math.min(...finite.map((p) => p[1]), Infinity), Math.max(...finite.map((p) => p[1]), -Infinity));
+  const ys = yRange
+    ? niceTicks(yRange[0], yRange[1])
+    : niceTicks(Math.min(...finite.map((p) => p[1]), Infinity), Math.max(...finite.map((p) => p[1]), -Infinity));
   const [x0, x1] = [xs[0], xs[xs.length - 1]];
   const [y0, y1] = [ys[0], ys[ys.length - 1]];
   const plotW = width - pad.left - pad.right;
@@ -60,8 +62,16 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${pad.left + plotW / 2}" y="22" text-anchor="middle" font-size="15">${esc(title)}</text>`,
-    ...ys.map((t) => `<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${sy(t)}" y2="${sy(t)}" stroke="#e4e4e4"/><text x="${pad.left - 8}" y="${sy(t) + 4}" text-anchor="end">${label(t)}</text>`),
-    ...xs.map((t) => `<line x1="${sx(t)}" x2="${sx(t)}" y1="${pad.top}" y2="${pad.top + plotH}" stroke="#f0f0f0"/><text x="${sx(t)}" y="${pad.top + plotH + 18}" text-anchor="middle">${label(t)}</text>`),
+    ...ys.map(
+      (t) =>
+        `<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${sy(t)}" y2="${sy(t)}" stroke="#e4e4e4"/>` +
+        `<text x="${pad.left - 8}" y="${sy(t) + 4}" text-anchor="end">${label(t)}</text>`,
+    ),
+    ...xs.map(
+      (t) =>
+        `<line x1="${sx(t)}" x2="${sx(t)}" y1="${pad.top}" y2="${pad.top + plotH}" stroke="#f0f0f0"/>` +
+        `<text x="${sx(t)}" y="${pad.top + plotH + 18}" text-anchor="middle">${label(t)}</text>`,
+    ),
     `<rect x="${pad.left}" y="${pad.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`,
     `<text x="${pad.left + plotW / 2}" y="${pad.top + plotH + 38}" text-anchor="middle">${esc(xLabel)}</text>`,
     `<text transform="translate(16 ${pad.top + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
@@ -74,7 +84,10 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
     if (s.style === 'markers') for (const [x, y] of pts) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}"/>`);
     const lx = pad.left + (i % columns) * (plotW / columns);
     const ly = height - 18 * legendRows + 18 * Math.floor(i / columns) - 4;
-    out.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="${faint ? 1 : 2}"${faint ? ' stroke-opacity="0.4"' : ''}/><text x="${lx + 24}" y="${ly}">${esc(s.name)}</text>`);
+    out.push(
+      `<line x1="${lx}" x2="${lx + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="${faint ? 1 : 2}"` +
+        `${faint ? ' stroke-opacity="0.4"' : ''}/><text x="${lx + 24}" y="${ly}">${esc(s.name)}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');
@@ -97,7 +110,12 @@ export function evalChart(evals: { step: number; metrics: Record<string, number>
     'evaluation',
     'step',
     'accuracy / recall',
-    names.map((name, i) => ({ name, points: evals.filter((e) => name in e.metrics).map((e): [number, number] => [e.step, e.metrics[name]]), color: colors[i % colors.length], style: 'markers' })),
+    names.map((name, i) => ({
+      name,
+      points: evals.filter((e) => name in e.metrics).map((e): [number, number] => [e.step, e.metrics[name]]),
+      color: colors[i % colors.length],
+      style: 'markers',
+    })),
     { yRange: [0, 1] },
   );
 }

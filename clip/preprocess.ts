@@ -92,7 +92,12 @@ export function decodeImage(bytes: Uint8Array, source = 'image', maxPixels = DEF
       const decoded = decodeJpeg(bytes);
       if (decoded) return { width: decoded.width, height: decoded.height, data: Float32Array.from(decoded.rgb) };
       // CMYK and YCCK (4 components), which clip/jpeg.ts leaves aside: jpeg-js's conversion.
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxPixels / 1e6, maxMemoryUsageInMB: Math.ceil((maxPixels * 8) / 1e6) + 64 });
+      const img = jpeg.decode(bytes, {
+        useTArray: true,
+        formatAsRGBA: true,
+        maxResolutionInMP: maxPixels / 1e6,
+        maxMemoryUsageInMB: Math.ceil((maxPixels * 8) / 1e6) + 64,
+      });
       return fromRgba(img.width, img.height, img.data);
     }
   } catch (e) {
