@@ -99,7 +99,14 @@ export function trainStep(model: CLIP, optimizer: AdamW, images: T.Tensor, token
  * runs as in trainStep; when not, the step is skipped and the scale lowered. Knowing which waits for the GPU (one
  * readback of a finiteness flag), as PyTorch's GradScaler does.
  */
-export async function trainStepAmp(model: CLIP, optimizer: AdamW, scaler: GradScaler, images: T.Tensor, tokens: T.Tensor, { microBatches = 1, clipGrad = 0 }: StepOptions = {}): Promise<{ loss: T.Tensor; skipped: boolean }> {
+export async function trainStepAmp(
+  model: CLIP,
+  optimizer: AdamW,
+  scaler: GradScaler,
+  images: T.Tensor,
+  tokens: T.Tensor,
+  { microBatches = 1, clipGrad = 0 }: StepOptions = {},
+): Promise<{ loss: T.Tensor; skipped: boolean }> {
   const loss = autocast('f16', () => lossAndGradients(model, images, tokens, microBatches, scaler.scale));
   const finite = await scaler.unscale(model.parameters());
   if (finite) update(model, optimizer, clipGrad);

@@ -38,7 +38,12 @@ const WHITESPACE_RUN = /\p{White_Space}+/gu;
 const PRETOKENIZE = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 
 // ftfy's chardata.LIGATURES: Latin typographic ligatures and the digraphs kept for legacy encodings.
-const LIGATURES: Record<string, string> = { 'Ĳ': 'IJ', 'ĳ': 'ij', 'ŉ': 'ʼn', 'Ǳ': 'DZ', 'ǲ': 'Dz', 'ǳ': 'dz', 'Ǆ': 'DŽ', 'ǅ': 'Dž', 'ǆ': 'dž', 'Ǉ': 'LJ', 'ǈ': 'Lj', 'ǉ': 'lj', 'Ǌ': 'NJ', 'ǋ': 'Nj', 'ǌ': 'nj', 'ﬀ': 'ff', 'ﬁ': 'fi', 'ﬂ': 'fl', 'ﬃ': 'ffi', 'ﬄ': 'ffl', 'ﬅ': 'ſt', 'ﬆ': 'st' };
+const LIGATURES: Record<string, string> = {
+  'Ĳ': 'IJ', 'ĳ': 'ij', 'ŉ': 'ʼn',
+  'Ǳ': 'DZ', 'ǲ': 'Dz', 'ǳ': 'dz', 'Ǆ': 'DŽ', 'ǅ': 'Dž', 'ǆ': 'dž',
+  'Ǉ': 'LJ', 'ǈ': 'Lj', 'ǉ': 'lj', 'Ǌ': 'NJ', 'ǋ': 'Nj', 'ǌ': 'nj',
+  'ﬀ': 'ff', 'ﬁ': 'fi', 'ﬂ': 'fl', 'ﬃ': 'ffi', 'ﬄ': 'ffl', 'ﬅ': 'ſt', 'ﬆ': 'st',
+};
 
 /**
  * ftfy.fix_text (which OpenAI's basic_clean calls), its steps in its order: mojibake repaired
@@ -175,7 +180,12 @@ export class Tokenizer {
     list.forEach((text, i) => {
       let ids = [this.sot, ...this.encode(text), this.eot];
       if (ids.length > contextLength) {
-        if (!truncate) throw new TokenizerError(`text ${i} is ${ids.length} tokens, more than the context length ${contextLength}: "${text.slice(0, 60)}${text.length > 60 ? '…' : ''}"`);
+        if (!truncate) {
+          throw new TokenizerError(
+            `text ${i} is ${ids.length} tokens, more than the context length ${contextLength}: ` +
+              `"${text.slice(0, 60)}${text.length > 60 ? '…' : ''}"`,
+          );
+        }
         ids = [...ids.slice(0, contextLength - 1), this.eot];
       }
       out.set(ids, i * contextLength);

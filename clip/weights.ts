@@ -49,7 +49,10 @@ export function toOpenAiLayout(file: SafetensorsFile): HostTensors {
     }
     return { shape: [parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], data };
   };
-  const layers = (prefix: string) => new Set([...file.tensors.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length).split('.')[0])).size;
+  const layers = (prefix: string) =>
+    new Set(
+      [...file.tensors.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length).split('.')[0]),
+    ).size;
   for (const [ours, hf] of HF_KEYS.towers) {
     for (let i = 0; i < layers(`${hf}.encoder.layers.`); i++) {
       const [a, b] = [`${hf}.encoder.layers.${i}`, `${ours}.resblocks.${i}`];
@@ -89,7 +92,11 @@ export function configOf(file: SafetensorsFile, path: string, { visionHeadWidth,
   if (vision) config.visionHeadWidth = vision;
   // A recorded config without a vision head width means the default (64-wide) heads; no config means unknown.
   if (!text || (!vision && !heads.recorded)) {
-    note?.(`${path}: its metadata does not record the attention heads; assuming 64-wide heads (${[!vision && 'vision', !text && 'text'].filter(Boolean).join(' and ')}), as OpenAI's models have — pass the vision head width / text head count if it was trained otherwise`);
+    note?.(
+      `${path}: its metadata does not record the attention heads; assuming 64-wide heads ` +
+        `(${[!vision && 'vision', !text && 'text'].filter(Boolean).join(' and ')}), as OpenAI's models have — ` +
+        'pass the vision head width / text head count if it was trained otherwise',
+    );
   }
   return config;
 }
@@ -100,7 +107,12 @@ export function clipFromTensors(tensors: HostTensors, config: ClipConfig, path: 
   for (const [k, t] of tensors) {
     let bad = 0;
     for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i])) bad++;
-    if (bad) throw new ConfigError(`${path}: '${k}' holds ${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or Inf) of ${t.data.length}: these weights are broken (a diverged run?)`);
+    if (bad) {
+      throw new ConfigError(
+        `${path}: '${k}' holds ${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or Inf) of ${t.data.length}: ` +
+          'these weights are broken (a diverged run?)',
+      );
+    }
   }
   const model = new CLIP(config);
   const own = model.stateDict();
@@ -153,7 +165,9 @@ function metadataPrompts(path: string, json: string | undefined): Prompts | null
   }
   const strings = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string');
   const p = value as Partial<Prompts> | null;
-  if (!p || !strings(p.templates) || !strings(p.classes)) throw new ConfigError(`${path}: metadata 'zeroshot' must hold non-empty string arrays 'templates' and 'classes'`);
+  if (!p || !strings(p.templates) || !strings(p.classes)) {
+    throw new ConfigError(`${path}: metadata 'zeroshot' must hold non-empty string arrays 'templates' and 'classes'`);
+  }
   return { templates: p.templates!, classes: p.classes! };
 }
 
