@@ -91,7 +91,22 @@ export interface TrainOptions {
 }
 
 /** What a checkpoint records of its run's options: everything that shapes the training trajectory, and when it evaluates and saves. */
-export type RunSettings = Pick<TrainOptions, 'batchSize' | 'steps' | 'lr' | 'weightDecay' | 'warmup' | 'seed' | 'clipGrad' | 'accumFreq' | 'precision' | 'dataset' | 'trainData' | 'evalEvery' | 'saveEvery'>;
+export type RunSettings = Pick<
+  TrainOptions,
+  | 'batchSize'
+  | 'steps'
+  | 'lr'
+  | 'weightDecay'
+  | 'warmup'
+  | 'seed'
+  | 'clipGrad'
+  | 'accumFreq'
+  | 'precision'
+  | 'dataset'
+  | 'trainData'
+  | 'evalEvery'
+  | 'saveEvery'
+>;
 
 /** The CLI flag of each recorded setting (how changes are named). */
 const SETTING_FLAGS: { [K in keyof RunSettings]-?: string } = {
@@ -139,7 +154,8 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       const differs = configDifferences(options.config, savedConfig);
       if (differs.length) {
         const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
-        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${differs.map((k) => `${k} ${show(savedConfig[k])}, asked ${show(options.config![k])}`).join('; ')}); resume without --model to continue it`);
+        const asked = differs.map((k) => `${k} ${show(savedConfig[k])}, asked ${show(options.config![k])}`).join('; ');
+        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${asked}); resume without --model to continue it`);
       }
     }
     const o = info ? resumedSettings(options, info.extra.settings as RunSettings | undefined, run.checkpoint) : options;
@@ -149,7 +165,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     init = o.initFrom ? loadInitial(o.initFrom) : null;
     if (init && o.config) {
       const differs = configDifferences(o.config, init.model.config);
-      if (differs.length) throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
+      if (differs.length) {
+        throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
+      }
     }
 
     // A small vocabulary learned from the captions keeps the embedding table (and its update) small.
@@ -158,7 +176,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     else if (savedConfig) {
       if (existsSync(run.vocab)) tokenizer = readTokenizer(run.vocab, savedConfig.vocabSize);
       else if (savedConfig.vocabSize === OPENAI_VOCAB_SIZE) tokenizer = readTokenizer();
-      else throw new TrainingFailed(`--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`);
+      else {
+        throw new TrainingFailed(
+          `--resume: ${run.vocab} is missing, and the checkpoint's ${savedConfig.vocabSize}-token vocabulary was trained with the run`,
+        );
+      }
     } else if (o.vocabSize > 0) tokenizer = new Tokenizer(trainBpe(data.corpus(4000), o.vocabSize));
     else tokenizer = readTokenizer();
     const config: ClipConfig = init?.model.config ?? savedConfig ?? { ...(o.config ?? CONFIGS['ViT-scenes']), vocabSize: tokenizer.vocabSize };
@@ -167,7 +189,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     checkBatchFits(o.batchSize, config);
 
     // A stop asked for before this point (while the device opened or kernels were tuned) has nothing to save.
-    if (o.stopRequested?.()) throw new TrainingInterrupted(`stopped before the first step: nothing was written${resumed ? `; ${run.checkpoint} is as it was` : ''}`);
+    if (o.stopRequested?.()) {
+      throw new TrainingInterrupted(`stopped before the first step: nothing was written${resumed ? `; ${run.checkpoint} is as it was` : ''}`);
+    }
     // Checked: now the previous run may go (--overwrite), and this one's files are written.
     run.replacePrevious();
     unstarted = !resumed;
@@ -178,9 +202,17 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     const model = init?.model ?? new CLIP(config);
     init = null; // the model owns it now
     model.train();
-    if (o.initFrom) o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
+    if (o.initFrom) {
+      o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
+    }
     const { decay, noDecay } = decayGroups(model.namedParameters());
-    const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], { lr: o.lr, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: o.weightDecay });
+    const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], {
+      lr: o.lr,
+      beta1: 0.9,
+      beta2: 0.98,
+      eps: 1e-6,
+      weightDecay: o.weightDecay,
+    });
     const schedule = cosineWithWarmup({ baseLr: o.lr, warmup: o.warmup, total: o.steps });
     const scaler = o.precision === 'amp' ? new GradScaler() : null;
     let skipped = 0;
@@ -207,7 +239,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       if (!(await allFinite([...model.parameters(), ...optimizer.stateDict().tensors.values()]))) {
         throw new TrainingFailed(`the weights are not finite after step ${step} (diverged; try a lower --lr or --clip-grad): stopping; ${kept()}`);
       }
-      await saveCheckpoint(run.checkpoint, model, optimizer, { step, rng: T.defaultGenerator.state(), extra: { config, settings: recordedSettings(o), ...(scaler ? { lossScale: scaler.state() } : {}) } });
+      await saveCheckpoint(run.checkpoint, model, optimizer, {
+        step,
+        rng: T.defaultGenerator.state(),
+        extra: { config, settings: recordedSettings(o), ...(scaler ? { lossScale: scaler.state() } : {}) },
+      });
       savedStep = step;
     };
     const writePlots = () => {
@@ -225,7 +261,10 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     const stepOptions = { microBatches: o.accumFreq, clipGrad: o.clipGrad };
     // The step recorded once and replayed (equal bit for bit to the eager step, tested); a last batch of
     // another size, or replaced state, makes it record again.
-    const captured = o.replay !== false && !scaler ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step') : null;
+    const captured =
+      o.replay !== false && !scaler
+        ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step')
+        : null;
     let refusalNoted = false;
     if (next && precompileWanted()) {
       // The first step's pipelines, compiled in parallel before it (else each compiles when first used).
@@ -270,11 +309,29 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       const imagesPerSecond = ((done - start) * o.batchSize) / seconds;
       // Under amp: the loss scale this step ran with, and whether its update was skipped (overflowed gradients).
       const ampFields = amp ? { loss_scale: lossScale, ...(amp.skipped ? { skipped: true } : {}) } : {};
-      appendMetrics(run.metrics, { step: done, loss: value, lr, ...(scale === null ? {} : { logit_scale: scale }), ...ampFields, images_per_s: imagesPerSecond, gpu_live_bytes: T.memory().liveBytes });
+      appendMetrics(run.metrics, {
+        step: done,
+        loss: value,
+        lr,
+        ...(scale === null ? {} : { logit_scale: scale }),
+        ...ampFields,
+        images_per_s: imagesPerSecond,
+        gpu_live_bytes: T.memory().liveBytes,
+      });
       if (logged) {
         const eta = ((o.steps - done) * seconds) / (done - start);
         const ampLine: Record<string, string> = scaler ? { 'loss scale': String(scaler.scale), skipped: String(skipped) } : {};
-        o.log(progressLine({ step: `${done}/${o.steps}`, loss: value.toFixed(4), lr: lr.toExponential(2), scale: scale!.toFixed(1), ...ampLine, 'img/s': imagesPerSecond.toFixed(0), eta: `${Math.round(eta)}s` }));
+        o.log(
+          progressLine({
+            step: `${done}/${o.steps}`,
+            loss: value.toFixed(4),
+            lr: lr.toExponential(2),
+            scale: scale!.toFixed(1),
+            ...ampLine,
+            'img/s': imagesPerSecond.toFixed(0),
+            eta: `${Math.round(eta)}s`,
+          }),
+        );
       }
 
       // Save before evaluating: an evaluation that fails never costs the trained weights.
@@ -296,7 +353,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
         evals.push({ step: done, metrics: chartMetrics(last) });
         appendMetrics(run.metrics, { step: done, eval: last });
         const zeroShot = Object.fromEntries(Object.entries(last.zeroShot).map(([k, v]) => [`zero-shot ${k}`, `${(100 * v).toFixed(1)}%`]));
-        const retrieval: Record<string, string> = last.retrieval ? { 'R@1 i→t': last.retrieval.imageToTextR1.toFixed(2), 't→i': last.retrieval.textToImageR1.toFixed(2) } : { retrieval: 'skipped (no usable validation pair)' };
+        const retrieval: Record<string, string> = last.retrieval
+          ? { 'R@1 i→t': last.retrieval.imageToTextR1.toFixed(2), 't→i': last.retrieval.textToImageR1.toFixed(2) }
+          : { retrieval: 'skipped (no usable validation pair)' };
         o.log(progressLine({ eval: `step ${done}`, ...zeroShot, ...retrieval }));
         writePlots();
         await stopIfAsked();
@@ -316,7 +375,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     if (unstarted) {
       for (const f of [run.vocab, run.metrics, run.lossPlot, run.evalPlot]) rmSync(f, { force: true });
       // A step the device cannot hold is sized by one flag (a new run's, so the user's own value).
-      if (e instanceof Error && /buffer|binding limit|out of memory/i.test(e.message)) e.message += ` (the first step at --batch-size ${options.batchSize} does not fit this device: try a smaller --batch-size, or --accum-freq to split it)`;
+      if (e instanceof Error && /buffer|binding limit|out of memory/i.test(e.message)) {
+        e.message +=
+          ` (the first step at --batch-size ${options.batchSize} does not fit this device: ` +
+          'try a smaller --batch-size, or --accum-freq to split it)';
+      }
     }
     throw e;
   } finally {
@@ -357,7 +420,10 @@ function resumedSettings(o: TrainOptions, saved: RunSettings | undefined, checkp
     if (o.defaulted?.includes(key)) (merged as unknown as Record<string, unknown>)[key] = was;
     else if ((o[key] ?? undefined) !== was) changed.push(`--${SETTING_FLAGS[key]} ${was ?? '(none)'} → ${o[key] ?? '(none)'}`);
   }
-  if (changed.length) o.log(`--resume: continuing with settings that differ from the checkpoint's: ${changed.join(', ')}${changed.some((c) => /^--(steps|lr|warmup) /.test(c)) ? ' (the learning-rate schedule changes with them)' : ''}`);
+  if (changed.length) {
+    const scheduleNote = changed.some((c) => /^--(steps|lr|warmup) /.test(c)) ? ' (the learning-rate schedule changes with them)' : '';
+    o.log(`--resume: continuing with settings that differ from the checkpoint's: ${changed.join(', ')}${scheduleNote}`);
+  }
   checkOptions(merged);
   return merged;
 }
@@ -368,7 +434,10 @@ function checkBatchFits(batchSize: number, config: ClipConfig): void {
   const bytes = batchSize * 3 * n * n * 4;
   const limit = T.gpu().device.limits.maxStorageBufferBindingSize;
   if (bytes > limit) {
-    throw new RangeError(`--batch-size ${batchSize}: a batch of ${n}×${n} images is ${(bytes / 2 ** 20).toFixed(0)} MiB, over this device's largest buffer (${(limit / 2 ** 20).toFixed(0)} MiB)`);
+    throw new RangeError(
+      `--batch-size ${batchSize}: a batch of ${n}×${n} images is ${(bytes / 2 ** 20).toFixed(0)} MiB, ` +
+        `over this device's largest buffer (${(limit / 2 ** 20).toFixed(0)} MiB)`,
+    );
   }
 }
 
@@ -411,7 +480,9 @@ export function checkOptions(o: TrainOptions): void {
   if (o.resume && o.overwrite) throw new RangeError('--resume and --overwrite contradict each other: choose one');
   if (o.resume && o.initFrom) throw new RangeError('--resume continues the run\'s checkpoint; --init-from starts a new run from other weights: choose one');
   if (o.initFrom && !existsSync(o.initFrom)) throw new RangeError(`--init-from ${o.initFrom}: no such file or folder`);
-  if (o.precision !== undefined && o.precision !== 'fp32' && o.precision !== 'amp') throw new RangeError(`--precision must be fp32 or amp, got '${o.precision}'`);
+  if (o.precision !== undefined && o.precision !== 'fp32' && o.precision !== 'amp') {
+    throw new RangeError(`--precision must be fp32 or amp, got '${o.precision}'`);
+  }
 }
 
 /** What the options need of the opened device: amp needs shader-f16 (the f32 path runs everywhere). */
