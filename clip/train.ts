@@ -155,7 +155,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       if (differs.length) {
         const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
         const asked = differs.map((k) => `${k} ${show(savedConfig[k])}, asked ${show(options.config![k])}`).join('; ');
-        throw new TrainingFailed(`--model: ${run.checkpoint} was trained with another model (${asked}); resume without --model to continue it`);
+        throw new TrainingFailed(
+          `--model: ${run.checkpoint} was trained with another model (${asked}); resume without --model to continue it`,
+        );
       }
     }
     const o = info ? resumedSettings(options, info.extra.settings as RunSettings | undefined, run.checkpoint) : options;
@@ -166,7 +168,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     if (init && o.config) {
       const differs = configDifferences(o.config, init.model.config);
       if (differs.length) {
-        throw new TrainingFailed(`--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`);
+        throw new TrainingFailed(
+          `--model and --init-from ${o.initFrom} disagree (${differs.join(', ')}): leave out --model to fine-tune that model`,
+        );
       }
     }
 
@@ -190,7 +194,9 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
 
     // A stop asked for before this point (while the device opened or kernels were tuned) has nothing to save.
     if (o.stopRequested?.()) {
-      throw new TrainingInterrupted(`stopped before the first step: nothing was written${resumed ? `; ${run.checkpoint} is as it was` : ''}`);
+      throw new TrainingInterrupted(
+        `stopped before the first step: nothing was written${resumed ? `; ${run.checkpoint} is as it was` : ''}`,
+      );
     }
     // Checked: now the previous run may go (--overwrite), and this one's files are written.
     run.replacePrevious();
@@ -203,7 +209,8 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     init = null; // the model owns it now
     model.train();
     if (o.initFrom) {
-      o.log(`fine-tuning from ${o.initFrom} (${Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT'} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
+      const architecture = Array.isArray(config.visionLayers) ? 'ResNet' : 'ViT';
+      o.log(`fine-tuning from ${o.initFrom} (${architecture} ${config.visionWidth} wide, ${config.vocabSize} tokens)`);
     }
     const { decay, noDecay } = decayGroups(model.namedParameters());
     const optimizer = new AdamW([{ params: decay }, { params: noDecay, options: { weightDecay: 0 } }], {
