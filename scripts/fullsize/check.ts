@@ -42,8 +42,13 @@ for (const name of readdirSync(dir).sort()) {
   ];
   failed ||= rows.some((r) => r.ours > r.limit);
   console.log(`${name} (${((performance.now() - started) / 1000).toFixed(0)} s; worst gradient ${ours.worst_grad})`);
-  for (const r of rows) console.log(`  ${r.group.padEnd(8)} ours ${r.ours.toExponential(2)}  PyTorch f32 ${r.pytorch.toExponential(2)}  limit ${r.limit.toExponential(2)}  ${r.ours <= r.limit ? 'ok' : 'FAIL'}`);
-  console.log(`  per parameter (${ratios.length}), ours / max(PyTorch f32's own, 1e-5): median ${ratios[ratios.length >> 1].toFixed(2)}, largest ${ratios[ratios.length - 1].toFixed(1)}, over 4: ${ratios.filter((x) => x > 4).length}`);
+  for (const r of rows) {
+    const figures = `ours ${r.ours.toExponential(2)}  PyTorch f32 ${r.pytorch.toExponential(2)}  limit ${r.limit.toExponential(2)}`;
+    console.log(`  ${r.group.padEnd(8)} ${figures}  ${r.ours <= r.limit ? 'ok' : 'FAIL'}`);
+  }
+  const [median, largest] = [ratios[ratios.length >> 1].toFixed(2), ratios[ratios.length - 1].toFixed(1)];
+  const over = ratios.filter((x) => x > 4).length;
+  console.log(`  per parameter (${ratios.length}), ours / max(PyTorch f32's own, 1e-5): median ${median}, largest ${largest}, over 4: ${over}`);
 }
 T.closeGpu();
 process.exit(failed ? 1 : 0);
