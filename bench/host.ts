@@ -117,6 +117,23 @@ async function trainRows(name: string, config: ClipConfig, batch: number, steps:
   return results;
 }
 
+/**
+ * A forward-only step `f(x)` measured eagerly and replayed (a warm-up and two recordings first): two result rows
+ * for `shape`, `batch` images per step.
+ */
+async function eagerAndReplayed(shape: string, f: (x: T.Tensor) => T.Tensor, x: T.Tensor, steps: number, batch: number): Promise<Result[]> {
+  const eager: Sample[] = [];
+  await measure(() => f(x));
+  for (let i = 0; i < steps; i++) eager.push(await measure(() => f(x)));
+  const captured = new T.CapturedStep(f, shape);
+  for (let i = 0; i < 3; i++) await measure(() => captured.run(x));
+  const replayed: Sample[] = [];
+  for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(x)));
+  if (!captured.ready || captured.refusal) throw new Error(`host-overhead bench: ${shape} was not replayed (${captured.refusal ?? 'not ready'})`);
+  captured.dispose();
+  return [row(shape, 'ours, eager', eager, batch), row(shape, 'ours, replayed', replayed, batch)];
+}
+
 /** Zero-shot classification of one image by ViT-B/32 against ten precomputed class embeddings: eager and replayed. */
 async function zeroShotRows(steps: number): Promise<Result[]> {
   T.manualSeed(0);
@@ -124,18 +141,9 @@ async function zeroShotRows(steps: number): Promise<Result[]> {
   const model = new CLIP(config);
   const classes = T.keep(T.noGrad(() => l2normalize(model.encodeText(tokensFor(10, config.contextLength)))));
   const image = T.keep(T.randNormal([1, 3, config.imageResolution, config.imageResolution]));
-  const classify = (x: T.Tensor) => T.noGrad(() => T.tidy(() => T.softmax(T.mul(T.matmul(l2normalize(model.encodeImage(x)), T.transpose(classes)), 100), -1)));
-  const top = (p: T.Tensor) => T.tidy(() => T.max(p));
-  const eager: Sample[] = [];
-  await measure(() => top(classify(image)));
-  for (let i = 0; i < steps; i++) eager.push(await measure(() => top(classify(image))));
-  const captured = new T.CapturedStep((x: T.Tensor) => top(classify(x)), 'zero-shot');
-  for (let i = 0; i < 3; i++) await measure(() => captured.run(image));
-  const replayed: Sample[] = [];
-  for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(image)));
-  const shape = 'ViT-B/32 zero-shot forward, batch 1';
-  const results = [row(shape, 'ours, eager', eager, 1), row(shape, 'ours, replayed', replayed, 1)];
-  captured.dispose();
+  const top = (x: T.Tensor) =>
+    T.noGrad(() => T.tidy(() => T.max(T.softmax(T.mul(T.matmul(l2normalize(model.encodeImage(x)), T.transpose(classes)), 100), -1))));
+  const results = await eagerAndReplayed('ViT-B/32 zero-shot forward, batch 1', top, image, steps, 1);
   for (const t of [model, classes, image]) t.dispose();
   return results;
 }
@@ -152,16 +160,7 @@ async function tinyChainRows(steps: number): Promise<Result[]> {
       for (let i = 0; i < 512; i++) y = T.mul(T.add(y, 0.001), 0.999);
       return T.sum(y);
     });
-  const eager: Sample[] = [];
-  await measure(() => chain(x));
-  for (let i = 0; i < steps; i++) eager.push(await measure(() => chain(x)));
-  const captured = new T.CapturedStep(chain, 'tiny chain');
-  for (let i = 0; i < 3; i++) await measure(() => captured.run(x));
-  const replayed: Sample[] = [];
-  for (let i = 0; i < steps; i++) replayed.push(await measure(() => captured.run(x)));
-  const shape = '1,024 elementwise ops on [4] + a sum';
-  const results = [row(shape, 'ours, eager', eager, 1), row(shape, 'ours, replayed', replayed, 1)];
-  captured.dispose();
+  const results = await eagerAndReplayed('1,024 elementwise ops on [4] + a sum', chain, x, steps, 1);
   x.dispose();
   return results;
 }

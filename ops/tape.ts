@@ -14,30 +14,25 @@ import { elementwise } from '../kernels/elementwise.ts';
 
 let gradEnabled = true;
 
-/** Runs fn without recording anything for autodiff (inference, optimizer updates). */
-export function noGrad<T>(fn: () => T): T {
+/** Runs fn with recording switched `on` or off, restoring the previous mode after. */
+function withGradMode<T>(on: boolean, fn: () => T): T {
   const prev = gradEnabled;
-  gradEnabled = false;
+  gradEnabled = on;
   try {
     return fn();
   } finally {
     gradEnabled = prev;
   }
 }
+
+/** Runs fn without recording anything for autodiff (inference, optimizer updates). */
+export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn);
 
 /** Whether ops are being recorded for autodiff now (false inside noGrad). */
 export const isGradEnabled = (): boolean => gradEnabled;
 
 /** Runs fn with recording on, even inside noGrad or a backward rule (torch.enable_grad). */
-export function enableGrad<T>(fn: () => T): T {
-  const prev = gradEnabled;
-  gradEnabled = true;
-  try {
-    return fn();
-  } finally {
-    gradEnabled = prev;
-  }
-}
+export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn);
 
 /** The rule table of the backward pass running now: a rule that differentiates a graph of its own uses it. */
 let activeRules: Record<string, Rule<never>> | null = null;
