@@ -23,18 +23,20 @@ function parseProduct(text: string): { M: number; K: number; N: number; layout: 
 
 /** `clipgpu tune [--show]`; `argv` holds the flags only. */
 export async function main(argv: string[]): Promise<void> {
+  // Products to explain are checked before the device opens: a bad one costs nothing (and never starts a tune).
+  if (argv.at(-1) === '--explain') throw new Error('--explain: give a product MxKxN[:nn|nt|tn|tt] (e.g. 400x768x2304)');
+  const explain = argv.flatMap((a, i) => (argv[i - 1] === '--explain' ? [a] : [])).map((text) => {
+    const product = parseProduct(text);
+    if (!product) throw new Error(`--explain: '${text}' is not a product MxKxN[:nn|nt|tn|tt] (e.g. 400x768x2304)`);
+    return product;
+  });
   await T.init();
   console.log(`adapter: ${T.gpu().name}`);
-  const explain = argv.flatMap((a, i) => (argv[i - 1] === '--explain' ? [a] : []));
   if (explain.length) {
     const tuning = cachedTuning();
     useTuningTable(tuning);
     console.log(tuning ? `tuning table: ${tuningPath()}` : `no tuning table for this adapter (${tuningPath()}): the defaults apply`);
-    for (const text of explain) {
-      const p = parseProduct(text);
-      if (!p) throw new Error(`--explain: '${text}' is not a product MxKxN[:nn|nt|tn|tt] (e.g. 400x768x2304)`);
-      console.log(explainMatmul(p.M, p.N, p.K, p.layout));
-    }
+    for (const p of explain) console.log(explainMatmul(p.M, p.N, p.K, p.layout));
     console.log('f16 and mixed operands take the same variant (policy.ts matmulChoice); CLIPGPU_DUMP_WGSL=<dir> writes the shaders that run.');
   } else if (argv.includes('--show')) {
     const tuning = cachedTuning();

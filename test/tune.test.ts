@@ -3,6 +3,7 @@
 // kernels/policy.ts then runs the tuned variant for that shape or bucket (checked by GPU profile), falls back to
 // the default elsewhere, and ignores choices for another adapter.
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,6 +182,19 @@ test('CLIPGPU_DUMP_WGSL writes the shader that ran, named by kernel (variant, dt
   assert.ok(text.startsWith(`// kernel  ${name}\n// key     ${name}\n// adapter ${T.gpu().name}\n`), text.slice(0, 200));
   assert.ok(text.endsWith(`${kernel.source}\n`), 'the file holds the compiled source whole');
   if (half) assert.ok(kernel.source.startsWith('enable f16;') && /alias c_t = f16;/.test(kernel.source) && /c_t\(/.test(kernel.source), 'f16 storage through the binding aliases');
+});
+
+test('clipgpu tune --explain refuses a malformed product in one line, before the device opens or anything is tuned', () => {
+  for (const [args, message] of [
+    [['--explain'], /^tune: --explain: give a product MxKxN/],
+    [['--explain', '3x4'], /^tune: --explain: '3x4' is not a product MxKxN/],
+  ] as const) {
+    const run = spawnSync(process.execPath, ['scripts/run.mjs', 'bin/clipgpu.ts', 'tune', ...args], { encoding: 'utf8' });
+    assert.is.not(run.status, 0);
+    assert.match(run.stderr.trim(), message);
+    assert.is(run.stderr.trim().split('\n').length, 1, run.stderr);
+    assert.not.match(run.stdout, /adapter:/, 'refused before the device opened');
+  }
 });
 
 test.run();
