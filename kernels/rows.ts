@@ -12,7 +12,7 @@
 import { DTypeError, ShapeError } from '../core/errors.ts';
 import { getEngine } from '../core/engine.ts';
 import type { DType } from '../core/dtype.ts';
-import type { KernelSpec, StorageType } from '../core/kernel.ts';
+import type { BufferArgs, KernelSpec, StorageType, UniformArgs } from '../core/kernel.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from './elementwise.ts';
 import { SUBGROUP_DIRECTIVES, launchPerItem, perItemEntry, subgroupItemEntry, vectorPrelude, type Width } from './wgsl.ts';
@@ -37,13 +37,8 @@ export function prelude(w: Width): string {
 }
 
 /** Dispatches a row kernel over `items` threads (rows, or rows × lanes). */
-export const launchRows = <S extends KernelSpec>(
-  key: string,
-  spec: () => S,
-  buffers: Parameters<typeof launchPerItem<S>>[2],
-  uniforms: Parameters<typeof launchPerItem<S>>[3],
-  items: number,
-) => launchPerItem(key, spec, buffers, uniforms, items, WG);
+export const launchRows = <S extends KernelSpec>(key: string, spec: () => S, buffers: BufferArgs<S>, uniforms: UniformArgs<S>, items: number) =>
+  launchPerItem(key, spec, buffers, uniforms, items, WG);
 
 /** Each row is u.W values of type V (u.W = D / width): the opening of a thread-per-row kernel. */
 export const ROW_ID = `${perItemEntry(WG, 'row')}
