@@ -128,6 +128,9 @@ interface Plan {
   inputs: Tensor[];
   /** The recorded run's result, its tensors shared by the capture. */
   result: unknown;
+  /** Settles once `commands` use pipelines with fixed uniform slots (or that upgrade gave up). */
+  fixed: Promise<void>;
+  fixedSlots: boolean;
 }
 
 /** A step run eagerly, then recorded, then replayed: see the file comment. */
@@ -256,7 +259,7 @@ export class CapturedStep<I extends Tensor[], R> {
       return { kind: 'dispatch', pipeline: c.kernel.pipeline, group: groupOf(c.kernel, c.buffers), offset: slotOf.get(c)! * UNIFORM_ALIGN, x, y, z };
     });
     const dynamic = order.filter((d) => d.dynamic.length).map((d) => ({ slot: slotOf.get(d)!, fields: d.dynamic }));
-    return {
+    const plan: Plan = {
       commands: replayed,
       uniformBuffer,
       dynamicBytes: dynamic.length * UNIFORM_ALIGN,
@@ -267,7 +270,50 @@ export class CapturedStep<I extends Tensor[], R> {
       hooks: registered,
       inputs: heldInputs,
       result: held,
+      fixed: Promise.resolve(),
+      fixedSlots: false,
     };
+    plan.fixed = this.fixUniforms(plan, commands);
+    return plan;
+  }
+
+  /**
+   * Replays start at once with the kernels' own pipelines (uniforms at a dynamic offset); meanwhile the same
+   * shaders compile with each dispatch's uniform slot fixed in its bind group, and once they are in, replays use
+   * those: one encoder argument fewer per dispatch, same arithmetic (core/kernel.ts fixedUniforms).
+   */
+  private async fixUniforms(plan: Plan, recorded: Recorded[]): Promise<void> {
+    const kernels = new Set(recorded.flatMap((c) => (c.kind === 'dispatch' ? [c.kernel] : [])));
+    let fixed: Map<Kernel, Awaited<ReturnType<Kernel['fixedUniforms']>>>;
+    try {
+      fixed = new Map(await Promise.all([...kernels].map(async (k) => [k, await k.fixedUniforms()] as const)));
+    } catch {
+      return; // the dynamic-offset pipelines keep serving (a failed compile is reported by the engine's error check)
+    }
+    if (this.plan !== plan) return; // released or recorded again meanwhile
+    const device = getEngine().device;
+    plan.commands = plan.commands.map((c, i) => {
+      const r = recorded[i];
+      if (c.kind !== 'dispatch' || r.kind !== 'dispatch' || c.offset === null) return c;
+      const { pipeline, layout } = fixed.get(r.kernel)!;
+      const entries: GPUBindGroupEntry[] = r.buffers.map((buffer, b) => ({ binding: b, resource: { buffer } }));
+      entries.push({ binding: r.buffers.length, resource: { buffer: plan.uniformBuffer, offset: c.offset, size: r.kernel.uniformBytes } });
+      return { ...c, pipeline, group: device.createBindGroup({ label: r.kernel.spec.name, layout, entries }), offset: null };
+    });
+    plan.fixedSlots = true;
+  }
+
+  /**
+   * How replays bind their uniforms now: at 'dynamic offsets' first, then, once the fixed-slot pipelines are in,
+   * through 'fixed slots'; null while the step is not captured.
+   */
+  get replayForm(): 'dynamic offsets' | 'fixed slots' | null {
+    return this.plan ? (this.plan.fixedSlots ? 'fixed slots' : 'dynamic offsets') : null;
+  }
+
+  /** Resolves once replays of this step run in their cheapest form (fixed uniform slots); at once when not captured. */
+  async settled(): Promise<void> {
+    await this.plan?.fixed;
   }
 
   /** Whether the plan still describes the world: same input shapes, every outside buffer still its owner's. */

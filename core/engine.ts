@@ -30,9 +30,12 @@ export type Recorded =
   | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
   | { kind: 'upload'; buffer: GPUBuffer; offset: number; data: Uint8Array };
 
-/** A command of a captured step ready to issue: a dispatch is three encoder calls, nothing else. */
+/**
+ * A command of a captured step ready to issue: a dispatch is three encoder calls, nothing else. `offset` is the
+ * uniforms' dynamic offset, or null for a bind group that names its uniform slot itself (Kernel.fixedUniforms).
+ */
 export type ReplayCommand =
-  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; offset: number; x: number; y: number; z: number }
+  | { kind: 'dispatch'; pipeline: GPUComputePipeline; group: GPUBindGroup; offset: number | null; x: number; y: number; z: number }
   | Exclude<Recorded, { kind: 'dispatch' }>;
 
 /** What the engine is recording into, and the first reason the recording cannot be replayed. */
@@ -383,8 +386,8 @@ export class Engine {
   }
 
   /**
-   * Issues a captured step's commands: per dispatch the pipeline (when it changes), the bind group with its
-   * uniform offset, and the grid — nothing else.
+   * Issues a captured step's commands: per dispatch the pipeline (when it changes), the bind group (with its
+   * uniform offset, unless the group names its slot), and the grid — nothing else.
    */
   replay(commands: readonly ReplayCommand[]): void {
     this.gpu.throwIfFailed();
@@ -399,8 +402,11 @@ export class Engine {
           pipeline = null;
         }
         if (c.pipeline !== pipeline) pass.setPipeline((pipeline = c.pipeline));
-        offset[0] = c.offset;
-        pass.setBindGroup(0, c.group, offset, 0, 1);
+        if (c.offset === null) pass.setBindGroup(0, c.group);
+        else {
+          offset[0] = c.offset;
+          pass.setBindGroup(0, c.group, offset, 0, 1);
+        }
         pass.dispatchWorkgroups(c.x, c.y, c.z);
         this.pendingDispatches++;
         this.counters.dispatches++;

@@ -1,5 +1,5 @@
 // Captured steps (core/capture.ts): a replayed training step equals the eager one bit for bit (an MLP with a
-// changing learning rate, a CLIP step with AdamW), costs only encoder calls, holds its memory flat, re-records
+// changing learning rate, a CLIP step with AdamW; uniforms at dynamic offsets and in fixed slots), costs only encoder calls, holds its memory flat, re-records
 // when an input's shape or a parameter changes, and refuses — with the reason — a step that reads GPU data
 // back or whose host values change between recordings.
 import * as assert from 'uvu/assert';
@@ -61,6 +61,12 @@ test('a replayed MLP step equals the eager step bit for bit, with the learning r
     lossesCaptured.push(await b.item());
     for (const t of [a, b, x, labels]) t.dispose();
     if (i >= 3) assert.ok(step.ready, `replaying from the fourth step (step ${i})`);
+    // The first replay used dynamic uniform offsets; the later ones the fixed-slot pipelines: both bit for bit.
+    if (i === 3) {
+      assert.is(step.replayForm, 'dynamic offsets');
+      await step.settled();
+      assert.is(step.replayForm, 'fixed slots');
+    }
   }
   assert.is(step.refusal, null);
   assert.is(step.replays, 4, 'steps 4–7 replayed');
@@ -89,7 +95,9 @@ test('a replayed CLIP training step (ViT-tiny, AdamW, logit-scale clamp) equals 
     const [a, b] = [trainStep(eager.model, eager.optimizer, images, tokens), step.run(images, tokens)];
     assert.is(await b.item(), await a.item(), `loss of step ${i}`);
     for (const t of [a, b, images, tokens]) t.dispose();
+    await step.settled();
   }
+  assert.is(step.replayForm, 'fixed slots');
   assert.is(step.replays, 2);
   const named = new Map(eager.model.namedParameters());
   for (const [name, p] of captured.model.namedParameters()) assert.equal(await bits(p), await bits(named.get(name)!), name);
