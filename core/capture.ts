@@ -20,7 +20,8 @@
 // - data-dependent control flow: a readback while recording (item(), data()) refuses the capture (CaptureError
 //   from the read; the step stays eager), as does a step that returns a Promise;
 // - replaced tensors: a buffer the recording used that was freed or handed to another tensor since (a parameter
-//   set, optimizer state or output replaced) invalidates the capture, which records again.
+//   set, optimizer state or output replaced) invalidates the capture, which records again; a tensor that existed
+//   before the step and was disposed inside it refuses the capture (its buffer is not the step's scratch).
 // A refused capture runs eagerly from then on; `refusal` says why. The scratch buffers of the recording stay
 // reserved for it until dispose(), so memory is the eager step's peak, held.
 import { CaptureError } from './errors.ts';
@@ -111,6 +112,24 @@ function difference(a: Recorded[], b: Recorded[]): string | null {
   return null;
 }
 
+/**
+ * Where a recording used the buffer of a tensor that existed before the step and was disposed during it (a
+ * gradient zeroed by a step that did not compute it, say), or null. Such a buffer is free when the plan is
+ * built, but it is not scratch: its contents came from outside the step, and a replay would read whatever the
+ * pool put there since.
+ */
+function freedOutsider(recording: Recording): string | null {
+  const pool = getEngine().pool;
+  for (const [i, c] of recording.commands.entries()) {
+    const buffers = c.kind === 'dispatch' ? c.buffers : c.kind === 'copy' ? [c.src, c.dst] : [c.buffer];
+    if (buffers.some((b) => pool.isFree(b) && !pool.handedOutSince(b, recording.since))) {
+      const what = c.kind === 'dispatch' ? c.kernel.spec.name : c.kind;
+      return `command ${i} (${what}) used a tensor that existed before the step and was disposed during it (dispose it outside the captured function)`;
+    }
+  }
+  return null;
+}
+
 /** A recording turned into replayable commands, and what it holds. */
 interface Plan {
   commands: ReplayCommand[];
@@ -195,7 +214,7 @@ export class CapturedStep<I extends Tensor[], R> {
       this.first = { recording, shapes };
       return result;
     }
-    const diff = difference(this.first.recording.commands, recording.commands);
+    const diff = difference(this.first.recording.commands, recording.commands) ?? freedOutsider(recording);
     this.first = null;
     if (diff) return this.refuse(diff), result;
     this.plan = this.build(recording.commands, registered, inputs, result);

@@ -42,6 +42,8 @@ export type ReplayCommand =
 export interface Recording {
   commands: Recorded[];
   refusal: string | null;
+  /** The pool's hand-out mark when recording began (BufferPool.handedOutSince). */
+  since: number;
 }
 
 /** Memory statistics plus pipeline, dispatch, submit and readback counts since the engine started. */
@@ -375,7 +377,7 @@ export class Engine {
   startRecording(): void {
     if (this.recording) throw new CaptureError('a step is already being captured (captures do not nest)');
     this.flush();
-    this.recording = { commands: [], refusal: null };
+    this.recording = { commands: [], refusal: null, since: this.pool.mark() };
   }
 
   stopRecording(): Recording {

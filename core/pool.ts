@@ -31,6 +31,9 @@ export class BufferPool {
   private freeSet = new Set<GPUBuffer>();
   /** How many times each buffer was handed out: a buffer freed and handed out again is another tensor's. */
   private handedOut = new WeakMap<GPUBuffer, number>();
+  /** Hand-outs so far, all buffers together, and the count at each buffer's latest one. */
+  private handouts = 0;
+  private lastHandout = new WeakMap<GPUBuffer, number>();
   private stats: MemoryStats = { liveBytes: 0, liveBuffers: 0, pooledBytes: 0, peakBytes: 0, allocations: 0, reuses: 0 };
 
   constructor(private device: GPUDevice, private usage: GPUBufferUsageFlags) {}
@@ -50,6 +53,7 @@ export class BufferPool {
       this.stats.allocations++;
     }
     this.handedOut.set(buffer, (this.handedOut.get(buffer) ?? 0) + 1);
+    this.lastHandout.set(buffer, ++this.handouts);
     this.stats.liveBytes += size;
     this.stats.liveBuffers++;
     this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
@@ -66,6 +70,16 @@ export class BufferPool {
     return this.handedOut.get(buffer) ?? 0;
   }
 
+  /** A mark for handedOutSince: the number of hand-outs so far. */
+  mark(): number {
+    return this.handouts;
+  }
+
+  /** Whether `buffer` was last handed out after `mark` was taken (a tensor made since, not one that existed then). */
+  handedOutSince(buffer: GPUBuffer, mark: number): boolean {
+    return (this.lastHandout.get(buffer) ?? 0) > mark;
+  }
+
   /** Takes a specific free buffer out of the pool, as acquire would (a captured step keeps its scratch buffers). */
   reserve(buffer: GPUBuffer): void {
     const list = this.free.get(buffer.size);
@@ -74,6 +88,7 @@ export class BufferPool {
     list.splice(at, 1);
     this.freeSet.delete(buffer);
     this.handedOut.set(buffer, (this.handedOut.get(buffer) ?? 0) + 1);
+    this.lastHandout.set(buffer, ++this.handouts);
     this.stats.pooledBytes -= buffer.size;
     this.stats.liveBytes += buffer.size;
     this.stats.liveBuffers++;

@@ -158,7 +158,7 @@ test('a new input shape or a replaced parameter makes the step record again (and
   model.dispose();
 });
 
-test('a step that reads GPU data back, or whose host values change, is refused with the reason and stays eager', async () => {
+test('a step that reads GPU data back, whose host values change, or that frees an outside tensor is refused with the reason', async () => {
   const x = T.keep(T.randNormal([1]));
   const reads: Promise<unknown>[] = [];
   const reading = new T.CapturedStep(() => {
@@ -177,6 +177,23 @@ test('a step that reads GPU data back, or whose host values change, is refused w
   assert.match(drifting.refusal ?? '', /drifting step runs eagerly: command 0 \(.*\): uniform 'k1' differs between the recordings/);
   assert.equal([...(await outs[3].data())], [...(await T.mul(x, 4).data())], 'still computed eagerly, right');
   for (const t of outs) t.dispose();
+  // A step that disposes a tensor made before it (a gradient computed outside, zeroed inside): that buffer is
+  // not the step's scratch, and a replay would read what the pool put there since.
+  const w = T.param(T.randNormal([3]));
+  const optimizer = new AdamW([w], { lr: 0.1 });
+  const updating = new T.CapturedStep(() => {
+    optimizer.step();
+    optimizer.zeroGrad();
+    return null;
+  }, 'update step');
+  for (let i = 0; i < 4; i++) {
+    T.backward(T.sum(T.mul(w, w)));
+    updating.run();
+  }
+  assert.match(updating.refusal ?? '', /update step runs eagerly: command \d+ \(adamw\) used a tensor that existed before the step and was disposed during it/);
+  assert.is(optimizer.stepCount, 4);
+  optimizer.dispose();
+  w.dispose();
   x.dispose();
 });
 
