@@ -20,14 +20,16 @@ import { clipLoss, contrastiveLogits, l2normalize, type CLIP } from './model.ts'
  * Batch-norm statistics are per slice.
  *
  * `lossScale` multiplies the loss before each backward pass (mixed precision's loss scaling): the gradients
- * come out that many times too large, the returned loss does not.
+ * come out that many times too large, the returned loss does not. Given as a scalar tensor it is the backward's
+ * seed (no kernel; and a captured step takes it as an input, so it may change between replays).
  */
-export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor, microBatches = 1, lossScale = 1): T.Tensor {
+export function lossAndGradients(model: CLIP, images: T.Tensor, tokens: T.Tensor, microBatches = 1, lossScale: number | T.Tensor = 1): T.Tensor {
   const B = images.shape[0];
   if (!Number.isInteger(microBatches) || microBatches < 1 || B % microBatches !== 0) {
     throw new RangeError(`micro-batches: ${microBatches} must be a positive integer dividing the batch size ${B}`);
   }
-  const backward = (loss: T.Tensor) => T.tidy(() => T.backward(lossScale === 1 ? loss : T.mul(loss, lossScale)));
+  const backward = (loss: T.Tensor) =>
+    T.tidy(() => (lossScale instanceof T.Tensor ? T.backward(loss, lossScale) : T.backward(lossScale === 1 ? loss : T.mul(loss, lossScale))));
   if (microBatches === 1) {
     const loss = T.tidy(() => {
       const out = model.forward(images, tokens);
@@ -107,16 +109,92 @@ export async function trainStepAmp(
   tokens: T.Tensor,
   { microBatches = 1, clipGrad = 0 }: StepOptions = {},
 ): Promise<{ loss: T.Tensor; skipped: boolean }> {
-  const loss = autocast('f16', () => lossAndGradients(model, images, tokens, microBatches, scaler.scale));
+  const seed = scaler.seed();
+  const loss = autocast('f16', () => lossAndGradients(model, images, tokens, microBatches, seed));
+  seed.dispose();
   const finite = await scaler.unscale(model.parameters());
   if (finite) update(model, optimizer, clipGrad);
   return { loss, skipped: !finite };
 }
 
+/**
+ * trainStepAmp with its two halves captured and replayed (core/capture.ts), for the trainer's default under
+ * amp. The first half is the forward, backward and unscaling: the loss scale enters as the backward's seed (an
+ * input of the captured step) and as the unscale kernels' divisor (a uniform read at each replay); it returns
+ * the loss, the finiteness flag and the gradients. Then the flag is read back — the one wait per step, as in
+ * trainStepAmp and PyTorch's GradScaler — and the second half, the update (clipping, AdamW, the logit-scale
+ * clamp), is replayed only when the gradients are finite. Equal bit for bit to trainStepAmp, skipped steps
+ * included (tested).
+ */
+export class CapturedAmpStep {
+  private readonly gradients: T.CapturedStep<[T.Tensor, T.Tensor, T.Tensor], { loss: T.Tensor; flag: T.Tensor; grads: (T.Tensor | null)[] }>;
+  private readonly update: T.CapturedStep<[], null>;
+
+  constructor(
+    private readonly model: CLIP,
+    private readonly optimizer: AdamW,
+    private readonly scaler: GradScaler,
+    { microBatches = 1, clipGrad = 0 }: StepOptions = {},
+  ) {
+    this.gradients = new T.CapturedStep((images: T.Tensor, tokens: T.Tensor, seed: T.Tensor) => {
+      const params = model.parameters();
+      const loss = autocast('f16', () => lossAndGradients(model, images, tokens, microBatches, seed));
+      const flag = scaler.unscaleGradients(params);
+      return { loss, flag, grads: params.map((p) => p.grad) };
+    }, 'amp train step (gradients)');
+    // The gradients are zeroed outside: they are the first half's, not this half's to free.
+    this.update = new T.CapturedStep(() => (applyUpdate(model, optimizer, clipGrad), null), 'amp train step (update)');
+  }
+
+  /** Why a half runs eagerly for good (null while both may be replayed). */
+  get refusal(): string | null {
+    return this.gradients.refusal ?? this.update.refusal;
+  }
+
+  /** Both halves' replays since they were last recorded. */
+  get replays(): { gradients: number; update: number } {
+    return { gradients: this.gradients.replays, update: this.update.replays };
+  }
+
+  /** Resolves once both halves replay in their cheapest form (CapturedStep.settled). */
+  async settled(): Promise<void> {
+    await Promise.all([this.gradients.settled(), this.update.settled()]);
+  }
+
+  /** One step, as trainStepAmp. */
+  async run(images: T.Tensor, tokens: T.Tensor): Promise<{ loss: T.Tensor; skipped: boolean }> {
+    const params = this.model.parameters();
+    const seed = this.scaler.seed();
+    const { loss, flag, grads } = this.gradients.run(images, tokens, seed);
+    seed.dispose();
+    // A replay returns views of the recorded gradients' storage: they become the parameters' gradients again.
+    for (const [i, p] of params.entries()) {
+      if (p.grad === grads[i]) continue;
+      p.grad?.dispose();
+      p.grad = grads[i];
+    }
+    const finite = (await flag.item()) === 0;
+    flag.dispose();
+    if (this.scaler.update(finite, params)) this.update.run();
+    this.optimizer.zeroGrad();
+    return { loss, skipped: !finite };
+  }
+
+  dispose(): void {
+    this.gradients.dispose();
+    this.update.dispose();
+  }
+}
+
 /** Clipping, the optimizer's update, zeroed gradients, and the logit scale clamped to [0, ln 100]. */
 function update(model: CLIP, optimizer: AdamW, clipGrad: number): void {
+  applyUpdate(model, optimizer, clipGrad);
+  optimizer.zeroGrad();
+}
+
+/** update() but for zeroing the gradients. */
+function applyUpdate(model: CLIP, optimizer: AdamW, clipGrad: number): void {
   if (clipGrad > 0) clipGradNorm(model.parameters(), clipGrad).dispose();
   optimizer.step();
-  optimizer.zeroGrad();
   T.noGrad(() => T.tidy(() => T.assign(model.logitScale, T.clamp(model.logitScale, 0, Math.log(100)))));
 }

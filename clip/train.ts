@@ -25,7 +25,7 @@ import { evaluateClip, type EvalResult } from './evaluate.ts';
 import { appendMetrics, openRunFolder, resumeMetrics, startMetrics } from './io/run.ts';
 import { CLIP } from './model.ts';
 import { evalChart, lossChart } from './plot.ts';
-import { precompileStep, trainStep, trainStepAmp } from './step.ts';
+import { CapturedAmpStep, precompileStep, trainStep, trainStepAmp } from './step.ts';
 import { readTokenizer, saveBpe } from './io/vocab.ts';
 import { OPENAI_VOCAB_SIZE, Tokenizer, trainBpe } from './tokenizer.ts';
 import { isExportFolder, loadExport } from './io/interop.ts';
@@ -267,11 +267,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     let next = start < o.steps ? batchAt(start) : null;
     const stepOptions = { microBatches: o.accumFreq, clipGrad: o.clipGrad };
     // The step recorded once and replayed (equal bit for bit to the eager step, tested); a last batch of
-    // another size, or replaced state, makes it record again.
-    const captured =
-      o.replay !== false && !scaler
-        ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step')
-        : null;
+    // another size, or replaced state, makes it record again. Under amp, in two halves around the readback of
+    // the finiteness flag (CapturedAmpStep).
+    const replay = o.replay !== false;
+    const captured = replay && !scaler ? new T.CapturedStep((x: T.Tensor, t: T.Tensor) => trainStep(model, optimizer, x, t, stepOptions), 'train step') : null;
+    const capturedAmp = replay && scaler ? new CapturedAmpStep(model, optimizer, scaler, stepOptions) : null;
     let refusalNoted = false;
     if (next && precompileWanted()) {
       // The first step's pipelines, compiled in parallel before it (else each compiles when first used).
@@ -288,11 +288,12 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       const lr = schedule(step);
       optimizer.setLr(lr);
       const lossScale = scaler?.scale;
-      const amp = scaler ? await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions) : null;
+      const amp = !scaler ? null : capturedAmp ? await capturedAmp.run(images, tokens) : await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions);
       const loss = amp ? amp.loss : captured ? captured.run(images, tokens) : trainStep(model, optimizer, images, tokens, stepOptions);
-      if (captured?.refusal && !refusalNoted) {
+      const refusal = captured?.refusal ?? capturedAmp?.refusal;
+      if (refusal && !refusalNoted) {
         refusalNoted = true;
-        o.log(`note: ${captured.refusal}`);
+        o.log(`note: ${refusal}`);
       }
       if (amp?.skipped) skipped++;
       images.dispose();
@@ -367,6 +368,7 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
     if (start >= o.steps) o.log(`${run.checkpoint} is already at step ${start} of ${o.steps}: nothing to train`);
     writePlots();
     captured?.dispose();
+    capturedAmp?.dispose();
     // A run resumed at its end still reports its evaluation (unless evaluation is off).
     const result = last ?? (o.evalEvery > 0 ? await evaluateClip(model, tokenizer, data) : null);
     model.dispose();

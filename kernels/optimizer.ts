@@ -153,7 +153,7 @@ ${perItemEntry(WG, 'i')}
  * assumptions can fold away. Every thread that finds one writes the same 1, so the race is benign (as the
  * engine's error flag). One pass over the gradient instead of a multiply, a finiteness sum and their combining.
  */
-export function unscaleRaw(g: Tensor, inverse: number, flag: Tensor): void {
+export function unscaleRaw(g: Tensor, inverse: Scalar, flag: Tensor): void {
   const op = 'unscale';
   check(op, g);
   if (flag.dtype !== 'i32' || flag.size !== 1) throw new ShapeError(`${op}: the flag must be one i32, got ${fmtShape(flag.shape)} ${flag.dtype}`);

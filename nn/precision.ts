@@ -75,31 +75,43 @@ export class GradScaler {
     this.growthInterval = growthInterval;
   }
 
+  /** The loss scale as a scalar tensor: the seed of the backward pass of a scaled loss (clip/step.ts). */
+  seed(): T.Tensor {
+    return T.Tensor.from(new Float32Array([this.scale]), []);
+  }
+
   /**
    * After a backward pass of the scaled loss: divides every gradient of `params` by the scale in place, one
-   * kernel per gradient that also flags any non-finite result, then reads the flag back (one readback). All
-   * finite: returns true. Else the gradients are dropped, the scale lowered, and false returned (the caller skips
-   * the update). Then the scale's schedule advances.
+   * kernel per gradient that also flags any non-finite result, and returns the flag (an i32 [1]: 0 when every
+   * gradient is finite) without reading it back. The divisor is read when the kernels are issued, and again at
+   * each replay of a captured step (core/capture.ts), so this half of the work can be captured; update() is the
+   * other half.
    */
-  async unscale(params: Iterable<T.Tensor>): Promise<boolean> {
-    const withGrad = [...params].filter((p) => p.grad);
+  unscaleGradients(params: Iterable<T.Tensor>): T.Tensor {
     const flag = T.zeros([1], 'i32');
-    for (const p of withGrad) {
+    for (const p of params) {
+      if (!p.grad) continue;
       // Written in place: a gradient whose storage another tensor also holds (two leaves' gradients may be views
       // of one upstream gradient; a leaf root's is the caller's seed) or that is not contiguous is copied first.
-      if (p.grad!.storage.shared || !p.grad!.isContiguous) {
-        const copy = T.keep(elementwise('identity', [p.grad!]));
-        p.grad!.dispose();
+      if (p.grad.storage.shared || !p.grad.isContiguous) {
+        const copy = T.keep(elementwise('identity', [p.grad]));
+        p.grad.dispose();
         p.grad = copy;
       }
-      unscaleRaw(p.grad!, 1 / this.scale, flag);
-      p.grad!.bumpVersion();
+      unscaleRaw(p.grad, () => 1 / this.scale, flag);
+      p.grad.bumpVersion();
     }
-    const finite = (await flag.item()) === 0;
-    flag.dispose();
+    return flag;
+  }
+
+  /**
+   * Given whether the unscaled gradients were all finite (the flag read back): when not, drops the gradients of
+   * `params` and lowers the scale; then advances the schedule. Returns `finite` (whether to apply the update).
+   */
+  update(finite: boolean, params: Iterable<T.Tensor>): boolean {
     if (!finite) {
-      for (const p of withGrad) {
-        p.grad!.dispose();
+      for (const p of params) {
+        p.grad?.dispose();
         p.grad = null;
       }
       this.scale *= this.backoffFactor;
@@ -111,6 +123,18 @@ export class GradScaler {
       this.goodSteps = 0;
     }
     return true;
+  }
+
+  /**
+   * unscaleGradients, the one readback of its flag, then update(): true when the gradients are finite and the
+   * caller should apply the update (PyTorch's scaler.step skips it otherwise).
+   */
+  async unscale(params: Iterable<T.Tensor>): Promise<boolean> {
+    const list = [...params];
+    const flag = this.unscaleGradients(list);
+    const finite = (await flag.item()) === 0;
+    flag.dispose();
+    return this.update(finite, list);
   }
 
   /** What a checkpoint keeps to resume the schedule exactly. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as T from '../ops/index.ts';
 import { CLIP } from '../clip/model.ts';
 import { HALF_TOLERANCE, parity } from '../clip/parity.ts';
-import { lossAndGradients, trainStepAmp } from '../clip/step.ts';
+import { CapturedAmpStep, lossAndGradients, trainStepAmp } from '../clip/step.ts';
 import { checkDevice, train } from '../clip/train.ts';
 import { loadClip, saveClip } from '../clip/io/weights.ts';
 import { clipFromSafetensors } from '../clip/weights.ts';
@@ -219,6 +219,44 @@ if (!hasF16) {
     for (const t of [first.loss, second.loss, images, tokens]) t.dispose();
     model.dispose();
     optimizer.dispose();
+  });
+
+  test('CapturedAmpStep equals trainStepAmp bit for bit: replayed halves, a growing scale, a skipped step, a scale set by hand', async () => {
+    const make = () => {
+      T.manualSeed(4);
+      const model = new CLIP({ ...TINY_CONFIG, vocabSize: 300 });
+      const optimizer = new AdamW(model.parameters(), { lr: 1e-3, weightDecay: 0.1 });
+      return { model, optimizer, scaler: new GradScaler({ initScale: 1024, growthInterval: 2 }) };
+    };
+    const [eager, captured] = [make(), make()];
+    const step = new CapturedAmpStep(captured.model, captured.optimizer, captured.scaler, { clipGrad: 1 });
+    const bits = async (t: T.Tensor) => Array.from(new Uint32Array((await t.data()).buffer.slice(0)));
+    for (let i = 0; i < 9; i++) {
+      if (i === 5) for (const side of [eager, captured]) side.scaler.load({ scale: 2 ** 100, goodSteps: 0 }); // overflows: skipped
+      if (i === 6) for (const side of [eager, captured]) side.scaler.load({ scale: 512, goodSteps: 1 });
+      const gen = new T.Generator(70 + i);
+      const images = T.randNormal([4, 3, 16, 16], 0, 1, gen);
+      const tokens = T.Tensor.from(Int32Array.from({ length: 48 }, (_, k) => (k % 12 === 11 ? 299 : (k * 7 + i) % 250)), [4, 12], 'i32');
+      const a = await trainStepAmp(eager.model, eager.optimizer, eager.scaler, images, tokens, { clipGrad: 1 });
+      const b = await step.run(images, tokens);
+      assert.is(b.skipped, a.skipped, `step ${i} skipped alike`);
+      assert.is(b.skipped, i === 5, `only step 5 overflows`);
+      assert.is(await b.loss.item(), await a.loss.item(), `loss of step ${i}`);
+      assert.is(captured.scaler.scale, eager.scaler.scale, `scale after step ${i}`);
+      for (const t of [a.loss, b.loss, images, tokens]) t.dispose();
+      if (i === 3) await step.settled();
+    }
+    assert.is(step.refusal, null);
+    assert.ok(step.replays.gradients >= 5 && step.replays.update >= 4, `replayed: ${JSON.stringify(step.replays)}`);
+    assert.is(captured.optimizer.stepCount, eager.optimizer.stepCount);
+    assert.is(captured.optimizer.stepCount, 8, 'the skipped step does not count');
+    const named = new Map(eager.model.namedParameters());
+    for (const [name, p] of captured.model.namedParameters()) assert.equal(await bits(p), await bits(named.get(name)!), name);
+    step.dispose();
+    for (const side of [eager, captured]) {
+      side.model.dispose();
+      side.optimizer.dispose();
+    }
   });
 
   test('GPU memory stays flat in amp: training steps with evaluations and saves, and a half model evaluated again and again', async () => {
