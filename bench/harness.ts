@@ -37,6 +37,19 @@ export interface HostCost {
   firstStepMs?: number;
 }
 
+/** The vocabulary size of the CLIP benchmarks (a trained BPE's, as the trainer's default), not CLIP's 49,408. */
+export const BENCH_VOCAB = 1000;
+
+/**
+ * A fixed batch of token ids [batch, contextLength]: varied ids up to the middle, the end-of-text token (the
+ * largest id, where text features are pooled) there, padding after.
+ */
+export function tokenBatch(batch: number, contextLength: number, vocab = BENCH_VOCAB): T.Tensor {
+  const L = contextLength;
+  const ids = Int32Array.from({ length: batch * L }, (_, i) => (i % L === L >> 1 ? vocab - 1 : i % L > L >> 1 ? 0 : 1 + ((i * 7919) % (vocab - 2))));
+  return T.Tensor.from(ids, [batch, L], 'i32');
+}
+
 // ---- tfjs-webgpu, the peer -----------------------------------------------------------------------------------
 export type Tf = typeof import('@tensorflow/tfjs-core');
 let tfPromise: Promise<Tf | null> | null = null;

@@ -1,10 +1,15 @@
-"""One-off peer for `bench/train_step.ts`: the same CLIP training step in PyTorch on the CPU.
+"""One-off peer for bench/train.ts and bench/fullsize.ts: the same CLIP training step in PyTorch on the CPU.
 
 Optional and not part of the project (which never needs Python): Debian's python3-torch is enough.
     python3 bench/torch_clip_step.py --threads 2 [--width 64 --heads 1 --layers 2 --patch 8 --res 32 --batch 64]
+        [--mode train|infer] [--steps 30] [--warmup 3]
 The model follows openai/CLIP's model.py (pre-LN residual blocks, QuickGELU, class token, causal text
-transformer pooled at the end-of-text token); the step is forward, symmetric cross-entropy, backward, AdamW.
-Prints one JSON line: images/s and ms per step.
+transformer pooled at the end-of-text token); a train step is forward, symmetric cross-entropy, backward,
+AdamW; an infer step (--mode infer) is encode_image alone in eval mode under torch.no_grad(). The first step
+runs untimed, then --warmup more, then --steps timed ones.
+Prints one JSON line: images/s and ms per step (the mean of the timed steps), and the first step's ms. The
+impl names the BLAS library loaded: Debian's torch calls whichever libblas.so.3 is installed, and the reference
+one is about ten times slower at matmuls than OpenBLAS (LD_LIBRARY_PATH can point at another).
 """
 import argparse
 import json
@@ -74,11 +79,25 @@ class CLIP(nn.Module):
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
+def blas():
+    """The BLAS this process loaded, from its memory map (Linux); None where that cannot be read."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "blas" in line.rsplit("/", 1)[-1] or "mkl" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return None
+    for mark, name in [("openblas", "OpenBLAS"), ("mkl", "MKL"), ("/blas/libblas", "reference BLAS")]:
+        if any(mark in p for p in paths):
+            return name
+    return ", ".join(sorted(paths)) or None
+
+
 def main():
     p = argparse.ArgumentParser()
     for name, default in [("threads", 2), ("batch", 64), ("res", 32), ("patch", 8), ("width", 64), ("heads", 1), ("layers", 2), ("embed", 64),
-                          ("text_width", 64), ("text_heads", 2), ("text_layers", 2), ("context", 16), ("vocab", 1000), ("steps", 30)]:
+                          ("text_width", 64), ("text_heads", 2), ("text_layers", 2), ("context", 16), ("vocab", 1000), ("steps", 30), ("warmup", 3)]:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    p.add_argument("--mode", choices=["train", "infer"], default="train")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -88,22 +107,35 @@ def main():
     ids = torch.randint(1, a.vocab - 1, (a.batch, a.context))
     ids[:, a.context // 2] = a.vocab - 1  # the end-of-text token, the largest id, where text features are pooled
 
-    def step():
+    def train_step():
         loss = model(images, ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
+    def infer_step():
+        with torch.no_grad():
+            features = model.encode_image(images)
+        return features.abs().max().item()
+
+    if a.mode == "infer":
+        model.eval()
+    step = infer_step if a.mode == "infer" else train_step
+    t0 = time.perf_counter()
     first = step()
-    assert first == first and abs(first) < 100, f"loss {first}"
-    for _ in range(3):
+    first_ms = (time.perf_counter() - t0) * 1000
+    assert first == first and abs(first) < 100, f"{a.mode} step: {first}"
+    for _ in range(a.warmup):
         step()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
     ms = (time.perf_counter() - t0) * 1000 / a.steps
-    print(json.dumps({"impl": f"pytorch {torch.__version__} cpu, {a.threads} threads", "ms_per_step": round(ms, 2), "images_per_s": round(a.batch * 1000 / ms, 1)}))
+    library = blas()
+    impl = f"pytorch {torch.__version__} cpu, {a.threads} threads" + (f", {library}" if library else "")
+    print(json.dumps({"impl": impl, "ms_per_step": round(ms, 2), "images_per_s": round(a.batch * 1000 / ms, 1),
+                      "first_step_ms": round(first_ms, 2)}))
 
 
 if __name__ == "__main__":
