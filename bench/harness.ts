@@ -20,6 +20,22 @@ export interface Result {
   vsPeer?: { median: number; lo: number; hi: number };
   /** What the host spends per step (bench/host.ts). */
   host?: HostCost;
+  /** A long run's figures (bench/fullsize.ts). */
+  run?: RunFigures;
+}
+
+/** A run of a few long steps (bench/fullsize.ts): each timed step, the first one, the memory, the loss. */
+export interface RunFigures {
+  /** Milliseconds of each timed step, in order (Result.ms is their median). */
+  stepsMs: number[];
+  /** The first step's milliseconds: pipelines compile (ours); PyTorch's allocator warms up (the median over its processes). */
+  firstStepMs: number;
+  /** The peak of live GPU bytes over the whole run, weights and optimizer state included (ours only). */
+  peakBytes: number | null;
+  /** The first and last training loss (ours, training runs). */
+  loss?: [number, number];
+  /** The one-line error of a run that failed (then stepsMs is empty and Result.ms is NaN). */
+  error?: string;
 }
 
 /** The host's share of a step: commands issued and the JavaScript milliseconds it took to record them. */

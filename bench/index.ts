@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [-- --json] [-- --no-peer] [-- --only matmul]`: every kernel validated, then
 // timed, next to tfjs-webgpu on the same adapter (the training step next to PyTorch on the CPU, if installed).
-// Results go to stdout (a table, or JSON with --json).
+// Results go to stdout (a table, or JSON with --json). Opt-in suites (full-size: ViT-B/32, hours on a CPU
+// adapter) run only when named with --only.
 import * as T from '../ops/index.ts';
 import { benchMatmul } from './matmul.ts';
 import { benchMemoryBound } from './memorybound.ts';
@@ -8,13 +9,20 @@ import { benchNn } from './nn.ts';
 import { benchAttention } from './attention.ts';
 import { benchTrain } from './train.ts';
 import { benchHost } from './host.ts';
+import { benchFullSize } from './fullsize.ts';
 import type { Result } from './harness.ts';
 import { useTuning } from '../kernels/io/tuning.ts';
 
 /** The command line, for --help. */
 export const USAGE =
-  'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step|host-overhead]' +
-  '   (tfjs-webgpu, when installed, is timed beside ours)';
+  'usage: clipgpu bench [--quick] [--json] [--no-peer] [--only matmul|memory-bound|nn|attention|train-step|host-overhead|full-size]' +
+  '   (tfjs-webgpu, when installed, is timed beside ours; full-size runs only when named)';
+
+/** Suites too long for a plain `clipgpu bench`: they run only when --only names them. */
+const OPT_IN = ['full-size'];
+
+/** Whether the suite `name` runs under `--only only` (null: no --only, every suite but the opt-in ones). */
+export const runsSuite = (name: string, only: string | null): boolean => (only ? name.startsWith(only) : !OPT_IN.includes(name));
 
 /** `clipgpu bench [--quick] [--json] [--no-peer] [--only SUITE]`; `argv` holds the flags only. */
 export async function main(argv: string[]): Promise<void> {
@@ -39,10 +47,11 @@ export async function main(argv: string[]): Promise<void> {
     ['attention', () => benchAttention({ quick, peer })],
     ['train-step', () => benchTrain({ quick, peer })],
     ['host-overhead', () => benchHost({ quick })],
+    ['full-size', () => benchFullSize({ peer, log, ...(quick ? { rounds: 1, fitBatch: null } : {}) })],
   ];
   const results: Result[] = [];
   for (const [name, run] of suites) {
-    if (only && !name.startsWith(only)) continue;
+    if (!runsSuite(name, only)) continue;
     log(`running ${name}…`);
     results.push(...(await run()));
   }
@@ -54,6 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     const isPeer = (r: Result) => !r.impl.startsWith('ours');
     const rows = [['kernel', 'shape', 'impl', 'wall ms', 'rate', 'vs peer', 'gpu ms']];
     for (const r of results) {
+      if (r.run) continue; // long runs have a table of their own
       const other = results.find((o) => o.kernel === r.kernel && o.shape === r.shape && isPeer(o));
       const ratio = r.vsPeer
         ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})`
@@ -73,6 +83,20 @@ export async function main(argv: string[]): Promise<void> {
           h.submitMs.toFixed(1), `${(100 * h.share).toFixed(0)}%`, r.ms.toFixed(1), h.firstStepMs?.toFixed(0) ?? '']);
       }
       printTable(hostRows);
+    }
+    const runs = results.filter((r) => r.run);
+    if (runs.length) {
+      console.log('\nfull size (median of the timed steps, each one in seconds; vs PyTorch: the median and range of the per-round ratios; medians of an even count are the mean of the middle two):');
+      const runRows = [['step', 'shape', 'impl', 'images/s', 'steps s', 'vs PyTorch', 'first step s', 'peak GPU MiB', 'loss first → last']];
+      for (const r of runs) {
+        const run = r.run!;
+        const seconds = (ms: number) => (ms / 1000).toFixed(2);
+        const vs = r.vsPeer ? `${r.vsPeer.median.toFixed(2)}× (${r.vsPeer.lo.toFixed(2)}–${r.vsPeer.hi.toFixed(2)})` : '';
+        runRows.push([r.kernel, r.shape, r.impl, run.error ? `failed: ${run.error}` : r.rate.toFixed(3), run.stepsMs.map(seconds).join(' '), vs,
+          Number.isNaN(run.firstStepMs) ? '' : seconds(run.firstStepMs), run.peakBytes === null ? '' : (run.peakBytes / 2 ** 20).toFixed(0),
+          run.loss ? `${run.loss[0].toFixed(4)} → ${run.loss[1].toFixed(4)}` : '']);
+      }
+      printTable(runRows);
     }
   }
   T.closeGpu();

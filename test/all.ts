@@ -38,6 +38,7 @@ import './f16.test.ts';
 import './amp.test.ts';
 import './capture.test.ts';
 import './checkpoint.test.ts';
+import './bench.test.ts';
 
 process.on('exit', () => {
   // A closing line CI tools recognise.
