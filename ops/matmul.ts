@@ -38,12 +38,7 @@ export const matmulRules: Rules<MatmulOps> = {
         ? sharedLeftGrad(g, b, floatType(a))
         : sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape)
       : null,
-    // A 2-D weight shared across a batch: one [K, rows]·[rows, N] product over all rows at once.
-    nb
-      ? b.rank === 2 && a.rank > 2
-        ? matmulRaw(transpose(reshape(a, [-1, a.shape[a.rank - 1]])), reshape(g, [-1, g.shape[g.rank - 1]]), { dtype: floatType(b) })
-        : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)
-      : null,
+    nb ? (b.rank === 2 && a.rank > 2 ? sharedRightGrad(a, g, b, floatType(b)) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
     nbias ? castTo(reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false), biasType!) : null,
   ],
 };
@@ -56,6 +51,19 @@ function castTo(g: Tensor, dtype: DType): Tensor {
   const out = elementwise(dtype === 'f16' ? 'toF16' : 'toF32', [g]);
   g.dispose();
   return out;
+}
+
+/**
+ * d(b) for a 2-D `b` shared across the batch of `a` (a Linear's weight): one [K, rows]·[rows, N] product over all
+ * rows at once. When `b` is a transposed view — Linear computes x·Wᵀ — the product is taken the other way round,
+ * [N, rows]·[rows, K], and returned transposed: the gradient that reaches W through the transpose's backward is
+ * then contiguous, where it would otherwise be copied once more to be stored as W's gradient.
+ */
+function sharedRightGrad(a: Tensor, g: Tensor, b: Tensor, dtype: 'f32' | 'f16'): Tensor {
+  const aRows = reshape(a, [-1, a.shape[a.rank - 1]]);
+  const gRows = reshape(g, [-1, g.shape[g.rank - 1]]);
+  const columnMajor = b.strides[0] === 1 && b.strides[1] === b.shape[0];
+  return columnMajor ? transpose(matmulRaw(transpose(gRows), aRows, { dtype })) : matmulRaw(transpose(aRows), gRows, { dtype });
 }
 
 /**

@@ -117,6 +117,13 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: ([a, b, c]) => R.zip([R.matmul(a, b), c], (x, y) => x + y),
     },
     {
+      // Linear's form: W's gradient is taken as the transposed product so it arrives contiguous (ops/matmul.ts).
+      name: 'batched times a transposed 2-D weight, with bias (x·Wᵀ + b)',
+      inputs: [{ shape: [2, 3, 5] }, { shape: [4, 5] }, { shape: [4] }],
+      gpu: ([a, w, c]) => T.matmul(a, T.transpose(w), { bias: c }),
+      ref: ([a, w, c]) => R.zip([R.matmul(a, R.permute(w, [1, 0])), c], (x, y) => x + y),
+    },
+    {
       name: 'transposed operands, broadcast batch',
       inputs: [{ shape: [5, 3] }, { shape: [2, 4, 5] }],
       gpu: ([a, b]) => T.matmul(T.transpose(a), T.transpose(b)),

@@ -5,6 +5,7 @@ import * as T from '../ops/index.ts';
 import * as R from '../kernels/reference.ts';
 import { matmulUnsupported } from '../kernels/policy.ts';
 import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
+import { getEngine } from '../core/engine.ts';
 import { assertTensorClose, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('matmul');
@@ -87,6 +88,27 @@ test('matmul with autodiff applies a recorded activation', async () => {
   assert.ok(out.node);
   assert.is(out.node!.op, 'gelu');
   await assertTensorClose(out, R.map(R.matmul(randn([3, 5], 8), randn([5, 4], 9)), R.gelu), 'gelu(a·b)', tol(5));
+});
+
+test("a Linear's weight gradient arrives contiguous, with no copy: x·Wᵀ's backward is two products and a bias sum", async () => {
+  const x = T.param(toTensor(randn([2, 3, 5], 10)));
+  const w = T.param(toTensor(randn([4, 5], 11)));
+  const b = T.param(toTensor(randn([4], 12)));
+  const seed = toTensor(randn([2, 3, 4], 13));
+  const y = T.matmul(x, T.transpose(w), { bias: b });
+  const engine = getEngine();
+  engine.startRecording();
+  try {
+    T.backward(y, seed);
+  } finally {
+    const kernels = engine.stopRecording().commands.map((c) => (c.kind === 'dispatch' ? c.kernel.spec.name : c.kind));
+    assert.not.ok(kernels.some((k) => k.startsWith('identity')), `no copy among ${kernels.join(', ')}`);
+    assert.is(kernels.filter((k) => k.startsWith('matmul')).length, 2, `dx and dW: ${kernels.join(', ')}`);
+  }
+  assert.ok(w.grad!.isContiguous);
+  const dW = R.matmul(R.permute(R.reshape(randn([2, 3, 4], 13), [6, 4]), [1, 0]), R.reshape(randn([2, 3, 5], 10), [6, 5]));
+  await assertTensorClose(w.grad!, dW, 'dW = gᵀ·x');
+  for (const t of [x, w, b, seed, y]) t.dispose();
 });
 
 test.run();
