@@ -84,6 +84,114 @@ ${perItemEntry(WG, 'i')}
   );
 }
 
+/** One tensor of a multi-tensor AdamW update: the parameter, its gradient, and where its moments sit in the flat state. */
+export interface AdamWItem {
+  p: Tensor;
+  g: Tensor;
+  /** Element offset of this parameter's moments in the flat `m` and `v` (a multiple of 4). */
+  at: number;
+}
+
+/** Tensors one multi-tensor dispatch can take on this device: each binds its parameter and gradient, plus m and v. */
+export const multiTensorLimit = (): number => Math.min(8, Math.floor((getEngine().device.limits.maxStorageBuffersPerShaderStage - 2) / 2));
+
+/**
+ * AdamW over several tensors in one dispatch (PyTorch's foreach/multi-tensor form): the formula of adamwUpdate,
+ * element for element the same arithmetic, for up to multiTensorLimit() parameters whose moments lie in one flat
+ * `m` and `v` (nn/optim.ts keeps them so). Thread i finds its tensor from the running ends of their sizes; the
+ * parameter and gradient bindings are chosen by a switch, WGSL having no arrays of bindings. vec4 when every
+ * tensor's size and offsets allow. Tensors sharing a parameter buffer must go to separate dispatches (two
+ * writable bindings of one buffer are not allowed).
+ */
+export function adamwMultiUpdate(
+  items: AdamWItem[],
+  m: Tensor,
+  v: Tensor,
+  h: { lr: Scalar; beta1: number; beta2: number; eps: number; weightDecay: number; step: Scalar },
+): void {
+  const op = 'adamw';
+  const K = items.length;
+  if (K === 0) return;
+  if (K > multiTensorLimit()) throw new ShapeError(`${op}: ${K} tensors in one dispatch, this device takes ${multiTensorLimit()}`);
+  for (const { p, g, at } of items) {
+    check(op, p, g);
+    if (at % 4 || at + p.size > m.size || m.size !== v.size || !m.isContiguous || !v.isContiguous) {
+      throw new ShapeError(`${op}: moments at ${at} for ${p.size} elements do not fit the flat state of ${m.size}`);
+    }
+  }
+  const w = items.every(({ p, g }) => p.size % 4 === 0 && p.offset % 4 === 0 && g.offset % 4 === 0) && m.offset % 4 === 0 && v.offset % 4 === 0 ? 4 : 1;
+  const T = ty(w);
+  const slots = [...Array(K).keys()];
+  const kernel = getEngine().kernel(`optim:adamw-multi:${K}:${w}`, () => ({
+    name: `adamw_multi${K}${w === 4 ? '_vec4' : ''}`,
+    outputs: { m: T, v: T, ...Object.fromEntries(slots.map((j) => [`p${j}`, T])) },
+    inputs: Object.fromEntries(slots.map((j) => [`g${j}`, T])),
+    uniforms: {
+      ends: 'vec8u',
+      offP: 'vec8u',
+      offG: 'vec8u',
+      offS: 'vec8u',
+      n: 'u32',
+      decay: 'f32',
+      beta1: 'f32',
+      beta2: 'f32',
+      stepSize: 'f32',
+      bc2Sqrt: 'f32',
+      eps: 'f32',
+    } as const,
+    wgsl: `
+${perItemEntry(WG, 'i')}
+  if (i >= u.n) { return; }
+  // Which tensor: the first whose running end lies past i.
+  var j = 0u;
+  for (var k = 0u; k < ${K - 1}u; k++) { if (i >= at8(u.ends, k)) { j = k + 1u; } }
+  let local = i - select(0u, at8(u.ends, max(j, 1u) - 1u), j > 0u);
+  let ip = at8(u.offP, j) + local;
+  var param: ${T};
+  var grad: ${T};
+  switch j {
+${slots.map((j) => `    case ${j}u: { param = p${j}[ip]; grad = g${j}[at8(u.offG, j) + local]; }`).join('\n')}
+    default: { return; }
+  }
+  let s = at8(u.offS, j) + local;
+  let mi = u.beta1 * m[s] + (1.0 - u.beta1) * grad;
+  let vi = u.beta2 * v[s] + (1.0 - u.beta2) * grad * grad;
+  m[s] = mi;
+  v[s] = vi;
+  let updated = param * u.decay - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+  switch j {
+${slots.map((j) => `    case ${j}u: { p${j}[ip] = updated; }`).join('\n')}
+    default: {}
+  }
+}`,
+  }));
+  let end = 0;
+  const ends = items.map(({ p }) => (end += p.size / w));
+  const buffers: Record<string, GPUBuffer> & { m: GPUBuffer; v: GPUBuffer } = { m: m.bufferFor(op), v: v.bufferFor(op) };
+  items.forEach(({ p, g }, j) => {
+    buffers[`p${j}`] = p.bufferFor(op);
+    buffers[`g${j}`] = g.bufferFor(op);
+  });
+  getEngine().dispatch(
+    kernel,
+    buffers,
+    {
+      ends,
+      offP: items.map(({ p }) => p.offset / w),
+      offG: items.map(({ g }) => g.offset / w),
+      offS: items.map(({ at }) => (m.offset + at) / w),
+      n: end,
+      decay: () => 1 - valueOf(h.lr) * h.weightDecay,
+      beta1: h.beta1,
+      beta2: h.beta2,
+      stepSize: () => valueOf(h.lr) / (1 - h.beta1 ** valueOf(h.step)),
+      bc2Sqrt: () => Math.sqrt(1 - h.beta2 ** valueOf(h.step)),
+      eps: h.eps,
+    },
+    grid(Math.ceil(end / WG)),
+  );
+}
+
 /**
  * SGD, PyTorch's form: d = g + wd·p; with momentum, buf ← μ·buf + (1 − dampening)·d (buf ← d on the first
  * step) and d = buf (or d + μ·buf with Nesterov); p ← p − lr·d. `buf` is ignored without momentum.

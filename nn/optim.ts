@@ -1,7 +1,7 @@
 // Optimizers with torch.optim's update formulas, parameter groups and state dicts; gradient clipping by
 // global norm; learning-rate schedules as functions of the step.
 import * as T from '../ops/index.ts';
-import { adamwUpdate, sgdUpdate } from '../kernels/optimizer.ts';
+import { adamwMultiUpdate, adamwUpdate, multiTensorLimit, sgdUpdate, type AdamWItem } from '../kernels/optimizer.ts';
 
 /** Hyperparameters a parameter group may override (the rest come from the optimizer's defaults). */
 export interface GroupOptions {
@@ -46,8 +46,13 @@ abstract class Optimizer<H extends { lr: number }> {
     // A captured training step (core/capture.ts) replays the updates without calling step(): it counts here.
     T.onReplay(() => this.stepCount++);
     T.noGrad(() => {
-      for (const group of this.groups) for (const p of group.params) if (p.grad) this.update(p, p.grad, group.options);
+      for (const group of this.groups) this.stepGroup(group);
     });
+  }
+
+  /** The update of one group: per parameter with a gradient, unless an optimizer batches them. */
+  protected stepGroup(group: ParamGroup<H>): void {
+    for (const p of group.params) if (p.grad) this.update(p, p.grad, group.options);
   }
 
   protected abstract update(p: T.Tensor, g: T.Tensor, h: H): void;
@@ -90,12 +95,17 @@ abstract class Optimizer<H extends { lr: number }> {
       const p = m ? params[Number(m[1])] : undefined;
       if (!m || !p) throw new RangeError(`optimizer.loadStateDict: unexpected key ${key} (${params.length} parameters)`);
       if (t.shape.join() !== p.shape.join()) throw new RangeError(`optimizer.loadStateDict: ${key} has shape [${t.shape}], parameter ${m[1]} has [${p.shape}]`);
-      const s = this.state.get(p) ?? {};
-      s[m[2]]?.dispose();
-      s[m[2]] = T.keep(T.noGrad(() => T.contiguous(T.add(t, 0))));
-      this.state.set(p, s);
+      this.loadState(p, m[2], t);
     }
     this.stepCount = step;
+  }
+
+  /** Sets state `name` of `p` to a copy of `t` (loadStateDict). */
+  protected loadState(p: T.Tensor, name: string, t: T.Tensor): void {
+    const s = this.state.get(p) ?? {};
+    s[name]?.dispose();
+    s[name] = T.keep(T.noGrad(() => T.contiguous(T.add(t, 0))));
+    this.state.set(p, s);
   }
 
   /** Frees the optimizer's state tensors (moments, momentum buffers). */
@@ -103,6 +113,12 @@ abstract class Optimizer<H extends { lr: number }> {
     for (const s of this.state.values()) for (const t of Object.values(s)) t.dispose();
     this.state.clear();
   }
+}
+
+/** Where a group's AdamW moments live: flat chunks, each within one binding, and each parameter's place in them. */
+interface FlatMoments {
+  chunks: { m: T.Tensor; v: T.Tensor }[];
+  place: Map<T.Tensor, { chunk: number; at: number }>;
 }
 
 /** AdamW's hyperparameters: learning rate, β1, β2, ε and decoupled weight decay. */
@@ -119,12 +135,100 @@ export class AdamW extends Optimizer<AdamWOptions> {
   constructor(params: T.Tensor[] | GroupSpec<AdamWOptions>[], options: Partial<AdamWOptions> = {}) {
     super(params, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, ...options });
   }
+  /** Per group, the flat moments the multi-tensor update reads (made at the group's first step or load). */
+  private flat = new Map<ParamGroup<AdamWOptions>, FlatMoments>();
+
   protected update(p: T.Tensor, g: T.Tensor, h: AdamWOptions): void {
     const { exp_avg, exp_avg_sq } = this.stateOf(p, ['exp_avg', 'exp_avg_sq']);
     // The learning rate (set by schedules) and the step are read when the update is issued, and again at every
     // replay of a captured step.
     adamwUpdate(p, g, exp_avg, exp_avg_sq, { ...h, lr: () => h.lr, step: () => this.stepCount });
     for (const t of [p, exp_avg, exp_avg_sq]) t.bumpVersion();
+  }
+
+  /**
+   * The group's parameters updated several per dispatch (kernels/optimizer.ts adamwMultiUpdate): a step of a
+   * model with hundreds of parameter tensors is tens of dispatches, not hundreds — on a GPU bound by launches and
+   * host time, the difference shows. The moments of the group's f32 contiguous parameters live in flat chunks
+   * (each `exp_avg`/`exp_avg_sq` in the state dict is a view of them); other parameters take the per-tensor path.
+   */
+  protected override stepGroup(group: ParamGroup<AdamWOptions>): void {
+    const h = group.options;
+    const hyper = { ...h, lr: () => h.lr, step: () => this.stepCount };
+    const flat = this.flatMoments(group);
+    const limit = multiTensorLimit();
+    // Batched by chunk and by whether a tensor can take the vec4 kernel (one scalar-only tensor would make its
+    // whole dispatch scalar).
+    const batches = new Map<string, { chunk: number; items: AdamWItem[]; params: Set<GPUBuffer> }[]>();
+    for (const p of group.params) {
+      if (!p.grad) continue;
+      const place = flat.place.get(p);
+      if (!place || !p.grad.isContiguous || p.grad.dtype !== 'f32') {
+        this.update(p, p.grad, h);
+        continue;
+      }
+      this.momentsOf(p, flat);
+      const key = `${place.chunk}:${p.size % 4 === 0 && p.offset % 4 === 0 && p.grad.offset % 4 === 0}`;
+      const list = batches.get(key) ?? [];
+      batches.set(key, list);
+      const buffer = p.bufferFor('adamw');
+      // Two writable bindings of one buffer in a dispatch are not allowed: parameters sharing storage go apart.
+      let batch = list.find((b) => b.items.length < limit && !b.params.has(buffer));
+      if (!batch) list.push((batch = { chunk: place.chunk, items: [], params: new Set() }));
+      batch.items.push({ p, g: p.grad, at: place.at });
+      batch.params.add(buffer);
+    }
+    for (const { chunk, items } of [...batches.values()].flat()) {
+      const { m, v } = flat.chunks[chunk];
+      adamwMultiUpdate(items, m, v, hyper);
+      for (const t of [...items.map((item) => item.p), m, v]) t.bumpVersion();
+    }
+  }
+
+  /** The group's flat moments, made once: chunks of at most one binding's size, every parameter's place 4-aligned. */
+  private flatMoments(group: ParamGroup<AdamWOptions>): FlatMoments {
+    let flat = this.flat.get(group);
+    if (flat) return flat;
+    const maxElements = Math.floor(T.gpu().device.limits.maxStorageBufferBindingSize / 4);
+    const sizes: number[] = [];
+    const place = new Map<T.Tensor, { chunk: number; at: number }>();
+    for (const p of group.params) {
+      if (p.dtype !== 'f32' || !p.isContiguous || p.size === 0 || place.has(p)) continue;
+      const aligned = Math.ceil(p.size / 4) * 4;
+      if (aligned > maxElements) continue; // one tensor over a binding: the per-tensor path (which fails as it would)
+      if (!sizes.length || sizes[sizes.length - 1] + aligned > maxElements) sizes.push(0);
+      place.set(p, { chunk: sizes.length - 1, at: sizes[sizes.length - 1] });
+      sizes[sizes.length - 1] += aligned;
+    }
+    const chunks = sizes.map((n) => ({ m: T.keep(T.zeros([n])), v: T.keep(T.zeros([n])) }));
+    this.flat.set(group, (flat = { chunks, place }));
+    return flat;
+  }
+
+  /** p's exp_avg and exp_avg_sq as views of the flat moments (made on its first update or load, as PyTorch's state). */
+  private momentsOf(p: T.Tensor, flat: FlatMoments): State {
+    let s = this.state.get(p);
+    if (!s) {
+      const { chunk, at } = flat.place.get(p)!;
+      const { m, v } = flat.chunks[chunk];
+      const view = (t: T.Tensor) => T.keep(t.view(p.shape, undefined, at));
+      s = { exp_avg: view(m), exp_avg_sq: view(v) };
+      this.state.set(p, s);
+    }
+    return s;
+  }
+
+  protected override loadState(p: T.Tensor, name: string, t: T.Tensor): void {
+    const group = this.groups.find((g) => g.params.includes(p))!;
+    const flat = this.flatMoments(group);
+    if (!flat.place.has(p) || (name !== 'exp_avg' && name !== 'exp_avg_sq')) return super.loadState(p, name, t);
+    T.noGrad(() => T.assign(this.momentsOf(p, flat)[name], t));
+  }
+
+  override dispose(): void {
+    super.dispose();
+    for (const { chunks } of this.flat.values()) for (const { m, v } of chunks) (m.dispose(), v.dispose());
+    this.flat.clear();
   }
 }
 

@@ -1,7 +1,9 @@
 // Optimizers against float64 reimplementations of torch.optim's formulas; clipping; schedules; state dicts.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
-import { AdamW, SGD, clipGradNorm, constantWithWarmup, cosineWithWarmup, decayGroups } from '../nn/optim.ts';
+import { AdamW, SGD, clipGradNorm, constantWithWarmup, cosineWithWarmup, decayGroups, type AdamWOptions, type ParamGroup } from '../nn/optim.ts';
+import { multiTensorLimit } from '../kernels/optimizer.ts';
+import { getEngine } from '../core/engine.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +35,7 @@ async function run(make: (p: T.Tensor[]) => { step(): void; dispose(): void }, s
 
 test('AdamW matches torch.optim.AdamW over 5 steps (vec4 and scalar tensors)', async () => {
   const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 };
-  const shapes = [[4, 8], [7]];
+  const shapes = [[4, 8], [7], [3, 5], [16], [2, 2, 2], [9]]; // more tensors than one multi-tensor dispatch takes
   const { init, grads, history } = await run((p) => new AdamW(p, h), shapes, 5, 40);
   init.forEach((x0, i) => {
     const p = Float64Array.from(x0.data);
@@ -52,6 +54,42 @@ test('AdamW matches torch.optim.AdamW over 5 steps (vec4 and scalar tensors)', a
       assertClose(history[t - 1][i], p, `param ${i} step ${t}`, { atol: 1e-6, rtol: 1e-5 });
     }
   });
+});
+
+/** AdamW updating one tensor per dispatch (the path the multi-tensor update must equal). */
+class PerTensorAdamW extends AdamW {
+  protected override stepGroup(group: ParamGroup<AdamWOptions>): void {
+    for (const p of group.params) if (p.grad) this.update(p, p.grad, group.options);
+  }
+}
+
+test('multi-tensor AdamW equals the per-tensor update bit for bit, in a few dispatches (vec4 and scalar, two groups, a missing gradient)', async () => {
+  const shapes = [[4, 8], [7], [3, 5], [16], [2, 2, 2], [9], [1], [6, 4], [5], [8], [12, 3]];
+  const make = (Opt: typeof AdamW) => (p: T.Tensor[]) =>
+    new Opt([{ params: p.slice(0, 7) }, { params: p.slice(7), options: { weightDecay: 0 } }], { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 });
+  const [multi, single] = [await run(make(AdamW), shapes, 4, 70), await run(make(PerTensorAdamW), shapes, 4, 70)];
+  const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer.slice(0)));
+  multi.history.forEach((step, k) => step.forEach((x, i) => assert.equal(bits(x), bits(single.history[k][i]), `param ${i} after step ${k + 1}`)));
+  // Dispatches: a few per group, not one per tensor; a parameter without a gradient is left alone.
+  const params = shapes.map((s, i) => T.param(toTensor(randn(s, i))));
+  const optimizer = make(AdamW)(params);
+  params.forEach((p, i) => (p.grad = i === 3 ? null : T.keep(T.onesLike(p))));
+  const before = await params[3].data();
+  const engine = getEngine();
+  optimizer.step(); // the first step makes the flat moments
+  engine.startRecording();
+  optimizer.step();
+  const dispatches = engine.stopRecording().commands.filter((c) => c.kind === 'dispatch').length;
+  // Per group, the vec4-able tensors and the others apart: group 1 has 2 and 4 (one lacks a gradient), group 2 has 3 and 1.
+  const limit = multiTensorLimit();
+  const expected = [2, 4, 3, 1].reduce((n, k) => n + Math.ceil(k / limit), 0);
+  assert.is(dispatches, expected, `${dispatches} dispatches for 10 gradients, ${limit} per dispatch`);
+  assert.equal(await params[3].data(), before, 'no gradient, no update');
+  const { tensors } = optimizer.stateDict();
+  assert.is(tensors.size, 20, 'state for the ten updated parameters only');
+  assert.equal([...tensors.get('state.0.exp_avg')!.shape], [4, 8]);
+  optimizer.dispose();
+  for (const p of params) p.dispose();
 });
 
 test('SGD with momentum, dampening, Nesterov and weight decay matches torch.optim.SGD', async () => {
