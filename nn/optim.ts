@@ -189,7 +189,8 @@ export class AdamW extends Optimizer<AdamWOptions> {
   private flatMoments(group: ParamGroup<AdamWOptions>): FlatMoments {
     let flat = this.flat.get(group);
     if (flat) return flat;
-    const maxElements = Math.floor(T.gpu().device.limits.maxStorageBufferBindingSize / 4);
+    // A power of two of bytes: the pool rounds a buffer's size up to its bucket, which must still fit a binding.
+    const maxElements = 2 ** Math.floor(Math.log2(T.gpu().device.limits.maxStorageBufferBindingSize)) / 4;
     const sizes: number[] = [];
     const place = new Map<T.Tensor, { chunk: number; at: number }>();
     for (const p of group.params) {
