@@ -348,11 +348,14 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
         if (data.zeroShot) model.prompts = { templates: data.zeroShot.templates, classes: data.zeroShot.classes };
         await saveClip(run.model, model);
       }
-      if (o.stopRequested?.()) {
+      // A stop asked for during the step or during the evaluation after it: save this step and end.
+      const stopIfAsked = async () => {
+        if (!o.stopRequested?.()) return;
         if (savedStep !== done) await save(done);
         writePlots();
         throw new TrainingInterrupted(`stopped at step ${done} of ${o.steps}: saved ${run.checkpoint}; continue with --resume --out ${o.out}`);
-      }
+      };
+      await stopIfAsked();
       if (o.evalEvery > 0 && (done % o.evalEvery === 0 || done === o.steps)) {
         last = await evaluateClip(model, tokenizer, data);
         evals.push({ step: done, metrics: chartMetrics(last) });
@@ -363,6 +366,7 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
           : { retrieval: 'skipped (no usable validation pair)' };
         o.log(progressLine({ eval: `step ${done}`, ...zeroShot, ...retrieval }));
         writePlots();
+        await stopIfAsked();
       }
     }
     if (start >= o.steps) o.log(`${run.checkpoint} is already at step ${start} of ${o.steps}: nothing to train`);

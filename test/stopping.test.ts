@@ -142,4 +142,13 @@ test('a second SIGINT, after the window that merges repeats of the first, exits 
   assert.not.ok(existsSync(join(out, 'checkpoint.safetensors')), 'nothing was saved');
 });
 
+test('a SIGINT during an evaluation saves the step the evaluation followed, not one more', async () => {
+  const out = tmp('sigint-eval');
+  const flags = tinyFlags(out).map((a, i, all) => (all[i - 1] === '--eval-every' ? '10' : a));
+  // "step 10/5000" is printed just before the evaluation after step 10 starts.
+  const r = await launch(binTrain(flags), [/step 10\/5000/, (child) => child.kill('SIGINT')]);
+  assert.is(r.code, 130, r.stderr);
+  assert.is(savedStep(out), 10, r.stderr);
+});
+
 test.run();
