@@ -21,6 +21,6 @@ export {
   textEncoderFor, zeroShotClassifier, zeroShotProbabilities, defaultTemplates, encodeImages, probeFeatures, retrievalRecall, topK, linearProbe, evaluateClip,
   type TextEncoder, type EvalResult, type RetrievalResult, type ProbeSplit, type ProbeResult,
 } from './evaluate.ts';
-export { trainStep, trainStepAmp, lossAndGradients, type StepOptions } from './step.ts';
+export { trainStep, trainStepAmp, CapturedAmpStep, lossAndGradients, type StepOptions } from './step.ts';
 export { sceneSource, SHAPE_WORLD, type World } from './data/scenes.ts';
 export type { DataSource, CaptionedImages, LabelledImages, ZeroShotTask } from './data/source.ts';
