@@ -23,6 +23,27 @@ const valueOf = (s: Scalar) => (typeof s === 'function' ? s() : s);
 
 const ty = (w: number) => (w === 4 ? ('vec4<f32>' as const) : ('f32' as const));
 
+/** AdamW's hyperparameters as a kernel takes them: the learning rate and step may be functions (read at issue). */
+type AdamWHyper = { lr: Scalar; beta1: number; beta2: number; eps: number; weightDecay: number; step: Scalar };
+
+/** The hyperparameter uniforms both AdamW kernels declare, after their own offsets. */
+const ADAMW_UNIFORMS = { decay: 'f32', beta1: 'f32', beta2: 'f32', stepSize: 'f32', bc2Sqrt: 'f32', eps: 'f32' } as const;
+
+/**
+ * Their values. Functions of the learning rate and step: a captured step (core/capture.ts) re-reads them at each
+ * replay.
+ */
+function adamwUniforms(h: AdamWHyper) {
+  return {
+    decay: () => 1 - valueOf(h.lr) * h.weightDecay,
+    beta1: h.beta1,
+    beta2: h.beta2,
+    stepSize: () => valueOf(h.lr) / (1 - h.beta1 ** valueOf(h.step)),
+    bc2Sqrt: () => Math.sqrt(1 - h.beta2 ** valueOf(h.step)),
+    eps: h.eps,
+  };
+}
+
 /**
  * AdamW (decoupled weight decay), PyTorch's form:
  *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
@@ -33,7 +54,7 @@ export function adamwUpdate(
   g: Tensor,
   m: Tensor,
   v: Tensor,
-  h: { lr: Scalar; beta1: number; beta2: number; eps: number; weightDecay: number; step: Scalar },
+  h: AdamWHyper,
 ): void {
   const op = 'adamw';
   check(op, p, g, m, v);
@@ -42,19 +63,7 @@ export function adamwUpdate(
     name: `adamw${w === 4 ? '_vec4' : ''}`,
     outputs: { p: ty(w), m: ty(w), v: ty(w) },
     inputs: { g: ty(w) },
-    uniforms: {
-      n: 'u32',
-      offP: 'u32',
-      offG: 'u32',
-      offM: 'u32',
-      offV: 'u32',
-      decay: 'f32',
-      beta1: 'f32',
-      beta2: 'f32',
-      stepSize: 'f32',
-      bc2Sqrt: 'f32',
-      eps: 'f32',
-    } as const,
+    uniforms: { n: 'u32', offP: 'u32', offG: 'u32', offM: 'u32', offV: 'u32', ...ADAMW_UNIFORMS } as const,
     wgsl: `
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
@@ -70,16 +79,7 @@ ${perItemEntry(WG, 'i')}
   getEngine().dispatch(
     kernel,
     { p: p.bufferFor(op), m: m.bufferFor(op), v: v.bufferFor(op), g: g.bufferFor(op) },
-    {
-      n, offP: p.offset / w, offG: g.offset / w, offM: m.offset / w, offV: v.offset / w,
-      // Functions of the learning rate and step: a captured step (core/capture.ts) re-reads them at each replay.
-      decay: () => 1 - valueOf(h.lr) * h.weightDecay,
-      beta1: h.beta1,
-      beta2: h.beta2,
-      stepSize: () => valueOf(h.lr) / (1 - h.beta1 ** valueOf(h.step)),
-      bc2Sqrt: () => Math.sqrt(1 - h.beta2 ** valueOf(h.step)),
-      eps: h.eps,
-    },
+    { n, offP: p.offset / w, offG: g.offset / w, offM: m.offset / w, offV: v.offset / w, ...adamwUniforms(h) },
     grid(Math.ceil(n / WG)),
   );
 }
@@ -107,7 +107,7 @@ export function adamwMultiUpdate(
   items: AdamWItem[],
   m: Tensor,
   v: Tensor,
-  h: { lr: Scalar; beta1: number; beta2: number; eps: number; weightDecay: number; step: Scalar },
+  h: AdamWHyper,
 ): void {
   const op = 'adamw';
   const K = items.length;
@@ -126,19 +126,7 @@ export function adamwMultiUpdate(
     name: `adamw_multi${K}${w === 4 ? '_vec4' : ''}`,
     outputs: { m: T, v: T, ...Object.fromEntries(slots.map((j) => [`p${j}`, T])) },
     inputs: Object.fromEntries(slots.map((j) => [`g${j}`, T])),
-    uniforms: {
-      ends: 'vec8u',
-      offP: 'vec8u',
-      offG: 'vec8u',
-      offS: 'vec8u',
-      n: 'u32',
-      decay: 'f32',
-      beta1: 'f32',
-      beta2: 'f32',
-      stepSize: 'f32',
-      bc2Sqrt: 'f32',
-      eps: 'f32',
-    } as const,
+    uniforms: { ends: 'vec8u', offP: 'vec8u', offG: 'vec8u', offS: 'vec8u', n: 'u32', ...ADAMW_UNIFORMS } as const,
     wgsl: `
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
@@ -181,12 +169,7 @@ ${slots.map((j) => `    case ${j}u: { p${j}[ip] = updated; }`).join('\n')}
       offG: items.map(({ g }) => g.offset / w),
       offS: items.map(({ at }) => (m.offset + at) / w),
       n: end,
-      decay: () => 1 - valueOf(h.lr) * h.weightDecay,
-      beta1: h.beta1,
-      beta2: h.beta2,
-      stepSize: () => valueOf(h.lr) / (1 - h.beta1 ** valueOf(h.step)),
-      bc2Sqrt: () => Math.sqrt(1 - h.beta2 ** valueOf(h.step)),
-      eps: h.eps,
+      ...adamwUniforms(h),
     },
     grid(Math.ceil(end / WG)),
   );
