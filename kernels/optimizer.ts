@@ -238,38 +238,58 @@ ${perItemEntry(WG, 'i')}
   );
 }
 
+/** Gradients one unscale dispatch can take on this device: each binds its own buffer, plus the flag. */
+export const unscaleLimit = (): number => Math.min(8, getEngine().device.limits.maxStorageBuffersPerShaderStage - 1);
+
 /**
- * Mixed precision's unscale (nn/precision.ts GradScaler): g ← g · inverse in place, and `flag` [1] (i32) set to 1
- * when any result is ±Inf or NaN — told by its exponent bits (all ones), which no compiler's fast-math
- * assumptions can fold away. Every thread that finds one writes the same 1, so the race is benign (as the
- * engine's error flag). One pass over the gradient instead of a multiply, a finiteness sum and their combining.
+ * Mixed precision's unscale (nn/precision.ts GradScaler): g ← g · inverse in place for each of up to
+ * unscaleLimit() gradients in one dispatch, and `flag` [1] (i32) set to 1 when any result is ±Inf or NaN — told by
+ * its exponent bits (all ones), which no compiler's fast-math assumptions can fold away. Every thread that finds
+ * one writes the same 1, so the race is benign (as the engine's error flag). One pass over the gradients instead
+ * of a multiply, a finiteness sum and their combining per tensor. Thread i finds its gradient from the running
+ * ends of their sizes, as adamwMultiUpdate does; vec4 when every size and offset allows. The gradients must not
+ * share a buffer (two writable bindings of one buffer are not allowed).
  */
-export function unscaleRaw(g: Tensor, inverse: Scalar, flag: Tensor): void {
+export function unscaleRaw(grads: Tensor[], inverse: Scalar, flag: Tensor): void {
   const op = 'unscale';
-  check(op, g);
+  for (const g of grads) check(op, g);
   if (flag.dtype !== 'i32' || flag.size !== 1) throw new ShapeError(`${op}: the flag must be one i32, got ${fmtShape(flag.shape)} ${flag.dtype}`);
-  const w = width(g);
-  const kernel = getEngine().kernel(`optim:unscale:${w}`, () => ({
-    name: `unscale${w === 4 ? '_vec4' : ''}`,
-    outputs: { g: ty(w), flag: 'i32' as const },
+  const K = grads.length;
+  if (K === 0) return;
+  if (K > unscaleLimit()) throw new ShapeError(`${op}: ${K} gradients in one dispatch, this device takes ${unscaleLimit()}`);
+  if (new Set(grads.map((g) => g.bufferFor(op))).size < K) throw new ShapeError(`${op}: two of the gradients share a buffer`);
+  const w = width(...grads);
+  const T = ty(w);
+  const slots = [...Array(K).keys()];
+  const kernel = getEngine().kernel(`optim:unscale:${K}:${w}`, () => ({
+    name: `unscale${K}${w === 4 ? '_vec4' : ''}`,
+    outputs: { flag: 'i32' as const, ...Object.fromEntries(slots.map((j) => [`g${j}`, T])) },
     inputs: {},
-    uniforms: { n: 'u32', offG: 'u32', offF: 'u32', inverse: 'f32' } as const,
+    uniforms: { ends: 'vec8u', offG: 'vec8u', n: 'u32', offF: 'u32', inverse: 'f32' } as const,
     wgsl: `
 ${perItemEntry(WG, 'i')}
   if (i >= u.n) { return; }
-  let v = g[u.offG + i] * u.inverse;
-  g[u.offG + i] = v;
+  var j = 0u;
+  for (var k = 0u; k < ${K - 1}u; k++) { if (i >= at8(u.ends, k)) { j = k + 1u; } }
+  let at = at8(u.offG, j) + i - select(0u, at8(u.ends, max(j, 1u) - 1u), j > 0u);
+  var v: ${T};
+  switch j {
+${slots.map((j) => `    case ${j}u: { v = g${j}[at] * u.inverse; g${j}[at] = v; }`).join('\n')}
+    default: { return; }
+  }
   let exponent = ${w === 4 ? 'bitcast<vec4<u32>>(v)' : 'bitcast<u32>(v)'} & ${w === 4 ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'};
   if (${w === 4 ? 'any(exponent == vec4<u32>(0x7f800000u))' : 'exponent == 0x7f800000u'}) { flag[u.offF] = 1; }
 }`,
   }));
-  const n = g.size / w;
-  if (n > 0) {
-    getEngine().dispatch(
-      kernel,
-      { g: g.bufferFor(op), flag: flag.bufferFor(op) },
-      { n, offG: g.offset / w, offF: flag.offset, inverse },
-      grid(Math.ceil(n / WG)),
-    );
-  }
+  let end = 0;
+  const ends = grads.map((g) => (end += g.size / w));
+  if (end === 0) return;
+  const buffers: Record<string, GPUBuffer> & { flag: GPUBuffer } = { flag: flag.bufferFor(op) };
+  grads.forEach((g, j) => (buffers[`g${j}`] = g.bufferFor(op)));
+  getEngine().dispatch(
+    kernel,
+    buffers,
+    { ends, offG: grads.map((g) => g.offset / w), n: end, offF: flag.offset, inverse },
+    grid(Math.ceil(end / WG)),
+  );
 }

@@ -17,7 +17,7 @@
 // scale doubles. PyTorch's defaults: 2¹⁶, ×2, ×½, 2000 steps.
 import * as T from '../ops/index.ts';
 import { elementwise } from '../kernels/elementwise.ts';
-import { unscaleRaw } from '../kernels/optimizer.ts';
+import { unscaleLimit, unscaleRaw } from '../kernels/optimizer.ts';
 
 /** The dtype the matmul-class layers compute in. */
 export type ComputeDType = 'f32' | 'f16';
@@ -89,6 +89,7 @@ export class GradScaler {
    */
   unscaleGradients(params: Iterable<T.Tensor>): T.Tensor {
     const flag = T.zeros([1], 'i32');
+    const grads: T.Tensor[] = [];
     for (const p of params) {
       if (!p.grad) continue;
       // Written in place: a gradient whose storage another tensor also holds (two leaves' gradients may be views
@@ -98,9 +99,16 @@ export class GradScaler {
         p.grad.dispose();
         p.grad = copy;
       }
-      unscaleRaw(p.grad, () => 1 / this.scale, flag);
-      p.grad.bumpVersion();
+      grads.push(p.grad);
     }
+    // Several gradients per dispatch: the vec4-able ones and the others apart (one odd size would make a whole
+    // dispatch scalar).
+    const limit = unscaleLimit();
+    for (const vec4 of [true, false]) {
+      const group = grads.filter((g) => (g.size % 4 === 0 && g.offset % 4 === 0) === vec4);
+      for (let i = 0; i < group.length; i += limit) unscaleRaw(group.slice(i, i + limit), () => 1 / this.scale, flag);
+    }
+    for (const g of grads) g.bumpVersion();
     return flag;
   }
 

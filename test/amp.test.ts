@@ -61,6 +61,24 @@ test('GradScaler: an overflow drops the gradients and halves the scale; good ste
   p.dispose();
 });
 
+test('one unscale dispatch takes several gradients: each divided in place, a non-finite value in any one flags them all', async () => {
+  for (const sizes of [[4, 8, 12], [5, 3, 8, 1]]) {
+    for (const bad of [false, true]) {
+      const values = sizes.map((n, k) => Array.from({ length: n }, (_, i) => (bad && k === sizes.length - 1 && i === n - 1 ? Infinity : k * 100 + i - 2)));
+      const grads = values.map((v) => T.Tensor.from(v));
+      const flag = T.zeros([1], 'i32');
+      unscaleRaw(grads, 0.25, flag);
+      assert.is(await flag.item(), bad ? 1 : 0, `sizes ${sizes}, ${bad ? 'an Inf in the last' : 'all finite'}`);
+      for (const [k, g] of grads.entries()) assert.equal([...(await g.data())], values[k].map((v) => v * 0.25), `gradient ${k} of sizes ${sizes}`);
+      for (const t of [...grads, flag]) t.dispose();
+    }
+  }
+  const [shared, flag] = [T.zeros([8]), T.zeros([1], 'i32')];
+  const view = shared.view([8]);
+  await assertThrows(() => unscaleRaw([shared, view], 0.5, flag), Error, /share a buffer/);
+  for (const t of [shared, view, flag]) t.dispose();
+});
+
 test('the unscale kernel divides in place and flags ±Inf and NaN by their exponent bits, never large finite values (vec4 and scalar)', async () => {
   for (const n of [8, 7]) {
     for (const [bad, value] of [[false, 3e38], [false, 1e-45], [true, Infinity], [true, -Infinity], [true, NaN]] as const) {
@@ -68,7 +86,7 @@ test('the unscale kernel divides in place and flags ±Inf and NaN by their expon
       const base = T.Tensor.from([0, ...values]);
       const g = base.view([n], [1], 1); // at an offset: the kernel honours it
       const flag = T.zeros([1], 'i32');
-      unscaleRaw(g, 0.5, flag);
+      unscaleRaw([g], 0.5, flag);
       assert.is(await flag.item(), bad ? 1 : 0, `${value} among ${n}`);
       const got = await base.data();
       const want = [0, ...values.map((v) => v * 0.5)];
