@@ -389,7 +389,8 @@ export class Engine {
 
   /**
    * Issues a captured step's commands: per dispatch the pipeline (when it changes), the bind group (with its
-   * uniform offset, unless the group names its slot), and the grid — nothing else.
+   * uniform offset, unless the group names its slot), and the grid — nothing else, and no submit: the step goes
+   * to the GPU as one command buffer at the next flush.
    */
   replay(commands: readonly ReplayCommand[]): void {
     this.gpu.throwIfFailed();
@@ -398,7 +399,11 @@ export class Engine {
     let pipeline: GPUComputePipeline | null = null;
     for (const c of commands) {
       if (c.kind === 'dispatch') {
-        if (this.pendingDispatches >= MAX_DISPATCHES_PER_BATCH) this.flush();
+        // No submit partway through a step, as eager dispatching does every MAX_DISPATCHES_PER_BATCH (there, to
+        // bound the uniform arena and start the GPU early): a replay's uniforms are its own, and encoding a
+        // whole step takes a millisecond or two. On a CPU adapter a submit partway would also start kernels on
+        // the cores the encoding runs on: a ViT-scenes step's replay took ~20 ms of JavaScript that way, 2 ms
+        // without.
         if (pass !== this.pass || !pass) {
           pass = this.computePass();
           pipeline = null;
