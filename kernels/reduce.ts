@@ -97,8 +97,13 @@ function reduce3(op: ReduceOp, x: Tensor, outer: number, R: number, inner: numbe
   return rest;
 }
 
-/** The raw reduction (no autodiff); `scale` multiplies a sum (mean = sum with scale 1/R). */
-export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean, scale = 1): Tensor {
+/**
+ * The raw reduction (no autodiff); `scale` multiplies a sum (mean = sum with scale 1/R). A float reduction may
+ * store its result in another float `dtype` (it accumulates in f32 either way): an f16 gradient summed into an
+ * f32 bias's gradient needs no cast after.
+ */
+export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean, scale = 1, dtype: DType = x.dtype): Tensor {
+  if (dtype !== x.dtype && (x.dtype === 'i32' || dtype === 'i32')) throw new DTypeError(`${op}: an ${x.dtype} input gives an ${x.dtype} result, not ${dtype}`);
   x.bufferFor(op);
   if (op === 'sum' && x.dtype === 'i32' && scale !== 1) throw new DTypeError(`mean: expects f32 input, got i32`);
   const rank = x.rank;
@@ -121,7 +126,7 @@ export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[], keepDims: boo
     outer = sizeOf(kept.map((i) => x.shape[i]));
     inner = 1;
   }
-  const flat = reduce3(op, src, outer, R, inner, scale);
+  const flat = reduce3(op, src, outer, R, inner, scale, op === 'argmax' || op === 'argmin' ? x.dtype : dtype);
   if (src !== x) src.dispose();
   const out = new Tensor(flat.storage.retain(), outShape, flat.dtype);
   flat.dispose();

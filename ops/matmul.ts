@@ -3,7 +3,7 @@
 // f16 activations times f32 weights) get their gradients in their own dtypes.
 import type { DType } from '../core/dtype.ts';
 import { Tensor } from '../core/tensor.ts';
-import { contiguousCopy, elementwise } from '../kernels/elementwise.ts';
+import { contiguousCopy } from '../kernels/elementwise.ts';
 import { matmulRaw, type MatmulOptions } from '../kernels/matmul.ts';
 import { reduceRaw, sumToRaw } from '../kernels/reduce.ts';
 import { unary } from './math.ts';
@@ -39,19 +39,12 @@ export const matmulRules: Rules<MatmulOps> = {
         : sumToRaw(matmulRaw(g, transpose(b), { dtype: floatType(a) }), a.shape)
       : null,
     nb ? (b.rank === 2 && a.rank > 2 ? sharedRightGrad(a, g, b, floatType(b)) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
-    nbias ? castTo(reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false), biasType!) : null,
+    // Summed straight into the bias's dtype (under amp an f16 gradient into an f32 bias: no cast after).
+    nbias ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false, 1, biasType!) : null,
   ],
 };
 
 const floatType = (t: Tensor): 'f32' | 'f16' => (t.dtype === 'f16' ? 'f16' : 'f32');
-
-/** g in `dtype` (an f16 sum for an f32 bias is cast up; the gradient reaches the bias in its own dtype). */
-function castTo(g: Tensor, dtype: DType): Tensor {
-  if (g.dtype === dtype) return g;
-  const out = elementwise(dtype === 'f16' ? 'toF16' : 'toF32', [g]);
-  g.dispose();
-  return out;
-}
 
 /**
  * d(b) for a 2-D `b` shared across the batch of `a` (a Linear's weight): one [K, rows]·[rows, N] product over all

@@ -13,6 +13,7 @@ import { MATMUL_VARIANTS, matmulRaw } from '../kernels/matmul.ts';
 import { crossEntropyBackwardRaw, crossEntropyRaw } from '../kernels/crossentropy.ts';
 import { layerNormBackwardRaw, layerNormRaw } from '../kernels/layernorm.ts';
 import { rowLanes } from '../kernels/rows.ts';
+import { reduceRaw } from '../kernels/reduce.ts';
 import { softmaxBackwardRaw, softmaxRaw } from '../kernels/softmax.ts';
 import { attendUnfused, causalMask } from '../nn/attention.ts';
 import { attentionBackward, attentionForward, selfAttentionBackward, selfAttentionForward } from '../kernels/attention.ts';
@@ -93,6 +94,22 @@ if (!hasF16) {
     const narrow = T.zeros([1024, 1024], 'f16');
     assert.is(T.memory().liveBytes - before - f32Bytes, f32Bytes / 2);
     for (const t of [wide, narrow]) t.dispose();
+  });
+
+  test('a sum of f16 values stored in f32 keeps what f16 would round away (short and chunked reductions, rows and columns)', async () => {
+    for (const [rows, cols] of [[7, 5], [3000, 3]]) {
+      // Values exact in f16 whose column sums (up to ~9000) are not: f16 has 11 bits of mantissa.
+      const values = Array.from({ length: rows * cols }, (_, i) => 1 + ((i * 37) % 101) / 64);
+      const x = T.cast(T.Tensor.from(values, [rows, cols]), 'f16');
+      const sum = reduceRaw('sum', x, [0], false, 1, 'f32');
+      assert.is(sum.dtype, 'f32');
+      const want = Array.from({ length: cols }, (_, c) => values.filter((_, i) => i % cols === c).reduce((a, b) => a + b, 0));
+      assertClose(await sum.data(), want, `column sums of [${rows}, ${cols}] in f32`, { atol: 0, rtol: 1e-6 });
+      const rowSums = reduceRaw('sum', x, [1], false, 1, 'f32');
+      assertClose(await rowSums.data(), Array.from({ length: rows }, (_, r) => values.slice(r * cols, (r + 1) * cols).reduce((a, b) => a + b, 0)), 'row sums', { atol: 0, rtol: 1e-6 });
+      for (const t of [x, sum, rowSums]) t.dispose();
+    }
+    await assertThrows(() => reduceRaw('sum', T.zeros([2], 'i32'), [0], false, 1, 'f32'), T.DTypeError, /i32 input gives an i32 result/);
   });
 
   test('elementwise arithmetic in f16 matches the float64 reference within f16 precision', async () => {
