@@ -56,6 +56,8 @@ export interface EngineStats extends MemoryStats {
   waitMs: number;
   /** Milliseconds spent in queue.submit (and the uniform upload before it): the driver's share, not JavaScript's. */
   submitMs: number;
+  /** Bind groups created (a dispatch over the same kernel and buffers as an earlier one reuses its group). */
+  bindGroups: number;
 }
 
 export class Engine {
@@ -72,7 +74,7 @@ export class Engine {
   private arenaView = new DataView(this.arenaCpu);
   private arenaUsed = 0;
   private pendingDispatches = 0;
-  private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0, submitMs: 0 };
+  private counters = { dispatches: 0, submits: 0, readbacks: 0, waitMs: 0, submitMs: 0, bindGroups: 0 };
   private recording: Recording | null = null;
   /** While precompile() plans: the kernels asked for and not compiled yet (nothing is dispatched). */
   private planning: Map<string, () => KernelSpec> | null = null;
@@ -150,6 +152,7 @@ export class Engine {
       entries.push({ binding: buffers.length, resource: { buffer: this.arena, size: kernel.uniformBytes } });
       group = this.device.createBindGroup({ label: kernel.spec.name, layout: kernel.layout, entries });
       this.bindGroups.set(key, group);
+      this.counters.bindGroups++;
     }
     return group;
   }

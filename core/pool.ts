@@ -27,8 +27,12 @@ export interface MemoryStats {
 }
 
 export class BufferPool {
+  /** Per bucket size, the free buffers in descending order of creation: pop() hands out the oldest. */
   private free = new Map<number, GPUBuffer[]>();
   private freeSet = new Set<GPUBuffer>();
+  /** Creation order of each buffer the pool made. */
+  private serial = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   /** How many times each buffer was handed out: a buffer freed and handed out again is another tensor's. */
   private handedOut = new WeakMap<GPUBuffer, number>();
   /** Hand-outs so far, all buffers together, and the count at each buffer's latest one. */
@@ -50,6 +54,7 @@ export class BufferPool {
       const maxBytes = this.device.limits.maxBufferSize;
       if (size > maxBytes) throw new RangeError(`cannot allocate ${bytes} bytes${label ? ` for ${label}` : ''}: the device's maxBufferSize is ${maxBytes}`);
       buffer = this.device.createBuffer({ size, usage: this.usage, label });
+      this.serial.set(buffer, this.created++);
       this.stats.allocations++;
     }
     this.handedOut.set(buffer, (this.handedOut.get(buffer) ?? 0) + 1);
@@ -95,11 +100,26 @@ export class BufferPool {
     this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
   }
 
+  /**
+   * Returns a buffer to its bucket. The bucket stays sorted so that acquire() always hands out its oldest free
+   * buffer: which buffer a tensor gets then depends only on which are free, not on the order they were released
+   * in, so a step that repeats gets the same buffers each time — and finds its bind groups (one per kernel and
+   * set of buffers, core/engine.ts) already made, instead of creating new ones step after step.
+   */
   release(buffer: GPUBuffer): void {
     const size = buffer.size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buffer);
+    const id = this.serial.get(buffer) ?? -1;
+    // Binary search for the first element older than `buffer` (the list is newest first).
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.serial.get(list[mid]) ?? -1) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buffer);
     this.freeSet.add(buffer);
     this.stats.liveBytes -= size;
     this.stats.liveBuffers--;

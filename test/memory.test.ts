@@ -1,7 +1,12 @@
-// GPU memory: a training loop's live bytes stay flat, the pool serves repeat allocations, tidy frees what
-// it should, and no pipeline is compiled again for new shapes of a known kernel.
+// GPU memory: a training loop's live bytes stay flat, the pool serves repeat allocations (the same buffers to a
+// repeated step, so its bind groups are reused), tidy frees what it should, and no pipeline is compiled again for
+// new shapes of a known kernel.
 import * as assert from 'uvu/assert';
 import * as T from '../ops/index.ts';
+import { CONFIGS } from '../clip/config.ts';
+import { CLIP } from '../clip/model.ts';
+import { trainStep } from '../clip/step.ts';
+import { AdamW } from '../nn/optim.ts';
 import { suite } from './harness.ts';
 
 const test = suite('memory');
@@ -46,6 +51,30 @@ test('live bytes stay flat over 200 forward + backward + update steps', async ()
   assert.is(end.allocations, after1.allocations, 'every later step is served from the pool');
   assert.ok(end.reuses > after1.reuses);
   for (const t of [w1, b1, w2, x, labels]) t.dispose();
+});
+
+test('a repeated eager training step gets the same buffers each time, so it makes no new bind groups (ViT-tiny CLIP step)', async () => {
+  T.manualSeed(2);
+  const model = new CLIP({ ...CONFIGS['ViT-tiny'], vocabSize: 100 });
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+  const images = T.keep(T.randNormal([6, 3, 32, 32]));
+  const tokens = T.keep(T.Tensor.from(Int32Array.from({ length: 6 * 16 }, (_, k) => (k % 16 === 5 ? 99 : k % 16 > 5 ? 0 : 1 + (k % 97))), [6, 16], 'i32'));
+  // Warm-up: the optimizer's state appears and the pool grows to what the step needs.
+  for (let i = 0; i < 5; i++) {
+    const loss = trainStep(model, optimizer, images, tokens);
+    await loss.item();
+    loss.dispose();
+  }
+  const made: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const before = T.memory().bindGroups;
+    const loss = trainStep(model, optimizer, images, tokens);
+    await loss.item();
+    loss.dispose();
+    made.push(T.memory().bindGroups - before);
+  }
+  assert.equal(made, [0, 0, 0, 0, 0, 0], `bind groups made per step: ${made}`);
+  for (const t of [model, optimizer, images, tokens]) t.dispose();
 });
 
 test('tidy disposes intermediates, keeps results and kept tensors, and nests', () => {
