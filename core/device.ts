@@ -62,9 +62,16 @@ export class Gpu {
 
   /** The subgroup width when the device has subgroups of one fixed width (8 on lavapipe), else null. */
   get subgroupSize(): number | null {
-    const info = this.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
-    return this.device.features.has('subgroups') && info.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : null;
+    // Asked at every matmul and row-kernel launch; adapter.info is a fresh native object each time, so read once.
+    if (this.subgroups === undefined) {
+      const info = this.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+      const fixed = this.device.features.has('subgroups') && info.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize;
+      this.subgroups = fixed ? info.subgroupMinSize! : null;
+    }
+    return this.subgroups;
   }
+
+  private subgroups: number | null | undefined;
 
   hasFeature(name: GPUFeatureName): boolean {
     return this.device.features.has(name);
