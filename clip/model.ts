@@ -21,14 +21,16 @@ class Mlp extends Layer {
     this.child('gelu', new QuickGELU());
     this.cProj = this.child('c_proj', new Linear(4 * width, width));
   }
-  forward(x: T.Tensor): T.Tensor {
-    return T.tidy(() => this.cProj.forward(this.cFc.forward(x, 'quickgelu')));
+  /** c_proj(quickgelu(c_fc(x))), plus `residual` in c_proj's kernel when given. */
+  forward(x: T.Tensor, residual?: T.Tensor): T.Tensor {
+    return T.tidy(() => this.cProj.forward(this.cFc.forward(x, 'quickgelu'), 'none', residual));
   }
 }
 
 /**
- * Pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). The residual stream keeps its dtype; under
- * autocast the f16 branches are cast up to it where they are added.
+ * Pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). Each addition happens in the epilogue of the
+ * branch's last matmul (the output projections), which also writes the residual stream's dtype: under autocast
+ * the f16 branches join the f32 stream there, without a cast.
  */
 export class ResidualAttentionBlock extends Module {
   readonly attn: MultiheadAttention;
@@ -46,8 +48,8 @@ export class ResidualAttentionBlock extends Module {
   /** x + attention(ln_1(x)), then + mlp(ln_2(x)), on [L, B, width] (CLIP's sequence-first layout). */
   forward(x: T.Tensor, mask: AttentionOptions = {}): T.Tensor {
     return T.tidy(() => {
-      const h = T.add(x, castLike(this.attn.forward(this.ln1.forward(x), undefined, undefined, mask), x));
-      return T.add(h, castLike(this.mlp.forward(this.ln2.forward(h)), h));
+      const h = this.attn.forward(this.ln1.forward(x), undefined, undefined, { ...mask, residual: x });
+      return this.mlp.forward(this.ln2.forward(h), h);
     });
   }
 }

@@ -1,4 +1,4 @@
-// Batched matrix multiplication C[b] = A[b] · B[b] (+ bias, then an activation), both operands read through
+// Batched matrix multiplication C[b] = A[b] · B[b] (+ bias, then an activation, + a residual), both operands read through
 // arbitrary strides — a transposed operand is just a view, never a copy — with broadcast batch dimensions.
 // This file checks the operands and launches; the variants live beside it, one file each, and
 // kernels/policy.ts alone picks which runs:
@@ -63,6 +63,11 @@ export interface MatmulOptions {
    * Each operand is read in its own dtype and widened to f32; the result is rounded once.
    */
   dtype?: 'f32' | 'f16';
+  /**
+   * Added to the result after the activation, in the same kernel: a contiguous f32 or f16 tensor of the result's
+   * shape (a transformer's residual stream, x + x·Wᵀ + b, without a separate add reading and writing it again).
+   */
+  residual?: Tensor;
 }
 
 /**
@@ -101,7 +106,7 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   const float = (t: Tensor) => t.dtype === 'f32' || t.dtype === 'f16';
   if (!float(a) || !float(b)) throw new DTypeError(`${op}: expects f32 or f16 operands, got ${a.dtype} and ${b.dtype}`);
   if (a.dtype !== b.dtype && !options.dtype) throw new DTypeError(`${op}: operands are ${a.dtype} and ${b.dtype}; pass { dtype } (the result's) to mix them`);
-  const { bias, activation = 'none' } = options;
+  const { bias, activation = 'none', residual } = options;
   const dtype = options.dtype ?? a.dtype;
   const [M, K] = a.shape.slice(-2);
   const [K2, N] = b.shape.slice(-2);
@@ -113,6 +118,12 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   if (batchShape.length > MAX_RANK) throw new ShapeError(`${op}: at most ${MAX_RANK} batch dimensions`);
   const batches = sizeOf(batchShape);
   const out = Tensor.empty([...batchShape, M, N], dtype);
+  // Folded rows (matmulRaw) view the same elements in the same order, so the residual is checked by size here
+  // and by shape where the op is called.
+  if (residual && (!residual.isContiguous || residual.size !== out.size || !float(residual))) {
+    out.dispose();
+    throw new ShapeError(`${op}: a residual must be a contiguous f32 or f16 tensor of the result's ${out.size} elements, got ${fmtShape(residual.shape)} ${residual.dtype}`);
+  }
   if (out.size === 0) return out;
   if (K === 0) throw new ShapeError(`${op}: inner dimension is 0`);
   const batchStrides = (t: Tensor) => broadcastStridesTo(t.shape.slice(0, -2), t.strides.slice(0, -2), batchShape);
@@ -125,26 +136,37 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   const aBatch = batchStrides(a);
   const bBatch = batchStrides(b);
   const { aLoad, bLoad } = variant.loads(allowedLoads(a, b, aBatch, bBatch, config));
-  const dtypes = { a: a.dtype, b: b.dtype, bias: bias?.dtype ?? dtype, c: dtype };
-  const name = kernelName(config, { aLoad, bLoad }, dtypes, !!bias, activation);
+  const dtypes = { a: a.dtype, b: b.dtype, bias: bias?.dtype ?? dtype, residual: residual?.dtype ?? dtype, c: dtype };
+  const name = kernelName(config, { aLoad, bLoad }, dtypes, !!bias, activation, !!residual);
   const element = (load: string, t: DType) => (load === 'scalar' ? t : `vec4<${t}>`) as StorageType;
   const kernel = getEngine().kernel(name, () => ({
     name,
     outputs: { c: dtype },
-    inputs: { a: element(aLoad, dtypes.a), b: element(bLoad, dtypes.b), ...(bias ? { bias: dtypes.bias } : {}) },
+    inputs: {
+      a: element(aLoad, dtypes.a),
+      b: element(bLoad, dtypes.b),
+      ...(bias ? { bias: dtypes.bias } : {}),
+      ...(residual ? { residual: dtypes.residual } : {}),
+    },
     uniforms: UNIFORMS,
-    wgsl: variant.source(config.tm, config.tn, { aLoad, bLoad, bias: !!bias, activation }),
+    wgsl: variant.source(config.tm, config.tn, { aLoad, bLoad, bias: !!bias, activation, residual: !!residual }),
     directives: variant.directives,
   }));
   const [tileRows, tileCols] = variant.tile(config.tm, config.tn);
-  const buffers = { c: out.bufferFor(op), a: a.bufferFor(op), b: b.bufferFor(op), ...(bias ? { bias: bias.bufferFor(op) } : {}) };
+  const buffers = {
+    c: out.bufferFor(op),
+    a: a.bufferFor(op),
+    b: b.bufferFor(op),
+    ...(bias ? { bias: bias.bufferFor(op) } : {}),
+    ...(residual ? { residual: residual.bufferFor(op) } : {}),
+  };
   getEngine().dispatch(
     kernel,
     buffers,
     {
       M, N, K,
       batchRank: batchShape.length, batchShape, aBatch, bBatch,
-      offA: a.offset, sAm, sAk, offB: b.offset, sBk, sBn, offBias: bias?.offset ?? 0,
+      offA: a.offset, sAm, sAk, offB: b.offset, sBk, sBn, offBias: bias?.offset ?? 0, offRes: residual?.offset ?? 0,
     },
     [Math.ceil(N / tileCols), Math.ceil(M / tileRows), batches],
   );
@@ -158,9 +180,10 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
 function kernelName(
   config: MatmulConfig,
   loads: { aLoad: ALoad; bLoad: BLoad },
-  dtypes: Record<'a' | 'b' | 'bias' | 'c', DType>,
+  dtypes: Record<'a' | 'b' | 'bias' | 'residual' | 'c', DType>,
   bias: boolean,
   activation: Activation,
+  residual: boolean,
 ): string {
   const block = config.version === 'v1' ? '' : `_${config.tm}x${config.tn}`;
   const modes = config.version === 'v2' || config.version === 'v3' ? `_a${loads.aLoad}_b${loads.bLoad}` : '';
@@ -168,6 +191,8 @@ function kernelName(
   const bits = (d: DType) => d.slice(1);
   const half = all.every((d) => d === 'f16')
     ? '_f16'
-    : all.includes('f16') ? `_a${bits(dtypes.a)}_b${bits(dtypes.b)}${bias ? `_bias${bits(dtypes.bias)}` : ''}_c${bits(dtypes.c)}` : '';
-  return `matmul_${config.version}${block}${modes}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}${half}`;
+    : all.includes('f16')
+      ? `_a${bits(dtypes.a)}_b${bits(dtypes.b)}${bias ? `_bias${bits(dtypes.bias)}` : ''}${residual ? `_res${bits(dtypes.residual)}` : ''}_c${bits(dtypes.c)}`
+      : '';
+  return `matmul_${config.version}${block}${modes}${bias ? '_bias' : ''}${activation !== 'none' ? `_${activation}` : ''}${residual ? '_res' : ''}${half}`;
 }

@@ -44,8 +44,11 @@ export class MultiheadAttention extends Module {
     init.zeros(this.outProj.bias!);
   }
 
-  /** Self-attention when key and value are omitted. Returns the attended values in the input's layout. */
-  forward(query: T.Tensor, key = query, value = key, { attnMask, causal = false }: AttentionOptions = {}): T.Tensor {
+  /**
+   * Self-attention when key and value are omitted. Returns the attended values in the input's layout; with
+   * `residual` (of that shape), residual + the attended values, added in the output projection's kernel.
+   */
+  forward(query: T.Tensor, key = query, value = key, { attnMask, causal = false, residual }: AttentionOptions & { residual?: T.Tensor } = {}): T.Tensor {
     return T.tidy(() => {
       const E = this.embedDim;
       const toBatchFirst = (t: T.Tensor) => (this.batchFirst ? t : T.transpose(t, 0, 1));
@@ -69,8 +72,9 @@ export class MultiheadAttention extends Module {
       } else {
         attended = attend(project(q, 0), project(k, 1), project(v, 2), this.numHeads, { attnMask: mask, causal });
       }
-      const y = this.outProj.forward(attended);
-      return this.batchFirst ? y : T.contiguous(T.transpose(y, 0, 1));
+      if (this.batchFirst) return this.outProj.forward(attended, 'none', residual);
+      const y = T.contiguous(T.transpose(this.outProj.forward(attended), 0, 1));
+      return residual ? T.add(residual, T.cast(y, residual.dtype)) : y;
     });
   }
 

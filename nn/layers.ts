@@ -21,10 +21,15 @@ export class Linear extends Layer {
     const bound = 1 / Math.sqrt(inFeatures);
     this.bias = bias ? this.param('bias', init.uniform(T.Tensor.empty([outFeatures]), -bound, bound)) : null;
   }
-  /** y = x·Wᵀ + b, with an optional activation fused into the matmul's epilogue. */
-  forward(x: T.Tensor, activation: T.Activation = 'none'): T.Tensor {
+  /**
+   * y = x·Wᵀ + b, with an optional activation fused into the matmul's epilogue; with `residual`, residual + y in
+   * the same kernel (a residual stream: its dtype is the result's, so an f16 branch joins an f32 stream without
+   * a cast).
+   */
+  forward(x: T.Tensor, activation: T.Activation = 'none', residual?: T.Tensor): T.Tensor {
     // The weight is read in its own dtype by the kernel (no f16 copy of it is made or kept for the backward).
-    return T.tidy(() => T.matmul(toCompute(x), T.transpose(this.weight), { bias: this.bias ?? undefined, activation, dtype: computeDType() }));
+    const dtype = residual ? (residual.dtype as 'f32' | 'f16') : computeDType();
+    return T.tidy(() => T.matmul(toCompute(x), T.transpose(this.weight), { bias: this.bias ?? undefined, activation, dtype, residual }));
   }
 }
 

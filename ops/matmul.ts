@@ -1,38 +1,59 @@
-// Differentiable matmul with an optional fused bias and activation, and its backward rule (two more matmuls
-// on transposed views, no copies; a bias gradient is a column sum). Operands of different dtypes (autocast's
-// f16 activations times f32 weights) get their gradients in their own dtypes.
+// Differentiable matmul with an optional fused bias, activation and residual, and its backward rule (two more
+// matmuls on transposed views, no copies; a bias gradient is a column sum; a residual's is the incoming gradient
+// itself). Operands of different dtypes (autocast's f16 activations times f32 weights) get their gradients in
+// their own dtypes.
 import type { DType } from '../core/dtype.ts';
+import { DTypeError, ShapeError, fmtShape } from '../core/errors.ts';
+import { broadcastShapes, sameShape } from '../core/shape.ts';
 import { Tensor } from '../core/tensor.ts';
 import { contiguousCopy } from '../kernels/elementwise.ts';
 import { matmulRaw, type MatmulOptions } from '../kernels/matmul.ts';
 import { reduceRaw, sumToRaw } from '../kernels/reduce.ts';
-import { unary } from './math.ts';
+import { add, unary } from './math.ts';
 import { permute, reshape, transpose } from './movement.ts';
 import { isGradEnabled, recorder, type Rules } from './tape.ts';
 
 export interface MatmulOps {
-  matmul: { a: Tensor; b: Tensor; biasType: DType | null };
+  matmul: { a: Tensor; b: Tensor; biasType: DType | null; hasBias: boolean; hasResidual: boolean };
 }
 const recordOp = recorder<MatmulOps>();
 
 /**
- * a · b with optional fused bias and activation. Operands are [..., M, K] and [..., K, N] with broadcast
- * batch dimensions; pass transpose(x) views to multiply by a transpose without copying.
+ * a · b with optional fused bias, activation and residual: residual + activation(a·b + bias) in one kernel.
+ * Operands are [..., M, K] and [..., K, N] with broadcast batch dimensions; pass transpose(x) views to multiply
+ * by a transpose without copying. A residual has the result's shape and dtype.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
-  const { bias, activation = 'none' } = options;
-  const tracked = isGradEnabled() && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad);
-  // With autodiff on, the activation runs as its own recorded op: its backward needs the pre-activation.
-  const out = matmulRaw(a, b, { ...options, activation: tracked ? 'none' : activation });
-  recordOp('matmul', bias ? [a, b, bias] : [a, b], out, { a, b, biasType: bias?.dtype ?? null });
-  if (!tracked || activation === 'none') return out;
-  const activated = unary(activation, out);
-  out.dispose();
-  return activated;
+  const { bias, activation = 'none', residual } = options;
+  if (residual) {
+    const shape = [...broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2)), a.shape[a.rank - 2], b.shape[b.rank - 1]];
+    const dtype = options.dtype ?? a.dtype;
+    if (!sameShape(residual.shape, shape)) throw new ShapeError(`matmul: the residual is ${fmtShape(residual.shape)}, the result ${fmtShape(shape)}`);
+    if (residual.dtype !== dtype) throw new DTypeError(`matmul: the residual is ${residual.dtype}, the result ${dtype}`);
+  }
+  const tracked = isGradEnabled() && (a.requiresGrad || b.requiresGrad || !!bias?.requiresGrad || !!residual?.requiresGrad);
+  // With autodiff on, the activation runs as its own recorded op (its backward needs the pre-activation), and a
+  // residual, which comes after it, is then added after it too.
+  const split = tracked && activation !== 'none';
+  const fused = residual && !split && residual.isContiguous ? residual : undefined;
+  const out = matmulRaw(a, b, { ...options, activation: split ? 'none' : activation, residual: fused });
+  const inputs = [a, b, ...(bias ? [bias] : []), ...(fused ? [fused] : [])];
+  recordOp('matmul', inputs, out, { a, b, biasType: bias?.dtype ?? null, hasBias: !!bias, hasResidual: !!fused });
+  let result = out;
+  if (split) {
+    result = unary(activation, out);
+    out.dispose();
+  }
+  if (residual && !fused) {
+    const sum = add(result, residual);
+    result.dispose();
+    result = sum;
+  }
+  return result;
 }
 
 export const matmulRules: Rules<MatmulOps> = {
-  matmul: (g, { a, b, biasType }, [na, nb, nbias]) => [
+  matmul: (g, { a, b, biasType, hasBias, hasResidual }, [na, nb, ...rest]) => [
     na
       ? a.rank === 2 && b.rank > 2
         ? sharedLeftGrad(g, b, floatType(a))
@@ -40,7 +61,8 @@ export const matmulRules: Rules<MatmulOps> = {
       : null,
     nb ? (b.rank === 2 && a.rank > 2 ? sharedRightGrad(a, g, b, floatType(b)) : sumToRaw(matmulRaw(transpose(a), g, { dtype: floatType(b) }), b.shape)) : null,
     // Summed straight into the bias's dtype (under amp an f16 gradient into an f32 bias: no cast after).
-    nbias ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false, 1, biasType!) : null,
+    ...(hasBias ? [rest[0] ? reduceRaw('sum', g, [...Array(g.rank - 1).keys()], false, 1, biasType!) : null] : []),
+    ...(hasResidual ? [rest[hasBias ? 1 : 0] ? g.view(g.shape, g.strides) : null] : []),
   ],
 };
 

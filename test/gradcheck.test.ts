@@ -124,6 +124,15 @@ const CASES: { [K in OpName]: GradCase[] } = {
       ref: ([a, w, c]) => R.zip([R.matmul(a, R.permute(w, [1, 0])), c], (x, y) => x + y),
     },
     {
+      name: 'with a residual added in the kernel (x + x·Wᵀ + b), and with an activation before it',
+      inputs: [{ shape: [2, 3, 5] }, { shape: [5, 5] }, { shape: [5] }, { shape: [2, 3, 5] }],
+      gpu: ([a, w, c, r]) => T.add(T.matmul(a, T.transpose(w), { bias: c, residual: r }), T.matmul(a, T.transpose(w), { activation: 'gelu', residual: r })),
+      ref: ([a, w, c, r]) => {
+        const y = R.matmul(a, R.permute(w, [1, 0]));
+        return R.zip([y, c, r], (p, b, q) => p + b + q + R.gelu(p) + q);
+      },
+    },
+    {
       name: 'transposed operands, broadcast batch',
       inputs: [{ shape: [5, 3] }, { shape: [2, 4, 5] }],
       gpu: ([a, b]) => T.matmul(T.transpose(a), T.transpose(b)),

@@ -6,7 +6,7 @@ import * as R from '../kernels/reference.ts';
 import { matmulUnsupported } from '../kernels/policy.ts';
 import { MATMUL_VARIANTS, matmulRaw, type MatmulConfig } from '../kernels/matmul.ts';
 import { getEngine } from '../core/engine.ts';
-import { assertTensorClose, randn, skipTest, suite, toTensor } from './harness.ts';
+import { assertTensorClose, assertThrows, randn, skipTest, suite, toTensor } from './harness.ts';
 
 const test = suite('matmul');
 // Every benchmarked variant, plus a 2×4 block whose tiles do not divide most of the shapes.
@@ -63,8 +63,31 @@ for (const config of CONFIGS) {
     for (const [act, f] of [['none', (v: number) => v], ['relu', (v: number) => Math.max(v, 0)], ['gelu', R.gelu], ['quickgelu', R.quickgelu]] as const) {
       await assertTensorClose(matmulRaw(toTensor(a), toTensor(b), { bias: toTensor(bias), activation: act }, config), R.map(biased, f), `${name} bias+${act}`, tol(33));
     }
+    // A residual added after the activation, read at an offset: residual + gelu(a·b + bias).
+    const residual = randn([2, 3, 7, 12], 6);
+    const base = toTensor(R.concat([R.reshape(randn([5], 7), [5]), R.reshape(residual, [2 * 3 * 7 * 12])], 0));
+    const r = base.view([2, 3, 7, 12], undefined, 5);
+    const want = R.zip([R.map(biased, R.gelu), residual], (x, y) => x + y);
+    await assertTensorClose(matmulRaw(toTensor(a), toTensor(b), { bias: toTensor(bias), activation: 'gelu', residual: r }, config), want, `${name} bias+gelu+residual`, tol(33));
+    // Rows folded into one tall product (a 2-D B): the residual follows the folded rows.
+    const w = randn([33, 12], 8);
+    const x = randn([3, 7, 33], 9);
+    const r2 = randn([3, 7, 12], 10);
+    const folded = matmulRaw(toTensor(x), toTensor(w), { residual: toTensor(r2) }, config);
+    await assertTensorClose(folded, R.zip([R.matmul(x, w), r2], (p, q) => p + q), `${name} folded rows + residual`, tol(33));
   });
 }
+
+test('a residual that is not contiguous or not of the result\'s size is refused by the kernel; the op checks shape and dtype', async () => {
+  const [a, b] = [toTensor(randn([4, 3], 1)), toTensor(randn([3, 5], 2))];
+  await assertThrows(() => matmulRaw(a, b, { residual: T.transpose(toTensor(randn([5, 4], 3))) }), T.ShapeError, /residual must be a contiguous/);
+  await assertThrows(() => matmulRaw(a, b, { residual: toTensor(randn([4, 4], 3)) }), T.ShapeError, /residual must be a contiguous/);
+  await assertThrows(() => T.matmul(a, b, { residual: toTensor(randn([5, 4], 3)) }), T.ShapeError, /the residual is \[5, 4\], the result \[4, 5\]/);
+  await assertThrows(() => T.matmul(a, b, { residual: T.zeros([4, 5], 'i32') }), T.DTypeError, /the residual is i32, the result f32/);
+  // A non-contiguous residual at the op level is added after the kernel instead (same values).
+  const r = toTensor(randn([5, 4], 4));
+  await assertTensorClose(T.matmul(a, b, { residual: T.transpose(r) }), R.zip([R.matmul(randn([4, 3], 1), randn([3, 5], 2)), R.permute(randn([5, 4], 4), [1, 0])], (p, q) => p + q), 'aᵀ residual');
+});
 
 test('a B view whose offset or width is not a multiple of 4 takes the scalar path', async () => {
   const b = randn([9, 40], 6);

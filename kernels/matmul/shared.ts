@@ -1,5 +1,5 @@
 // What every matmul variant shares: the problem (uniforms, batch offsets through broadcast strides), the
-// epilogue (bias, activation, one rounding to C's storage type) and the operand load modes. Each variant file
+// epilogue (bias, activation, a residual added, one rounding to C's storage type) and the operand load modes. Each variant file
 // (v1.ts … v4.ts) builds only its own WGSL from these; kernels/matmul.ts launches, kernels/policy.ts chooses.
 //
 // Storage: every read of A, B or bias is converted to f32 where it is read (`f32(a[i])`, `vec4<f32>(a[i])`) and
@@ -40,6 +40,8 @@ export interface SourceOptions {
   bLoad: BLoad;
   bias: boolean;
   activation: Activation;
+  /** A tensor laid out as C added after the activation (a residual stream: x + f(x·W + b) in one pass). */
+  residual: boolean;
 }
 
 /** One matmul variant: its WGSL, what it needs from the device, and the block of C one workgroup covers. */
@@ -58,7 +60,7 @@ export const UNIFORMS = {
   batchRank: 'u32', batchShape: 'vec8u', aBatch: 'vec8u', bBatch: 'vec8u',
   offA: 'u32', sAm: 'u32', sAk: 'u32',
   offB: 'u32', sBk: 'u32', sBn: 'u32',
-  offBias: 'u32',
+  offBias: 'u32', offRes: 'u32',
 } as const;
 
 /** WGSL: aOff and bOff, where batch `batch` of A and B starts (broadcast batch axes have stride 0). */
@@ -77,10 +79,14 @@ export const BATCH_OFFSETS = `
 /** The helper functions (gelu_, sigmoid_) the activations call. */
 export const PRELUDE = HELPERS;
 
-/** The epilogue for one value of C: + bias, activation, rounded to C's storage type. */
-export function epilogue(acc: string, col: string, { bias, activation }: SourceOptions): string {
+/**
+ * The epilogue for one value of C, at column `col` and element `index` of C: + bias, activation, + the residual's
+ * element at the same place, rounded to C's storage type.
+ */
+export function epilogue(acc: string, col: string, index: string, { bias, activation, residual }: SourceOptions): string {
   const v = bias ? `(${acc} + f32(bias[u.offBias + ${col}]))` : acc;
-  return `c_t(${ACTIVATION[activation](v)})`;
+  const activated = ACTIVATION[activation](v);
+  return `c_t(${residual ? `${activated} + f32(residual[u.offRes + ${index}])` : activated})`;
 }
 
 /**
@@ -93,7 +99,7 @@ export function storeBlock(tm: number, tn: number, options: SourceOptions): stri
     store.push(`if (row0 + ${i}u < u.M) {`);
     store.push(`  let base${i} = (batch * u.M + row0 + ${i}u) * u.N + col0;`);
     for (let j = 0; j < tn; j++) {
-      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${epilogue(`c${i}_${j}`, `col0 + ${j}u`, options)}; }`);
+      store.push(`  if (col0 + ${j}u < u.N) { c[base${i} + ${j}u] = ${epilogue(`c${i}_${j}`, `col0 + ${j}u`, `base${i} + ${j}u`, options)}; }`);
     }
     store.push('}');
   }

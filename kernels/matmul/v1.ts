@@ -23,6 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var k = 0u; k < u.K; k++) {
     acc = fma(f32(a[aOff + row * u.sAm + k * u.sAk]), f32(b[bOff + k * u.sBk + col * u.sBn]), acc);
   }
-  c[(batch * u.M + row) * u.N + col] = ${epilogue('acc', 'col', options)};
+  let at = (batch * u.M + row) * u.N + col;
+  c[at] = ${epilogue('acc', 'col', 'at', options)};
 }`,
 };

@@ -47,7 +47,7 @@ export const v3: MatmulVariant = {
       store.push(`  let base${r} = (batch * u.M + row0 + ${r}u) * u.N;`);
       for (const j of cols) {
         const col = `col0 + ${S * j}u`;
-        store.push(`  if (${col} < u.N) { c[base${r} + ${col}] = ${epilogue(`c${r}_${j}`, col, options)}; }`);
+        store.push(`  if (${col} < u.N) { c[base${r} + ${col}] = ${epilogue(`c${r}_${j}`, col, `base${r} + ${col}`, options)}; }`);
       }
       store.push('}');
     }
