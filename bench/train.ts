@@ -31,7 +31,8 @@ async function ourStep(config: ClipConfig, batch: number, precision: 'fp32' | 'a
   let last = first;
   for (let i = 0; i < 5; i++) last = await (await step()).item();
   if (!Number.isFinite(first) || Math.abs(first - Math.log(batch)) > 1.5 || !(last < first)) {
-    throw new Error(`train-step validation (${precision}): losses ${first} → ${last} (expected ≈ ln ${batch} = ${Math.log(batch).toFixed(2)}, then falling)`);
+    const expected = `expected ≈ ln ${batch} = ${Math.log(batch).toFixed(2)}, then falling`;
+    throw new Error(`train-step validation (${precision}): losses ${first} → ${last} (${expected})`);
   }
   await (amp ?? captured).settled();
   const refusal = amp ? amp.refusal : captured.refusal;

@@ -288,7 +288,11 @@ export async function train(options: TrainOptions): Promise<EvalResult | null> {
       const lr = schedule(step);
       optimizer.setLr(lr);
       const lossScale = scaler?.scale;
-      const amp = !scaler ? null : capturedAmp ? await capturedAmp.run(images, tokens) : await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions);
+      const amp = !scaler
+        ? null
+        : capturedAmp
+          ? await capturedAmp.run(images, tokens)
+          : await trainStepAmp(model, optimizer, scaler, images, tokens, stepOptions);
       const loss = amp ? amp.loss : captured ? captured.run(images, tokens) : trainStep(model, optimizer, images, tokens, stepOptions);
       const refusal = captured?.refusal ?? capturedAmp?.refusal;
       if (refusal && !refusalNoted) {

@@ -122,7 +122,8 @@ function matmulLaunch(a: Tensor, b: Tensor, options: MatmulOptions, requested: M
   // and by shape where the op is called.
   if (residual && (!residual.isContiguous || residual.size !== out.size || !float(residual))) {
     out.dispose();
-    throw new ShapeError(`${op}: a residual must be a contiguous f32 or f16 tensor of the result's ${out.size} elements, got ${fmtShape(residual.shape)} ${residual.dtype}`);
+    const got = `${fmtShape(residual.shape)} ${residual.dtype}`;
+    throw new ShapeError(`${op}: a residual must be a contiguous f32 or f16 tensor of the result's ${out.size} elements, got ${got}`);
   }
   if (out.size === 0) return out;
   if (K === 0) throw new ShapeError(`${op}: inner dimension is 0`);
