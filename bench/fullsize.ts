@@ -6,7 +6,9 @@
 // - the peak of live GPU bytes of each of our runs, weights and optimizer state included (T.memory().peakBytes
 //   from T.resetPeakMemory() before the model is built);
 // - gradient checkpointing at batch 32 (peak bytes and step time beside the run without it), then whether batch
-//   128 fits with it: one eager step, whose error, if any, is reported as the run's result rather than thrown.
+//   128 fits with it: two eager steps (the second holds Adam's moments beside its activations, as every later
+//   step does; a first step creates them only after its activations are freed), whose error, if any, is reported
+//   as the run's result rather than thrown.
 // Validated as it runs: a training run's first loss is finite and near ln(batch) (random features), every later
 // loss finite, and checkpointing leaves the first loss unchanged; replayed image features equal eager ones.
 // Each timed round is one step of ours, then one PyTorch process timing its steps after an untimed first one
@@ -31,9 +33,9 @@ export interface FullSizeOptions {
   inferBatches?: number[];
   /** The batch trained again with gradient checkpointing (default 32); null skips it. */
   checkpointingBatch?: number | null;
-  /** A batch tried for one eager step with gradient checkpointing, to see whether it fits (default 128); null skips it. */
+  /** A batch tried for two eager steps with gradient checkpointing, to see whether it fits (default 128); null skips it. */
   fitBatch?: number | null;
-  /** Timed rounds per run (default 2). */
+  /** Timed rounds per run, at least 1 (default 2). */
   rounds?: number;
   /** Time PyTorch beside ours (when python3 with torch is installed). */
   peer: boolean;
@@ -123,7 +125,7 @@ async function freshPeak(): Promise<void> {
 
 /**
  * Training at `batch`, fp32, on a fixed random batch: replayed from a captured step (a warm-up and two
- * recordings first) against PyTorch over `rounds` rounds, or (`replay` false, rounds 0) one eager step. The
+ * recordings first) or eagerly (`replay` false, after a first step), against PyTorch over `rounds` rounds. The
  * first loss must be finite and near ln(batch), and equal `firstLoss` when given.
  */
 async function trainRun(
@@ -168,7 +170,7 @@ async function trainRun(
     }
     const what = `${kernel}, ${shape}`;
     const { oursMs, torchRuns } = await alternate(what, rounds, [{ impl, step }], torchFor(config, batch, 'train', peer), log);
-    const ours = { impl, stepsMs: rounds ? oursMs[0] : [firstStepMs], firstStepMs, peakBytes: T.memory().peakBytes, loss: [losses[0], losses[losses.length - 1]] as [number, number] };
+    const ours = { impl, stepsMs: oursMs[0], firstStepMs, peakBytes: T.memory().peakBytes, loss: [losses[0], losses[losses.length - 1]] as [number, number] };
     return caseRows(kernel, shape, batch, [ours], torchRuns);
   } finally {
     captured?.dispose();
@@ -238,6 +240,7 @@ export async function benchFullSize({
   peer,
   log,
 }: FullSizeOptions): Promise<Result[]> {
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new RangeError(`full-size bench: rounds must be a positive integer, got ${rounds}`);
   const config = { ...CONFIGS[model], vocabSize: BENCH_VOCAB };
   const results: Result[] = [];
   const report = (rows: Result[]) => {
@@ -253,7 +256,7 @@ export async function benchFullSize({
   }
   if (fitBatch !== null) {
     try {
-      report(await trainRun(model, config, fitBatch, { checkpointing: true, replay: false, rounds: 0, peer: false, log }));
+      report(await trainRun(model, config, fitBatch, { checkpointing: true, replay: false, rounds: 1, peer: false, log }));
     } catch (e) {
       const error = (e as Error).message.split('\n')[0];
       log(`  ${model} train step, batch ${fitBatch}, checkpointing: failed: ${error}`);
